@@ -1,0 +1,243 @@
+"""The ``ralign`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import ralign_tasks.task_configs
+from ralign_tasks.benchmarks import BENCHMARKS, get_benchmark
+from ralign_tasks.data import (
+    DataFormatError,
+    DataUnavailableError,
+    LoadResult,
+    describe_bad_rows,
+    load_benchmark,
+    sample_data_dir,
+)
+from ralign_tasks.pipeline import (
+    GENRM_MAX_TOKENS,
+    GENRM_TEMPERATURE,
+    generate_genrm_outputs,
+    read_outputs_file,
+    score_outputs,
+    write_run,
+)
+from ralign_tasks.scorers.config import (
+    GENRM_ENV_PREFIX,
+    METAJUDGE_ENV_PREFIX,
+    ConfigError,
+    EndpointConfig,
+)
+from ralign_tasks.scorers.engine import FatalEndpointError
+from ralign_tasks.scorers.verdict import VERDICT_POLICIES
+from ralign_tasks.tables import format_report
+
+logger = logging.getLogger("ralign_tasks")
+
+
+def include_path() -> Path:
+    """The folder to pass to ``lm_eval --include_path``."""
+    return Path(ralign_tasks.task_configs.__file__).parent
+
+
+def _add_data_options(parser: argparse.ArgumentParser) -> None:
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument(
+        "--sample", action="store_true", help="use the bundled sample (8 rows per benchmark)"
+    )
+    source.add_argument(
+        "--data-dir", help="local copy of R-Align-BMK (default: $RALIGN_DATA_DIR, then the hub)"
+    )
+    parser.add_argument("--subset", action="append", help="keep only this source.subset (repeat)")
+    parser.add_argument("--limit", type=int, help="keep the first N items of each benchmark")
+    parser.add_argument(
+        "--skip-bad-rows", action="store_true", help="skip malformed rows (each is reported)"
+    )
+    parser.add_argument("--verdict-policy", choices=VERDICT_POLICIES, default="official")
+    parser.add_argument("--output-dir", default="ralign_results", help="where results are written")
+    parser.add_argument("--metajudge-model", help=f"overrides {METAJUDGE_ENV_PREFIX}MODEL")
+    parser.add_argument("--metajudge-base-url", help=f"overrides {METAJUDGE_ENV_PREFIX}BASE_URL")
+    parser.add_argument(
+        "--no-metajudge",
+        action="store_true",
+        help="report l_acc only (no fidelity metrics without a meta-judge)",
+    )
+    parser.add_argument("--no-cache", action="store_true", help="neither read nor write the cache")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ralign", description="Rationale-aware reward-model benchmarks (R-Align)."
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("include-path", help="print the folder for lm_eval --include_path")
+
+    names = ", ".join(BENCHMARKS)
+    run = commands.add_parser(
+        "run", help="ask a GenRM (OpenAI-compatible endpoint), meta-judge it, report metrics"
+    )
+    run.add_argument("benchmarks", nargs="*", default=list(BENCHMARKS), help=f"any of {names}")
+    run.add_argument("--genrm-model", help=f"overrides {GENRM_ENV_PREFIX}MODEL")
+    run.add_argument("--genrm-base-url", help=f"overrides {GENRM_ENV_PREFIX}BASE_URL")
+    _add_data_options(run)
+
+    score = commands.add_parser(
+        "score", help="meta-judge and report precomputed GenRM outputs (JSONL of id, output)"
+    )
+    score.add_argument("benchmark", help=f"one of {names}")
+    score.add_argument("--outputs", required=True, help="JSONL rows {'id': ..., 'output': ...}")
+    _add_data_options(score)
+
+    check = commands.add_parser("check-data", help="validate benchmark files and report bad rows")
+    check.add_argument("benchmarks", nargs="*", default=list(BENCHMARKS))
+    check.add_argument("--data-dir")
+    return parser
+
+
+def _load(name: str, args: argparse.Namespace) -> LoadResult:
+    data_dir = sample_data_dir() if args.sample else args.data_dir
+    loaded = load_benchmark(name, data_dir, skip_bad_rows=args.skip_bad_rows)
+    if loaded.bad_rows:
+        logger.warning(
+            "skipped %d bad row(s) of %s:\n%s",
+            len(loaded.bad_rows),
+            loaded.path,
+            describe_bad_rows(loaded.bad_rows),
+        )
+    if args.subset:
+        loaded.records = [r for r in loaded.records if r.subset in args.subset]
+    if args.limit is not None:
+        loaded.records = loaded.records[: args.limit]
+    if not loaded.records:
+        raise DataUnavailableError(f"{name}: no items left to evaluate in {loaded.path}")
+    return loaded
+
+
+def _meta_config(args: argparse.Namespace) -> EndpointConfig | None:
+    if args.no_metajudge:
+        return None
+    config = EndpointConfig.from_sources(
+        METAJUDGE_ENV_PREFIX,
+        {
+            "model": args.metajudge_model,
+            "base_url": args.metajudge_base_url,
+            "use_cache": False if args.no_cache else None,
+        },
+    )
+    return config.require_model("meta-judge", METAJUDGE_ENV_PREFIX)
+
+
+def _report(run_benchmark: str, args: argparse.Namespace, run, settings: dict) -> None:
+    folder = write_run(run, args.output_dir, settings)
+    title = f"{get_benchmark(run_benchmark).task}  (verdict policy: {args.verdict_policy})"
+    print(format_report(title, run.report))
+    print(f"written: {folder}/results.json, {folder}/samples.jsonl\n")
+
+
+def _settings(args: argparse.Namespace, loaded: LoadResult, meta: EndpointConfig | None) -> dict:
+    return {
+        "data_file": loaded.path,
+        "items": len(loaded.records),
+        "skipped_bad_rows": [str(row) for row in loaded.bad_rows],
+        "verdict_policy": args.verdict_policy,
+        "meta_judge_model": meta.model if meta else None,
+        "meta_judge_base_url": meta.base_url if meta else None,
+    }
+
+
+def cmd_run(args: argparse.Namespace) -> None:
+    meta = _meta_config(args)
+    genrm = EndpointConfig.from_sources(
+        GENRM_ENV_PREFIX,
+        {
+            "model": args.genrm_model,
+            "base_url": args.genrm_base_url,
+            "use_cache": False if args.no_cache else None,
+        },
+        temperature=GENRM_TEMPERATURE,
+        max_tokens=GENRM_MAX_TOKENS,
+    ).require_model("GenRM", GENRM_ENV_PREFIX)
+    for name in args.benchmarks:
+        benchmark = get_benchmark(name)
+        loaded = _load(benchmark.name, args)
+        results, genrm_stats = generate_genrm_outputs(loaded.records, genrm)
+        run = score_outputs(
+            benchmark.name,
+            loaded.records,
+            [r.text for r in results],
+            meta,
+            policy=args.verdict_policy,
+            truncated=[r.finish_reason == "length" for r in results],
+        )
+        run.genrm_stats = genrm_stats
+        settings = _settings(args, loaded, meta) | {"genrm_model": genrm.model}
+        _report(benchmark.name, args, run, settings)
+
+
+def cmd_score(args: argparse.Namespace) -> None:
+    meta = _meta_config(args)
+    benchmark = get_benchmark(args.benchmark)
+    loaded = _load(benchmark.name, args)
+    outputs = read_outputs_file(args.outputs)
+    missing = [r.id for r in loaded.records if r.id not in outputs]
+    if missing:
+        raise DataUnavailableError(
+            f"{args.outputs}: no output for {len(missing)} of {len(loaded.records)} items "
+            f"(first: {', '.join(missing[:5])})"
+        )
+    run = score_outputs(
+        benchmark.name,
+        loaded.records,
+        [outputs[r.id] for r in loaded.records],
+        meta,
+        policy=args.verdict_policy,
+    )
+    _report(benchmark.name, args, run, _settings(args, loaded, meta) | {"outputs": args.outputs})
+
+
+def cmd_check_data(args: argparse.Namespace) -> int:
+    bad_total = 0
+    for name in args.benchmarks:
+        loaded = load_benchmark(name, args.data_dir, skip_bad_rows=True)
+        bad_total += len(loaded.bad_rows)
+        print(f"{loaded.path}: {len(loaded.records)} valid rows, {len(loaded.bad_rows)} bad")
+        if loaded.bad_rows:
+            print(describe_bad_rows(loaded.bad_rows, limit=50))
+    return 1 if bad_total else 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    for noisy in ("httpx", "httpx2", "openai", "httpcore"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    try:
+        if args.command == "include-path":
+            print(include_path())
+        elif args.command == "run":
+            cmd_run(args)
+        elif args.command == "score":
+            cmd_score(args)
+        elif args.command == "check-data":
+            return cmd_check_data(args)
+    except (
+        ConfigError,
+        DataFormatError,
+        DataUnavailableError,
+        FatalEndpointError,
+        FileNotFoundError,
+        KeyError,
+        ValueError,
+    ) as exc:
+        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
+        print(f"ralign: error: {message}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,180 @@
+"""A scripted OpenAI-compatible chat server on 127.0.0.1, for offline tests and benchmarks.
+
+It answers ``POST /v1/chat/completions`` with whatever a *responder* returns for the request
+body, after an optional fixed latency, and records every request. Run it in a thread with
+:class:`LoopbackServer`, or as a process::
+
+    python -m ralign_tasks.loopback --latency 0.1
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+
+@dataclass
+class Reply:
+    """What the server sends back: a 200 with ``text``, or an error ``status``."""
+
+    text: str = ""
+    status: int = 200
+    headers: dict[str, str] = field(default_factory=dict)
+    finish_reason: str = "stop"
+
+
+Responder = Callable[[dict[str, Any]], "Reply | str"]
+
+METAJUDGE_CORRECT = (
+    "<golden_key_points>the decisive factor</golden_key_points>\n"
+    "<genrm_analysis>the judge names it</genrm_analysis>\n"
+    "<final_verdict>Correct</final_verdict>"
+)
+GENRM_PICKS_A = "Assistant A gets the decisive point right.\n\\boxed{A}"
+
+
+def prompt_of(body: dict[str, Any]) -> str:
+    """The text of the last message of a chat request body."""
+    return str(body["messages"][-1]["content"])
+
+
+def is_metajudge_prompt(body: dict[str, Any]) -> bool:
+    """Whether a request is a meta-judge request (it carries the golden rationale)."""
+    return "<golden_judge>" in prompt_of(body)
+
+
+def play_both_roles(genrm_text: str, metajudge_text: str) -> Responder:
+    """A responder that answers meta-judge requests and GenRM requests differently."""
+    return lambda body: metajudge_text if is_metajudge_prompt(body) else genrm_text
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    # The default backlog of 5 resets connections when dozens of clients connect at once.
+    request_queue_size = 1024
+    allow_reuse_address = True
+
+
+class LoopbackServer:
+    """Serve scripted chat answers on a free loopback port (use as a context manager)."""
+
+    def __init__(self, responder: Responder, latency_s: float = 0.0) -> None:
+        self.responder = responder
+        self.latency_s = latency_s
+        self.requests: list[dict[str, Any]] = []
+        self._lock = threading.Lock()
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self._httpd = _Server(("127.0.0.1", 0), self._handler_class())
+        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self._httpd.server_address[1]}/v1"
+
+    def __enter__(self) -> LoopbackServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+
+    def prompts(self) -> list[str]:
+        with self._lock:
+            return [prompt_of(body) for body in self.requests]
+
+    def _handler_class(self) -> type[BaseHTTPRequestHandler]:
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"  # keep-alive, as real servers do
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+            def _send(self, status: int, payload: dict[str, Any], headers: dict[str, str]) -> None:
+                data = json.dumps(payload).encode("utf-8")
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                for key, value in headers.items():
+                    self.send_header(key, value)
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_GET(self) -> None:
+                self._send(200, {"object": "list", "data": [{"id": "loopback"}]}, {})
+
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length", 0))
+                body = json.loads(self.rfile.read(length) or b"{}")
+                with server._lock:
+                    server.requests.append(body)
+                    server.in_flight += 1
+                    server.max_in_flight = max(server.max_in_flight, server.in_flight)
+                try:
+                    if server.latency_s:
+                        time.sleep(server.latency_s)
+                    reply = server.responder(body)
+                    if isinstance(reply, str):
+                        reply = Reply(reply)
+                finally:
+                    with server._lock:
+                        server.in_flight -= 1
+                if reply.status != 200:
+                    error = {"error": {"message": reply.text or "scripted error", "type": "x"}}
+                    self._send(reply.status, error, reply.headers)
+                    return
+                self._send(200, _completion(body, reply), reply.headers)
+
+        return Handler
+
+
+def _completion(body: dict[str, Any], reply: Reply) -> dict[str, Any]:
+    prompt_tokens = len(prompt_of(body).split())
+    completion_tokens = len(reply.text.split())
+    return {
+        "id": "chatcmpl-loopback",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": body.get("model", "loopback"),
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": reply.text},
+                "finish_reason": reply.finish_reason,
+            }
+        ],
+        "usage": {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens,
+        },
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Scripted OpenAI-compatible server: the GenRM always picks A, the meta-judge "
+        "always says Correct."
+    )
+    parser.add_argument("--latency", type=float, default=0.0, help="seconds per request")
+    args = parser.parse_args(argv)
+    responder = play_both_roles(GENRM_PICKS_A, METAJUDGE_CORRECT)
+    with LoopbackServer(responder, args.latency) as server:
+        print(server.base_url, flush=True)
+        try:
+            threading.Event().wait()
+        except KeyboardInterrupt:
+            sys.exit(0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Harness-agnostic scoring: verdict parsing, the meta-judge protocol and engine, metrics."""

@@ -1,0 +1,102 @@
+"""Settings of a chat endpoint (meta-judge or GenRM), from env vars and/or a mapping.
+
+Keys are the same everywhere: ``RALIGN_METAJUDGE_<KEY>`` in the environment, or ``<key>`` in a
+mapping such as lm-eval's ``--metadata``; a mapping value wins over the environment.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from typing import Any
+
+METAJUDGE_ENV_PREFIX = "RALIGN_METAJUDGE_"
+GENRM_ENV_PREFIX = "RALIGN_GENRM_"
+BACKENDS = ("openai",)
+
+
+class ConfigError(ValueError):
+    """A setting is missing or malformed."""
+
+
+@dataclass(frozen=True)
+class EndpointConfig:
+    """Where and how to call a chat model. ``api_key`` is never shown in reprs or logs."""
+
+    model: str | None = None
+    base_url: str | None = None
+    api_key: str | None = field(default=None, repr=False)
+    backend: str = "openai"
+    concurrency: int = 32
+    timeout: float = 600.0
+    max_attempts: int = 3
+    temperature: float = 0.4
+    max_tokens: int = 16384
+    template: str | None = None
+    cache_dir: str | None = None
+    use_cache: bool = True
+
+    @classmethod
+    def from_sources(
+        cls,
+        prefix: str = METAJUDGE_ENV_PREFIX,
+        overrides: Mapping[str, Any] | None = None,
+        **defaults: Any,
+    ) -> EndpointConfig:
+        """Build from ``defaults`` < environment (``prefix + KEY``) < ``overrides``."""
+        values: dict[str, Any] = dict(defaults)
+        for spec in fields(cls):
+            env_value = os.environ.get(prefix + spec.name.upper())
+            if env_value not in (None, ""):
+                values[spec.name] = env_value
+            if overrides and overrides.get(spec.name) not in (None, ""):
+                values[spec.name] = overrides[spec.name]
+        if not values.get("api_key") and not values.get("base_url"):
+            # Talking to api.openai.com itself: the usual OpenAI variable is fine.
+            values["api_key"] = os.environ.get("OPENAI_API_KEY")
+        return cls(**{name: _coerce(cls, prefix, name, value) for name, value in values.items()})
+
+    def __post_init__(self) -> None:
+        if self.backend not in BACKENDS:
+            raise ConfigError(f"backend must be one of {BACKENDS}, got {self.backend!r}")
+        for name in ("concurrency", "max_attempts", "max_tokens"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.timeout <= 0:
+            raise ConfigError(f"timeout must be positive, got {self.timeout}")
+
+    def require_model(self, role: str, prefix: str) -> EndpointConfig:
+        """Return self, or raise a clear error if no model is configured."""
+        if not self.model:
+            raise ConfigError(
+                f"no {role} model configured: set {prefix}MODEL (and {prefix}BASE_URL for an "
+                f"OpenAI-compatible server such as `vllm serve`, {prefix}API_KEY if it needs one)"
+            )
+        return self
+
+    def with_(self, **changes: Any) -> EndpointConfig:
+        return replace(self, **changes)
+
+
+def _coerce(cls: type[EndpointConfig], prefix: str, name: str, value: Any) -> Any:
+    kind = {spec.name: spec.type for spec in fields(cls)}.get(name)
+    if kind is None:
+        raise ConfigError(f"unknown setting {name!r}")
+    if value is None or not isinstance(value, str):
+        return value
+    try:
+        if kind == "int":
+            return int(value)
+        if kind == "float":
+            return float(value)
+        if kind == "bool":
+            lowered = value.strip().lower()
+            if lowered not in ("1", "0", "true", "false", "yes", "no", "on", "off"):
+                raise ValueError(value)
+            return lowered in ("1", "true", "yes", "on")
+    except ValueError:
+        raise ConfigError(
+            f"{prefix}{name.upper()} (or {name!r}) must be of type {kind}, got {value!r}"
+        ) from None
+    return value

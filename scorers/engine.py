@@ -1,0 +1,264 @@
+"""Concurrent, cached, retrying chat calls to an OpenAI-compatible endpoint.
+
+:func:`run_chat_batch` sends many single-message chat requests with bounded concurrency.
+HTTP-level retries with exponential backoff (429, 5xx, timeouts, connection errors) are the
+``openai`` client's own; on top of that an empty answer is asked again, up to
+``max_attempts``. What still fails is a counted failure, never an exception that loses the
+batch, except errors no retry can fix (bad key, unknown model), which stop the run at once.
+Every successful answer is written to the cache as soon as it arrives.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from ralign_tasks.scorers.cache import ResponseCache
+from ralign_tasks.scorers.config import EndpointConfig
+
+logger = logging.getLogger("ralign_tasks.engine")
+
+# Pause before asking again after an empty answer: 0.5 s, 1 s, 2 s, … capped at 8 s.
+_EMPTY_RETRY_BASE_S = 0.5
+_EMPTY_RETRY_MAX_S = 8.0
+
+
+class FatalEndpointError(RuntimeError):
+    """An error that every further call would repeat (authentication, unknown model/route)."""
+
+
+@dataclass(frozen=True)
+class ChatRequest:
+    """One single-user-message chat completion request."""
+
+    model: str
+    prompt: str
+    temperature: float
+    max_tokens: int
+
+    def cache_key(self) -> str:
+        payload = json.dumps(
+            {
+                "model": self.model,
+                "messages": [{"role": "user", "content": self.prompt}],
+                "temperature": self.temperature,
+                "max_tokens": self.max_tokens,
+            },
+            sort_keys=True,
+            ensure_ascii=False,
+        )
+        return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+
+
+@dataclass
+class ChatResult:
+    """Outcome of one request: ``text`` is ``None`` when the call failed (see ``error``)."""
+
+    text: str | None
+    error: str | None = None
+    finish_reason: str | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    wall_s: float = 0.0
+    attempts: int = 0
+    cached: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.text is not None
+
+
+@dataclass
+class BatchStats:
+    """Totals of one batch: calls made, cache hits, failures, tokens and time."""
+
+    requests: int = 0
+    cache_hits: int = 0
+    calls: int = 0
+    failures: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    wall_s: float = 0.0
+    failure_examples: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def summary(self, role: str) -> str:
+        return (
+            f"{role}: {self.requests} requests, {self.cache_hits} from cache, {self.calls} calls, "
+            f"{self.failures} failed, {self.prompt_tokens}+{self.completion_tokens} tokens, "
+            f"{self.wall_s:.1f}s"
+        )
+
+
+class OpenAIChatBackend:
+    """Calls ``/chat/completions`` of any OpenAI-compatible endpoint with ``AsyncOpenAI``."""
+
+    def __init__(self, config: EndpointConfig) -> None:
+        import openai
+
+        self._openai = openai
+        self._secret = config.api_key
+        self.client = openai.AsyncOpenAI(
+            api_key=config.api_key or "EMPTY",
+            base_url=config.base_url,
+            timeout=config.timeout,
+            max_retries=config.max_attempts - 1,
+        )
+
+    async def complete(self, request: ChatRequest) -> tuple[str, str | None, int, int]:
+        """Return (text, finish_reason, prompt_tokens, completion_tokens)."""
+        openai = self._openai
+        try:
+            response = await self.client.chat.completions.create(
+                model=request.model,
+                messages=[{"role": "user", "content": request.prompt}],
+                temperature=request.temperature,
+                max_tokens=request.max_tokens,
+            )
+        except (
+            openai.AuthenticationError,
+            openai.PermissionDeniedError,
+            openai.NotFoundError,
+        ) as exc:
+            raise FatalEndpointError(self.redact(f"{type(exc).__name__}: {exc}")) from None
+        choice = response.choices[0] if response.choices else None
+        text = (choice.message.content or "") if choice else ""
+        usage = response.usage
+        return (
+            text,
+            choice.finish_reason if choice else None,
+            usage.prompt_tokens if usage else 0,
+            usage.completion_tokens if usage else 0,
+        )
+
+    def redact(self, message: str) -> str:
+        """Remove the API key from a message that may echo it."""
+        if self._secret and len(self._secret) >= 4:
+            return message.replace(self._secret, "***")
+        return message
+
+    async def aclose(self) -> None:
+        await self.client.close()
+
+
+async def _call_with_retries(
+    backend: OpenAIChatBackend, request: ChatRequest, max_attempts: int
+) -> ChatResult:
+    start = time.perf_counter()
+    result = ChatResult(text=None)
+    for attempt in range(1, max_attempts + 1):
+        result.attempts = attempt
+        try:
+            text, finish, prompt_tokens, completion_tokens = await backend.complete(request)
+        except FatalEndpointError:
+            raise
+        except Exception as exc:  # the client already retried what is retryable
+            result.error = backend.redact(f"{type(exc).__name__}: {exc}")
+            break
+        result.prompt_tokens += prompt_tokens
+        result.completion_tokens += completion_tokens
+        if text.strip():
+            result.text, result.finish_reason, result.error = text, finish, None
+            break
+        result.error = f"empty answer after {attempt} attempt(s)"
+        if attempt < max_attempts:
+            await asyncio.sleep(min(_EMPTY_RETRY_BASE_S * 2 ** (attempt - 1), _EMPTY_RETRY_MAX_S))
+    result.wall_s = time.perf_counter() - start
+    return result
+
+
+async def run_chat_batch_async(
+    requests: Sequence[ChatRequest],
+    config: EndpointConfig,
+    *,
+    description: str = "meta-judge",
+    cache: ResponseCache | None = None,
+) -> tuple[list[ChatResult], BatchStats]:
+    """Answer every request (cache first, then the endpoint); results keep the input order."""
+    stats = BatchStats(requests=len(requests))
+    started = time.perf_counter()
+    owns_cache = cache is None and config.use_cache
+    if owns_cache:
+        cache = ResponseCache(config.cache_dir)
+    results: list[ChatResult | None] = [None] * len(requests)
+    keys = [request.cache_key() for request in requests]
+    stored = cache.get_many(keys) if cache is not None else {}
+    pending: dict[str, list[int]] = {}
+    for index, key in enumerate(keys):
+        if key in stored:
+            results[index] = ChatResult(**stored[key], cached=True)
+        else:
+            pending.setdefault(key, []).append(index)
+    stats.cache_hits = len(requests) - sum(len(v) for v in pending.values())
+
+    backend = OpenAIChatBackend(config) if pending else None
+    semaphore = asyncio.Semaphore(config.concurrency)
+    progress = tqdm(total=len(requests), initial=stats.cache_hits, desc=description, unit="req")
+
+    async def answer(key: str, indices: list[int]) -> None:
+        request = requests[indices[0]]
+        async with semaphore:
+            result = await _call_with_retries(backend, request, config.max_attempts)
+        stats.calls += result.attempts
+        stats.prompt_tokens += result.prompt_tokens
+        stats.completion_tokens += result.completion_tokens
+        if result.ok and cache is not None:
+            cache.put(key, request.model, _storable(result))
+        if not result.ok:
+            stats.failures += len(indices)
+            if len(stats.failure_examples) < 5:
+                stats.failure_examples.append(str(result.error))
+        for index in indices:
+            results[index] = result
+        progress.update(len(indices))
+
+    try:
+        if backend is not None:
+            tasks = [asyncio.ensure_future(answer(k, idx)) for k, idx in pending.items()]
+            try:
+                await asyncio.gather(*tasks)
+            except BaseException:
+                for task in tasks:
+                    task.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
+                raise
+    finally:
+        progress.close()
+        if backend is not None:
+            await backend.aclose()
+        if owns_cache and cache is not None:
+            cache.close()
+    stats.wall_s = time.perf_counter() - started
+    logger.info(stats.summary(description))
+    for example in stats.failure_examples:
+        logger.warning("%s call failed: %s", description, example)
+    return [r for r in results if r is not None], stats
+
+
+def run_chat_batch(
+    requests: Sequence[ChatRequest],
+    config: EndpointConfig,
+    *,
+    description: str = "meta-judge",
+    cache: ResponseCache | None = None,
+) -> tuple[list[ChatResult], BatchStats]:
+    """Synchronous wrapper of :func:`run_chat_batch_async` (runs its own event loop)."""
+    return asyncio.run(
+        run_chat_batch_async(requests, config, description=description, cache=cache)
+    )
+
+
+def _storable(result: ChatResult) -> dict[str, Any]:
+    stored = asdict(result)
+    del stored["cached"]
+    return stored

@@ -1,0 +1,121 @@
+"""Fidelity metrics (SPEC §1): L-Acc, S-Corr, F-Score, their counts and bootstrap CIs.
+
+Every metric is a function of how many items fall in each outcome category, so resampling
+items with replacement is exactly a multinomial draw over the observed category shares:
+the bootstrap below draws category counts directly (same distribution, no per-item copies).
+Undefined values (a zero denominator) are ``None``, never 0 or NaN.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ralign_tasks.scorers.meta_verdict import MetaStatus
+
+FIDELITY_METRICS = ("l_acc", "s_corr", "f_score")
+# Outcome categories of one item; "unjudged" = label-correct but never meta-judged.
+CATEGORIES = ("label_wrong", "correct", "incorrect", "parse_fail", "call_fail", "unjudged")
+_STATUS_CATEGORY = {
+    MetaStatus.CORRECT: "correct",
+    MetaStatus.INCORRECT: "incorrect",
+    MetaStatus.PARSE_FAIL: "parse_fail",
+    MetaStatus.CALL_FAIL: "call_fail",
+}
+DEFAULT_BOOTSTRAP = 10_000
+DEFAULT_SEED = 20260101
+
+
+@dataclass(frozen=True)
+class ItemOutcome:
+    """The scored facts of one item, as the metrics need them."""
+
+    subset: str
+    label_correct: bool
+    meta: MetaStatus | None = None
+    genrm_no_verdict: bool = False
+    genrm_call_fail: bool = False
+
+    @property
+    def category(self) -> str:
+        if not self.label_correct:
+            return "label_wrong"
+        return _STATUS_CATEGORY[self.meta] if self.meta is not None else "unjudged"
+
+
+def _metric_values(counts: np.ndarray) -> dict[str, np.ndarray]:
+    """Metrics for category-count rows (last axis follows CATEGORIES); NaN where undefined."""
+    wrong, correct, incorrect, parse_fail, call_fail, unjudged = np.moveaxis(counts, -1, 0)
+    n = counts.sum(axis=-1).astype(float)
+    labelled = (n - wrong).astype(float)
+    judged_all = unjudged == 0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        l_acc = np.where(n > 0, labelled / n, np.nan)
+        decided = (correct + incorrect).astype(float)
+        s_corr = np.where(judged_all & (decided > 0), 1.0 - correct / decided, np.nan)
+        denominator = (n - call_fail - parse_fail).astype(float)
+        f_score = np.where(judged_all & (denominator > 0), correct / denominator, np.nan)
+    return {"l_acc": l_acc, "s_corr": s_corr, "f_score": f_score}
+
+
+def _finite(value: float) -> float | None:
+    return float(value) if math.isfinite(value) else None
+
+
+def compute_fidelity(
+    outcomes: Sequence[ItemOutcome],
+    *,
+    n_bootstrap: int = DEFAULT_BOOTSTRAP,
+    confidence: float = 0.95,
+    seed: int = DEFAULT_SEED,
+) -> dict[str, Any]:
+    """Counts, metrics, bootstrap stderr and percentile CIs for one group of items."""
+    tally = Counter(outcome.category for outcome in outcomes)
+    counts = np.array([tally[c] for c in CATEGORIES], dtype=np.int64)
+    n = int(counts.sum())
+    point = {name: _finite(v) for name, v in _metric_values(counts).items()}
+    report: dict[str, Any] = {
+        "n": n,
+        "label_correct": n - int(tally["label_wrong"]),
+        "meta_correct": tally["correct"],
+        "meta_incorrect": tally["incorrect"],
+        "meta_parse_fail": tally["parse_fail"],
+        "meta_call_fail": tally["call_fail"],
+        "meta_unjudged": tally["unjudged"],
+        "genrm_no_verdict": sum(o.genrm_no_verdict for o in outcomes),
+        "genrm_call_fail": sum(o.genrm_call_fail for o in outcomes),
+        **point,
+    }
+    stderr: dict[str, float | None] = dict.fromkeys(FIDELITY_METRICS)
+    ci: dict[str, list[float] | None] = dict.fromkeys(FIDELITY_METRICS)
+    if n > 0 and n_bootstrap > 0:
+        rng = np.random.default_rng(seed)
+        draws = rng.multinomial(n, counts / n, size=n_bootstrap)
+        tail = (1.0 - confidence) / 2.0 * 100.0
+        for name, values in _metric_values(draws).items():
+            defined = values[np.isfinite(values)]
+            if point[name] is None or defined.size < 2:
+                continue
+            stderr[name] = float(np.std(defined, ddof=1))
+            low, high = np.percentile(defined, [tail, 100.0 - tail])
+            ci[name] = [float(low), float(high)]
+    report["stderr"] = stderr
+    report["ci"] = ci
+    return report
+
+
+def fidelity_report(outcomes: Iterable[ItemOutcome], **kwargs: Any) -> dict[str, Any]:
+    """Metrics over all items and per ``source.subset`` (subsets sorted by name)."""
+    outcomes = list(outcomes)
+    by_subset: dict[str, list[ItemOutcome]] = {}
+    for outcome in outcomes:
+        by_subset.setdefault(outcome.subset, []).append(outcome)
+    return {
+        "overall": compute_fidelity(outcomes, **kwargs),
+        "subsets": {name: compute_fidelity(by_subset[name], **kwargs) for name in sorted(by_subset)},
+    }

@@ -1,0 +1,1 @@
+"""lm-evaluation-harness YAML task and group configs, shipped as package data."""
