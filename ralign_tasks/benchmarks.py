@@ -24,9 +24,7 @@ BENCHMARKS: dict[str, Benchmark] = {
     for b in (
         Benchmark("helpsteer3", "ralign_helpsteer3", "helpsteer3_aug", "HelpSteer3"),
         Benchmark("reward_bench2", "ralign_rewardbench2", "reward_bench2_aug", "RewardBench 2"),
-        Benchmark(
-            "ppe_human_preference_v1", "ralign_ppe", "ppe_human_preference_v1_aug", "PPE"
-        ),
+        Benchmark("ppe_human_preference_v1", "ralign_ppe", "ppe_human_preference_v1_aug", "PPE"),
     )
 }
 

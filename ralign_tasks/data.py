@@ -99,7 +99,7 @@ def download_data_file(benchmark: Benchmark) -> Path:
             f"Offline or behind a firewall? Download it once with\n"
             f"  hf download {HF_DATASET} --repo-type dataset --local-dir DIR --include 'data/**'\n"
             f"and point at it with {DATA_DIR_ENV}=DIR (lm-eval: --metadata "
-            f"'{{\"data_dir\": \"DIR\"}}', Inspect: -T data_dir=DIR)."
+            f'\'{{"data_dir": "DIR"}}\', Inspect: -T data_dir=DIR).'
         ) from exc
 
 

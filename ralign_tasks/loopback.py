@@ -162,8 +162,9 @@ def _completion(body: dict[str, Any], reply: Reply) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Scripted OpenAI-compatible server: the GenRM always picks A, the meta-judge "
-        "always says Correct."
+    parser = argparse.ArgumentParser(
+        description="Scripted OpenAI-compatible server: the GenRM always picks A, "
+        "the meta-judge always says Correct."
     )
     parser.add_argument("--latency", type=float, default=0.0, help="seconds per request")
     args = parser.parse_args(argv)

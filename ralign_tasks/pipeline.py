@@ -40,7 +40,7 @@ class ScoredRun:
     def samples(self) -> list[dict[str, Any]]:
         """One JSON-ready row per item: inputs, GenRM output, verdicts and meta outcome."""
         rows = []
-        for judgment, meta in zip(self.judgments, self.meta):
+        for judgment, meta in zip(self.judgments, self.meta, strict=True):
             record = judgment.record
             rows.append(
                 {
@@ -96,7 +96,7 @@ def score_outputs(
     truncated = truncated or [False] * len(records)
     judgments = [
         GenRMJudgment.from_output(record, output, policy, cut)
-        for record, output, cut in zip(records, outputs, truncated)
+        for record, output, cut in zip(records, outputs, truncated, strict=True)
     ]
     meta_stats = None
     if meta_config is None:
@@ -111,7 +111,7 @@ def score_outputs(
             genrm_no_verdict=j.output is not None and j.verdict is None,
             genrm_call_fail=j.output is None,
         )
-        for j, m in zip(judgments, meta)
+        for j, m in zip(judgments, meta, strict=True)
     ]
     report = fidelity_report(outcomes)
     report["overall"]["genrm_truncated"] = sum(j.truncated for j in judgments)
@@ -163,4 +163,3 @@ def read_outputs_file(path: str | os.PathLike[str]) -> dict[str, str | None]:
                 raise ValueError(f"{path}:{line_no}: duplicate id {key!r}")
             outputs[key] = row["output"]
     return outputs
-

@@ -253,9 +253,7 @@ def run_chat_batch(
     cache: ResponseCache | None = None,
 ) -> tuple[list[ChatResult], BatchStats]:
     """Synchronous wrapper of :func:`run_chat_batch_async` (runs its own event loop)."""
-    return asyncio.run(
-        run_chat_batch_async(requests, config, description=description, cache=cache)
-    )
+    return asyncio.run(run_chat_batch_async(requests, config, description=description, cache=cache))
 
 
 def _storable(result: ChatResult) -> dict[str, Any]:

@@ -89,6 +89,6 @@ def judge_all(
     requests = [metajudge_request(judgments[i], config) for i in positions]
     results, stats = run_chat_batch(requests, config, description="meta-judge", cache=cache)
     verdicts: list[MetaJudgement | None] = [None] * len(judgments)
-    for position, result in zip(positions, results):
+    for position, result in zip(positions, results, strict=True):
         verdicts[position] = MetaJudgement.from_result(result)
     return verdicts, stats

@@ -115,7 +115,5 @@ def fidelity_report(outcomes: Iterable[ItemOutcome], **kwargs: Any) -> dict[str,
     by_subset: dict[str, list[ItemOutcome]] = {}
     for outcome in outcomes:
         by_subset.setdefault(outcome.subset, []).append(outcome)
-    return {
-        "overall": compute_fidelity(outcomes, **kwargs),
-        "subsets": {name: compute_fidelity(by_subset[name], **kwargs) for name in sorted(by_subset)},
-    }
+    subsets = {name: compute_fidelity(by_subset[name], **kwargs) for name in sorted(by_subset)}
+    return {"overall": compute_fidelity(outcomes, **kwargs), "subsets": subsets}
