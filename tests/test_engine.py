@@ -1,0 +1,233 @@
+import logging
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from collections import Counter
+
+import pytest
+
+from ralign_tasks.loopback import METAJUDGE_CORRECT, LoopbackServer, Reply, prompt_of
+from ralign_tasks.scorers import engine
+from ralign_tasks.scorers.cache import ResponseCache
+from ralign_tasks.scorers.config import ConfigError, EndpointConfig
+from ralign_tasks.scorers.engine import ChatRequest, FatalEndpointError, run_chat_batch
+from ralign_tasks.scorers.meta_verdict import MetaStatus
+from ralign_tasks.scorers.metajudge import GenRMJudgment, judge_all
+
+FAST_RETRY = {"retry-after-ms": "5"}
+
+
+def requests_for(n, prefix="q"):
+    return [ChatRequest("judge", f"{prefix}{i}", 0.4, 64) for i in range(n)]
+
+
+def config_for(server, **changes):
+    return EndpointConfig(model="judge", base_url=server.base_url, **changes)
+
+
+@pytest.fixture(autouse=True)
+def quick_empty_retries(monkeypatch):
+    monkeypatch.setattr(engine, "_EMPTY_RETRY_BASE_S", 0.01)
+
+
+def test_answers_keep_order_and_record_usage():
+    with LoopbackServer(lambda body: f"answer to {prompt_of(body)}") as server:
+        results, stats = run_chat_batch(requests_for(5), config_for(server))
+    assert [r.text for r in results] == [f"answer to q{i}" for i in range(5)]
+    assert all(r.ok and r.attempts == 1 and not r.cached for r in results)
+    assert results[0].prompt_tokens == 1 and results[0].completion_tokens == 3
+    assert results[0].wall_s > 0
+    assert (stats.calls, stats.cache_hits, stats.failures) == (5, 0, 0)
+    assert stats.prompt_tokens == 5 and stats.completion_tokens == 15
+
+
+def test_transient_errors_are_retried():
+    hits = Counter()
+
+    def flaky(body):
+        prompt = prompt_of(body)
+        hits[prompt] += 1
+        if hits[prompt] == 1:
+            return Reply("rate limited", status=429, headers=FAST_RETRY)
+        if hits[prompt] == 2:
+            return Reply("overloaded", status=503, headers=FAST_RETRY)
+        return "fine"
+
+    with LoopbackServer(flaky) as server:
+        results, stats = run_chat_batch(requests_for(3), config_for(server))
+    assert [r.text for r in results] == ["fine"] * 3
+    assert hits == {"q0": 3, "q1": 3, "q2": 3}
+    assert stats.failures == 0
+
+
+def test_permanent_failure_becomes_a_counted_call_failure():
+    def broken(body):
+        if prompt_of(body) == "q1":
+            return Reply("boom", status=500, headers=FAST_RETRY)
+        return "fine"
+
+    with LoopbackServer(broken) as server:
+        results, stats = run_chat_batch(requests_for(3), config_for(server, max_attempts=4))
+        attempts_q1 = server.prompts().count("q1")
+    assert results[0].ok and results[2].ok
+    assert not results[1].ok and "InternalServerError" in results[1].error
+    assert attempts_q1 == 4
+    assert stats.failures == 1
+
+
+def test_empty_answers_are_asked_again_then_fail():
+    hits = Counter()
+
+    def sometimes_empty(body):
+        prompt = prompt_of(body)
+        hits[prompt] += 1
+        if prompt == "q0":
+            return "   "
+        return "" if hits[prompt] == 1 else "second try"
+
+    with LoopbackServer(sometimes_empty) as server:
+        results, _ = run_chat_batch(requests_for(2), config_for(server, max_attempts=3))
+    assert not results[0].ok and results[0].error == "empty answer after 3 attempt(s)"
+    assert hits["q0"] == 3
+    assert results[1].text == "second try" and results[1].attempts == 2
+
+
+def test_timeouts_are_retried_then_fail():
+    with LoopbackServer(lambda body: "late", latency_s=0.5) as server:
+        results, _ = run_chat_batch(
+            requests_for(1), config_for(server, timeout=0.1, max_attempts=2)
+        )
+        calls = len(server.requests)
+    assert not results[0].ok and "Timeout" in results[0].error
+    assert calls == 2
+
+
+@pytest.mark.parametrize("concurrency", [4, 32])
+def test_concurrency_is_reached_and_bounded(concurrency):
+    with LoopbackServer(lambda body: "ok", latency_s=0.2) as server:
+        start = time.perf_counter()
+        run_chat_batch(requests_for(2 * concurrency), config_for(server, concurrency=concurrency))
+        elapsed = time.perf_counter() - start
+    assert server.max_in_flight == concurrency
+    assert elapsed < 2.0  # two waves of 0.2 s, not 2 x concurrency sequential calls
+
+
+def test_rerun_is_served_from_cache():
+    with LoopbackServer(lambda body: "cached answer") as server:
+        config = config_for(server)
+        first, _ = run_chat_batch(requests_for(10), config)
+        calls_after_first = len(server.requests)
+        second, stats = run_chat_batch(requests_for(10), config)
+        assert len(server.requests) == calls_after_first == 10
+    assert stats.cache_hits == 10 and stats.calls == 0
+    assert [r.text for r in second] == [r.text for r in first]
+    assert all(r.cached for r in second)
+    assert second[0].completion_tokens == first[0].completion_tokens
+
+
+def test_failures_and_settings_changes_are_not_cache_hits():
+    with LoopbackServer(lambda body: Reply("down", status=500, headers=FAST_RETRY)) as server:
+        run_chat_batch(requests_for(1), config_for(server, max_attempts=1))
+    with LoopbackServer(lambda body: "up") as server:
+        results, stats = run_chat_batch(requests_for(1), config_for(server))
+        assert results[0].text == "up" and stats.calls == 1
+        other = [ChatRequest("judge", "q0", 0.0, 64)]  # another temperature: another request
+        _, stats = run_chat_batch(other, config_for(server))
+        assert stats.calls == 1
+
+
+def test_duplicate_requests_are_sent_once():
+    with LoopbackServer(lambda body: "same") as server:
+        results, _ = run_chat_batch(requests_for(1) * 3, config_for(server))
+        assert len(server.requests) == 1
+    assert [r.text for r in results] == ["same"] * 3
+
+
+RESUME_SCRIPT = textwrap.dedent(
+    """
+    import sys
+    from ralign_tasks.scorers.config import EndpointConfig
+    from ralign_tasks.scorers.engine import ChatRequest, run_chat_batch
+    requests = [ChatRequest("judge", f"q{i}", 0.4, 64) for i in range(200)]
+    run_chat_batch(requests, EndpointConfig(model="judge", base_url=sys.argv[1], concurrency=4))
+    """
+)
+
+
+@pytest.mark.parametrize("stop_signal", [signal.SIGKILL, signal.SIGINT])
+def test_run_killed_midway_resumes_without_paying_twice(tmp_path, stop_signal):
+    script = tmp_path / "judge_batch.py"
+    script.write_text(RESUME_SCRIPT, encoding="utf-8")
+    with LoopbackServer(lambda body: f"answer {prompt_of(body)}", latency_s=0.05) as server:
+        process = subprocess.Popen([sys.executable, str(script), server.base_url], env=os.environ)
+        cache = ResponseCache(os.environ["RALIGN_CACHE_DIR"])
+        deadline = time.time() + 60
+        while len(cache) < 20 and time.time() < deadline:
+            time.sleep(0.05)
+        process.send_signal(stop_signal)
+        process.wait(timeout=30)
+        finished = len(cache)
+        assert 20 <= finished < 200
+        answered_before = set(server.prompts())
+        server.requests.clear()
+
+        results, stats = run_chat_batch(requests_for(200), config_for(server, concurrency=4))
+        resent = set(server.prompts())
+    assert [r.text for r in results] == [f"answer q{i}" for i in range(200)]
+    assert stats.cache_hits == finished
+    # Nothing finished is asked again; only never-finished requests are sent.
+    assert len(resent) == 200 - finished
+    assert len(answered_before - resent) == finished
+
+
+def test_auth_errors_stop_the_run_and_never_show_the_key(caplog):
+    secret = "sk-test-DO-NOT-LEAK-1234"
+
+    def reject(body):
+        return Reply(f"Incorrect API key provided: {secret}", status=401)
+
+    caplog.set_level(logging.DEBUG)
+    with LoopbackServer(reject) as server, pytest.raises(FatalEndpointError) as info:
+        run_chat_batch(requests_for(3), config_for(server, api_key=secret))
+    assert "AuthenticationError" in str(info.value)
+    assert secret not in str(info.value)
+    assert secret not in caplog.text
+    assert secret not in repr(config_for(server, api_key=secret))
+
+
+def test_judge_all_sends_only_label_correct_items(sample_records):
+    outputs = ["\\boxed{A}", "\\boxed{B}"] * 4
+    judgments = [
+        GenRMJudgment.from_output(r, o) for r, o in zip(sample_records, outputs, strict=True)
+    ]
+    with LoopbackServer(lambda body: METAJUDGE_CORRECT) as server:
+        verdicts, stats = judge_all(judgments, config_for(server))
+        sent = server.prompts()
+    correct = [j for j in judgments if j.label_correct]
+    assert len(sent) == len(correct) == stats.requests > 0
+    for judgment, verdict in zip(judgments, verdicts, strict=True):
+        if judgment.label_correct:
+            assert verdict.status is MetaStatus.CORRECT
+            assert any(judgment.record.golden_rationale in prompt for prompt in sent)
+        else:
+            assert verdict is None
+            assert not any(judgment.record.golden_rationale in prompt for prompt in sent)
+
+
+def test_config_from_env_and_overrides(monkeypatch):
+    monkeypatch.setenv("RALIGN_METAJUDGE_MODEL", "env-model")
+    monkeypatch.setenv("RALIGN_METAJUDGE_CONCURRENCY", "8")
+    monkeypatch.setenv("RALIGN_METAJUDGE_USE_CACHE", "false")
+    config = EndpointConfig.from_sources(overrides={"model": "meta-model", "timeout": "30"})
+    assert (config.model, config.concurrency, config.timeout) == ("meta-model", 8, 30.0)
+    assert config.use_cache is False
+    monkeypatch.setenv("RALIGN_METAJUDGE_CONCURRENCY", "lots")
+    with pytest.raises(ConfigError, match="RALIGN_METAJUDGE_CONCURRENCY"):
+        EndpointConfig.from_sources()
+    with pytest.raises(ConfigError, match="no meta-judge model configured"):
+        EndpointConfig().require_model("meta-judge", "RALIGN_METAJUDGE_")
+    with pytest.raises(ConfigError, match="concurrency must be at least 1"):
+        EndpointConfig(concurrency=0)
