@@ -1,0 +1,154 @@
+"""``ralign run`` / ``ralign score`` end to end against a scripted loopback server."""
+
+import json
+
+import pytest
+
+from ralign_tasks.cli import include_path, main
+from ralign_tasks.loopback import LoopbackServer, Reply, is_metajudge_prompt, prompt_of
+
+FAIL = Reply("scripted failure", status=500, headers={"retry-after-ms": "5"})
+
+
+def meta_answer(verdict):
+    return "<golden_key_points>k</golden_key_points>\n<genrm_analysis>a</genrm_analysis>\n" + (
+        f"<final_verdict>{verdict}</final_verdict>"
+    )
+
+
+# Bundled helpsteer3 sample, labels A B A B B A B A: per item, the GenRM's output and the
+# meta-judge's answer if it is asked.
+SCRIPT = [
+    ("<think>\\boxed{A} looks right</think> A is correct. \\boxed{A}", meta_answer("Correct")),
+    ("B handles the edge case. \\boxed{B}", meta_answer("Incorrect")),
+    ("A, final answer: boxed{A}", "I think the judge is right."),  # meta parse failure
+    ("\\boxed{A}", meta_answer("Correct")),  # label wrong: never judged
+    ("I cannot decide.", meta_answer("Correct")),  # no verdict
+    ("\\boxed{A}", FAIL),  # meta-judge call keeps failing
+    (FAIL, meta_answer("Correct")),  # GenRM call keeps failing
+    ("<think>\\boxed{B}?</think> On reflection \\boxed{A}", meta_answer("Correct")),
+]
+
+
+@pytest.fixture
+def scripted(sample_records):
+    def respond(body):
+        prompt = prompt_of(body)
+        for record, (genrm, meta) in zip(sample_records, SCRIPT, strict=True):
+            if record.prompt in prompt:
+                return meta if is_metajudge_prompt(body) else genrm
+        raise AssertionError("unscripted request")
+
+    with LoopbackServer(respond) as server:
+        yield server
+
+
+def run_cli(server, tmp_path, *extra):
+    return main(
+        [
+            "run",
+            "helpsteer3",
+            "--sample",
+            "--genrm-model",
+            "genrm",
+            "--genrm-base-url",
+            server.base_url,
+            "--metajudge-model",
+            "judge",
+            "--metajudge-base-url",
+            server.base_url,
+            "--output-dir",
+            str(tmp_path / "out"),
+            *extra,
+        ]
+    )
+
+
+def read_results(tmp_path):
+    folder = tmp_path / "out" / "helpsteer3"
+    results = json.loads((folder / "results.json").read_text())
+    samples = [json.loads(line) for line in (folder / "samples.jsonl").read_text().splitlines()]
+    return results, samples
+
+
+def test_run_official_policy_matches_hand_computed_metrics(scripted, tmp_path, capsys):
+    assert run_cli(scripted, tmp_path) == 0
+    results, samples = read_results(tmp_path)
+    overall = results["metrics"]["overall"]
+    # Label-correct: items 0, 1, 2 (backslash fallback), 5. Meta: C, I, ParseFail, CallFail.
+    assert (overall["n"], overall["label_correct"]) == (8, 4)
+    assert (overall["meta_correct"], overall["meta_incorrect"]) == (1, 1)
+    assert (overall["meta_parse_fail"], overall["meta_call_fail"]) == (1, 1)
+    assert (overall["genrm_no_verdict"], overall["genrm_call_fail"]) == (1, 1)
+    assert overall["l_acc"] == pytest.approx(4 / 8)
+    assert overall["s_corr"] == pytest.approx(1 - 1 / 2)
+    assert overall["f_score"] == pytest.approx(1 / (8 - 1 - 1))
+    assert [s["meta_status"] for s in samples] == [
+        "correct", "incorrect", "parse_fail", None, None, "call_fail", None, None,
+    ]  # fmt: skip
+    meta_prompts = [b for b in scripted.requests if is_metajudge_prompt(b)]
+    # 4 label-correct items; the failing one is asked max_attempts (3) times.
+    assert len(meta_prompts) == 3 + 3
+    assert samples[6]["genrm_output"] is None
+    assert set(results["metrics"]["subsets"]) == {"code", "general", "multilingual", "stem"}
+    printed = capsys.readouterr().out
+    assert "ralign_helpsteer3" in printed and "50.0 [" in printed and "16.7 [" in printed
+
+
+def test_run_strict_policy(scripted, tmp_path):
+    assert run_cli(scripted, tmp_path, "--verdict-policy", "strict") == 0
+    overall = read_results(tmp_path)[0]["metrics"]["overall"]
+    # Strict: item 2 (no backslash) has no verdict, item 7's final box (A) counts.
+    assert overall["label_correct"] == 4
+    assert (overall["meta_correct"], overall["meta_incorrect"]) == (2, 1)
+    assert overall["genrm_no_verdict"] == 2
+    assert overall["s_corr"] == pytest.approx(1 / 3)
+    assert overall["f_score"] == pytest.approx(2 / 7)
+
+
+def test_no_metajudge_reports_label_accuracy_only(scripted, tmp_path):
+    assert run_cli(scripted, tmp_path, "--no-metajudge") == 0
+    overall = read_results(tmp_path)[0]["metrics"]["overall"]
+    assert overall["l_acc"] == pytest.approx(0.5)
+    assert overall["s_corr"] is None and overall["f_score"] is None
+    assert not any(is_metajudge_prompt(b) for b in scripted.requests)
+
+
+def test_score_precomputed_outputs(scripted, sample_records, tmp_path):
+    outputs = tmp_path / "outputs.jsonl"
+    rows = [{"id": r.id, "output": "\\boxed{A}"} for r in sample_records]
+    outputs.write_text("\n".join(json.dumps(r) for r in rows), encoding="utf-8")
+    code = main(
+        ["score", "helpsteer3", "--sample", "--outputs", str(outputs),
+         "--metajudge-model", "judge", "--metajudge-base-url", scripted.base_url,
+         "--output-dir", str(tmp_path / "out")]
+    )  # fmt: skip
+    assert code == 0
+    overall = read_results(tmp_path)[0]["metrics"]["overall"]
+    # Every output says A: the four A-labelled items (0, 2, 5, 7) are label-correct.
+    assert overall["label_correct"] == 4
+    assert (overall["meta_correct"], overall["meta_parse_fail"]) == (2, 1)
+    assert overall["meta_call_fail"] == 1
+    assert not any(not is_metajudge_prompt(b) for b in scripted.requests)
+
+
+def test_missing_metajudge_is_a_clear_error(tmp_path, capsys):
+    code = main(["run", "helpsteer3", "--sample", "--genrm-model", "g"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "no meta-judge model configured" in err and "RALIGN_METAJUDGE_MODEL" in err
+
+
+def test_incomplete_outputs_file_is_an_error(tmp_path, sample_records, capsys):
+    outputs = tmp_path / "outputs.jsonl"
+    outputs.write_text(json.dumps({"id": sample_records[0].id, "output": "x"}), encoding="utf-8")
+    code = main(["score", "helpsteer3", "--sample", "--outputs", str(outputs), "--no-metajudge"])
+    assert code == 2
+    assert "no output for 7 of 8 items" in capsys.readouterr().err
+
+
+def test_include_path_is_the_task_configs_folder(capsys):
+    assert main(["include-path"]) == 0
+    printed = capsys.readouterr().out.strip()
+    assert printed == str(include_path())
+    assert (include_path() / "__init__.py").is_file()

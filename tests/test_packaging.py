@@ -1,0 +1,64 @@
+"""The built wheel installs everything under ``ralign_tasks`` and works outside the checkout."""
+
+import os
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from ralign_tasks.loopback import GENRM_PICKS_A, METAJUDGE_CORRECT, LoopbackServer, play_both_roles
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("dist")
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
+         "-w", str(out), str(ROOT)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    (path,) = out.glob("ralign_tasks-*.whl")
+    return path
+
+
+def test_wheel_layout(wheel):
+    names = zipfile.ZipFile(wheel).namelist()
+    assert "ralign_tasks/scorers/engine.py" in names
+    assert "ralign_tasks/task_configs/__init__.py" in names
+    assert "ralign_tasks/templates/metajudge.jinja" in names
+    assert "ralign_tasks/templates/_comparison.jinja" in names
+    assert "ralign_tasks/samples/data/helpsteer3_aug.jsonl" in names
+    assert not any(n.startswith(("scorers/", "task_configs/", "tests/")) for n in names)
+    entry_points = next(n for n in names if n.endswith("entry_points.txt"))
+    assert "ralign = ralign_tasks.cli:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
+
+
+def test_installed_wheel_runs_from_outside_the_checkout(wheel, tmp_path):
+    target = tmp_path / "site"
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--no-deps", "--target", str(target), str(wheel)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    assert not (target / "scorers").exists()
+    workdir = tmp_path / "elsewhere"
+    workdir.mkdir()
+    env = {**os.environ, "PYTHONPATH": str(target)}
+    where = subprocess.run(
+        [sys.executable, "-c", "import ralign_tasks.scorers.engine as m; print(m.__file__)"],
+        cwd=workdir, env=env, check=True, capture_output=True, text=True,
+    )  # fmt: skip
+    assert where.stdout.strip().startswith(str(target))
+    with LoopbackServer(play_both_roles(GENRM_PICKS_A, METAJUDGE_CORRECT)) as server:
+        run = subprocess.run(
+            [sys.executable, "-m", "ralign_tasks.cli", "run", "reward_bench2", "--sample",
+             "--genrm-model", "g", "--genrm-base-url", server.base_url,
+             "--metajudge-model", "j", "--metajudge-base-url", server.base_url],
+            cwd=workdir, env=env, capture_output=True, text=True,
+        )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    assert "ralign_rewardbench2" in run.stdout
+    assert (workdir / "ralign_results" / "reward_bench2" / "results.json").is_file()
