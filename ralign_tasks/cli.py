@@ -26,6 +26,7 @@ from ralign_tasks.pipeline import (
     score_outputs,
     write_run,
 )
+from ralign_tasks.scorers.cache import default_cache_dir
 from ralign_tasks.scorers.config import (
     GENRM_ENV_PREFIX,
     METAJUDGE_ENV_PREFIX,
@@ -236,6 +237,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
         print(f"ralign: error: {message}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(
+            f"ralign: interrupted. Every answer received so far is cached in "
+            f"{default_cache_dir()}; run the same command again to resume.",
+            file=sys.stderr,
+        )
+        return 130
     return 0
 
 

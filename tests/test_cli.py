@@ -1,11 +1,25 @@
 """``ralign run`` / ``ralign score`` end to end against a scripted loopback server."""
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 
 import pytest
 
 from ralign_tasks.cli import include_path, main
-from ralign_tasks.loopback import LoopbackServer, Reply, is_metajudge_prompt, prompt_of
+from ralign_tasks.loopback import (
+    GENRM_PICKS_A,
+    METAJUDGE_CORRECT,
+    LoopbackServer,
+    Reply,
+    is_metajudge_prompt,
+    play_both_roles,
+    prompt_of,
+)
+from ralign_tasks.scorers.cache import ResponseCache
 
 FAIL = Reply("scripted failure", status=500, headers={"retry-after-ms": "5"})
 
@@ -152,3 +166,35 @@ def test_include_path_is_the_task_configs_folder(capsys):
     printed = capsys.readouterr().out.strip()
     assert printed == str(include_path())
     assert (include_path() / "__init__.py").is_file()
+
+
+def test_ctrl_c_keeps_finished_answers_and_rerun_resumes(tmp_path):
+    command = [
+        sys.executable, "-m", "ralign_tasks.cli", "run", "--sample",
+        "--output-dir", str(tmp_path / "out"),
+    ]  # fmt: skip
+    with LoopbackServer(play_both_roles(GENRM_PICKS_A, METAJUDGE_CORRECT), 0.3) as server:
+        env = {
+            **os.environ,
+            "RALIGN_GENRM_MODEL": "g",
+            "RALIGN_GENRM_BASE_URL": server.base_url,
+            "RALIGN_GENRM_CONCURRENCY": "2",
+            "RALIGN_METAJUDGE_MODEL": "j",
+            "RALIGN_METAJUDGE_BASE_URL": server.base_url,
+        }
+        process = subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True)
+        cache = ResponseCache(os.environ["RALIGN_CACHE_DIR"])
+        deadline = time.time() + 60
+        while len(cache) < 4 and time.time() < deadline:
+            time.sleep(0.05)
+        process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=30)
+        assert process.returncode == 130
+        assert "interrupted" in err and "run the same command again to resume" in err
+        kept = len(cache)
+        sent_before = len(server.requests)
+        rerun = subprocess.run(command, env=env, capture_output=True, text=True)
+        assert rerun.returncode == 0, rerun.stderr
+        # 24 GenRM + 12 meta-judge requests in all; none answered before is asked again.
+        assert len(server.requests) - sent_before <= 36 - kept
+    assert (tmp_path / "out" / "ppe_human_preference_v1" / "results.json").is_file()
