@@ -110,11 +110,11 @@ def score_outputs(
             meta=m.status if m else None,
             genrm_no_verdict=j.output is not None and j.verdict is None,
             genrm_call_fail=j.output is None,
+            genrm_truncated=j.truncated,
         )
         for j, m in zip(judgments, meta, strict=True)
     ]
     report = fidelity_report(outcomes)
-    report["overall"]["genrm_truncated"] = sum(j.truncated for j in judgments)
     return ScoredRun(benchmark, judgments, meta, report, meta_stats=meta_stats)
 
 

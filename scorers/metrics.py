@@ -40,6 +40,7 @@ class ItemOutcome:
     meta: MetaStatus | None = None
     genrm_no_verdict: bool = False
     genrm_call_fail: bool = False
+    genrm_truncated: bool = False
 
     @property
     def category(self) -> str:
@@ -89,6 +90,7 @@ def compute_fidelity(
         "meta_unjudged": tally["unjudged"],
         "genrm_no_verdict": sum(o.genrm_no_verdict for o in outcomes),
         "genrm_call_fail": sum(o.genrm_call_fail for o in outcomes),
+        "genrm_truncated": sum(o.genrm_truncated for o in outcomes),
         **point,
     }
     stderr: dict[str, float | None] = dict.fromkeys(FIDELITY_METRICS)

@@ -37,7 +37,7 @@ SCRIPT = [
     ("B handles the edge case. \\boxed{B}", meta_answer("Incorrect")),
     ("A, final answer: boxed{A}", "I think the judge is right."),  # meta parse failure
     ("\\boxed{A}", meta_answer("Correct")),  # label wrong: never judged
-    ("I cannot decide.", meta_answer("Correct")),  # no verdict
+    (Reply("Weighing both, I", finish_reason="length"), meta_answer("Correct")),  # cut off
     ("\\boxed{A}", FAIL),  # meta-judge call keeps failing
     (FAIL, meta_answer("Correct")),  # GenRM call keeps failing
     ("<think>\\boxed{B}?</think> On reflection \\boxed{A}", meta_answer("Correct")),
@@ -94,6 +94,7 @@ def test_run_official_policy_matches_hand_computed_metrics(scripted, tmp_path, c
     assert (overall["meta_correct"], overall["meta_incorrect"]) == (1, 1)
     assert (overall["meta_parse_fail"], overall["meta_call_fail"]) == (1, 1)
     assert (overall["genrm_no_verdict"], overall["genrm_call_fail"]) == (1, 1)
+    assert overall["genrm_truncated"] == 1 and samples[4]["genrm_truncated"]
     assert overall["l_acc"] == pytest.approx(4 / 8)
     assert overall["s_corr"] == pytest.approx(1 - 1 / 2)
     assert overall["f_score"] == pytest.approx(1 / (8 - 1 - 1))
