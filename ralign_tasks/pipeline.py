@@ -55,6 +55,9 @@ class ScoredRun:
                     "meta_status": meta.status.value if meta else None,
                     "meta_answer": meta.answer if meta else None,
                     "meta_error": meta.error if meta else None,
+                    "meta_tokens": ([meta.prompt_tokens, meta.completion_tokens] if meta else None),
+                    "meta_wall_s": meta.wall_s if meta else None,
+                    "meta_cached": meta.cached if meta else None,
                 }
             )
         return rows

@@ -105,6 +105,8 @@ def test_run_official_policy_matches_hand_computed_metrics(scripted, tmp_path, c
     # 4 label-correct items; the failing one is asked max_attempts (3) times.
     assert len(meta_prompts) == 3 + 3
     assert samples[6]["genrm_output"] is None
+    assert samples[0]["meta_tokens"][0] > 100 and samples[0]["meta_wall_s"] > 0
+    assert samples[0]["meta_cached"] is False and samples[3]["meta_tokens"] is None
     assert set(results["metrics"]["subsets"]) == {"code", "general", "multilingual", "stem"}
     printed = capsys.readouterr().out
     assert "ralign_helpsteer3" in printed and "50.0 [" in printed and "16.7 [" in printed
