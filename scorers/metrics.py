@@ -58,7 +58,9 @@ def _metric_values(counts: np.ndarray) -> dict[str, np.ndarray]:
     with np.errstate(divide="ignore", invalid="ignore"):
         l_acc = np.where(n > 0, labelled / n, np.nan)
         decided = (correct + incorrect).astype(float)
-        s_corr = np.where(judged_all & (decided > 0), 1.0 - correct / decided, np.nan)
+        # I / (C + I) equals the paper's 1 - C / (C + I) and is correctly rounded, so it
+        # matches a mean over per-item indicators bit for bit (the lm-eval path).
+        s_corr = np.where(judged_all & (decided > 0), incorrect / decided, np.nan)
         denominator = (n - call_fail - parse_fail).astype(float)
         f_score = np.where(judged_all & (denominator > 0), correct / denominator, np.nan)
     return {"l_acc": l_acc, "s_corr": s_corr, "f_score": f_score}
