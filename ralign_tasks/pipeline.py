@@ -18,7 +18,7 @@ from ralign_tasks.records import PairRecord
 from ralign_tasks.scorers.config import EndpointConfig
 from ralign_tasks.scorers.engine import BatchStats, ChatRequest, ChatResult, run_chat_batch
 from ralign_tasks.scorers.metajudge import GenRMJudgment, MetaJudgement, judge_all
-from ralign_tasks.scorers.metrics import ItemOutcome, fidelity_report
+from ralign_tasks.scorers.metrics import fidelity_report
 from ralign_tasks.scorers.verdict import VerdictPolicy
 
 # The official GenRM generation settings (SPEC §1).
@@ -106,17 +106,7 @@ def score_outputs(
         meta: list[MetaJudgement | None] = [None] * len(judgments)
     else:
         meta, meta_stats = judge_all(judgments, meta_config)
-    outcomes = [
-        ItemOutcome(
-            subset=j.record.subset,
-            label_correct=j.label_correct,
-            meta=m.status if m else None,
-            genrm_no_verdict=j.output is not None and j.verdict is None,
-            genrm_call_fail=j.output is None,
-            genrm_truncated=j.truncated,
-        )
-        for j, m in zip(judgments, meta, strict=True)
-    ]
+    outcomes = [j.outcome(m.status if m else None) for j, m in zip(judgments, meta, strict=True)]
     report = fidelity_report(outcomes)
     return ScoredRun(benchmark, judgments, meta, report, meta_stats=meta_stats)
 

@@ -11,6 +11,7 @@ from ralign_tasks.scorers.cache import ResponseCache
 from ralign_tasks.scorers.config import EndpointConfig
 from ralign_tasks.scorers.engine import BatchStats, ChatRequest, ChatResult, run_chat_batch
 from ralign_tasks.scorers.meta_verdict import MetaStatus, parse_meta_verdict
+from ralign_tasks.scorers.metrics import ItemOutcome
 from ralign_tasks.scorers.verdict import Verdict, VerdictPolicy, parse_verdict
 
 
@@ -36,6 +37,17 @@ class GenRMJudgment:
     @property
     def label_correct(self) -> bool:
         return self.verdict is not None and self.verdict == self.record.label
+
+    def outcome(self, meta: MetaStatus | None) -> ItemOutcome:
+        """What the metrics need of this item, given its meta verdict (None: not judged)."""
+        return ItemOutcome(
+            subset=self.record.subset,
+            label_correct=self.label_correct,
+            meta=meta if self.label_correct else None,
+            genrm_no_verdict=self.output is not None and self.verdict is None,
+            genrm_call_fail=self.output is None,
+            genrm_truncated=self.truncated,
+        )
 
 
 @dataclass(frozen=True)
