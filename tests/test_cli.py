@@ -14,46 +14,16 @@ from ralign_tasks.loopback import (
     GENRM_PICKS_A,
     METAJUDGE_CORRECT,
     LoopbackServer,
-    Reply,
     is_metajudge_prompt,
     play_both_roles,
-    prompt_of,
 )
 from ralign_tasks.scorers.cache import ResponseCache
-
-FAIL = Reply("scripted failure", status=500, headers={"retry-after-ms": "5"})
-
-
-def meta_answer(verdict):
-    return "<golden_key_points>k</golden_key_points>\n<genrm_analysis>a</genrm_analysis>\n" + (
-        f"<final_verdict>{verdict}</final_verdict>"
-    )
-
-
-# Bundled helpsteer3 sample, labels A B A B B A B A: per item, the GenRM's output and the
-# meta-judge's answer if it is asked.
-SCRIPT = [
-    ("<think>\\boxed{A} looks right</think> A is correct. \\boxed{A}", meta_answer("Correct")),
-    ("B handles the edge case. \\boxed{B}", meta_answer("Incorrect")),
-    ("A, final answer: boxed{A}", "I think the judge is right."),  # meta parse failure
-    ("\\boxed{A}", meta_answer("Correct")),  # label wrong: never judged
-    (Reply("Weighing both, I", finish_reason="length"), meta_answer("Correct")),  # cut off
-    ("\\boxed{A}", FAIL),  # meta-judge call keeps failing
-    (FAIL, meta_answer("Correct")),  # GenRM call keeps failing
-    ("<think>\\boxed{B}?</think> On reflection \\boxed{A}", meta_answer("Correct")),
-]
+from tests.scripted import EXPECTED_OFFICIAL, scripted_responder
 
 
 @pytest.fixture
 def scripted(sample_records):
-    def respond(body):
-        prompt = prompt_of(body)
-        for record, (genrm, meta) in zip(sample_records, SCRIPT, strict=True):
-            if record.prompt in prompt:
-                return meta if is_metajudge_prompt(body) else genrm
-        raise AssertionError("unscripted request")
-
-    with LoopbackServer(respond) as server:
+    with LoopbackServer(scripted_responder(sample_records)) as server:
         yield server
 
 
@@ -95,9 +65,8 @@ def test_run_official_policy_matches_hand_computed_metrics(scripted, tmp_path, c
     assert (overall["meta_parse_fail"], overall["meta_call_fail"]) == (1, 1)
     assert (overall["genrm_no_verdict"], overall["genrm_call_fail"]) == (1, 1)
     assert overall["genrm_truncated"] == 1 and samples[4]["genrm_truncated"]
-    assert overall["l_acc"] == pytest.approx(4 / 8)
-    assert overall["s_corr"] == pytest.approx(1 - 1 / 2)
-    assert overall["f_score"] == pytest.approx(1 / (8 - 1 - 1))
+    for metric, value in EXPECTED_OFFICIAL.items():
+        assert overall[metric] == pytest.approx(value)
     assert [s["meta_status"] for s in samples] == [
         "correct", "incorrect", "parse_fail", None, None, "call_fail", None, None,
     ]  # fmt: skip

@@ -1,0 +1,240 @@
+"""lm-evaluation-harness adapter: dataset, prompt, task class and metric hooks for the YAMLs in
+``task_configs/``.
+
+lm-eval generates for every document first, then calls ``apply_filters`` once per task and
+``process_results`` once per document. :class:`RAlignTask` meta-judges every label-correct
+document in one concurrent batch inside ``apply_filters`` and replaces each filtered response
+with a record of the verdicts, which ``process_results`` turns into per-document metric values
+and lm-eval logs with ``--log_samples``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import datasets
+from lm_eval.api.registry import metric_registry, register_metric
+from lm_eval.api.task import ConfigurableTask
+
+from ralign_tasks.data import describe_bad_rows, load_benchmark, sample_data_dir
+from ralign_tasks.prompts import render_genrm_prompt
+from ralign_tasks.records import PairRecord, Turn
+from ralign_tasks.scorers.config import METAJUDGE_ENV_PREFIX, ConfigError, EndpointConfig
+from ralign_tasks.scorers.meta_verdict import MetaStatus
+from ralign_tasks.scorers.metajudge import GenRMJudgment, MetaJudgement, judge_all
+from ralign_tasks.scorers.verdict import VERDICT_POLICIES
+
+logger = logging.getLogger("ralign_tasks.lm_eval")
+
+# Meta-judge keys in --metadata carry this prefix: lm-eval merges --model_args into the same
+# mapping, so a bare `model` or `base_url` there would be the GenRM's own.
+METADATA_PREFIX = "metajudge_"
+METAJUDGE_SWITCH = "metajudge"  # `metajudge: none` reports l_acc only
+NAN = float("nan")
+
+
+def load_docs(
+    benchmark: str,
+    data_dir: str | None = None,
+    sample: bool = False,
+    skip_bad_rows: bool = False,
+    subset: str | Sequence[str] | None = None,
+    **_other_metadata: Any,
+) -> dict[str, datasets.Dataset]:
+    """``custom_dataset`` hook: the benchmark as one ``test`` split of flat documents.
+
+    lm-eval passes every ``--metadata`` key (and the model args) here; only the data keys
+    matter: ``data_dir`` (default ``RALIGN_DATA_DIR``, then the hub), ``sample`` (the
+    bundled sample), ``skip_bad_rows``, ``subset`` (one name or a list).
+    """
+    loaded = load_benchmark(
+        benchmark, sample_data_dir() if sample else data_dir, skip_bad_rows=skip_bad_rows
+    )
+    if loaded.bad_rows:
+        logger.warning(
+            "skipped %d bad row(s) of %s:\n%s",
+            len(loaded.bad_rows),
+            loaded.path,
+            describe_bad_rows(loaded.bad_rows),
+        )
+    records = loaded.records
+    if subset:
+        wanted = {subset} if isinstance(subset, str) else set(subset)
+        records = [r for r in records if r.subset in wanted]
+    return {"test": datasets.Dataset.from_list([record_to_doc(r) for r in records])}
+
+
+def record_to_doc(record: PairRecord) -> dict[str, Any]:
+    """A record as an lm-eval document (plain JSON types, logged with the samples)."""
+    return {
+        "id": record.id,
+        "benchmark": record.benchmark,
+        "subset": record.subset,
+        "label": record.label,
+        "context": [{"role": t.role, "content": t.content} for t in record.context],
+        "prompt": record.prompt,
+        "response_a": record.response_a,
+        "response_b": record.response_b,
+        "golden_rationale": record.golden_rationale,
+    }
+
+
+def doc_to_record(doc: Mapping[str, Any]) -> PairRecord:
+    """The inverse of :func:`record_to_doc`."""
+    return PairRecord(
+        benchmark=doc["benchmark"],
+        id=doc["id"],
+        context=tuple(Turn(t["role"], t["content"]) for t in doc["context"] or ()),
+        prompt=doc["prompt"],
+        response_a=doc["response_a"],
+        response_b=doc["response_b"],
+        label=doc["label"],
+        golden_rationale=doc["golden_rationale"],
+        subset=doc["subset"],
+    )
+
+
+def doc_to_text(doc: Mapping[str, Any]) -> str:
+    """The GenRM prompt (``RALIGN_GENRM_TEMPLATE`` replaces the bundled template)."""
+    return render_genrm_prompt(doc_to_record(doc))
+
+
+def doc_to_target(doc: Mapping[str, Any]) -> str:
+    return doc["label"]
+
+
+def metajudge_config(metadata: Mapping[str, Any]) -> EndpointConfig | None:
+    """Meta-judge settings from ``RALIGN_METAJUDGE_*`` and ``metajudge_*`` metadata keys;
+    ``None`` when switched off with ``metajudge: none`` (or ``RALIGN_METAJUDGE=none``)."""
+    switch = metadata.get(METAJUDGE_SWITCH, os.environ.get("RALIGN_METAJUDGE", ""))
+    if str(switch).strip().lower() == "none":
+        return None
+    if f"{METADATA_PREFIX}api_key" in metadata:
+        raise ConfigError(
+            f"pass the meta-judge API key as {METAJUDGE_ENV_PREFIX}API_KEY in the environment, "
+            "not in --metadata: lm-eval writes the metadata into its results file"
+        )
+    overrides = {
+        key.removeprefix(METADATA_PREFIX): value
+        for key, value in metadata.items()
+        if key.startswith(METADATA_PREFIX)
+    }
+    config = EndpointConfig.from_sources(METAJUDGE_ENV_PREFIX, overrides)
+    if not config.model:
+        raise ConfigError(
+            f"no meta-judge configured for the R-Align tasks: set {METAJUDGE_ENV_PREFIX}MODEL "
+            f"(and {METAJUDGE_ENV_PREFIX}BASE_URL, {METAJUDGE_ENV_PREFIX}API_KEY as needed) or "
+            'pass --metadata \'{"metajudge_model": ..., "metajudge_base_url": ...}\'. '
+            'For label accuracy alone, pass --metadata \'{"metajudge": "none"}\'.'
+        )
+    return config
+
+
+class RAlignTask(ConfigurableTask):
+    """A generate-until task whose scoring meta-judges all label-correct documents at once."""
+
+    def __init__(self, config: dict[str, Any] | None = None, **kwargs: Any) -> None:
+        # lm-eval hands over the whole YAML mapping, including the `class` key that chose us.
+        config = {key: value for key, value in (config or {}).items() if key != "class"}
+        super().__init__(config=config, **kwargs)
+        metadata = dict(self.config.metadata or {})
+        # Fail before any generation when the scoring settings are unusable.
+        self.meta_config = metajudge_config(metadata)
+        self.verdict_policy = metadata.get("verdict_policy", "official")
+        if self.verdict_policy not in VERDICT_POLICIES:
+            raise ConfigError(
+                f"verdict_policy must be one of {VERDICT_POLICIES}, got {self.verdict_policy!r}"
+            )
+
+    def apply_filters(self) -> Any:
+        result = super().apply_filters()
+        self._attach_verdicts()
+        return result
+
+    def _attach_verdicts(self) -> None:
+        """Parse every filtered response, meta-judge the label-correct ones in one batch, and
+        store the outcome in place of the response."""
+        slots = []  # (instance, filter key, judgment)
+        for instance in self.instances:
+            record = doc_to_record(instance.doc)
+            for key, response in instance.filtered_resps.items():
+                output = response[0] if isinstance(response, list) else response
+                judgment = GenRMJudgment.from_output(record, output, self.verdict_policy)
+                slots.append((instance, key, judgment))
+        verdicts: list[MetaJudgement | None] = [None] * len(slots)
+        if self.meta_config is not None:
+            verdicts, stats = judge_all([judgment for _, _, judgment in slots], self.meta_config)
+            logger.info("%s: %s", self.config.task, stats.summary("meta-judge"))
+        for (instance, key, judgment), meta in zip(slots, verdicts, strict=True):
+            instance.filtered_resps[key] = judged_response(judgment, meta)
+
+    def process_results(self, doc: dict[str, Any], results: list[Any]) -> dict[str, Any]:
+        return document_metrics(json.loads(results[0]), judged_by_meta=self.meta_config is not None)
+
+
+def judged_response(judgment: GenRMJudgment, meta: MetaJudgement | None) -> str:
+    """What the samples log shows as a document's filtered response: a JSON object with the
+    output, the parsed verdict and the meta-judge's status, answer and error."""
+    return json.dumps(
+        {
+            "output": judgment.output,
+            "verdict": judgment.verdict,
+            "label_correct": judgment.label_correct,
+            "meta_status": meta.status.value if meta else None,
+            "meta_answer": meta.answer if meta else None,
+            "meta_error": meta.error if meta else None,
+        },
+        ensure_ascii=False,
+    )
+
+
+def document_metrics(judged: Mapping[str, Any], *, judged_by_meta: bool = True) -> dict[str, Any]:
+    """Per-document metric values; NaN marks "not part of this metric's denominator", which
+    lm-eval's ``nanmean`` skips (S-Corr counts only C and I; F-Score excludes PF and CF)."""
+    status = MetaStatus(judged["meta_status"]) if judged["meta_status"] else None
+    values: dict[str, Any] = {
+        "l_acc": float(judged["label_correct"]),
+        "genrm_no_verdict": int(judged["output"] is not None and judged["verdict"] is None),
+    }
+    if not judged_by_meta:
+        return values
+    failed = status in (MetaStatus.PARSE_FAIL, MetaStatus.CALL_FAIL)
+    values["s_corr"] = (
+        float(status is MetaStatus.INCORRECT)
+        if status in (MetaStatus.CORRECT, MetaStatus.INCORRECT)
+        else NAN
+    )
+    values["f_score"] = NAN if failed else float(status is MetaStatus.CORRECT)
+    values["meta_parse_fail"] = int(status is MetaStatus.PARSE_FAIL)
+    values["meta_call_fail"] = int(status is MetaStatus.CALL_FAIL)
+    return values
+
+
+def count(items: Sequence[float]) -> int:
+    """Aggregation for failure counts: how many documents had the failure."""
+    return int(sum(item for item in items if not math.isnan(item)))
+
+
+def per_document(items: Any) -> Any:
+    """Metric function of the registry entries below: values are computed per document in
+    ``process_results`` and pass through unchanged to their aggregation."""
+    return items
+
+
+# Registering the metric names spares lm-eval a (slow, offline-failing) search of the HF
+# Evaluate library for each of them on every task load.
+for _name, _higher_is_better in (
+    ("l_acc", True),
+    ("s_corr", False),
+    ("f_score", True),
+    ("genrm_no_verdict", False),
+    ("meta_parse_fail", False),
+    ("meta_call_fail", False),
+):
+    if _name not in metric_registry:
+        register_metric(metric=_name, higher_is_better=_higher_is_better)(per_document)

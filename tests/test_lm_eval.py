@@ -1,0 +1,171 @@
+"""lm-eval tasks end to end: `lm_eval run` through local-chat-completions against a loopback
+server that plays both GenRM and meta-judge."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ralign_tasks.cli import include_path
+from ralign_tasks.data import load_benchmark, sample_data_dir
+from ralign_tasks.loopback import LoopbackServer, is_metajudge_prompt
+from ralign_tasks.scorers.meta_verdict import MetaStatus
+from ralign_tasks.scorers.metajudge import GenRMJudgment
+from ralign_tasks.scorers.metrics import compute_fidelity
+from tests.scripted import DEFAULT_OTHERS, EXPECTED_OFFICIAL, FAIL, SCRIPT, scripted_responder
+
+# local-chat-completions retries a failed GenRM call and then stops the whole run, so the
+# lm-eval script gives item 6 an ordinary label-wrong answer instead of a failing call.
+LM_EVAL_SCRIPT = [*SCRIPT[:6], ("\\boxed{A}", SCRIPT[6][1]), SCRIPT[7]]
+
+
+def lm_eval_run(server: LoopbackServer, out: Path, tasks: str, metadata: dict, *extra: str):
+    command = [
+        sys.executable, "-m", "lm_eval", "run",
+        "--model", "local-chat-completions",
+        "--model_args", f"model=genrm,base_url={server.base_url}/chat/completions,"
+                        "num_concurrent=4,max_retries=1",
+        "--apply_chat_template",
+        "--tasks", tasks,
+        "--include_path", str(include_path()),
+        "--metadata", json.dumps(metadata),
+        "--output_path", str(out),
+        *extra,
+    ]  # fmt: skip
+    # A cache of its own: module-scoped runs start before the per-test isolated environment.
+    env = {**os.environ, "RALIGN_CACHE_DIR": str(out / "cache"), "HF_HOME": str(out / "hf")}
+    return subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+
+
+def read_output(out: Path) -> tuple[dict, dict[str, list[dict]]]:
+    (results_file,) = out.glob("*/results_*.json")
+    samples = {}
+    for path in out.glob("*/samples_*.jsonl"):
+        task = path.name.removeprefix("samples_").rsplit("_", 1)[0]
+        samples[task] = [json.loads(line) for line in path.read_text().splitlines()]
+    return json.loads(results_file.read_text()), samples
+
+
+@pytest.fixture(scope="module")
+def group_run(tmp_path_factory):
+    """One `lm_eval run --tasks ralign` with scripted helpsteer3 answers (others: always A and
+    Correct), shared by the checks below."""
+    out = tmp_path_factory.mktemp("lm_eval_out")
+    records = load_benchmark("helpsteer3", sample_data_dir()).records
+    responder = scripted_responder(records, LM_EVAL_SCRIPT, others=DEFAULT_OTHERS)
+    with LoopbackServer(responder) as server:
+        metadata = {
+            "sample": True,
+            "metajudge_model": "judge",
+            "metajudge_base_url": server.base_url,
+            "metajudge_max_attempts": 2,
+        }
+        run = lm_eval_run(server, out, "ralign", metadata, "--log_samples")
+        requests = list(server.requests)
+    assert run.returncode == 0, run.stderr[-3000:]
+    results, samples = read_output(out)
+    return run, results, samples, requests, records
+
+
+def test_metrics_equal_hand_computed_values(group_run):
+    _, results, _, _, _ = group_run
+    task = results["results"]["ralign_helpsteer3"]
+    for metric, value in EXPECTED_OFFICIAL.items():
+        assert task[f"{metric},none"] == pytest.approx(value)
+    assert task["meta_parse_fail,none"] == 1 and task["meta_call_fail,none"] == 1
+    assert task["genrm_no_verdict,none"] == 1
+    assert isinstance(task["l_acc_stderr,none"], float)
+    assert isinstance(task["f_score_stderr,none"], float)
+    # The other two tasks: the GenRM always says A, the meta-judge always Correct.
+    for name in ("ralign_rewardbench2", "ralign_ppe"):
+        other = results["results"][name]
+        assert other["l_acc,none"] == 0.5 and other["f_score,none"] == 0.5
+        assert other["s_corr,none"] == 0.0
+    group = results["groups"]["ralign"]
+    tasks = ("ralign_helpsteer3", "ralign_rewardbench2", "ralign_ppe")
+    for metric in EXPECTED_OFFICIAL:
+        mean = sum(results["results"][t][f"{metric},none"] for t in tasks) / 3
+        assert group[f"{metric},none"] == pytest.approx(mean)
+
+
+def test_same_numbers_as_the_shared_scorer(group_run):
+    _, results, samples, _, records = group_run
+    by_id = {s["doc"]["id"]: s for s in samples["ralign_helpsteer3"]}
+    outcomes = []
+    for record in records:
+        judged = json.loads(by_id[record.id]["filtered_resps"][0])
+        judgment = GenRMJudgment.from_output(record, judged["output"])
+        meta = MetaStatus(judged["meta_status"]) if judged["meta_status"] else None
+        outcomes.append(judgment.outcome(meta))
+    shared = compute_fidelity(outcomes)
+    task = results["results"]["ralign_helpsteer3"]
+    for metric in ("l_acc", "s_corr", "f_score"):
+        assert task[f"{metric},none"] == shared[metric]  # identical, not just close
+
+
+def test_samples_log_meta_verdicts(group_run):
+    _, _, samples, _, records = group_run
+    rows = {s["doc"]["id"]: s for s in samples["ralign_helpsteer3"]}
+    judged = [json.loads(rows[r.id]["filtered_resps"][0]) for r in records]
+    assert [j["meta_status"] for j in judged] == [
+        "correct", "incorrect", "parse_fail", None, None, "call_fail", None, None,
+    ]  # fmt: skip
+    assert judged[1]["meta_answer"].endswith("<final_verdict>Incorrect</final_verdict>")
+    assert "scripted failure" in judged[5]["meta_error"]
+    assert [j["verdict"] for j in judged][:3] == ["A", "B", "A"]
+    assert rows[records[0].id]["f_score"] == 1.0 and rows[records[1].id]["s_corr"] == 1.0
+
+
+def test_only_label_correct_documents_reach_the_metajudge(group_run):
+    _, _, _, requests, records = group_run
+    meta_requests = [b for b in requests if is_metajudge_prompt(b)]
+    helpsteer = [b for b in meta_requests if any(r.prompt in str(b) for r in records)]
+    # Items 0, 1, 2 once each; item 5 fails and is tried max_attempts (2) times.
+    assert len(helpsteer) == 3 + 2
+    for index in (3, 4, 6, 7):
+        assert not any(records[index].prompt in str(b) for b in helpsteer)
+    # 4 label-correct items in each of the two other tasks, judged once each.
+    assert len(meta_requests) - len(helpsteer) == 8
+
+
+def test_table_shows_metrics_per_task_and_group(group_run):
+    run, _, _, _, _ = group_run
+    table = run.stdout
+    for name in ("ralign_helpsteer3", "ralign_rewardbench2", "ralign_ppe", "ralign"):
+        assert name in table
+    for metric in ("l_acc", "s_corr", "f_score", "meta_call_fail", "meta_parse_fail"):
+        assert metric in table
+    assert "|Groups|" in table
+
+
+def test_without_metajudge_the_run_stops_before_generating(tmp_path):
+    with LoopbackServer(lambda body: "\\boxed{A}") as server:
+        run = lm_eval_run(server, tmp_path, "ralign_helpsteer3", {"sample": True})
+        assert not server.requests
+    assert run.returncode != 0
+    assert "no meta-judge configured for the R-Align tasks" in run.stderr
+
+
+def test_metajudge_none_reports_label_accuracy_only(tmp_path):
+    with LoopbackServer(lambda body: "\\boxed{A}") as server:
+        run = lm_eval_run(server, tmp_path, "ralign_ppe", {"sample": True, "metajudge": "none"})
+        assert not any(is_metajudge_prompt(b) for b in server.requests)
+    assert run.returncode == 0, run.stderr[-3000:]
+    task = read_output(tmp_path)[0]["results"]["ralign_ppe"]
+    assert task["l_acc,none"] == 0.5
+    assert "f_score,none" not in task and "s_corr,none" not in task
+
+
+def test_api_key_in_metadata_is_refused(tmp_path):
+    with LoopbackServer(lambda body: FAIL) as server:
+        run = lm_eval_run(
+            server, tmp_path, "ralign_ppe",
+            {"sample": True, "metajudge_model": "j", "metajudge_api_key": "sk-x"},
+        )  # fmt: skip
+    assert run.returncode != 0
+    assert "not in --metadata" in run.stderr
