@@ -17,7 +17,15 @@ from ralign_tasks.loopback import LoopbackServer, is_metajudge_prompt
 from ralign_tasks.scorers.meta_verdict import MetaStatus
 from ralign_tasks.scorers.metajudge import GenRMJudgment
 from ralign_tasks.scorers.metrics import compute_fidelity
-from tests.scripted import DEFAULT_OTHERS, EXPECTED_OFFICIAL, FAIL, SCRIPT, scripted_responder
+from tests.scripted import (
+    DEFAULT_OTHERS,
+    EXPECTED_OFFICIAL,
+    FAIL,
+    SCRIPT,
+    meta_answer,
+    scripted_responder,
+)
+from tests.tiny_model import build_tiny_llama
 
 # local-chat-completions retries a failed GenRM call and then stops the whole run, so the
 # lm-eval script gives item 6 an ordinary label-wrong answer instead of a failing call.
@@ -169,3 +177,44 @@ def test_api_key_in_metadata_is_refused(tmp_path):
         )  # fmt: skip
     assert run.returncode != 0
     assert "not in --metadata" in run.stderr
+
+
+def test_hf_backend_with_a_tiny_random_model(tmp_path):
+    """The real transformers backend end to end (its GenRM answers are noise: whatever it
+    writes is parsed and scored like any other output)."""
+    records = load_benchmark("helpsteer3", sample_data_dir()).records
+    corpus = [r.prompt + r.response_a + r.response_b + r.golden_rationale for r in records]
+    model_dir = build_tiny_llama(tmp_path / "tiny-llama", corpus * 4)
+    out = tmp_path / "out"
+    with LoopbackServer(lambda body: meta_answer("Correct")) as server:
+        metadata = {"sample": True, "metajudge_model": "j", "metajudge_base_url": server.base_url}
+        command = [
+            sys.executable, "-m", "lm_eval", "run",
+            "--model", "hf",
+            "--model_args", f"pretrained={model_dir},dtype=float32",
+            "--device", "cpu",
+            "--apply_chat_template",
+            "--tasks", "ralign_helpsteer3",
+            "--include_path", str(include_path()),
+            "--gen_kwargs", "max_gen_toks=12,do_sample=false",
+            "--metadata", json.dumps(metadata),
+            "--output_path", str(out),
+            "--log_samples",
+        ]  # fmt: skip
+        env = {**os.environ, "RALIGN_CACHE_DIR": str(tmp_path / "cache")}
+        run = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
+        meta_calls = len(server.requests)
+    assert run.returncode == 0, run.stderr[-3000:]
+    results, samples = read_output(out)
+    rows = samples["ralign_helpsteer3"]
+    assert len(rows) == 8
+    expected = [
+        GenRMJudgment.from_output(r, json.loads(row["filtered_resps"][0])["output"])
+        for r, row in zip(records, sorted(rows, key=lambda s: s["doc_id"]), strict=True)
+    ]
+    assert [row["resps"][0][0] for row in sorted(rows, key=lambda s: s["doc_id"])] == [
+        j.output for j in expected
+    ]
+    task = results["results"]["ralign_helpsteer3"]
+    assert task["l_acc,none"] == sum(j.label_correct for j in expected) / 8
+    assert meta_calls == sum(j.label_correct for j in expected)

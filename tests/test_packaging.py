@@ -1,5 +1,6 @@
 """The built wheel installs everything under ``ralign_tasks`` and works outside the checkout."""
 
+import json
 import os
 import subprocess
 import sys
@@ -37,16 +38,24 @@ def test_wheel_layout(wheel):
     assert "ralign = ralign_tasks.cli:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
 
 
-def test_installed_wheel_runs_from_outside_the_checkout(wheel, tmp_path):
-    target = tmp_path / "site"
+@pytest.fixture(scope="module")
+def installed(wheel, tmp_path_factory) -> tuple[Path, Path, dict[str, str]]:
+    """(site folder, a working folder outside the checkout, env that imports from the site)."""
+    root = tmp_path_factory.mktemp("installed")
+    target = root / "site"
     subprocess.run(
         [sys.executable, "-m", "pip", "install", "--no-deps", "--target", str(target), str(wheel)],
         check=True, capture_output=True,
     )  # fmt: skip
-    assert not (target / "scorers").exists()
-    workdir = tmp_path / "elsewhere"
+    workdir = root / "elsewhere"
     workdir.mkdir()
-    env = {**os.environ, "PYTHONPATH": str(target)}
+    env = {**os.environ, "PYTHONPATH": str(target), "RALIGN_CACHE_DIR": str(root / "cache")}
+    return target, workdir, env
+
+
+def test_installed_wheel_runs_from_outside_the_checkout(installed):
+    target, workdir, env = installed
+    assert not (target / "scorers").exists()
     where = subprocess.run(
         [sys.executable, "-c", "import ralign_tasks.scorers.engine as m; print(m.__file__)"],
         cwd=workdir, env=env, check=True, capture_output=True, text=True,
@@ -62,3 +71,30 @@ def test_installed_wheel_runs_from_outside_the_checkout(wheel, tmp_path):
     assert run.returncode == 0, run.stderr
     assert "ralign_rewardbench2" in run.stdout
     assert (workdir / "ralign_results" / "reward_bench2" / "results.json").is_file()
+
+
+def test_lm_eval_finds_and_runs_the_installed_tasks(installed):
+    target, workdir, env = installed
+    path = subprocess.run(
+        [sys.executable, "-m", "ralign_tasks.cli", "include-path"],
+        cwd=workdir, env=env, check=True, capture_output=True, text=True,
+    ).stdout.strip()  # fmt: skip
+    assert path == str(target / "ralign_tasks" / "task_configs")
+    assert (Path(path) / "_ralign_template_yaml").is_file()
+    listing = subprocess.run(
+        [sys.executable, "-m", "lm_eval", "ls", "tasks", "--include_path", path],
+        cwd=workdir, env=env, capture_output=True, text=True,
+    )  # fmt: skip
+    for name in ("ralign", "ralign_helpsteer3", "ralign_rewardbench2", "ralign_ppe"):
+        assert f"|{name} " in listing.stdout
+    with LoopbackServer(play_both_roles(GENRM_PICKS_A, METAJUDGE_CORRECT)) as server:
+        metadata = {"sample": True, "metajudge_model": "j", "metajudge_base_url": server.base_url}
+        run = subprocess.run(
+            [sys.executable, "-m", "lm_eval", "run", "--model", "local-chat-completions",
+             "--model_args", f"model=g,base_url={server.base_url}/chat/completions",
+             "--apply_chat_template", "--tasks", "ralign_ppe", "--include_path", path,
+             "--metadata", json.dumps(metadata)],
+            cwd=workdir, env=env, capture_output=True, text=True,
+        )  # fmt: skip
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "ralign_ppe" in run.stdout and "f_score" in run.stdout
