@@ -13,7 +13,7 @@ from typing import Any
 
 METAJUDGE_ENV_PREFIX = "RALIGN_METAJUDGE_"
 GENRM_ENV_PREFIX = "RALIGN_GENRM_"
-BACKENDS = ("openai",)
+BACKENDS = ("openai", "vllm", "hf")
 
 
 class ConfigError(ValueError):
@@ -36,6 +36,14 @@ class EndpointConfig:
     template: str | None = None
     cache_dir: str | None = None
     use_cache: bool = True
+    # In-process backends (vllm, hf): passed through to vllm.LLM / transformers.
+    dtype: str | None = None
+    device_map: str | None = None
+    batch_size: int = 8
+    tensor_parallel_size: int = 1
+    data_parallel_size: int = 1
+    gpu_memory_utilization: float | None = None
+    max_model_len: int | None = None
 
     @classmethod
     def from_sources(
@@ -46,21 +54,33 @@ class EndpointConfig:
     ) -> EndpointConfig:
         """Build from ``defaults`` < environment (``prefix + KEY``) < ``overrides``."""
         values: dict[str, Any] = dict(defaults)
+        given: set[str] = set()  # settings the user chose (environment or overrides)
         for spec in fields(cls):
             env_value = os.environ.get(prefix + spec.name.upper())
             if env_value not in (None, ""):
                 values[spec.name] = env_value
+                given.add(spec.name)
             if overrides and overrides.get(spec.name) not in (None, ""):
                 values[spec.name] = overrides[spec.name]
+                given.add(spec.name)
         if not values.get("api_key") and not values.get("base_url"):
             # Talking to api.openai.com itself: the usual OpenAI variable is fine.
             values["api_key"] = os.environ.get("OPENAI_API_KEY")
+        if values.get("backend") == "hf" and "temperature" not in given:
+            values["temperature"] = 0.0  # transformers judging is greedy unless asked otherwise
         return cls(**{name: _coerce(cls, prefix, name, value) for name, value in values.items()})
 
     def __post_init__(self) -> None:
         if self.backend not in BACKENDS:
             raise ConfigError(f"backend must be one of {BACKENDS}, got {self.backend!r}")
-        for name in ("concurrency", "max_attempts", "max_tokens"):
+        for name in (
+            "concurrency",
+            "max_attempts",
+            "max_tokens",
+            "batch_size",
+            "tensor_parallel_size",
+            "data_parallel_size",
+        ):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.timeout <= 0:
@@ -83,6 +103,7 @@ def _coerce(cls: type[EndpointConfig], prefix: str, name: str, value: Any) -> An
     kind = {spec.name: spec.type for spec in fields(cls)}.get(name)
     if kind is None:
         raise ConfigError(f"unknown setting {name!r}")
+    kind = str(kind).removesuffix(" | None")
     if value is None or not isinstance(value, str):
         return value
     try:

@@ -188,6 +188,67 @@ async def _call_with_retries(
     return result
 
 
+class _Batch:
+    """Bookkeeping shared by every backend: cache lookups, de-duplication, recording each
+    answer the moment it arrives (cache, stats, progress), and the final summary."""
+
+    def __init__(
+        self,
+        requests: Sequence[ChatRequest],
+        config: EndpointConfig,
+        description: str,
+        cache: ResponseCache | None,
+    ) -> None:
+        self.requests = requests
+        self.description = description
+        self.stats = BatchStats(requests=len(requests))
+        self.started = time.perf_counter()
+        self.owns_cache = cache is None and config.use_cache
+        self.cache = ResponseCache(config.cache_dir) if self.owns_cache else cache
+        self.results: list[ChatResult | None] = [None] * len(requests)
+        keys = [request.cache_key() for request in requests]
+        stored = self.cache.get_many(keys) if self.cache is not None else {}
+        # Identical requests are asked once: key -> every position that wants the answer.
+        self.pending: dict[str, list[int]] = {}
+        for index, key in enumerate(keys):
+            if key in stored:
+                self.results[index] = ChatResult(**stored[key], cached=True)
+            else:
+                self.pending.setdefault(key, []).append(index)
+        self.stats.cache_hits = len(requests) - sum(len(v) for v in self.pending.values())
+        self.progress = tqdm(
+            total=len(requests), initial=self.stats.cache_hits, desc=description, unit="req"
+        )
+
+    def record(self, key: str, result: ChatResult) -> None:
+        indices = self.pending[key]
+        stats = self.stats
+        stats.calls += result.attempts
+        stats.prompt_tokens += result.prompt_tokens
+        stats.completion_tokens += result.completion_tokens
+        if result.ok and self.cache is not None:
+            self.cache.put(key, self.requests[indices[0]].model, _storable(result))
+        if not result.ok:
+            stats.failures += len(indices)
+            if len(stats.failure_examples) < 5:
+                stats.failure_examples.append(str(result.error))
+        for index in indices:
+            self.results[index] = result
+        self.progress.update(len(indices))
+
+    def close(self) -> None:
+        self.progress.close()
+        if self.owns_cache and self.cache is not None:
+            self.cache.close()
+
+    def finish(self) -> tuple[list[ChatResult], BatchStats]:
+        self.stats.wall_s = time.perf_counter() - self.started
+        logger.info(self.stats.summary(self.description))
+        for example in self.stats.failure_examples:
+            logger.warning("%s call failed: %s", self.description, example)
+        return [r for r in self.results if r is not None], self.stats
+
+
 async def run_chat_batch_async(
     requests: Sequence[ChatRequest],
     config: EndpointConfig,
@@ -195,47 +256,23 @@ async def run_chat_batch_async(
     description: str = "meta-judge",
     cache: ResponseCache | None = None,
 ) -> tuple[list[ChatResult], BatchStats]:
-    """Answer every request (cache first, then the endpoint); results keep the input order."""
-    stats = BatchStats(requests=len(requests))
-    started = time.perf_counter()
-    owns_cache = cache is None and config.use_cache
-    if owns_cache:
-        cache = ResponseCache(config.cache_dir)
-    results: list[ChatResult | None] = [None] * len(requests)
-    keys = [request.cache_key() for request in requests]
-    stored = cache.get_many(keys) if cache is not None else {}
-    pending: dict[str, list[int]] = {}
-    for index, key in enumerate(keys):
-        if key in stored:
-            results[index] = ChatResult(**stored[key], cached=True)
-        else:
-            pending.setdefault(key, []).append(index)
-    stats.cache_hits = len(requests) - sum(len(v) for v in pending.values())
-
-    backend = OpenAIChatBackend(config) if pending else None
+    """Answer every request through an OpenAI-compatible endpoint (cache first), with at most
+    ``config.concurrency`` calls in flight; results keep the input order."""
+    batch = _Batch(requests, config, description, cache)
+    backend = OpenAIChatBackend(config) if batch.pending else None
     semaphore = asyncio.Semaphore(config.concurrency)
-    progress = tqdm(total=len(requests), initial=stats.cache_hits, desc=description, unit="req")
 
-    async def answer(key: str, indices: list[int]) -> None:
-        request = requests[indices[0]]
+    async def answer(key: str, request: ChatRequest) -> None:
         async with semaphore:
             result = await _call_with_retries(backend, request, config.max_attempts)
-        stats.calls += result.attempts
-        stats.prompt_tokens += result.prompt_tokens
-        stats.completion_tokens += result.completion_tokens
-        if result.ok and cache is not None:
-            cache.put(key, request.model, _storable(result))
-        if not result.ok:
-            stats.failures += len(indices)
-            if len(stats.failure_examples) < 5:
-                stats.failure_examples.append(str(result.error))
-        for index in indices:
-            results[index] = result
-        progress.update(len(indices))
+        batch.record(key, result)
 
     try:
         if backend is not None:
-            tasks = [asyncio.ensure_future(answer(k, idx)) for k, idx in pending.items()]
+            tasks = [
+                asyncio.ensure_future(answer(key, requests[indices[0]]))
+                for key, indices in batch.pending.items()
+            ]
             try:
                 await asyncio.gather(*tasks)
             except BaseException:
@@ -244,16 +281,54 @@ async def run_chat_batch_async(
                 await asyncio.gather(*tasks, return_exceptions=True)
                 raise
     finally:
-        progress.close()
+        batch.close()
         if backend is not None:
             await backend.aclose()
-        if owns_cache and cache is not None:
-            cache.close()
-    stats.wall_s = time.perf_counter() - started
-    logger.info(stats.summary(description))
-    for example in stats.failure_examples:
-        logger.warning("%s call failed: %s", description, example)
-    return [r for r in results if r is not None], stats
+    return batch.finish()
+
+
+def run_local_batch(
+    requests: Sequence[ChatRequest],
+    config: EndpointConfig,
+    *,
+    description: str = "meta-judge",
+    cache: ResponseCache | None = None,
+) -> tuple[list[ChatResult], BatchStats]:
+    """Answer every request with an in-process model (``hf`` or ``vllm`` backend), in batches;
+    each finished batch is cached at once. When sampling, empty answers are asked again, up to
+    ``max_attempts`` in all."""
+    from ralign_tasks.scorers.local_backends import local_backend
+
+    batch = _Batch(requests, config, description, cache)
+    try:
+        todo = {key: requests[indices[0]] for key, indices in batch.pending.items()}
+        attempts: dict[str, ChatResult] = {key: ChatResult(text=None) for key in todo}
+        backend = local_backend(config) if todo else None
+        # Asking a greedy local model again gives the same empty answer: one attempt then.
+        sampling = any(request.temperature > 0 for request in todo.values())
+        max_attempts = config.max_attempts if sampling else 1
+        for attempt in range(1, max_attempts + 1):
+            if not todo:
+                break
+            keys = list(todo)
+            for position, completion, wall_s in backend.generate([todo[k] for k in keys]):
+                key = keys[position]
+                result = attempts[key]
+                result.attempts = attempt
+                result.prompt_tokens += completion.prompt_tokens
+                result.completion_tokens += completion.completion_tokens
+                result.wall_s += wall_s
+                if completion.text.strip():
+                    result.text, result.finish_reason = completion.text, completion.finish_reason
+                    result.error = None
+                else:
+                    result.error = f"empty answer after {attempt} attempt(s)"
+                if result.ok or attempt == max_attempts:
+                    batch.record(key, result)
+                    del todo[key]
+    finally:
+        batch.close()
+    return batch.finish()
 
 
 def run_chat_batch(
@@ -263,8 +338,12 @@ def run_chat_batch(
     description: str = "meta-judge",
     cache: ResponseCache | None = None,
 ) -> tuple[list[ChatResult], BatchStats]:
-    """Synchronous wrapper of :func:`run_chat_batch_async` (runs its own event loop)."""
-    return asyncio.run(run_chat_batch_async(requests, config, description=description, cache=cache))
+    """Answer every request with the configured backend; results keep the input order."""
+    if config.backend == "openai":
+        return asyncio.run(
+            run_chat_batch_async(requests, config, description=description, cache=cache)
+        )
+    return run_local_batch(requests, config, description=description, cache=cache)
 
 
 def _storable(result: ChatResult) -> dict[str, Any]:

@@ -1,0 +1,140 @@
+"""In-process judging backends: the engine path shared by `hf` and `vllm`, and the real
+transformers backend on a tiny random model."""
+
+from __future__ import annotations
+
+import pytest
+
+from ralign_tasks.loopback import LoopbackServer, prompt_of
+from ralign_tasks.scorers import local_backends
+from ralign_tasks.scorers.config import EndpointConfig
+from ralign_tasks.scorers.engine import ChatRequest, run_chat_batch
+from ralign_tasks.scorers.local_backends import Completion
+from ralign_tasks.scorers.meta_verdict import MetaStatus
+from ralign_tasks.scorers.metajudge import GenRMJudgment, judge_all
+from tests.scripted import meta_answer
+from tests.tiny_model import build_tiny_llama
+
+# Raw meta-judge answers keyed by a word of the GenRM output they judge.
+ANSWERS = {
+    "alpha": meta_answer("Correct"),
+    "beta": meta_answer("Incorrect"),
+    "gamma": "no tags at all",
+    "delta": meta_answer("**Correct**"),
+    "epsilon": "",  # empty every time: a call failure
+}
+
+
+def scripted_answer(prompt: str) -> str:
+    return next(answer for word, answer in ANSWERS.items() if f"because {word}" in prompt)
+
+
+class ScriptedLocalBackend:
+    """Stands in for a loaded model: answers from ANSWERS, one batch per call."""
+
+    def __init__(self) -> None:
+        self.calls: list[int] = []
+
+    def generate(self, requests):
+        self.calls.append(len(requests))
+        for position, request in enumerate(requests):
+            text = scripted_answer(request.prompt)
+            yield position, Completion(text, "stop", 10, len(text.split())), 0.01
+
+
+def judgments(records):
+    label_correct = [r for r in records][: len(ANSWERS)]
+    return [
+        GenRMJudgment.from_output(r, f"I pick it because {word}. \\boxed{{{r.label}}}")
+        for r, word in zip(label_correct, ANSWERS, strict=True)
+    ]
+
+
+@pytest.fixture
+def scripted_local(monkeypatch):
+    backend = ScriptedLocalBackend()
+    monkeypatch.setattr(local_backends, "local_backend", lambda config: backend)
+    return backend
+
+
+def test_all_backends_give_the_same_verdicts(sample_records, scripted_local):
+    items = judgments(sample_records)
+    by_backend = {}
+    for backend in ("hf", "vllm"):
+        config = EndpointConfig(model="judge", backend=backend, use_cache=False)
+        verdicts, _ = judge_all(items, config)
+        by_backend[backend] = [v.status for v in verdicts]
+    with LoopbackServer(lambda body: scripted_answer(prompt_of(body))) as server:
+        config = EndpointConfig(model="judge", base_url=server.base_url, use_cache=False)
+        verdicts, _ = judge_all(items, config)
+        by_backend["openai"] = [v.status for v in verdicts]
+    expected = [
+        MetaStatus.CORRECT,
+        MetaStatus.INCORRECT,
+        MetaStatus.PARSE_FAIL,
+        MetaStatus.INCORRECT,
+        MetaStatus.CALL_FAIL,
+    ]
+    assert by_backend == {"hf": expected, "vllm": expected, "openai": expected}
+
+
+def test_local_batch_retries_empty_answers_and_caches_the_rest(sample_records, scripted_local):
+    items = judgments(sample_records)
+    config = EndpointConfig(model="judge", backend="hf", max_attempts=3, temperature=0.4)
+    verdicts, stats = judge_all(items, config)
+    # One batch of 5, then the empty one twice more.
+    assert scripted_local.calls == [5, 1, 1]
+    assert verdicts[4].error == "empty answer after 3 attempt(s)"
+    assert stats.failures == 1 and stats.calls == 4 + 3
+    again, stats = judge_all(items, config)
+    assert stats.cache_hits == 4 and scripted_local.calls[3:] == [1, 1, 1]
+    assert [v.status for v in again] == [v.status for v in verdicts]
+
+
+def test_hf_defaults_to_greedy(monkeypatch):
+    monkeypatch.setenv("RALIGN_METAJUDGE_BACKEND", "hf")
+    assert EndpointConfig.from_sources().temperature == 0.0
+    monkeypatch.setenv("RALIGN_METAJUDGE_TEMPERATURE", "0.7")
+    assert EndpointConfig.from_sources().temperature == 0.7
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory, sample_texts=None):
+    from ralign_tasks.data import load_benchmark, sample_data_dir
+
+    records = load_benchmark("helpsteer3", sample_data_dir()).records
+    corpus = [r.prompt + r.response_a + r.golden_rationale for r in records] * 4
+    return build_tiny_llama(tmp_path_factory.mktemp("tiny") / "llama", corpus)
+
+
+def test_hf_backend_on_a_tiny_model(tiny_model):
+    config = EndpointConfig(model=str(tiny_model), backend="hf", max_tokens=6, batch_size=3)
+    prompts = ["short", "a longer prompt " * 30, *(f"prompt number {i}" for i in range(5))]
+    requests = [ChatRequest(config.model, p, 0.0, 6) for p in prompts]
+    backend = local_backends.local_backend(config)
+    batched = {position: c for position, c, _ in backend.generate(requests)}
+    assert sorted(batched) == list(range(len(requests)))
+    # Greedy: a prompt inside a left-padded batch gets what it gets alone.
+    alone = local_backends.local_backend(config.with_(batch_size=1))
+    for position, request in enumerate(requests[:3]):
+        ((_, single, _),) = alone.generate([request])
+        assert single == batched[position]
+    for completion in batched.values():
+        assert completion.completion_tokens <= 6 and completion.prompt_tokens > 0
+        assert completion.finish_reason in ("stop", "length")
+    assert batched[1].prompt_tokens > batched[0].prompt_tokens
+    # Through the engine: tokens are counted and finished answers are cached.
+    results, stats = run_chat_batch(requests, config)
+    assert stats.prompt_tokens == sum(c.prompt_tokens for c in batched.values())
+    rerun, rerun_stats = run_chat_batch(requests, config)
+    assert rerun_stats.calls == stats.failures
+    assert [r.text for r in rerun] == [r.text for r in results]
+
+
+def test_hf_backend_judges_through_judge_all(tiny_model, sample_records):
+    items = [GenRMJudgment.from_output(r, f"\\boxed{{{r.label}}}") for r in sample_records[:3]]
+    config = EndpointConfig(model=str(tiny_model), backend="hf", max_tokens=4)
+    verdicts, stats = judge_all(items, config)
+    assert stats.requests == 3
+    # A random model's answers carry no tags: parse failures, or call failures if empty.
+    assert {v.status for v in verdicts} <= {MetaStatus.PARSE_FAIL, MetaStatus.CALL_FAIL}
