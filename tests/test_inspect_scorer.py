@@ -1,0 +1,229 @@
+"""The Inspect dataset, scorer and metric, with ``mockllm`` as GenRM and meta-judge."""
+
+import math
+
+import pytest
+from inspect_ai import eval as inspect_eval
+from inspect_ai.log import resolve_sample_attachments
+from inspect_ai.model import (
+    ContentReasoning,
+    ContentText,
+    GenerateConfig,
+    ModelOutput,
+    ModelUsage,
+    get_model,
+)
+from inspect_ai.scorer import SampleScore, Score
+
+from ralign_tasks.inspect_dataset import ralign_dataset, record_from_metadata, record_metadata
+from ralign_tasks.inspect_tasks import TaskSetupError, ralign_helpsteer3
+from ralign_tasks.loopback import METAJUDGE_CORRECT
+from ralign_tasks.prompts import render_genrm_prompt
+from ralign_tasks.scorers.inspect_metrics import fidelity, outcome_value, value_outcome
+from ralign_tasks.scorers.inspect_scorer import genrm_full_text, ralign_fidelity
+from ralign_tasks.scorers.meta_verdict import MetaStatus
+from ralign_tasks.scorers.metrics import ItemOutcome, compute_fidelity
+
+
+def mock_output(content, stop_reason="stop"):
+    output = ModelOutput.from_content("mockllm/model", content, stop_reason=stop_reason)
+    # With usage unset mockllm counts tokens with tiktoken, which downloads its encoding.
+    output.usage = ModelUsage(input_tokens=1, output_tokens=1, total_tokens=2)
+    return output
+
+
+class Scripted:
+    """A mockllm callable answering per item (found by its prompt text), counting calls."""
+
+    def __init__(self, records, answers):
+        self.records, self.answers, self.calls = records, answers, []
+
+    def __call__(self, messages, tools, tool_choice, config):
+        prompt = messages[-1].text
+        for index, record in enumerate(self.records):
+            if record.prompt in prompt:
+                self.calls.append(index)
+                return mock_output(self.answers[index])
+        raise AssertionError("unscripted prompt")
+
+
+@pytest.fixture(autouse=True)
+def inspect_home(tmp_path, monkeypatch):
+    monkeypatch.setenv("INSPECT_CACHE_DIR", str(tmp_path / "inspect_cache"))
+    monkeypatch.chdir(tmp_path)
+
+
+def run(genrm, judge, tmp_path, **task_args):
+    (log,) = inspect_eval(
+        ralign_helpsteer3(sample=True, **task_args),
+        model=get_model("mockllm/model", custom_outputs=genrm),
+        model_roles={"meta_judge": judge},
+        log_dir=str(tmp_path / "logs"),
+        display="none",
+    )
+    assert log.status == "success", log.error
+    return log
+
+
+def judge_calls(sample):
+    """The meta-judge's model events of one logged sample, inputs resolved."""
+    events = resolve_sample_attachments(sample).events
+    return [e for e in events if e.event == "model" and e.role == "meta_judge"]
+
+
+def mock_judge(script, **config):
+    return get_model("mockllm/model", custom_outputs=script, config=GenerateConfig(**config))
+
+
+def test_full_text_puts_reasoning_parts_back_in_order():
+    parts = [ContentReasoning(reasoning="\\boxed{B}?"), ContentText(text="So \\boxed{A}")]
+    assert genrm_full_text(mock_output(parts)) == "<think>\\boxed{B}?</think>\nSo \\boxed{A}"
+    assert genrm_full_text(mock_output("plain \\boxed{A}")) == "plain \\boxed{A}"
+    assert genrm_full_text(ModelOutput(model="m")) is None  # generation failed
+
+
+def test_samples_carry_the_record_in_file_order(sample_records):
+    dataset = ralign_dataset("helpsteer3", sample=True)
+    assert [s.id for s in dataset] == [r.id for r in sample_records]
+    first = dataset[0]
+    assert first.target == sample_records[0].label
+    assert [m.role for m in first.input] == ["user"]
+    assert first.input[0].text == render_genrm_prompt(sample_records[0])
+    assert first.metadata["golden_rationale"] == sample_records[0].golden_rationale
+    assert all(record_from_metadata(record_metadata(r)) == r for r in sample_records)
+
+
+def test_subset_filter_and_its_errors(tmp_path):
+    dataset = ralign_dataset("helpsteer3", sample=True, subset="code, stem")
+    assert {s.metadata["subset"] for s in dataset} == {"code", "stem"} and len(dataset) == 4
+    assert len(ralign_dataset("helpsteer3", sample=True, subset=["general"])) == 2
+    with pytest.raises(ValueError, match=r"unknown subset.*'maths'.*known: code, general"):
+        ralign_dataset("helpsteer3", sample=True, subset="maths")
+    with pytest.raises(ValueError, match="either sample=true or data_dir"):
+        ralign_dataset("helpsteer3", sample=True, data_dir=str(tmp_path))
+    # The task reports them as Inspect prerequisites (printed without a traceback).
+    with pytest.raises(TaskSetupError, match="unknown subset"):
+        ralign_helpsteer3(sample=True, subset="maths")
+    with pytest.raises(TaskSetupError, match="no data file"):
+        ralign_helpsteer3(data_dir=str(tmp_path))
+
+
+def test_score_value_round_trip():
+    outcomes = [
+        ItemOutcome("code", True, MetaStatus.CORRECT),
+        ItemOutcome("code", True, MetaStatus.CALL_FAIL),
+        ItemOutcome("stem", False, genrm_no_verdict=True, genrm_truncated=True),
+        ItemOutcome("stem", False, genrm_call_fail=True),
+    ]
+    assert [value_outcome(outcome_value(o)) for o in outcomes] == outcomes
+
+
+def test_metric_is_compute_fidelity_with_nan_for_undefined():
+    outcomes = [
+        ItemOutcome("a", True, MetaStatus.CORRECT),
+        ItemOutcome("a", True, MetaStatus.PARSE_FAIL),
+        ItemOutcome("a", False, genrm_no_verdict=True),
+    ]
+    scores = [
+        SampleScore(score=Score(value=outcome_value(o)), sample_id=i)
+        for i, o in enumerate(outcomes)
+    ]
+    values = fidelity()(scores)
+    report = compute_fidelity(outcomes)
+    for name in ("f_score", "l_acc", "s_corr"):
+        assert values[name] == report[name]
+        assert values[f"{name}_stderr"] == report["stderr"][name]
+    assert (values["meta_parse_fail"], values["genrm_no_verdict"]) == (1, 1)
+    assert next(iter(values)) == "f_score"  # Inspect's headline: the first value
+
+    nothing_judged = fidelity()([SampleScore(score=Score(value=outcome_value(outcomes[2])))])
+    assert nothing_judged["l_acc"] == 0 and math.isnan(nothing_judged["s_corr"])
+    assert math.isnan(fidelity()([])["f_score"])
+
+
+def test_mock_run_reasoning_parts_and_meta_outcomes(sample_records, tmp_path):
+    # Labels A B A B B A B A.
+    genrm = Scripted(
+        sample_records,
+        [
+            [ContentReasoning(reasoning="weighing"), ContentText(text="\\boxed{A}")],
+            "\\boxed{B}",
+            "\\boxed{A}",
+            "\\boxed{A}",  # label wrong
+            "no decision",  # no verdict
+            "\\boxed{A}",
+            "\\boxed{B}",
+            # First box in the reasoning part: official B (label wrong), strict A.
+            [ContentReasoning(reasoning="\\boxed{B}?"), ContentText(text="\\boxed{A}")],
+        ],
+    )
+    incorrect = METAJUDGE_CORRECT.replace(">Correct<", ">Incorrect<")
+    judge_script = Scripted(
+        sample_records,
+        [METAJUDGE_CORRECT, incorrect, "<final_verdict>Correct</final_verdict>", None, None, "",
+         METAJUDGE_CORRECT, METAJUDGE_CORRECT],
+    )  # fmt: skip
+    log = run(genrm, mock_judge(judge_script), tmp_path)
+    scores = [s.scores["ralign_fidelity"] for s in log.samples]
+    assert [s.value["meta"] for s in scores] == [
+        "correct", "incorrect", "parse_fail", None, None, "call_fail", "correct", None,
+    ]  # fmt: skip
+    # The empty answer (item 5) is asked again: 3 attempts by default.
+    assert sorted(judge_script.calls) == [0, 1, 2, 5, 5, 5, 6]
+    assert scores[5].metadata["meta_attempts"] == 3
+    assert scores[5].metadata["meta_error"].startswith("empty answer")
+    assert scores[2].explanation.startswith("Meta verdict: ParseFail")
+    assert scores[3].explanation == "GenRM picked A, the label is B: not meta-judged."
+    metrics = log.results.scores[0].metrics
+    # N=8, L=5 (0, 1, 2, 5, 6); C=2, I=1, PF=1, CF=1.
+    assert metrics["l_acc"].value == pytest.approx(5 / 8)
+    assert metrics["s_corr"].value == pytest.approx(1 / 3)
+    assert metrics["f_score"].value == pytest.approx(2 / 6)
+    assert metrics["genrm_no_verdict"].value == 1
+
+    # Official meta-judge settings and bounded retries, unless the role's config says otherwise.
+    (call,) = judge_calls(log.samples[0])
+    assert (call.config.temperature, call.config.max_tokens) == (0.4, 16384)
+    assert (call.config.max_retries, call.config.attempt_timeout) == (2, 600)
+    assert [m.role for m in call.input] == ["user"]
+    assert "<genrm_output>\n\\boxed{A}" in call.input[0].text
+    assert "weighing" not in call.input[0].text  # the meta-judge never sees the thinking
+
+
+def test_role_config_wins_over_the_official_defaults(sample_records, tmp_path):
+    genrm = Scripted(sample_records, ["\\boxed{A}"] * 8)
+    judge_script = Scripted(sample_records, [""] * 8)
+    log = run(genrm, mock_judge(judge_script, temperature=0.0, max_retries=0), tmp_path)
+    # Items 0, 2, 5, 7 are label-correct; each empty answer is asked once (max_retries 0).
+    assert sorted(judge_script.calls) == [0, 2, 5, 7]
+    metrics = log.results.scores[0].metrics
+    assert metrics["meta_call_fail"].value == 4
+    # CallFails leave the F-Score denominator (8 - 4) and S-Corr without one (C + I = 0).
+    assert metrics["f_score"].value == 0 and math.isnan(metrics["s_corr"].value)
+    assert judge_calls(log.samples[0])[0].config.temperature == 0.0
+
+
+def test_metajudge_cache_and_templates(sample_records, tmp_path):
+    template = tmp_path / "meta.jinja"
+    template.write_text('CUSTOM JUDGE {% include "_comparison.jinja" %} {{ golden_rationale }}')
+    genrm = Scripted(sample_records, ["\\boxed{A}"] * 8)
+    judge_script = Scripted(sample_records, [METAJUDGE_CORRECT] * 8)
+
+    def cached_run():
+        return run(genrm, mock_judge(judge_script), tmp_path, metajudge_cache=True,
+                   metajudge_template=str(template))  # fmt: skip
+
+    first = cached_run()
+    assert len(judge_script.calls) == 4
+    second = cached_run()
+    assert len(judge_script.calls) == 4  # every meta-judge answer came from the cache
+    assert second.results.scores[0].metrics == first.results.scores[0].metrics
+    (call,) = judge_calls(first.samples[0])
+    assert call.input[0].text.startswith("CUSTOM JUDGE")
+    run(genrm, mock_judge(judge_script), tmp_path)
+    assert len(judge_script.calls) == 8  # no cache unless asked
+
+
+def test_bad_verdict_policy_is_rejected():
+    with pytest.raises(ValueError, match="verdict_policy must be one of"):
+        ralign_fidelity(verdict_policy="lenient")
