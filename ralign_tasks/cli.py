@@ -6,9 +6,7 @@ import argparse
 import logging
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 
-import ralign_tasks.task_configs
 from ralign_tasks.benchmarks import BENCHMARKS, get_benchmark
 from ralign_tasks.data import (
     DataFormatError,
@@ -18,6 +16,7 @@ from ralign_tasks.data import (
     load_benchmark,
     sample_data_dir,
 )
+from ralign_tasks.demo import DemoError, run_demo
 from ralign_tasks.pipeline import (
     GENRM_MAX_TOKENS,
     GENRM_TEMPERATURE,
@@ -36,13 +35,9 @@ from ralign_tasks.scorers.config import (
 from ralign_tasks.scorers.engine import FatalEndpointError
 from ralign_tasks.scorers.verdict import VERDICT_POLICIES
 from ralign_tasks.tables import format_report
+from ralign_tasks.task_configs import include_path
 
 logger = logging.getLogger("ralign_tasks")
-
-
-def include_path() -> Path:
-    """The folder to pass to ``lm_eval --include_path``."""
-    return Path(ralign_tasks.task_configs.__file__).parent
 
 
 def _add_data_options(parser: argparse.ArgumentParser) -> None:
@@ -76,6 +71,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("include-path", help="print the folder for lm_eval --include_path")
+    demo = commands.add_parser(
+        "demo",
+        help="offline end-to-end run on the bundled sample with SmolLM2-135M as GenRM and "
+        "meta-judge (a smoke test, not a measurement)",
+    )
+    demo.add_argument("--output-dir", default="ralign_demo", help="where lm-eval writes results")
 
     names = ", ".join(BENCHMARKS)
     run = commands.add_parser(
@@ -219,6 +220,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "include-path":
             print(include_path())
+        elif args.command == "demo":
+            return run_demo(args.output_dir)
         elif args.command == "run":
             cmd_run(args)
         elif args.command == "score":
@@ -226,6 +229,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.command == "check-data":
             return cmd_check_data(args)
     except (
+        DemoError,
         ConfigError,
         DataFormatError,
         DataUnavailableError,

@@ -14,6 +14,7 @@ import pytest
 from ralign_tasks.cli import include_path
 from ralign_tasks.data import load_benchmark, sample_data_dir
 from ralign_tasks.loopback import LoopbackServer, is_metajudge_prompt
+from ralign_tasks.random_model import build_random_llama
 from ralign_tasks.scorers.meta_verdict import MetaStatus
 from ralign_tasks.scorers.metajudge import GenRMJudgment
 from ralign_tasks.scorers.metrics import compute_fidelity
@@ -25,7 +26,6 @@ from tests.scripted import (
     meta_answer,
     scripted_responder,
 )
-from tests.tiny_model import build_tiny_llama
 
 # local-chat-completions retries a failed GenRM call and then stops the whole run, so the
 # lm-eval script gives item 6 an ordinary label-wrong answer instead of a failing call.
@@ -184,7 +184,7 @@ def test_hf_backend_with_a_tiny_random_model(tmp_path):
     writes is parsed and scored like any other output)."""
     records = load_benchmark("helpsteer3", sample_data_dir()).records
     corpus = [r.prompt + r.response_a + r.response_b + r.golden_rationale for r in records]
-    model_dir = build_tiny_llama(tmp_path / "tiny-llama", corpus * 4)
+    model_dir = build_random_llama(tmp_path / "tiny-llama", corpus * 4)
     out = tmp_path / "out"
     with LoopbackServer(lambda body: meta_answer("Correct")) as server:
         metadata = {"sample": True, "metajudge_model": "j", "metajudge_base_url": server.base_url}

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from ralign_tasks.loopback import LoopbackServer, prompt_of
+from ralign_tasks.random_model import build_random_llama
 from ralign_tasks.scorers import local_backends
 from ralign_tasks.scorers.config import EndpointConfig
 from ralign_tasks.scorers.engine import ChatRequest, run_chat_batch
@@ -13,7 +14,6 @@ from ralign_tasks.scorers.local_backends import Completion
 from ralign_tasks.scorers.meta_verdict import MetaStatus
 from ralign_tasks.scorers.metajudge import GenRMJudgment, judge_all
 from tests.scripted import meta_answer
-from tests.tiny_model import build_tiny_llama
 
 # Raw meta-judge answers keyed by a word of the GenRM output they judge.
 ANSWERS = {
@@ -104,7 +104,7 @@ def tiny_model(tmp_path_factory, sample_texts=None):
 
     records = load_benchmark("helpsteer3", sample_data_dir()).records
     corpus = [r.prompt + r.response_a + r.golden_rationale for r in records] * 4
-    return build_tiny_llama(tmp_path_factory.mktemp("tiny") / "llama", corpus)
+    return build_random_llama(tmp_path_factory.mktemp("tiny") / "llama", corpus)
 
 
 def test_hf_backend_on_a_tiny_model(tiny_model):

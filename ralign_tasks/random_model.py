@@ -1,5 +1,6 @@
-"""A tiny random-weight Llama with a byte-level BPE tokenizer and a ChatML template, built in a
-few seconds for offline tests of the local-model backends (its answers are noise)."""
+"""Random-weight Llama models with a byte-level BPE tokenizer trained on the fly and a ChatML
+template: built offline in seconds, for tests and throughput measurements of the local
+backends where no checkpoint can be downloaded (their answers are noise)."""
 
 from __future__ import annotations
 
@@ -13,8 +14,21 @@ CHATML = (
 SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 
 
-def build_tiny_llama(folder: Path, corpus: list[str]) -> Path:
-    """Train a 600-token BPE on ``corpus``, build a 2-layer Llama, save both to ``folder``."""
+TINY_SHAPE = {
+    "hidden_size": 128,
+    "intermediate_size": 256,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 2,
+    "num_key_value_heads": 2,
+    "head_dim": 64,
+}
+
+
+def build_random_llama(
+    folder: Path, corpus: list[str], shape: dict[str, int] | None = None
+) -> Path:
+    """Train a 600-token BPE on ``corpus``, build a random Llama of ``shape`` (default: a
+    2-layer toy), save both to ``folder``."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
@@ -36,12 +50,7 @@ def build_tiny_llama(folder: Path, corpus: list[str]) -> Path:
     tokenizer.chat_template = CHATML
     config = LlamaConfig(
         vocab_size=len(tokenizer),
-        hidden_size=128,
-        intermediate_size=256,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        num_key_value_heads=2,
-        head_dim=64,
+        **(shape or TINY_SHAPE),
         max_position_embeddings=16384,
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
