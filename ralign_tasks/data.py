@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from ralign_tasks.benchmarks import Benchmark, get_benchmark
+from ralign_tasks.benchmarks import get_benchmark
 from ralign_tasks.records import PairRecord, Turn
 from ralign_tasks.scorers.verdict import strip_thinking
 
@@ -24,6 +24,9 @@ HF_DATASET = "lyn22333/R-Align-BMK"
 # The dataset revision every run reads unless RALIGN_HF_REVISION says otherwise.
 HF_REVISION = "main"
 HF_REVISION_ENV = "RALIGN_HF_REVISION"
+
+
+T = TypeVar("T")
 
 
 class DataFormatError(ValueError):
@@ -67,40 +70,57 @@ def sample_data_dir() -> Path:
     return Path(str(resources.files("ralign_tasks") / "samples"))
 
 
-def resolve_data_file(benchmark: Benchmark, data_dir: str | os.PathLike[str]) -> Path:
+def resolve_data_file(file_name: str, data_dir: str | os.PathLike[str], task: str) -> Path:
     """Find ``<data_dir>/data/<file>`` or ``<data_dir>/<file>``; error naming both if neither."""
     root = Path(data_dir).expanduser()
-    candidates = [root / "data" / benchmark.file_name, root / benchmark.file_name]
+    candidates = [root / "data" / file_name, root / file_name]
     for candidate in candidates:
         if candidate.is_file():
             return candidate
     tried = " or ".join(str(c) for c in candidates)
-    raise DataUnavailableError(f"{benchmark.task}: no data file at {tried}")
+    raise DataUnavailableError(f"{task}: no data file at {tried}")
 
 
-def download_data_file(benchmark: Benchmark) -> Path:
-    """Fetch one benchmark file from the Hugging Face dataset at the pinned revision."""
+def download_data_file(
+    file_name: str, task: str, repo_id: str = HF_DATASET, revision: str = HF_REVISION
+) -> Path:
+    """Fetch ``data/<file_name>`` of a Hugging Face dataset at its pinned revision
+    (``RALIGN_HF_REVISION`` overrides it)."""
     from huggingface_hub import hf_hub_download
 
-    revision = os.environ.get(HF_REVISION_ENV, HF_REVISION)
+    revision = os.environ.get(HF_REVISION_ENV, revision)
     try:
         return Path(
             hf_hub_download(
-                repo_id=HF_DATASET,
+                repo_id=repo_id,
                 repo_type="dataset",
-                filename=f"data/{benchmark.file_name}",
+                filename=f"data/{file_name}",
                 revision=revision,
             )
         )
     except Exception as exc:  # the hub raises many types; all mean "not available here"
         raise DataUnavailableError(
-            f"{benchmark.task}: could not get data/{benchmark.file_name} from the Hugging Face "
-            f"dataset {HF_DATASET}@{revision} ({type(exc).__name__}: {exc}). "
+            f"{task}: could not get data/{file_name} from the Hugging Face "
+            f"dataset {repo_id}@{revision} ({type(exc).__name__}: {exc}). "
             f"Offline or behind a firewall? Download it once with\n"
-            f"  hf download {HF_DATASET} --repo-type dataset --local-dir DIR --include 'data/**'\n"
+            f"  hf download {repo_id} --repo-type dataset --local-dir DIR --include 'data/**'\n"
             f"and point at it with {DATA_DIR_ENV}=DIR (lm-eval: --metadata "
             f'\'{{"data_dir": "DIR"}}\', Inspect: -T data_dir=DIR).'
         ) from exc
+
+
+def locate_data_file(
+    file_name: str,
+    task: str,
+    data_dir: str | os.PathLike[str] | None,
+    repo_id: str = HF_DATASET,
+    revision: str = HF_REVISION,
+) -> Path:
+    """``data_dir``, else ``RALIGN_DATA_DIR``, else the hub."""
+    data_dir = data_dir or os.environ.get(DATA_DIR_ENV) or None
+    if data_dir:
+        return resolve_data_file(file_name, data_dir, task)
+    return download_data_file(file_name, task, repo_id, revision)
 
 
 def load_benchmark(
@@ -111,17 +131,31 @@ def load_benchmark(
 ) -> LoadResult:
     """Load one benchmark as validated records (see the module docstring for sources)."""
     benchmark = get_benchmark(name)
-    data_dir = data_dir or os.environ.get(DATA_DIR_ENV) or None
-    path = resolve_data_file(benchmark, data_dir) if data_dir else download_data_file(benchmark)
+    path = locate_data_file(benchmark.file_name, benchmark.task, data_dir)
     return read_benchmark_file(path, benchmark.name, skip_bad_rows=skip_bad_rows)
 
 
 def read_benchmark_file(
     path: str | os.PathLike[str], benchmark: str, *, skip_bad_rows: bool = False
 ) -> LoadResult:
-    """Read and validate one JSONL file; blank lines are ignored, every other line is a row."""
+    """Read and validate one R-Align JSONL file."""
+    records, bad_rows = read_jsonl_records(
+        path, lambda row, line: parse_row(row, benchmark, line), skip_bad_rows=skip_bad_rows
+    )
+    return LoadResult(benchmark, str(path), records, bad_rows)
+
+
+def read_jsonl_records(
+    path: str | os.PathLike[str],
+    parse: Callable[[Any, int], T],
+    *,
+    skip_bad_rows: bool = False,
+) -> tuple[list[T], list[BadRow]]:
+    """Parse every non-blank line with ``parse(row, line_no)`` (records must have an ``id``);
+    a bad row raises :class:`DataFormatError` naming file and line, or is returned in the
+    bad-row list when ``skip_bad_rows``."""
     path_str = str(path)
-    records: list[PairRecord] = []
+    records: list[T] = []
     bad_rows: list[BadRow] = []
     first_line_of_id: dict[str, int] = {}
     with open(path, encoding="utf-8") as handle:
@@ -129,19 +163,20 @@ def read_benchmark_file(
             if not line.strip():
                 continue
             try:
-                record = parse_row(_decode_json(line), benchmark, line_no)
-                if record.id in first_line_of_id:
+                record = parse(_decode_json(line), line_no)
+                record_id = record.id  # type: ignore[attr-defined]
+                if record_id in first_line_of_id:
                     raise ValueError(
-                        f"duplicate id {record.id!r} (first on line {first_line_of_id[record.id]})"
+                        f"duplicate id {record_id!r} (first on line {first_line_of_id[record_id]})"
                     )
             except ValueError as exc:
                 if not skip_bad_rows:
                     raise DataFormatError(path_str, line_no, str(exc)) from None
                 bad_rows.append(BadRow(path_str, line_no, str(exc)))
                 continue
-            first_line_of_id[record.id] = line_no
+            first_line_of_id[record_id] = line_no
             records.append(record)
-    return LoadResult(benchmark, path_str, records, bad_rows)
+    return records, bad_rows
 
 
 def _decode_json(line: str) -> Any:

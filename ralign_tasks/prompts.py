@@ -13,11 +13,14 @@ from pathlib import Path
 
 import jinja2
 
+from ralign_tasks.atomic_data import AtomicRecord
 from ralign_tasks.records import PairRecord
 from ralign_tasks.scorers.verdict import strip_thinking
 
 GENRM_TEMPLATE = "genrm_pairwise.jinja"
 METAJUDGE_TEMPLATE = "metajudge.jinja"
+ATOMIC_GENRM_TEMPLATE = "atomic_genrm.jinja"
+ATOMIC_METAJUDGE_TEMPLATE = "atomic_metajudge.jinja"
 GENRM_TEMPLATE_ENV = "RALIGN_GENRM_TEMPLATE"
 METAJUDGE_TEMPLATE_ENV = "RALIGN_METAJUDGE_TEMPLATE"
 
@@ -76,3 +79,24 @@ def render_metajudge_prompt(
         )
         .strip()
     )
+
+
+def render_atomic_genrm_prompt(record: AtomicRecord, template_path: str | None = None) -> str:
+    """The HelpSteer3-Atomic GenRM prompt: ordered reasons, then a five-way verdict
+    (A = response 1)."""
+    variables = {
+        "context": [{"role": t.role, "content": t.content} for t in record.context],
+        "prompt": record.prompt,
+        "response_a": record.response1,
+        "response_b": record.response2,
+    }
+    return load_template(template_path, ATOMIC_GENRM_TEMPLATE).render(**variables).strip()
+
+
+def render_rc_prompt(
+    reasons: list[str], rationales: list[str], template_path: str | None = None
+) -> str:
+    """The Rationale Consistency MetaJudge prompt: model reasons as S items, human atomic
+    rationales as R items."""
+    template = load_template(template_path, ATOMIC_METAJUDGE_TEMPLATE)
+    return template.render(reasons=reasons, rationales=rationales).strip()

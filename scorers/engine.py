@@ -44,18 +44,19 @@ class ChatRequest:
     prompt: str
     temperature: float
     max_tokens: int
+    # A fresh ask of the same request (after a malformed answer) needs its own cache entry.
+    attempt: int = 0
 
     def cache_key(self) -> str:
-        payload = json.dumps(
-            {
-                "model": self.model,
-                "messages": [{"role": "user", "content": self.prompt}],
-                "temperature": self.temperature,
-                "max_tokens": self.max_tokens,
-            },
-            sort_keys=True,
-            ensure_ascii=False,
-        )
+        request: dict[str, object] = {
+            "model": self.model,
+            "messages": [{"role": "user", "content": self.prompt}],
+            "temperature": self.temperature,
+            "max_tokens": self.max_tokens,
+        }
+        if self.attempt:
+            request["attempt"] = self.attempt
+        payload = json.dumps(request, sort_keys=True, ensure_ascii=False)
         return hashlib.sha256(payload.encode("utf-8")).hexdigest()
 
 

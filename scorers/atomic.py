@@ -1,0 +1,184 @@
+"""Rationale Consistency (SPEC §2): parsing the GenRM's reasons and five-way verdict, parsing
+the MetaJudge's ``Rx@Sy: score`` block, matching, and the per-item and aggregate metrics."""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import Enum
+
+import numpy as np
+from scipy.optimize import linear_sum_assignment
+
+from ralign_tasks.scorers.verdict import strip_thinking
+
+FIVE_WAY = ("A>>B", "A>B", "A=B", "B>A", "B>>A")
+MAX_REASONS_SCORED = 5  # the model checklist is capped at its top 5 reasons
+MAX_REASONS_ALLOWED = 10  # longer lists are skipped, as in the paper
+RC_METRICS = ("rc", "rc_code", "rc_precision", "rc_f1")
+
+_FIVE_WAY_BOX = re.compile(r"\\boxed\{\s*(A>>B|A>B|A=B|B>A|B>>A)\s*\}")
+_RESULT_BLOCK = re.compile(r"<RESULT_START>(.*?)(?:<RESULT_END>|$)", re.DOTALL)
+_NUMBERED = re.compile(r"^\s*(?:\*\*)?\d+[.)]\s*(?:\*\*)?\s*(.+?)\s*$")
+_BULLETED = re.compile(r"^\s*[-*•]\s+(.+?)\s*$")
+_RC_LINE = re.compile(r"-\s*R(\d+)@S(\d+):\s*(\d+(?:\.\d+)?)")
+
+
+class ItemStatus(str, Enum):
+    """What became of one item in the RC evaluation."""
+
+    SCORED = "scored"
+    SKIPPED_EMPTY = "skipped_empty"  # the GenRM listed no reason
+    SKIPPED_LONG = "skipped_long"  # more than 10 reasons
+    JUDGE_FAILED = "judge_failed"  # no well-formed MetaJudge answer within the attempts
+
+
+class RCFormatError(ValueError):
+    """A MetaJudge answer that breaks the ``- Rx@Sy: score`` protocol."""
+
+
+def parse_five_way(text: str | None) -> str | None:
+    """The last five-way ``\\boxed{…}`` verdict after the thinking, or ``None``."""
+    if text is None:
+        return None
+    boxes = _FIVE_WAY_BOX.findall(strip_thinking(text))
+    return boxes[-1] if boxes else None
+
+
+def verdict_side(verdict: str | None) -> str | None:
+    """``A`` or ``B`` for a directional verdict, ``=`` for a tie, ``None`` for none."""
+    if verdict is None:
+        return None
+    return "=" if verdict == "A=B" else verdict[0]
+
+
+def parse_reasons(text: str | None) -> list[str]:
+    """The GenRM's reasons in order: numbered or bulleted lines (inside ``<RESULT_START>`` …
+    ``<RESULT_END>`` when present), thinking and the verdict line left out."""
+    if text is None:
+        return []
+    body = strip_thinking(text)
+    block = _RESULT_BLOCK.search(body)
+    if block:
+        body = block.group(1)
+    reasons = []
+    for line in body.splitlines():
+        match = _NUMBERED.match(line) or _BULLETED.match(line)
+        if match and not _FIVE_WAY_BOX.search(match.group(1)):
+            reasons.append(match.group(1))
+    return reasons
+
+
+def parse_rc_answer(answer: str, n_rationales: int, n_reasons: int) -> list[tuple[int, float]]:
+    """The MetaJudge's pick for each human rationale: ``[(S index, score), …]`` for R1..Rn
+    (S index 0 = no match). Raises :class:`RCFormatError` on any protocol breach."""
+    block = _RESULT_BLOCK.search(answer)
+    if not block or "<RESULT_END>" not in answer:
+        raise RCFormatError("no <RESULT_START> … <RESULT_END> block")
+    lines = _RC_LINE.findall(block.group(1))
+    if not lines:
+        raise RCFormatError("no '- Rx@Sy: score' lines in the result block")
+    r_numbers = [int(r) for r, _, _ in lines]
+    if r_numbers != list(range(1, n_rationales + 1)):
+        raise RCFormatError(f"R numbers {r_numbers} are not 1..{n_rationales} in order")
+    picks = []
+    for _, s, score in lines:
+        value = float(score)
+        if not 0.0 <= value <= 1.0:
+            raise RCFormatError(f"score {score} outside [0, 1]")
+        if int(s) > n_reasons:
+            raise RCFormatError(f"S{s} does not exist (the model listed {n_reasons})")
+        picks.append((int(s), value))
+    return picks
+
+
+@dataclass(frozen=True)
+class RCScores:
+    rc: float  # paper: optimal one-to-one matching
+    rc_code: float  # reference code: each R's own best score
+    rc_precision: float
+    rc_f1: float
+
+
+def score_picks(picks: Sequence[tuple[int, float]], n_reasons: int) -> RCScores:
+    """Per-item scores from the MetaJudge's picks (one per human rationale)."""
+    n_rationales = len(picks)
+    matrix = np.zeros((n_rationales, n_reasons))
+    for r, (s, value) in enumerate(picks):
+        if s > 0:
+            matrix[r, s - 1] = value
+    rows, cols = linear_sum_assignment(matrix, maximize=True)
+    recall = float(matrix[rows, cols].sum()) / n_rationales
+    recall_code = sum(value for s, value in picks if s > 0) / n_rationales
+    best_per_reason = matrix.max(axis=0)
+    precision = float(best_per_reason.sum()) / min(n_reasons, MAX_REASONS_SCORED)
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall > 0 else 0.0
+    return RCScores(recall, recall_code, precision, f1)
+
+
+@dataclass(frozen=True)
+class AtomicOutcome:
+    """The scored facts of one item, as the metrics need them."""
+
+    domain: str
+    status: ItemStatus
+    scores: RCScores | None
+    label: str | None  # the human side, A or B
+    verdict: str | None  # the GenRM's five-way verdict
+
+    def metric_values(self) -> dict[str, float]:
+        """Per-item values; NaN where the item is outside a metric's denominator."""
+        values = {
+            name: getattr(self.scores, name) if self.scores else math.nan for name in RC_METRICS
+        }
+        side = verdict_side(self.verdict)
+        values["outcome_acc"] = math.nan if self.label is None else float(side == self.label)
+        return values
+
+
+def _mean_with_ci(values: np.ndarray, n_bootstrap: int, seed: int) -> dict[str, object]:
+    defined = ~np.isnan(values)
+    if not defined.any():
+        return {"value": None, "stderr": None, "ci": None}
+    value = float(np.nanmean(values))
+    kept = values[defined]
+    if kept.size < 2 or n_bootstrap <= 0:
+        return {"value": value, "stderr": None, "ci": None}
+    rng = np.random.default_rng(seed)
+    means = rng.choice(kept, size=(n_bootstrap, kept.size), replace=True).mean(axis=1)
+    low, high = np.percentile(means, [2.5, 97.5])
+    return {"value": value, "stderr": float(means.std(ddof=1)), "ci": [float(low), float(high)]}
+
+
+def compute_rc(
+    outcomes: Sequence[AtomicOutcome], *, n_bootstrap: int = 2000, seed: int = 20260101
+) -> dict[str, object]:
+    """Means over scored items (``np.nanmean`` in item order, the same arithmetic as lm-eval's
+    ``nanmean``), bootstrap stderr and 95% CIs, and the counts behind them."""
+    report: dict[str, object] = {"n": len(outcomes)}
+    for status in ItemStatus:
+        report[status.value] = sum(o.status is status for o in outcomes)
+    sides = [verdict_side(o.verdict) for o in outcomes]
+    report["outcome_tie"] = sum(side == "=" for side in sides)
+    report["outcome_no_verdict"] = sum(side is None for side in sides)
+    per_item = [o.metric_values() for o in outcomes]
+    for name in (*RC_METRICS, "outcome_acc"):
+        values = np.array([item[name] for item in per_item], dtype=float)
+        summary = _mean_with_ci(values, n_bootstrap, seed)
+        report[name] = summary["value"]
+        report[f"{name}_stderr"] = summary["stderr"]
+        report[f"{name}_ci"] = summary["ci"]
+    return report
+
+
+def rc_report(outcomes: Sequence[AtomicOutcome], **kwargs: object) -> dict[str, object]:
+    """Overall and per-domain reports."""
+    domains: dict[str, list[AtomicOutcome]] = {}
+    for outcome in outcomes:
+        domains.setdefault(outcome.domain, []).append(outcome)
+    return {
+        "overall": compute_rc(outcomes, **kwargs),
+        "domains": {name: compute_rc(domains[name], **kwargs) for name in sorted(domains)},
+    }
