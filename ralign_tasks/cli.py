@@ -6,7 +6,9 @@ import argparse
 import logging
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
+from ralign_tasks.atomic_data import load_atomic
 from ralign_tasks.benchmarks import BENCHMARKS, get_benchmark
 from ralign_tasks.data import (
     DataFormatError,
@@ -23,8 +25,10 @@ from ralign_tasks.pipeline import (
     generate_genrm_outputs,
     read_outputs_file,
     score_outputs,
+    write_results,
     write_run,
 )
+from ralign_tasks.rc_pipeline import AtomicJudgment, score_rc
 from ralign_tasks.scorers.cache import default_cache_dir
 from ralign_tasks.scorers.config import (
     GENRM_ENV_PREFIX,
@@ -34,7 +38,7 @@ from ralign_tasks.scorers.config import (
 )
 from ralign_tasks.scorers.engine import FatalEndpointError
 from ralign_tasks.scorers.verdict import VERDICT_POLICIES
-from ralign_tasks.tables import format_report
+from ralign_tasks.tables import format_rc_report, format_report
 from ralign_tasks.task_configs import include_path
 
 logger = logging.getLogger("ralign_tasks")
@@ -93,6 +97,21 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("benchmark", help=f"one of {names}")
     score.add_argument("--outputs", required=True, help="JSONL rows {'id': ..., 'output': ...}")
     _add_data_options(score)
+
+    rc = commands.add_parser(
+        "rc-score",
+        help="Rationale Consistency (HelpSteer3-Atomic) of stored outputs: a reference model's "
+        "checklists from the test split, or a JSONL of GenRM outputs",
+    )
+    stored = rc.add_mutually_exclusive_group(required=True)
+    stored.add_argument(
+        "--reference",
+        help="a reference model of the test split, e.g. low_deceptive_alignment",
+    )
+    stored.add_argument("--outputs", help="JSONL rows {'id': ..., 'output': ...}")
+    rc.add_argument("--split", choices=("test", "full"), default="test")
+    rc.add_argument("--domain", action="append", help="keep only this domain (repeat)")
+    _add_data_options(rc)
 
     check = commands.add_parser("check-data", help="validate benchmark files and report bad rows")
     check.add_argument("benchmarks", nargs="*", default=list(BENCHMARKS))
@@ -201,6 +220,56 @@ def cmd_score(args: argparse.Namespace) -> None:
     _report(benchmark.name, args, run, _settings(args, loaded, meta) | {"outputs": args.outputs})
 
 
+def cmd_rc_score(args: argparse.Namespace) -> None:
+    meta = _meta_config(args)
+    if meta is None:
+        raise ConfigError("rc-score needs a meta-judge: Rationale Consistency is its verdict")
+    loaded = load_atomic(
+        args.split, sample_data_dir() if args.sample else args.data_dir,
+        skip_bad_rows=args.skip_bad_rows,
+    )  # fmt: skip
+    if loaded.bad_rows:
+        logger.warning(
+            "skipped %d bad row(s) of %s:\n%s",
+            len(loaded.bad_rows),
+            loaded.path,
+            describe_bad_rows(loaded.bad_rows),
+        )
+    records = [r for r in loaded.records if not args.domain or r.domain in args.domain]
+    records = records[: args.limit] if args.limit is not None else records
+    if args.reference:
+        judgments = [AtomicJudgment.from_reference(r, args.reference) for r in records]
+    else:
+        outputs = read_outputs_file(args.outputs)
+        missing = [r.id for r in records if r.id not in outputs]
+        if missing:
+            raise DataUnavailableError(
+                f"{args.outputs}: no output for {len(missing)} of {len(records)} items "
+                f"(first: {', '.join(missing[:5])})"
+            )
+        judgments = [AtomicJudgment.from_output(r, outputs[r.id]) for r in records]
+    run = score_rc(judgments, meta)
+    source = f"reference {args.reference}" if args.reference else args.outputs
+    folder = write_results(
+        Path(args.output_dir) / f"helpsteer3_atomic_{args.split}",
+        {
+            "task": "ralign_helpsteer3_atomic",
+            "settings": {
+                "data_file": loaded.path,
+                "items": len(records),
+                "source": source,
+                "meta_judge_model": meta.model,
+                "meta_judge_base_url": meta.base_url,
+            },
+            "metrics": run.report,
+            "usage": {"meta_judge": run.stats.as_dict()},
+        },
+        run.samples(),
+    )
+    print(format_rc_report(f"ralign_helpsteer3_atomic ({args.split}, {source})", run.report))
+    print(f"written: {folder}/results.json, {folder}/samples.jsonl\n")
+
+
 def cmd_check_data(args: argparse.Namespace) -> int:
     bad_total = 0
     for name in args.benchmarks:
@@ -226,6 +295,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             cmd_run(args)
         elif args.command == "score":
             cmd_score(args)
+        elif args.command == "rc-score":
+            cmd_rc_score(args)
         elif args.command == "check-data":
             return cmd_check_data(args)
     except (

@@ -113,8 +113,6 @@ def score_outputs(
 
 def write_run(run: ScoredRun, output_dir: str | os.PathLike[str], settings: dict[str, Any]) -> Path:
     """Write ``<dir>/<benchmark>/results.json`` and ``samples.jsonl``; return the folder."""
-    folder = Path(output_dir) / run.benchmark
-    folder.mkdir(parents=True, exist_ok=True)
     results = {
         "benchmark": run.benchmark,
         "settings": settings,
@@ -124,13 +122,19 @@ def write_run(run: ScoredRun, output_dir: str | os.PathLike[str], settings: dict
             "meta_judge": run.meta_stats.as_dict() if run.meta_stats else None,
         },
     }
-    # allow_nan=False: an undefined metric must be null, never a bare NaN.
+    return write_results(Path(output_dir) / run.benchmark, results, run.samples())
+
+
+def write_results(folder: Path, results: dict[str, Any], samples: list[dict[str, Any]]) -> Path:
+    """``folder/results.json`` and ``folder/samples.jsonl``; NaN is refused, an undefined
+    metric must be null."""
+    folder.mkdir(parents=True, exist_ok=True)
     (folder / "results.json").write_text(
         json.dumps(results, indent=2, ensure_ascii=False, allow_nan=False) + "\n",
         encoding="utf-8",
     )
     with open(folder / "samples.jsonl", "w", encoding="utf-8") as handle:
-        for row in run.samples():
+        for row in samples:
             handle.write(json.dumps(row, ensure_ascii=False, allow_nan=False) + "\n")
     return folder
 

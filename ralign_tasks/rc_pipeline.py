@@ -5,7 +5,8 @@ rc-score`` and both harnesses."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from typing import Any
 
 from ralign_tasks.atomic_data import AtomicRecord
 from ralign_tasks.prompts import render_rc_prompt
@@ -15,9 +16,11 @@ from ralign_tasks.scorers.atomic import (
     AtomicOutcome,
     ItemStatus,
     RCFormatError,
+    RCScores,
     parse_five_way,
     parse_rc_answer,
     parse_reasons,
+    rc_report,
     score_picks,
 )
 from ralign_tasks.scorers.config import EndpointConfig
@@ -126,7 +129,9 @@ def judge_rc(
     return [done[i] for i in range(len(judgments))], total
 
 
-def _outcome(judgment: AtomicJudgment, status: ItemStatus, scores=None) -> AtomicOutcome:
+def _outcome(
+    judgment: AtomicJudgment, status: ItemStatus, scores: RCScores | None = None
+) -> AtomicOutcome:
     return AtomicOutcome(
         domain=judgment.record.domain,
         status=status,
@@ -144,3 +149,42 @@ def _add(total: BatchStats, stats: BatchStats) -> None:
     total.prompt_tokens += stats.prompt_tokens
     total.completion_tokens += stats.completion_tokens
     total.wall_s += stats.wall_s
+
+
+@dataclass
+class RCRun:
+    """Judged items of one RC evaluation and the metrics over them."""
+
+    judgments: list[AtomicJudgment]
+    verdicts: list[RCJudgement]
+    report: dict[str, Any]
+    stats: BatchStats
+
+    def samples(self) -> list[dict[str, Any]]:
+        """One JSON-ready row per item."""
+        rows = []
+        for judgment, verdict in zip(self.judgments, self.verdicts, strict=True):
+            outcome = verdict.outcome
+            rows.append(
+                {
+                    "id": judgment.record.id,
+                    "domain": judgment.record.domain,
+                    "label": judgment.record.label,
+                    "verdict": judgment.verdict,
+                    "reasons": list(judgment.reasons),
+                    "human_checklist": list(judgment.record.checklist),
+                    "status": outcome.status.value,
+                    **(asdict(outcome.scores) if outcome.scores else {}),
+                    "metajudge_answer": verdict.answer,
+                    "metajudge_error": verdict.error,
+                    "metajudge_attempts": verdict.attempts,
+                }
+            )
+        return rows
+
+
+def score_rc(judgments: Sequence[AtomicJudgment], config: EndpointConfig) -> RCRun:
+    """MetaJudge the judgments and compute the RC metrics overall and per domain."""
+    verdicts, stats = judge_rc(judgments, config)
+    report = rc_report([v.outcome for v in verdicts])
+    return RCRun(list(judgments), verdicts, report, stats)

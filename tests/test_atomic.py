@@ -225,3 +225,31 @@ def test_reference_outputs_are_scored_without_a_genrm():
     assert sum(j.skip_status is ItemStatus.SKIPPED_EMPTY for j in high) == 1
     with pytest.raises(KeyError, match="has no output of 'gpt-9'"):
         AtomicJudgment.from_reference(records[0], "gpt-9")
+
+
+def test_rc_score_command_scores_a_reference_model(tmp_path, capsys):
+    from ralign_tasks.cli import main
+
+    records = load_atomic("test", sample_data_dir()).records
+
+    def respond(body):
+        prompt = prompt_of(body)
+        record = next(r for r in records if r.checklist[0] in prompt)
+        n = len(record.checklist)
+        return rc_block("- R1@S1: 1", *(f"- R{k}@S0: 0" for k in range(2, n + 1)))
+
+    with LoopbackServer(respond) as server:
+        code = main(
+            ["rc-score", "--reference", "low_deceptive_alignment", "--sample",
+             "--metajudge-model", "j", "--metajudge-base-url", server.base_url,
+             "--output-dir", str(tmp_path)]
+        )  # fmt: skip
+    assert code == 0
+    results = json.loads((tmp_path / "helpsteer3_atomic_test" / "results.json").read_text())
+    overall = results["metrics"]["overall"]
+    assert overall["scored"] == 8
+    assert overall["rc"] == pytest.approx(sum(1 / len(r.checklist) for r in records) / 8)
+    assert overall["rc"] == overall["rc_code"]
+    assert "ralign_helpsteer3_atomic (test, reference low_deceptive_alignment)" in (
+        capsys.readouterr().out
+    )
