@@ -135,62 +135,79 @@ def metajudge_config(metadata: Mapping[str, Any]) -> EndpointConfig | None:
     return config
 
 
-class RAlignTask(ConfigurableTask):
-    """A generate-until task whose scoring meta-judges all label-correct documents at once."""
+class BatchJudgedTask(ConfigurableTask):
+    """A generate-until task whose scoring judges every document's output in one batch after
+    generation (``apply_filters``) and stores a JSON record of it as the filtered response,
+    which ``process_results`` turns into metric values and lm-eval logs with the samples."""
 
     def __init__(self, config: dict[str, Any] | None = None, **kwargs: Any) -> None:
         # lm-eval hands over the whole YAML mapping, including the `class` key that chose us.
         config = {key: value for key, value in (config or {}).items() if key != "class"}
         super().__init__(config=config, **kwargs)
-        metadata = dict(self.config.metadata or {})
         # Fail before any generation when the scoring settings are unusable.
-        self.meta_config = metajudge_config(metadata)
-        self.verdict_policy = metadata.get("verdict_policy", "official")
+        self.meta_config = metajudge_config(dict(self.config.metadata or {}))
+
+    def apply_filters(self) -> Any:
+        result = super().apply_filters()
+        slots = []  # (instance, filter key, output)
+        for instance in self.instances:
+            for key, response in instance.filtered_resps.items():
+                output = response[0] if isinstance(response, list) else response
+                slots.append((instance, key, output))
+        judged = self.judge_outputs([(instance.doc, output) for instance, _, output in slots])
+        for (instance, key, _), record in zip(slots, judged, strict=True):
+            instance.filtered_resps[key] = json.dumps(record, ensure_ascii=False)
+        return result
+
+    def judge_outputs(self, outputs: list[tuple[dict[str, Any], str]]) -> list[dict[str, Any]]:
+        """One JSON-ready record per (document, output), judged as one batch."""
+        raise NotImplementedError
+
+    def process_results(self, doc: dict[str, Any], results: list[Any]) -> dict[str, Any]:
+        return self.document_metrics(json.loads(results[0]))
+
+    def document_metrics(self, judged: dict[str, Any]) -> dict[str, Any]:
+        """Per-document metric values of one judged record."""
+        raise NotImplementedError
+
+
+class RAlignTask(BatchJudgedTask):
+    """The R-Align tasks: verdicts parsed, label-correct documents meta-judged at once."""
+
+    def __init__(self, config: dict[str, Any] | None = None, **kwargs: Any) -> None:
+        super().__init__(config=config, **kwargs)
+        self.verdict_policy = (self.config.metadata or {}).get("verdict_policy", "official")
         if self.verdict_policy not in VERDICT_POLICIES:
             raise ConfigError(
                 f"verdict_policy must be one of {VERDICT_POLICIES}, got {self.verdict_policy!r}"
             )
 
-    def apply_filters(self) -> Any:
-        result = super().apply_filters()
-        self._attach_verdicts()
-        return result
-
-    def _attach_verdicts(self) -> None:
-        """Parse every filtered response, meta-judge the label-correct ones in one batch, and
-        store the outcome in place of the response."""
-        slots = []  # (instance, filter key, judgment)
-        for instance in self.instances:
-            record = doc_to_record(instance.doc)
-            for key, response in instance.filtered_resps.items():
-                output = response[0] if isinstance(response, list) else response
-                judgment = GenRMJudgment.from_output(record, output, self.verdict_policy)
-                slots.append((instance, key, judgment))
-        verdicts: list[MetaJudgement | None] = [None] * len(slots)
+    def judge_outputs(self, outputs: list[tuple[dict[str, Any], str]]) -> list[dict[str, Any]]:
+        judgments = [
+            GenRMJudgment.from_output(doc_to_record(doc), output, self.verdict_policy)
+            for doc, output in outputs
+        ]
+        verdicts: list[MetaJudgement | None] = [None] * len(judgments)
         if self.meta_config is not None:
-            verdicts, stats = judge_all([judgment for _, _, judgment in slots], self.meta_config)
+            verdicts, stats = judge_all(judgments, self.meta_config)
             logger.info("%s: %s", self.config.task, stats.summary("meta-judge"))
-        for (instance, key, judgment), meta in zip(slots, verdicts, strict=True):
-            instance.filtered_resps[key] = judged_response(judgment, meta)
+        return [judged_response(j, m) for j, m in zip(judgments, verdicts, strict=True)]
 
-    def process_results(self, doc: dict[str, Any], results: list[Any]) -> dict[str, Any]:
-        return document_metrics(json.loads(results[0]), judged_by_meta=self.meta_config is not None)
+    def document_metrics(self, judged: dict[str, Any]) -> dict[str, Any]:
+        return document_metrics(judged, judged_by_meta=self.meta_config is not None)
 
 
-def judged_response(judgment: GenRMJudgment, meta: MetaJudgement | None) -> str:
-    """What the samples log shows as a document's filtered response: a JSON object with the
-    output, the parsed verdict and the meta-judge's status, answer and error."""
-    return json.dumps(
-        {
-            "output": judgment.output,
-            "verdict": judgment.verdict,
-            "label_correct": judgment.label_correct,
-            "meta_status": meta.status.value if meta else None,
-            "meta_answer": meta.answer if meta else None,
-            "meta_error": meta.error if meta else None,
-        },
-        ensure_ascii=False,
-    )
+def judged_response(judgment: GenRMJudgment, meta: MetaJudgement | None) -> dict[str, Any]:
+    """What the samples log shows as a document's filtered response: the output, the parsed
+    verdict and the meta-judge's status, answer and error."""
+    return {
+        "output": judgment.output,
+        "verdict": judgment.verdict,
+        "label_correct": judgment.label_correct,
+        "meta_status": meta.status.value if meta else None,
+        "meta_answer": meta.answer if meta else None,
+        "meta_error": meta.error if meta else None,
+    }
 
 
 def document_metrics(judged: Mapping[str, Any], *, judged_by_meta: bool = True) -> dict[str, Any]:
@@ -226,15 +243,22 @@ def per_document(items: Any) -> Any:
     return items
 
 
-# Registering the metric names spares lm-eval a (slow, offline-failing) search of the HF
-# Evaluate library for each of them on every task load.
-for _name, _higher_is_better in (
-    ("l_acc", True),
-    ("s_corr", False),
-    ("f_score", True),
-    ("genrm_no_verdict", False),
-    ("meta_parse_fail", False),
-    ("meta_call_fail", False),
-):
-    if _name not in metric_registry:
-        register_metric(metric=_name, higher_is_better=_higher_is_better)(per_document)
+def register_metric_names(names: Sequence[tuple[str, bool]]) -> None:
+    """Register (name, higher_is_better) pairs with lm-eval's metric registry. This spares
+    lm-eval a slow, offline-failing search of the HF Evaluate library for each name on every
+    task load."""
+    for name, higher_is_better in names:
+        if name not in metric_registry:
+            register_metric(metric=name, higher_is_better=higher_is_better)(per_document)
+
+
+register_metric_names(
+    [
+        ("l_acc", True),
+        ("s_corr", False),
+        ("f_score", True),
+        ("genrm_no_verdict", False),
+        ("meta_parse_fail", False),
+        ("meta_call_fail", False),
+    ]
+)
