@@ -17,6 +17,7 @@ from ralign_tasks.data import (
     describe_bad_rows,
     load_benchmark,
     sample_data_dir,
+    warn_bad_rows,
 )
 from ralign_tasks.demo import DemoError, run_demo
 from ralign_tasks.pipeline import (
@@ -40,8 +41,6 @@ from ralign_tasks.scorers.engine import FatalEndpointError
 from ralign_tasks.scorers.verdict import VERDICT_POLICIES
 from ralign_tasks.tables import format_rc_report, format_report
 from ralign_tasks.task_configs import include_path
-
-logger = logging.getLogger("ralign_tasks")
 
 
 def _add_data_options(parser: argparse.ArgumentParser) -> None:
@@ -122,13 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _load(name: str, args: argparse.Namespace) -> LoadResult:
     data_dir = sample_data_dir() if args.sample else args.data_dir
     loaded = load_benchmark(name, data_dir, skip_bad_rows=args.skip_bad_rows)
-    if loaded.bad_rows:
-        logger.warning(
-            "skipped %d bad row(s) of %s:\n%s",
-            len(loaded.bad_rows),
-            loaded.path,
-            describe_bad_rows(loaded.bad_rows),
-        )
+    warn_bad_rows(loaded.path, loaded.bad_rows)
     if args.subset:
         loaded.records = [r for r in loaded.records if r.subset in args.subset]
     if args.limit is not None:
@@ -228,13 +221,7 @@ def cmd_rc_score(args: argparse.Namespace) -> None:
         args.split, sample_data_dir() if args.sample else args.data_dir,
         skip_bad_rows=args.skip_bad_rows,
     )  # fmt: skip
-    if loaded.bad_rows:
-        logger.warning(
-            "skipped %d bad row(s) of %s:\n%s",
-            len(loaded.bad_rows),
-            loaded.path,
-            describe_bad_rows(loaded.bad_rows),
-        )
+    warn_bad_rows(loaded.path, loaded.bad_rows)
     records = [r for r in loaded.records if not args.domain or r.domain in args.domain]
     records = records[: args.limit] if args.limit is not None else records
     if args.reference:

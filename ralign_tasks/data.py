@@ -8,8 +8,9 @@ Every row is validated; a bad row is an error naming file and line, or, with
 from __future__ import annotations
 
 import json
+import logging
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -27,6 +28,7 @@ HF_REVISION_ENV = "RALIGN_HF_REVISION"
 
 
 T = TypeVar("T")
+logger = logging.getLogger("ralign_tasks.data")
 
 
 class DataFormatError(ValueError):
@@ -251,3 +253,11 @@ def describe_bad_rows(bad_rows: Iterable[BadRow], limit: int = 10) -> str:
     if len(rows) > limit:
         lines.append(f"  … and {len(rows) - limit} more")
     return "\n".join(lines)
+
+
+def warn_bad_rows(path: str, bad_rows: Sequence[BadRow]) -> None:
+    """Log the rows that ``skip_bad_rows`` left out (nothing when there are none)."""
+    if bad_rows:
+        logger.warning(
+            "skipped %d bad row(s) of %s:\n%s", len(bad_rows), path, describe_bad_rows(bad_rows)
+        )

@@ -11,7 +11,7 @@ from typing import Any
 import datasets
 
 from ralign_tasks.atomic_data import AtomicRecord, load_atomic
-from ralign_tasks.data import describe_bad_rows, sample_data_dir
+from ralign_tasks.data import sample_data_dir, warn_bad_rows
 from ralign_tasks.lm_eval_tasks import BatchJudgedTask, register_metric_names
 from ralign_tasks.prompts import render_atomic_genrm_prompt
 from ralign_tasks.rc_pipeline import AtomicJudgment, judge_rc
@@ -35,13 +35,7 @@ def load_atomic_docs(
     loaded = load_atomic(
         split, sample_data_dir() if sample else data_dir, skip_bad_rows=skip_bad_rows
     )
-    if loaded.bad_rows:
-        logger.warning(
-            "skipped %d bad row(s) of %s:\n%s",
-            len(loaded.bad_rows),
-            loaded.path,
-            describe_bad_rows(loaded.bad_rows),
-        )
+    warn_bad_rows(loaded.path, loaded.bad_rows)
     records = loaded.records
     if domain:
         wanted = {domain} if isinstance(domain, str) else set(domain)

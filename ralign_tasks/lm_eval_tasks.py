@@ -21,7 +21,7 @@ import datasets
 from lm_eval.api.registry import metric_registry, register_metric
 from lm_eval.api.task import ConfigurableTask
 
-from ralign_tasks.data import describe_bad_rows, load_benchmark, sample_data_dir
+from ralign_tasks.data import load_benchmark, sample_data_dir, warn_bad_rows
 from ralign_tasks.prompts import render_genrm_prompt
 from ralign_tasks.records import PairRecord, Turn
 from ralign_tasks.scorers.config import METAJUDGE_ENV_PREFIX, ConfigError, EndpointConfig
@@ -55,13 +55,7 @@ def load_docs(
     loaded = load_benchmark(
         benchmark, sample_data_dir() if sample else data_dir, skip_bad_rows=skip_bad_rows
     )
-    if loaded.bad_rows:
-        logger.warning(
-            "skipped %d bad row(s) of %s:\n%s",
-            len(loaded.bad_rows),
-            loaded.path,
-            describe_bad_rows(loaded.bad_rows),
-        )
+    warn_bad_rows(loaded.path, loaded.bad_rows)
     records = loaded.records
     if subset:
         wanted = {subset} if isinstance(subset, str) else set(subset)
