@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 from inspect_ai.dataset import MemoryDataset, Sample
 from inspect_ai.model import ChatMessageUser
@@ -17,6 +17,8 @@ from ralign_tasks.benchmarks import get_benchmark
 from ralign_tasks.data import load_benchmark, sample_data_dir
 from ralign_tasks.prompts import render_genrm_prompt
 from ralign_tasks.records import PairRecord, Turn
+
+T = TypeVar("T")
 
 
 def record_metadata(record: PairRecord) -> dict[str, Any]:
@@ -59,12 +61,39 @@ def record_to_sample(record: PairRecord, genrm_template: str | None = None) -> S
     )
 
 
-def _subset_names(subset: str | Sequence[str] | None) -> list[str] | None:
-    if subset is None:
+def _names(names: str | Sequence[str] | None) -> list[str] | None:
+    if names is None:
         return None
     # `-T subset=code,stem` arrives as one string; `-T subset='[code, stem]'` as a list.
-    names = subset.split(",") if isinstance(subset, str) else list(subset)
-    return [name.strip() for name in names if name.strip()]
+    items = names.split(",") if isinstance(names, str) else list(names)
+    return [name.strip() for name in items if name.strip()]
+
+
+def keep_named(
+    items: list[T], field: str, names: str | Sequence[str] | None, location: str
+) -> list[T]:
+    """The items whose attribute ``field`` is one of ``names`` (all if ``None``); an unknown
+    name is a ``ValueError`` listing the known ones."""
+    wanted = _names(names)
+    if wanted is None:
+        return items
+    known = sorted({getattr(item, field) for item in items})
+    unknown = [name for name in wanted if name not in known]
+    if unknown:
+        raise ValueError(
+            f"unknown {field}(s) {', '.join(map(repr, unknown))} in {location}; "
+            f"known: {', '.join(known)}"
+        )
+    return [item for item in items if getattr(item, field) in wanted]
+
+
+def data_source(
+    sample: bool, data_dir: str | os.PathLike[str] | None
+) -> str | os.PathLike[str] | None:
+    """Where to load from: the bundled sample, ``data_dir``, or ``None`` (environment or hub)."""
+    if sample and data_dir:
+        raise ValueError("pass either sample=true or data_dir, not both")
+    return sample_data_dir() if sample else data_dir
 
 
 def ralign_dataset(
@@ -77,20 +106,8 @@ def ralign_dataset(
 ) -> MemoryDataset:
     """Load one benchmark (bundled sample, ``data_dir``, ``RALIGN_DATA_DIR`` or the hub) as an
     Inspect dataset in file order, optionally keeping only some ``source.subset`` values."""
-    if sample and data_dir:
-        raise ValueError("pass either sample=true or data_dir, not both")
-    loaded = load_benchmark(benchmark, sample_data_dir() if sample else data_dir)
-    records = loaded.records
-    wanted = _subset_names(subset)
-    if wanted is not None:
-        known = sorted({record.subset for record in records})
-        unknown = [name for name in wanted if name not in known]
-        if unknown:
-            raise ValueError(
-                f"unknown subset(s) {', '.join(map(repr, unknown))} in {loaded.path}; "
-                f"known: {', '.join(known)}"
-            )
-        records = [record for record in records if record.subset in wanted]
+    loaded = load_benchmark(benchmark, data_source(sample, data_dir))
+    records = keep_named(loaded.records, "subset", subset, loaded.path)
     return MemoryDataset(
         [record_to_sample(record, genrm_template) for record in records],
         name=get_benchmark(benchmark).task,

@@ -1,4 +1,5 @@
-"""The R-Align benchmarks as Inspect tasks: ``inspect eval ralign_tasks/ralign_helpsteer3``.
+"""The R-Align benchmarks and HelpSteer3-Atomic as Inspect tasks: ``inspect eval
+ralign_tasks/ralign_helpsteer3``, ``… ralign_tasks/ralign_helpsteer3_atomic``.
 
 The model under evaluation is the GenRM; the meta-judge is the model bound to the
 ``meta_judge`` role (``--model-role meta_judge=<provider/model>``), which is required.
@@ -6,13 +7,14 @@ The model under evaluation is the GenRM; the meta-judge is the model bound to th
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from inspect_ai import Task, task
 
 # Not exported by inspect-ai (pinned to 0.3.285): the error type Inspect prints without a
 # traceback, and the model being evaluated (already set while `inspect eval` creates tasks).
 from inspect_ai._util.error import PrerequisiteError
+from inspect_ai.dataset import MemoryDataset
 from inspect_ai.log import HeadlineMetric
 from inspect_ai.model import GenerateConfig
 from inspect_ai.model._model import active_model
@@ -21,8 +23,10 @@ from inspect_ai.solver import Generate, Solver, TaskState, generate, solver
 from ralign_tasks import __version__
 from ralign_tasks.benchmarks import get_benchmark
 from ralign_tasks.data import DataUnavailableError
+from ralign_tasks.inspect_atomic_dataset import atomic_dataset
 from ralign_tasks.inspect_dataset import ralign_dataset
 from ralign_tasks.pipeline import GENRM_MAX_TOKENS, GENRM_TEMPERATURE
+from ralign_tasks.scorers.inspect_rc_scorer import ralign_rc
 from ralign_tasks.scorers.inspect_scorer import meta_judge_model, ralign_fidelity
 from ralign_tasks.scorers.verdict import VerdictPolicy
 
@@ -43,6 +47,20 @@ def require_meta_judge() -> Solver:
     return check
 
 
+def task_dataset(load: Callable[[], MemoryDataset]) -> MemoryDataset:
+    """Check the ``meta_judge`` role when it can be known, then load the dataset; data and
+    template problems become :class:`TaskSetupError`."""
+    # Inside `inspect eval` (an active model is set while tasks are created) the model roles
+    # are known already: a missing meta-judge stops the run before it starts. A Task built
+    # by hand before eval() gets the same error from its setup step, before any generation.
+    if active_model() is not None:
+        meta_judge_model()
+    try:
+        return load()
+    except (DataUnavailableError, ValueError, FileNotFoundError) as exc:
+        raise TaskSetupError(str(exc)) from exc
+
+
 def ralign_task(
     benchmark: str,
     *,
@@ -55,21 +73,15 @@ def ralign_task(
     metajudge_cache: bool = False,
 ) -> Task:
     """The Inspect task of one R-Align benchmark (the ``@task`` functions' shared body)."""
-    # Inside `inspect eval` (an active model is set while tasks are created) the model roles
-    # are known already: a missing meta-judge stops the run before it starts. A Task built
-    # by hand before eval() gets the same error from its setup step, before any generation.
-    if active_model() is not None:
-        meta_judge_model()
-    try:
-        dataset = ralign_dataset(
+    dataset = task_dataset(
+        lambda: ralign_dataset(
             benchmark,
             data_dir=data_dir,
             sample=sample,
             subset=subset,
             genrm_template=genrm_template,
         )
-    except (DataUnavailableError, ValueError, FileNotFoundError) as exc:
-        raise TaskSetupError(str(exc)) from exc
+    )
     return Task(
         dataset=dataset,
         setup=require_meta_judge(),
@@ -153,4 +165,37 @@ def ralign_ppe(
         genrm_template=genrm_template,
         metajudge_template=metajudge_template,
         metajudge_cache=metajudge_cache,
+    )
+
+
+@task
+def ralign_helpsteer3_atomic(
+    data_dir: str | None = None,
+    sample: bool = False,
+    split: str = "test",
+    domain: str | list[str] | None = None,
+    genrm_template: str | None = None,
+    metajudge_template: str | None = None,
+    metajudge_cache: bool = False,
+) -> Task:
+    """HelpSteer3-Atomic: Rationale Consistency of a GenRM's reasons with human rationales."""
+    dataset = task_dataset(
+        lambda: atomic_dataset(
+            data_dir=data_dir,
+            sample=sample,
+            split=split,
+            domain=domain,
+            genrm_template=genrm_template,
+        )
+    )
+    return Task(
+        dataset=dataset,
+        setup=require_meta_judge(),
+        solver=generate(),
+        scorer=ralign_rc(metajudge_template=metajudge_template, metajudge_cache=metajudge_cache),
+        # The R-Align GenRM settings (SPEC §1); --temperature, --max-tokens etc. override them.
+        config=GenerateConfig(temperature=GENRM_TEMPERATURE, max_tokens=GENRM_MAX_TOKENS),
+        headline_metric=HeadlineMetric(metric="rc"),
+        version=__version__,
+        metadata={"benchmark": "helpsteer3_atomic", "split": split},
     )

@@ -61,6 +61,16 @@ class AtomicJudgment:
     def scored_reasons(self) -> list[str]:
         return list(self.reasons[:MAX_REASONS_SCORED])
 
+    def outcome(self, status: ItemStatus, scores: RCScores | None = None) -> AtomicOutcome:
+        """What the metrics need of this item, given its status and (if scored) scores."""
+        return AtomicOutcome(
+            domain=self.record.domain,
+            status=status,
+            scores=scores,
+            label=self.record.label,
+            verdict=self.verdict,
+        )
+
 
 @dataclass(frozen=True)
 class RCJudgement:
@@ -91,7 +101,7 @@ def judge_rc(
         if skip is None:
             pending.append(index)
         else:
-            done[index] = RCJudgement(_outcome(judgment, skip))
+            done[index] = RCJudgement(judgment.outcome(skip))
     total = BatchStats()
     last: dict[int, tuple[str | None, str | None]] = {}
     for attempt in range(config.max_attempts):
@@ -105,7 +115,7 @@ def judge_rc(
             judgment = judgments[index]
             if not result.ok:  # the engine already retried the call itself
                 done[index] = RCJudgement(
-                    _outcome(judgment, ItemStatus.JUDGE_FAILED), None, result.error, attempt + 1
+                    judgment.outcome(ItemStatus.JUDGE_FAILED), None, result.error, attempt + 1
                 )
                 continue
             try:
@@ -118,27 +128,15 @@ def judge_rc(
                 continue
             scores = score_picks(picks, len(judgment.scored_reasons))
             done[index] = RCJudgement(
-                _outcome(judgment, ItemStatus.SCORED, scores), result.text, None, attempt + 1
+                judgment.outcome(ItemStatus.SCORED, scores), result.text, None, attempt + 1
             )
         pending = retry
     for index in pending:
         answer, error = last[index]
         done[index] = RCJudgement(
-            _outcome(judgments[index], ItemStatus.JUDGE_FAILED), answer, error, config.max_attempts
+            judgments[index].outcome(ItemStatus.JUDGE_FAILED), answer, error, config.max_attempts
         )
     return [done[i] for i in range(len(judgments))], total
-
-
-def _outcome(
-    judgment: AtomicJudgment, status: ItemStatus, scores: RCScores | None = None
-) -> AtomicOutcome:
-    return AtomicOutcome(
-        domain=judgment.record.domain,
-        status=status,
-        scores=scores,
-        label=judgment.record.label,
-        verdict=judgment.verdict,
-    )
 
 
 def _add(total: BatchStats, stats: BatchStats) -> None:

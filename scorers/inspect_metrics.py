@@ -1,10 +1,12 @@
-"""Inspect metrics over per-sample R-Align scores: the shared :func:`compute_fidelity`.
+"""Inspect metrics over per-sample scores: the shared :func:`compute_fidelity` (R-Align) and
+:func:`compute_rc` (HelpSteer3-Atomic).
 
-Each sample's ``Score.value`` is :func:`outcome_value` of its :class:`ItemOutcome`; the metric
-turns the values back into outcomes and calls the same function the CLI and lm-eval use, so
-the numbers are identical. Inspect's metric values must be numbers: an undefined metric (zero
-denominator) is reported as NaN (``nan`` in Inspect's results table, ``NaN`` in the log and
-``inspect view``, ``n/a`` in the progress line); never as 0.
+Each sample's ``Score.value`` is :func:`outcome_value` of its :class:`ItemOutcome` (or
+:func:`rc_outcome_value` of its :class:`AtomicOutcome`); the metric turns the values back into
+outcomes and calls the same function the CLI and lm-eval use, so the numbers are identical.
+Inspect's metric values must be numbers: an undefined metric (zero denominator) is reported as
+NaN (``nan`` in Inspect's results table, ``NaN`` in the log and ``inspect view``, ``n/a`` in
+the progress line); never as 0.
 """
 
 from __future__ import annotations
@@ -14,6 +16,13 @@ from collections.abc import Mapping
 
 from inspect_ai.scorer import Metric, SampleScore, Value, metric
 
+from ralign_tasks.scorers.atomic import (
+    RC_METRICS,
+    AtomicOutcome,
+    ItemStatus,
+    RCScores,
+    compute_rc,
+)
 from ralign_tasks.scorers.meta_verdict import MetaStatus
 from ralign_tasks.scorers.metrics import ItemOutcome, compute_fidelity
 
@@ -28,7 +37,12 @@ FAILURE_COUNTS = (
     "meta_call_fail",
 )
 
+# Rationale Consistency: rc (the paper's definition) first, then the counts behind it.
+RC_REPORTED = (*RC_METRICS, "outcome_acc")
+RC_COUNTS = (*(status.value for status in ItemStatus), "outcome_tie", "outcome_no_verdict")
+
 ScoreValue = dict[str, str | bool | None]
+RCScoreValue = dict[str, str | float | None]
 
 
 def outcome_value(outcome: ItemOutcome) -> ScoreValue:
@@ -75,6 +89,55 @@ def fidelity() -> Metric:
             values[name] = _number(report[name])
             values[f"{name}_stderr"] = _number(report["stderr"][name])
         for name in FAILURE_COUNTS:
+            values[name] = float(report[name])
+        return values
+
+    return compute
+
+
+def rc_outcome_value(outcome: AtomicOutcome) -> RCScoreValue:
+    """An item's RC outcome as an Inspect score value (a flat dict; scores ``None`` unless the
+    item was scored)."""
+    scores = {
+        name: getattr(outcome.scores, name) if outcome.scores else None for name in RC_METRICS
+    }
+    return {
+        "domain": outcome.domain,
+        "status": outcome.status.value,
+        **scores,
+        "label": outcome.label,
+        "verdict": outcome.verdict,
+    }
+
+
+def value_rc_outcome(value: Value) -> AtomicOutcome:
+    """The outcome that :func:`rc_outcome_value` stored."""
+    if not isinstance(value, Mapping):
+        raise TypeError(f"not a Rationale Consistency score value: {value!r}")
+    status = ItemStatus(value["status"])
+    scored = status is ItemStatus.SCORED
+    label, verdict = value["label"], value["verdict"]
+    return AtomicOutcome(
+        domain=str(value["domain"]),
+        status=status,
+        scores=RCScores(**{name: float(value[name]) for name in RC_METRICS}) if scored else None,
+        label=str(label) if label is not None else None,
+        verdict=str(verdict) if verdict is not None else None,
+    )
+
+
+@metric(scores="unreduced")
+def rc_metrics() -> Metric:
+    """Rationale Consistency (``rc``, ``rc_code``, ``rc_precision``, ``rc_f1``) and outcome
+    accuracy with bootstrap standard errors, and the item counts."""
+
+    def compute(scores: list[SampleScore]) -> Value:
+        report = compute_rc([value_rc_outcome(s.score.value) for s in scores])
+        values: dict[str, float] = {}
+        for name in RC_REPORTED:
+            values[name] = _number(report[name])
+            values[f"{name}_stderr"] = _number(report[f"{name}_stderr"])
+        for name in RC_COUNTS:
             values[name] = float(report[name])
         return values
 

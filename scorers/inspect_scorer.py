@@ -38,7 +38,7 @@ from ralign_tasks.scorers.verdict import VERDICT_POLICIES, VerdictPolicy
 
 META_JUDGE_ROLE = "meta_judge"
 # The official meta-judge settings (SPEC §1), as the CLI and lm-eval use them.
-_OFFICIAL = EndpointConfig()
+META_JUDGE_DEFAULTS = EndpointConfig()
 
 
 class MissingMetaJudgeError(PrerequisiteError):
@@ -85,30 +85,57 @@ class MetaCall:
     attempts: int
 
 
+def meta_judge_config(attempts: int, timeout: int) -> GenerateConfig:
+    """The official meta-judge settings with bounded retries: ``attempts`` per request of at
+    most ``timeout`` seconds each (merge the role's own config over it)."""
+    if attempts < 1:
+        raise ValueError(f"metajudge_attempts must be at least 1, got {attempts}")
+    return GenerateConfig(
+        temperature=META_JUDGE_DEFAULTS.temperature,
+        max_tokens=META_JUDGE_DEFAULTS.max_tokens,
+        max_retries=attempts - 1,
+        attempt_timeout=timeout,
+    )
+
+
+def judge_attempts(config: GenerateConfig) -> int:
+    """Asks per request: ``config.max_retries`` bounds Inspect's retries of errors and our
+    re-asking after an unusable answer alike."""
+    return (config.max_retries or 0) + 1
+
+
+async def ask_once(
+    judge: Model, prompt: str, config: GenerateConfig, cache: bool, attempt: int
+) -> ModelOutput:
+    """Ask the meta-judge once (one user message); raises :class:`RetryError` when Inspect gives
+    up retrying an error."""
+    # A re-ask needs its own cache key, or the cache would return the same answer.
+    policy = CachePolicy(expiry=None, scopes={"ralign_ask": str(attempt)}) if cache else False
+    return await judge.generate([ChatMessageUser(content=prompt)], config=config, cache=policy)
+
+
+def retry_error_text(exc: RetryError) -> str:
+    """The error Inspect gave up on, as ``Type: message``."""
+    last = exc.last_attempt.exception()
+    return f"{type(last).__name__}: {last}" if last else str(exc)
+
+
 async def ask_meta_judge(
     judge: Model, prompt: str, config: GenerateConfig, cache: bool
 ) -> MetaCall:
-    """Ask the meta-judge; ``config.max_retries`` bounds both Inspect's retries of errors and
-    our re-asking after an empty answer.
+    """Ask the meta-judge, again after an empty answer, up to :func:`judge_attempts` times.
 
     Errors that Inspect retries (rate limits, 5xx, timeouts) and that persist, and answers that
     stay empty, are CallFail. Errors no retry can fix (bad key, unknown model) propagate and
     stop the run, as with the GenRM.
     """
-    attempts = (config.max_retries or 0) + 1
+    attempts = judge_attempts(config)
     answer, error = None, None
     for attempt in range(1, attempts + 1):
-        # A re-ask after an empty answer needs its own cache key, or the cache would return
-        # the same empty answer.
-        policy = CachePolicy(expiry=None, scopes={"ralign_ask": str(attempt)}) if cache else False
         try:
-            output = await judge.generate(
-                [ChatMessageUser(content=prompt)], config=config, cache=policy
-            )
+            output = await ask_once(judge, prompt, config, cache, attempt)
         except RetryError as exc:  # Inspect gave up retrying
-            last = exc.last_attempt.exception()
-            error = f"{type(last).__name__}: {last}" if last else str(exc)
-            return MetaCall(MetaStatus.CALL_FAIL, None, error, attempt)
+            return MetaCall(MetaStatus.CALL_FAIL, None, retry_error_text(exc), attempt)
         answer = output.completion
         if answer.strip():
             return MetaCall(parse_meta_verdict(answer), answer, None, attempt)
@@ -141,8 +168,8 @@ def ralign_fidelity(
     verdict_policy: VerdictPolicy = "official",
     metajudge_template: str | None = None,
     metajudge_cache: bool = False,
-    metajudge_attempts: int = _OFFICIAL.max_attempts,
-    metajudge_timeout: int = int(_OFFICIAL.timeout),
+    metajudge_attempts: int = META_JUDGE_DEFAULTS.max_attempts,
+    metajudge_timeout: int = int(META_JUDGE_DEFAULTS.timeout),
 ) -> Scorer:
     """Parse the GenRM verdict and meta-judge label-correct rationales (role ``meta_judge``).
 
@@ -159,15 +186,8 @@ def ralign_fidelity(
         raise ValueError(
             f"verdict_policy must be one of {VERDICT_POLICIES}, got {verdict_policy!r}"
         )
-    if metajudge_attempts < 1:
-        raise ValueError(f"metajudge_attempts must be at least 1, got {metajudge_attempts}")
     # A role's own config (--model-role meta_judge="{model: …, temperature: 0}") wins.
-    defaults = GenerateConfig(
-        temperature=_OFFICIAL.temperature,
-        max_tokens=_OFFICIAL.max_tokens,
-        max_retries=metajudge_attempts - 1,
-        attempt_timeout=metajudge_timeout,
-    )
+    defaults = meta_judge_config(metajudge_attempts, metajudge_timeout)
 
     async def score(state: TaskState, target: Target) -> Score:
         judge = meta_judge_model()  # no scores at all without a meta-judge
