@@ -14,36 +14,16 @@ from ralign_tasks.inspect_dataset import record_from_metadata
 from ralign_tasks.inspect_tasks import ralign_helpsteer3
 from ralign_tasks.loopback import (
     LoopbackServer,
-    Reply,
     is_metajudge_prompt,
     prompt_of,
 )
 from ralign_tasks.pipeline import score_outputs
 from ralign_tasks.scorers.config import EndpointConfig
+from tests.scripted import SCRIPT, meta_answer
 
-FAIL = Reply("scripted failure", status=500)
-
-
-def meta_answer(verdict):
-    return "<golden_key_points>k</golden_key_points>\n<genrm_analysis>a</genrm_analysis>\n" + (
-        f"<final_verdict>{verdict}</final_verdict>"
-    )
-
-
-# Bundled helpsteer3 sample, labels A B A B B A B A: per item, the GenRM's output and the
-# meta-judge's answer if it is asked (the scenarios of test_cli.py). Inspect's provider moves
-# each <think>…</think> into a reasoning part; the scorer must put it back, or item 7's
-# official verdict (its first box, B, is in the thinking) would become A.
-SCRIPT = [
-    ("<think>\\boxed{A} looks right</think> A is correct. \\boxed{A}", meta_answer("Correct")),
-    ("B handles the edge case. \\boxed{B}", meta_answer("Incorrect")),
-    ("A, final answer: boxed{A}", "I think the judge is right."),  # meta parse failure
-    ("\\boxed{A}", meta_answer("Correct")),  # label wrong: never judged
-    (Reply("Weighing both, I", finish_reason="length"), meta_answer("Correct")),  # cut off
-    ("\\boxed{A}", FAIL),  # meta-judge call keeps failing
-    (FAIL, meta_answer("Correct")),  # GenRM call keeps failing
-    ("<think>\\boxed{B}?</think> On reflection \\boxed{A}", meta_answer("Correct")),
-]
+# The bundled helpsteer3 sample scripted as in test_cli.py. Inspect's provider moves each
+# <think>…</think> into a reasoning part; the scorer must put it back, or item 7's official
+# verdict (its first box, B, is in the thinking) would become A.
 # A second meta-judge for re-judging a log: it finds every rationale correct.
 REJUDGE_MODEL = "judge2"
 
