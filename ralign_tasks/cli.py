@@ -112,6 +112,17 @@ def build_parser() -> argparse.ArgumentParser:
     rc.add_argument("--domain", action="append", help="keep only this domain (repeat)")
     _add_data_options(rc)
 
+    report = commands.add_parser(
+        "report", help="compare GenRMs: one table from lm-eval output folders and Inspect logs"
+    )
+    report.add_argument("paths", nargs="+", help="lm-eval output folders, Inspect logs or folders")
+    report.add_argument("--by-subset", action="store_true", help="add one row per subset")
+    report.add_argument("--format", choices=("table", "markdown", "csv"), default="table")
+    report.add_argument("--output", help="write the table here instead of printing it")
+    report.add_argument(
+        "--summary-csv", help="also write the R-Align repository's results_summary.csv format"
+    )
+
     check = commands.add_parser("check-data", help="validate benchmark files and report bad rows")
     check.add_argument("benchmarks", nargs="*", default=list(BENCHMARKS))
     check.add_argument("--data-dir")
@@ -257,6 +268,32 @@ def cmd_rc_score(args: argparse.Namespace) -> None:
     print(f"written: {folder}/results.json, {folder}/samples.jsonl\n")
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    """Print (or write) the comparison table; 1 when nothing readable was found."""
+    # Imported here: reading Inspect logs imports inspect_ai (about a second), which no other
+    # command needs.
+    from ralign_tasks.report_runs import load_runs
+    from ralign_tasks.report_tables import RENDERERS, build_table, render_summary_csv
+
+    results, warnings = load_runs(args.paths)
+    table = build_table(results, args.by_subset, warnings)
+    for warning in warnings:
+        print(f"ralign: warning: {warning}", file=sys.stderr)
+    if not results:
+        print("ralign: error: no R-Align results found", file=sys.stderr)
+        return 1
+    text = RENDERERS[args.format](table)
+    if args.output:
+        Path(args.output).write_text(text, encoding="utf-8")
+        print(f"written: {args.output}")
+    else:
+        print(text, end="")
+    if args.summary_csv:
+        Path(args.summary_csv).write_text(render_summary_csv(table), encoding="utf-8")
+        print(f"written: {args.summary_csv}")
+    return 0
+
+
 def cmd_check_data(args: argparse.Namespace) -> int:
     bad_total = 0
     for name in args.benchmarks:
@@ -284,6 +321,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             cmd_score(args)
         elif args.command == "rc-score":
             cmd_rc_score(args)
+        elif args.command == "report":
+            return cmd_report(args)
         elif args.command == "check-data":
             return cmd_check_data(args)
     except (

@@ -1,0 +1,280 @@
+"""Read lm-eval output folders and Inspect logs of the R-Align tasks into one result per
+(GenRM, task), recomputed from the per-item data with the shared metric functions where the
+samples are there (so both harnesses give identical numbers with 95% CIs), else taken from
+the aggregate numbers (no CI). Undefined or absent metrics are ``None``, never 0."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ralign_tasks.scorers.atomic import RC_METRICS, AtomicOutcome, ItemStatus, RCScores, rc_report
+from ralign_tasks.scorers.inspect_metrics import value_outcome, value_rc_outcome
+from ralign_tasks.scorers.meta_verdict import MetaStatus
+from ralign_tasks.scorers.metrics import FIDELITY_METRICS, ItemOutcome, fidelity_report
+
+FIDELITY_TASKS = ("ralign_helpsteer3", "ralign_rewardbench2", "ralign_ppe")
+RC_TASK = "ralign_helpsteer3_atomic"
+TASKS = (*FIDELITY_TASKS, RC_TASK)
+RC_REPORTED = (*RC_METRICS, "outcome_acc")
+FIDELITY_COUNTS = ("genrm_no_verdict", "meta_parse_fail", "meta_call_fail")
+RC_COUNTS = ("skipped_empty", "skipped_long", "judge_failed")
+_INSPECT_SCORERS = {"ralign_fidelity": False, "ralign_rc": True}  # name -> is RC
+_RESULTS_NAME = re.compile(r"^results_(.+)\.json$")
+
+
+@dataclass
+class TaskResult:
+    """One GenRM on one task (or one subset/domain of it): metric values as fractions, their
+    95% CIs, the item count and the failure counts; ``None`` where unknown or undefined."""
+
+    genrm: str
+    task: str
+    harness: str
+    source: str
+    n: int | None
+    values: dict[str, float | None]
+    ci: dict[str, list[float] | None]
+    counts: dict[str, int | None]
+    subset: str | None = None
+    subsets: list[TaskResult] = field(default_factory=list)
+
+
+def _clean(value: Any) -> float | None:
+    if value is None or isinstance(value, str):
+        return None
+    number = float(value)
+    return number if math.isfinite(number) else None
+
+
+def _count(value: Any) -> int | None:
+    number = _clean(value)
+    return int(number) if number is not None else None
+
+
+def _fidelity_results(
+    outcomes: list[ItemOutcome], genrm: str, task: str, harness: str, source: str
+) -> TaskResult:
+    report = fidelity_report(outcomes)
+
+    def build(group: dict[str, Any], subset: str | None) -> TaskResult:
+        return TaskResult(
+            genrm=genrm,
+            task=task,
+            harness=harness,
+            source=source,
+            n=group["n"],
+            values={m: group[m] for m in FIDELITY_METRICS},
+            ci={m: group["ci"][m] for m in FIDELITY_METRICS},
+            counts={c: group[c] for c in FIDELITY_COUNTS},
+            subset=subset,
+        )
+
+    result = build(report["overall"], None)
+    result.subsets = [build(group, name) for name, group in report["subsets"].items()]
+    return result
+
+
+def _rc_results(
+    outcomes: list[AtomicOutcome], genrm: str, task: str, harness: str, source: str
+) -> TaskResult:
+    report = rc_report(outcomes)
+
+    def build(group: dict[str, Any], domain: str | None) -> TaskResult:
+        return TaskResult(
+            genrm=genrm,
+            task=task,
+            harness=harness,
+            source=source,
+            n=group["n"],
+            values={m: group[m] for m in RC_REPORTED},
+            ci={m: group[f"{m}_ci"] for m in RC_REPORTED},
+            counts={c: group[c] for c in RC_COUNTS},
+            subset=domain,
+        )
+
+    result = build(report["overall"], None)
+    result.subsets = [build(group, name) for name, group in report["domains"].items()]
+    return result
+
+
+def _aggregate_result(
+    metrics: Mapping[str, Any], genrm: str, task: str, harness: str, source: str
+) -> TaskResult:
+    """A result from aggregate numbers only (keys are metric names): no CI, no subsets."""
+    names, counts = (
+        (RC_REPORTED, RC_COUNTS) if task == RC_TASK else (FIDELITY_METRICS, FIDELITY_COUNTS)
+    )
+    return TaskResult(
+        genrm=genrm,
+        task=task,
+        harness=harness,
+        source=source,
+        n=None,
+        values={m: _clean(metrics.get(m)) for m in names},
+        ci=dict.fromkeys(names),
+        counts={c: _count(metrics.get(c)) for c in counts},
+    )
+
+
+# --- lm-eval ---------------------------------------------------------------------------------
+
+
+def _model_args(config: Mapping[str, Any]) -> dict[str, Any]:
+    args = config.get("model_args")
+    if isinstance(args, Mapping):
+        return dict(args)
+    if isinstance(args, str):
+        pairs = (part.split("=", 1) for part in args.split(",") if "=" in part)
+        return {key.strip(): value.strip() for key, value in pairs}
+    return {}
+
+
+def lm_eval_genrm(results: Mapping[str, Any], results_file: Path) -> str:
+    """The GenRM of an lm-eval results file: ``model``/``pretrained`` of its model args, else
+    its folder's name."""
+    args = _model_args(results.get("config") or {})
+    name = args.get("model") or args.get("pretrained")
+    return str(name) if name else results_file.parent.name
+
+
+def _lm_eval_fidelity_outcome(row: Mapping[str, Any]) -> ItemOutcome:
+    judged = json.loads(row["filtered_resps"][0])
+    status = judged["meta_status"]
+    return ItemOutcome(
+        subset=str(row["doc"]["subset"]),
+        label_correct=bool(judged["label_correct"]),
+        meta=MetaStatus(status) if status else None,
+        genrm_no_verdict=judged["output"] is not None and judged["verdict"] is None,
+        genrm_call_fail=judged["output"] is None,
+    )
+
+
+def _lm_eval_rc_outcome(row: Mapping[str, Any]) -> AtomicOutcome:
+    judged = json.loads(row["filtered_resps"][0])
+    scores = judged.get("scores")
+    return AtomicOutcome(
+        domain=judged["domain"],
+        status=ItemStatus(judged["status"]) if judged["status"] else ItemStatus.SCORED,
+        scores=RCScores(**scores) if scores else None,
+        label=judged["label"],
+        verdict=judged["verdict"],
+    )
+
+
+def read_lm_eval(results_file: Path, warnings: list[str]) -> list[TaskResult]:
+    """The R-Align tasks of one lm-eval ``results_<timestamp>.json`` and, when present, its
+    ``samples_<task>_<timestamp>.jsonl`` neighbours."""
+    data = json.loads(results_file.read_text(encoding="utf-8"))
+    if not isinstance(data, dict) or not isinstance(data.get("results"), dict):
+        raise ValueError("not an lm-eval results file")
+    genrm = lm_eval_genrm(data, results_file)
+    match = _RESULTS_NAME.match(results_file.name)
+    stamp = match.group(1) if match else ""
+    found = []
+    for task, metrics in data["results"].items():
+        if task not in TASKS:
+            continue
+        source = str(results_file)
+        samples_file = results_file.with_name(f"samples_{task}_{stamp}.jsonl")
+        if samples_file.is_file():
+            try:
+                rows = [
+                    json.loads(line)
+                    for line in samples_file.read_text(encoding="utf-8").splitlines()
+                    if line.strip()
+                ]
+                if task == RC_TASK:
+                    found.append(
+                        _rc_results([_lm_eval_rc_outcome(r) for r in rows], genrm, task,
+                                    "lm-eval", str(samples_file))
+                    )  # fmt: skip
+                else:
+                    found.append(
+                        _fidelity_results([_lm_eval_fidelity_outcome(r) for r in rows], genrm,
+                                          task, "lm-eval", str(samples_file))
+                    )  # fmt: skip
+                continue
+            except (ValueError, KeyError, TypeError, IndexError) as exc:
+                warnings.append(
+                    f"{samples_file}: unreadable samples ({exc}); using the aggregate numbers"
+                )
+        flat = {key.split(",", 1)[0]: value for key, value in metrics.items() if "," in key}
+        found.append(_aggregate_result(flat, genrm, task, "lm-eval", source))
+    if not found:
+        raise ValueError("an lm-eval results file without R-Align tasks")
+    return found
+
+
+# --- Inspect ---------------------------------------------------------------------------------
+
+
+def read_inspect(log_file: Path) -> list[TaskResult]:
+    """The R-Align task of one Inspect log (``.eval`` or ``.json``)."""
+    from inspect_ai.log import read_eval_log
+
+    log = read_eval_log(str(log_file))
+    task = log.eval.task.rsplit("/", 1)[-1]
+    if task not in TASKS:
+        raise ValueError(f"an Inspect log of task {log.eval.task!r}, not an R-Align task")
+    genrm, source = log.eval.model, str(log_file)
+    scorer = next(
+        (name for name in _INSPECT_SCORERS for s in log.results.scores if s.name == name), None
+    ) if log.results else None  # fmt: skip
+    values = [
+        sample.scores[scorer].value
+        for sample in log.samples or []
+        if scorer and sample.scores and scorer in sample.scores
+    ]
+    if values and task == RC_TASK:
+        return [_rc_results([value_rc_outcome(v) for v in values], genrm, task, "inspect", source)]
+    if values:
+        return [
+            _fidelity_results([value_outcome(v) for v in values], genrm, task, "inspect", source)
+        ]
+    metrics: dict[str, Any] = {}
+    for score in log.results.scores if log.results else []:
+        metrics.update({name: metric.value for name, metric in score.metrics.items()})
+    return [_aggregate_result(metrics, genrm, task, "inspect", source)]
+
+
+# --- any mix ---------------------------------------------------------------------------------
+
+
+def _candidates(paths: Iterable[str | Path]) -> list[Path]:
+    files: list[Path] = []
+    for path in map(Path, paths):
+        if path.is_dir():
+            files.extend(
+                sorted(p for p in path.rglob("*") if p.is_file() and p.suffix in (".json", ".eval"))
+            )
+        else:
+            files.append(path)
+    return files
+
+
+def load_runs(paths: Iterable[str | Path]) -> tuple[list[TaskResult], list[str]]:
+    """Every R-Align result under ``paths`` (files or folders, searched at any depth), and
+    one warning per file skipped as unreadable or foreign."""
+    results: list[TaskResult] = []
+    warnings: list[str] = []
+    for path in _candidates(paths):
+        if not path.is_file():
+            warnings.append(f"{path}: no such file; skipped")
+            continue
+        try:
+            if _RESULTS_NAME.match(path.name):
+                results.extend(read_lm_eval(path, warnings))
+            elif path.suffix in (".eval", ".json"):
+                results.extend(read_inspect(path))
+            else:
+                raise ValueError("neither an lm-eval results file nor an Inspect log")
+        except Exception as exc:  # any unreadable or foreign file is skipped, never fatal
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            warnings.append(f"{path}: skipped ({reason[:200]})")
+    return results, warnings

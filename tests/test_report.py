@@ -1,0 +1,214 @@
+"""``ralign report`` on real outputs recorded here: one ``lm_eval run`` (helpsteer3 and ppe,
+GenRM ``genrm``) and one Inspect run (helpsteer3, GenRM ``openai-api/loop/other``), plus a
+copy of the Inspect log as ``.json``, a foreign JSON file, a corrupt log and an lm-eval
+results file with a metric missing."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import shutil
+
+import pytest
+from inspect_ai import eval as inspect_eval
+from inspect_ai.log import read_eval_log, write_eval_log
+from inspect_ai.model import get_model
+
+from ralign_tasks.cli import main
+from ralign_tasks.data import load_benchmark, sample_data_dir
+from ralign_tasks.inspect_tasks import ralign_helpsteer3
+from ralign_tasks.loopback import LoopbackServer
+from ralign_tasks.report_runs import load_runs
+from tests.scripted import DEFAULT_OTHERS, EXPECTED_OFFICIAL, SCRIPT, scripted_responder
+from tests.test_lm_eval import LM_EVAL_SCRIPT, lm_eval_run
+
+INSPECT_GENRM = "openai-api/loop/other"
+JSON_GENRM = "openai-api/loop/other-json"
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory) -> dict:
+    """Real lm-eval and Inspect outputs of the scripted helpsteer3 sample under one folder."""
+    root = tmp_path_factory.mktemp("report")
+    records = load_benchmark("helpsteer3", sample_data_dir()).records
+    lm_out = root / "runs" / "lm_eval"
+    with LoopbackServer(scripted_responder(records, LM_EVAL_SCRIPT, others=DEFAULT_OTHERS)) as srv:
+        metadata = {
+            "sample": True,
+            "metajudge_model": "judge",
+            "metajudge_base_url": srv.base_url,
+            "metajudge_max_attempts": 2,
+        }
+        run = lm_eval_run(srv, lm_out, "ralign_helpsteer3,ralign_ppe", metadata, "--log_samples")
+    assert run.returncode == 0, run.stderr[-3000:]
+    shutil.rmtree(lm_out / "cache", ignore_errors=True)
+    shutil.rmtree(lm_out / "hf", ignore_errors=True)
+    (results_file,) = lm_out.glob("*/results_*.json")
+    lm_results = json.loads(results_file.read_text())
+
+    with LoopbackServer(scripted_responder(records, SCRIPT)) as srv:
+
+        def model(name: str):
+            return get_model(
+                f"openai-api/loop/{name}", base_url=srv.base_url, api_key="x", memoize=False,
+                max_retries=0,
+            )  # fmt: skip
+
+        (log,) = inspect_eval(
+            ralign_helpsteer3(sample=True),
+            model=model("other"),
+            model_roles={"meta_judge": model("judge")},
+            max_retries=0,
+            score_on_error=True,
+            fail_on_error=False,
+            log_dir=str(root / "runs" / "inspect"),
+            display="none",
+        )
+    json_log = read_eval_log(log.location)
+    json_log.eval.model = JSON_GENRM
+    write_eval_log(json_log, str(root / "runs" / "inspect_json" / "run.json"), format="json")
+
+    # A results file without samples: aggregates only, f_score missing, s_corr NaN.
+    partial = root / "partial" / "partial_model" / "results_2026-01-01T00-00-00.json"
+    partial.parent.mkdir(parents=True)
+    trimmed = json.loads(results_file.read_text())
+    trimmed["config"]["model_args"] = "model=partial,base_url=http://x"
+    task = trimmed["results"]["ralign_helpsteer3"]
+    del task["f_score,none"]
+    task["s_corr,none"] = float("nan")
+    trimmed["results"] = {"ralign_helpsteer3": task}
+    partial.write_text(json.dumps(trimmed))
+
+    bad = root / "bad"
+    bad.mkdir()
+    (bad / "foreign.json").write_text(json.dumps({"hello": "world"}))
+    (bad / "broken.eval").write_bytes(b"not a zip file")
+    return {"root": root, "lm": lm_results, "inspect": log}
+
+
+def report(args: list[str], capsys) -> tuple[int, str, str]:
+    code = main(["report", *args])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def csv_rows(text: str) -> list[dict[str, str]]:
+    return list(csv.DictReader(io.StringIO(text)))
+
+
+def test_both_harnesses_load_with_identical_numbers(runs):
+    results, warnings = load_runs([runs["root"] / "runs"])
+    assert not warnings
+    found = {(r.genrm, r.task): r for r in results}
+    assert set(found) == {
+        ("genrm", "ralign_helpsteer3"),
+        ("genrm", "ralign_ppe"),
+        (INSPECT_GENRM, "ralign_helpsteer3"),
+        (JSON_GENRM, "ralign_helpsteer3"),
+    }
+    lm_metrics = runs["lm"]["results"]
+    for task in ("ralign_helpsteer3", "ralign_ppe"):
+        result = found[("genrm", task)]
+        assert result.harness == "lm-eval"
+        for metric in ("l_acc", "s_corr", "f_score"):
+            assert result.values[metric] == lm_metrics[task][f"{metric},none"]
+            assert result.ci[metric] is not None
+        for count in ("genrm_no_verdict", "meta_parse_fail", "meta_call_fail"):
+            assert result.counts[count] == lm_metrics[task][f"{count},none"]
+    (score,) = runs["inspect"].results.scores
+    for genrm in (INSPECT_GENRM, JSON_GENRM):
+        result = found[(genrm, "ralign_helpsteer3")]
+        assert result.harness == "inspect"
+        for metric, expected in EXPECTED_OFFICIAL.items():
+            assert result.values[metric] == score.metrics[metric].value
+            assert result.values[metric] == pytest.approx(expected)
+        assert result.counts == {"genrm_no_verdict": 1, "meta_parse_fail": 1, "meta_call_fail": 1}
+
+
+def test_markdown_table_has_a_row_per_genrm_in_percent(runs, capsys):
+    code, out, err = report([str(runs["root"] / "runs"), "--format", "markdown"], capsys)
+    assert code == 0 and not err
+    lines = out.splitlines()
+    assert lines[0].startswith(
+        "| GenRM | helpsteer3 L-Acc | helpsteer3 S-Corr | helpsteer3 F-Score"
+    )
+    assert "ppe L-Acc" in lines[0]
+    rows = {line.split(" | ")[0].removeprefix("| "): line for line in lines[2:]}
+    assert set(rows) == {"genrm", INSPECT_GENRM, JSON_GENRM}
+    assert "| 50.0 [" in rows["genrm"] and "| 16.7 [" in rows[INSPECT_GENRM]
+    # The Inspect GenRM did not run ppe: blanks, not zeros.
+    assert rows[INSPECT_GENRM].rstrip().endswith("|  |  |  |  |  |  |  |")
+
+
+def test_csv_and_summary_csv(runs, capsys, tmp_path):
+    out_csv, summary = tmp_path / "table.csv", tmp_path / "summary.csv"
+    args = [str(runs["root"] / "runs"), "--format", "csv", "--output", str(out_csv)]
+    code, _, _ = report([*args, "--summary-csv", str(summary)], capsys)
+    assert code == 0
+    rows = {row["genrm"]: row for row in csv_rows(out_csv.read_text())}
+    lm = runs["lm"]["results"]["ralign_helpsteer3"]
+    assert float(rows["genrm"]["ralign_helpsteer3.f_score"]) == pytest.approx(
+        lm["f_score,none"] * 100, abs=1e-4
+    )
+    assert rows["genrm"]["ralign_helpsteer3.meta_call_fail"] == "1"
+    low, high = (
+        rows["genrm"]["ralign_helpsteer3.l_acc.ci_low"],
+        rows["genrm"]["ralign_helpsteer3.l_acc.ci_high"],
+    )
+    assert float(low) <= 50.0 <= float(high)
+    assert rows[INSPECT_GENRM]["ralign_ppe.l_acc"] == ""
+
+    lines = summary.read_text().splitlines()
+    assert lines[0] == (
+        "model,helpsteer3__label_acc,helpsteer3__spurious_correctness,helpsteer3__fidelity_score,"
+        "ppe_human_preference_v1__label_acc,ppe_human_preference_v1__spurious_correctness,"
+        "ppe_human_preference_v1__fidelity_score"
+    )
+    by_model = {row["model"]: row for row in csv_rows(summary.read_text())}
+    assert by_model["genrm"]["helpsteer3__label_acc"] == "50.0000"
+    assert by_model["genrm"]["helpsteer3__spurious_correctness"] == "50.0000"
+    assert by_model[INSPECT_GENRM]["helpsteer3__fidelity_score"] == f"{100 / 6:.4f}"
+    assert by_model[INSPECT_GENRM]["ppe_human_preference_v1__label_acc"] == ""
+
+
+def test_by_subset_adds_a_row_per_subset(runs, capsys):
+    code, out, _ = report([str(runs["root"] / "runs"), "--format", "csv", "--by-subset"], capsys)
+    assert code == 0
+    rows = csv_rows(out)
+    subsets = {row["subset"] for row in rows if row["genrm"] == "genrm"}
+    expected = {r.subset for r in load_benchmark("helpsteer3", sample_data_dir()).records}
+    expected |= {r.subset for r in load_benchmark("ralign_ppe", sample_data_dir()).records}
+    assert subsets == {"", *expected}
+    assert len(rows) > 3
+
+
+def test_foreign_and_corrupt_files_are_skipped_with_a_warning(runs, capsys):
+    paths = [str(runs["root"] / "runs" / "lm_eval"), str(runs["root"] / "bad")]
+    code, out, err = report([*paths, "--format", "csv"], capsys)
+    assert code == 0
+    assert "foreign.json" in err and "broken.eval" in err and err.count("warning") == 2
+    assert {row["genrm"] for row in csv_rows(out)} == {"genrm"}
+    code, _, err = report([str(runs["root"] / "bad")], capsys)
+    assert code == 1 and "no R-Align results" in err
+
+
+def test_missing_metrics_are_blank_not_zero(runs, capsys):
+    code, out, err = report([str(runs["root"] / "partial"), "--format", "csv"], capsys)
+    assert code == 0 and not err
+    (row,) = csv_rows(out)
+    assert row["genrm"] == "partial"
+    assert row["ralign_helpsteer3.f_score"] == "" and row["ralign_helpsteer3.s_corr"] == ""
+    assert row["ralign_helpsteer3.l_acc"] == "50.0000"
+    assert row["ralign_helpsteer3.l_acc.ci_low"] == ""  # aggregates only: no CI
+    code, out, _ = report([str(runs["root"] / "partial")], capsys)
+    assert code == 0 and "partial" in out and "50.0" in out
+
+
+def test_cli_format_choices_match_the_renderers():
+    from ralign_tasks.cli import build_parser
+    from ralign_tasks.report_tables import RENDERERS
+
+    report = build_parser()._subparsers._group_actions[0].choices["report"]
+    (format_action,) = [a for a in report._actions if a.dest == "format"]
+    assert set(format_action.choices) == set(RENDERERS)
