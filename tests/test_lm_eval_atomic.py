@@ -11,6 +11,7 @@ import pytest
 from ralign_tasks.atomic_data import load_atomic
 from ralign_tasks.data import sample_data_dir
 from ralign_tasks.loopback import LoopbackServer, prompt_of
+from ralign_tasks.report_runs import load_runs
 from ralign_tasks.scorers.atomic import AtomicOutcome, ItemStatus, RCScores, compute_rc
 from tests.test_lm_eval import lm_eval_run, read_output
 
@@ -63,11 +64,11 @@ def atomic_run(tmp_path_factory):
         run = lm_eval_run(server, out, "ralign_helpsteer3_atomic", metadata, "--log_samples")
     assert run.returncode == 0, run.stderr[-3000:]
     results, samples = read_output(out)
-    return results["results"]["ralign_helpsteer3_atomic"], samples, asks
+    return results["results"]["ralign_helpsteer3_atomic"], samples, asks, out
 
 
 def test_metrics_equal_hand_computed_values(atomic_run):
-    task, _, asks = atomic_run
+    task, _, asks, _ = atomic_run
     per_item_rc = [(1 + 0.75) / 4, 1 / 3, 0.25 / 4, 0.5 / 5, 0.0]
     per_item_code = [(1 + 0.5 + 0.75) / 4, 1 / 3, 0.25 / 4, 0.5 / 5, 0.0]
     assert task["rc,none"] == pytest.approx(sum(per_item_rc) / 5)
@@ -87,7 +88,7 @@ def test_metrics_equal_hand_computed_values(atomic_run):
 
 
 def test_same_numbers_as_the_shared_scorer(atomic_run):
-    task, samples, _ = atomic_run
+    task, samples, _, _ = atomic_run
     rows = sorted(samples["ralign_helpsteer3_atomic"], key=lambda s: s["doc_id"])
     outcomes = []
     for row in rows:
@@ -107,3 +108,15 @@ def test_same_numbers_as_the_shared_scorer(atomic_run):
         "scored", "scored", "skipped_empty", "skipped_long", "judge_failed", "scored",
         "scored", "scored",
     ]  # fmt: skip
+
+
+def test_report_reads_the_rc_run(atomic_run):
+    task, _, _, out = atomic_run
+    results, warnings = load_runs([out])
+    (result,) = [r for r in results if r.task == "ralign_helpsteer3_atomic"]
+    assert result.genrm == "genrm" and result.n == 8
+    for metric in ("rc", "rc_code", "rc_precision", "rc_f1", "outcome_acc"):
+        assert result.values[metric] == task[f"{metric},none"]
+        assert result.ci[metric] is not None
+    assert result.counts == {"skipped_empty": 1, "skipped_long": 1, "judge_failed": 1}
+    assert not warnings
