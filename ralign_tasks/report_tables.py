@@ -19,16 +19,10 @@ from ralign_tasks.report_runs import (
     TaskResult,
 )
 from ralign_tasks.scorers.metrics import FIDELITY_METRICS
+from ralign_tasks.tables import METRIC_LABELS
 
 LABELS = {
-    "l_acc": "L-Acc",
-    "s_corr": "S-Corr",
-    "f_score": "F-Score",
-    "rc": "RC",
-    "rc_code": "RC (code)",
-    "rc_precision": "Precision",
-    "rc_f1": "F1",
-    "outcome_acc": "Outcome acc",
+    **METRIC_LABELS,
     "n": "N",
     "genrm_no_verdict": "no-verdict",
     "meta_parse_fail": "PF",

@@ -8,7 +8,7 @@ from typing import Any
 from ralign_tasks.scorers.atomic import RC_METRICS
 from ralign_tasks.scorers.metrics import FIDELITY_METRICS
 
-_HEADERS = {
+METRIC_LABELS = {
     "l_acc": "L-Acc",
     "s_corr": "S-Corr",
     "f_score": "F-Score",
@@ -61,7 +61,11 @@ def format_table(title: str, rows: list[list[str]]) -> str:
 
 def format_report(title: str, report: dict[str, Any]) -> str:
     """Fidelity metrics overall and per subset, in percent with 95% CIs, then the counts."""
-    header = ["subset", *(_HEADERS[m] for m in FIDELITY_METRICS), *(c for c, _ in _FIDELITY_COUNTS)]
+    header = [
+        "subset",
+        *(METRIC_LABELS[m] for m in FIDELITY_METRICS),
+        *(c for c, _ in _FIDELITY_COUNTS),
+    ]
     rows = [header]
     for name, group in [("(all)", report["overall"]), *report["subsets"].items()]:
         rows.append(
@@ -77,7 +81,7 @@ def format_report(title: str, report: dict[str, Any]) -> str:
 def format_rc_report(title: str, report: dict[str, Any]) -> str:
     """Rationale Consistency metrics overall and per domain, then the counts."""
     metrics = (*RC_METRICS, "outcome_acc")
-    header = ["domain", *(_HEADERS[m] for m in metrics), *(c for c, _ in _RC_COUNTS)]
+    header = ["domain", *(METRIC_LABELS[m] for m in metrics), *(c for c, _ in _RC_COUNTS)]
     rows = [header]
     for name, group in [("(all)", report["overall"]), *report["domains"].items()]:
         rows.append(
