@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -47,6 +48,34 @@ class AtomicRecord:
     checklist: tuple[str, ...]
     label: Literal["A", "B"] | None
     references: dict[str, ReferenceOutput] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The record as plain JSON types, without the reference outputs (an lm-eval
+        document, Inspect sample metadata)."""
+        return {
+            "id": self.id,
+            "domain": self.domain,
+            "label": self.label,
+            "checklist": list(self.checklist),
+            "context": [{"role": t.role, "content": t.content} for t in self.context],
+            "prompt": self.prompt,
+            "response1": self.response1,
+            "response2": self.response2,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> AtomicRecord:
+        """The inverse of :meth:`to_dict`."""
+        return cls(
+            id=str(data["id"]),
+            domain=data["domain"],
+            context=tuple(Turn(t["role"], t["content"]) for t in data["context"] or ()),
+            prompt=data["prompt"],
+            response1=data["response1"],
+            response2=data["response2"],
+            checklist=tuple(data["checklist"]),
+            label=data["label"] or None,
+        )
 
 
 @dataclass

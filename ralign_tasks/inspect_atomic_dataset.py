@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from typing import Any
 
 from inspect_ai.dataset import MemoryDataset, Sample
 from inspect_ai.model import ChatMessageUser
@@ -17,35 +16,6 @@ from inspect_ai.model import ChatMessageUser
 from ralign_tasks.atomic_data import TASK, AtomicRecord, load_atomic
 from ralign_tasks.inspect_dataset import data_source, keep_named
 from ralign_tasks.prompts import render_atomic_genrm_prompt
-from ralign_tasks.records import Turn
-
-
-def atomic_metadata(record: AtomicRecord) -> dict[str, Any]:
-    """The record's fields (without reference outputs) as JSON-ready sample metadata."""
-    return {
-        "id": record.id,
-        "domain": record.domain,
-        "label": record.label,
-        "checklist": list(record.checklist),
-        "context": [{"role": turn.role, "content": turn.content} for turn in record.context],
-        "prompt": record.prompt,
-        "response1": record.response1,
-        "response2": record.response2,
-    }
-
-
-def atomic_record_from_metadata(metadata: dict[str, Any]) -> AtomicRecord:
-    """Rebuild the record that :func:`atomic_metadata` stored."""
-    return AtomicRecord(
-        id=str(metadata["id"]),
-        domain=metadata["domain"],
-        context=tuple(Turn(turn["role"], turn["content"]) for turn in metadata["context"]),
-        prompt=metadata["prompt"],
-        response1=metadata["response1"],
-        response2=metadata["response2"],
-        checklist=tuple(metadata["checklist"]),
-        label=metadata["label"],
-    )
 
 
 def atomic_record_to_sample(record: AtomicRecord, genrm_template: str | None = None) -> Sample:
@@ -54,7 +24,7 @@ def atomic_record_to_sample(record: AtomicRecord, genrm_template: str | None = N
         id=record.id,
         input=[ChatMessageUser(content=render_atomic_genrm_prompt(record, genrm_template))],
         target=record.label or "",
-        metadata=atomic_metadata(record),
+        metadata=record.to_dict(),
     )
 
 

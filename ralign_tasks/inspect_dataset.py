@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from inspect_ai.dataset import MemoryDataset, Sample
 from inspect_ai.model import ChatMessageUser
@@ -16,39 +16,9 @@ from inspect_ai.model import ChatMessageUser
 from ralign_tasks.benchmarks import get_benchmark
 from ralign_tasks.data import load_benchmark, sample_data_dir
 from ralign_tasks.prompts import render_genrm_prompt
-from ralign_tasks.records import PairRecord, Turn
+from ralign_tasks.records import PairRecord
 
 T = TypeVar("T")
-
-
-def record_metadata(record: PairRecord) -> dict[str, Any]:
-    """The record's fields as JSON-ready sample metadata."""
-    return {
-        "benchmark": record.benchmark,
-        "id": record.id,
-        "subset": record.subset,
-        "label": record.label,
-        "context": [{"role": turn.role, "content": turn.content} for turn in record.context],
-        "prompt": record.prompt,
-        "response_a": record.response_a,
-        "response_b": record.response_b,
-        "golden_rationale": record.golden_rationale,
-    }
-
-
-def record_from_metadata(metadata: dict[str, Any]) -> PairRecord:
-    """Rebuild the record that :func:`record_metadata` stored."""
-    return PairRecord(
-        benchmark=metadata["benchmark"],
-        id=str(metadata["id"]),
-        context=tuple(Turn(turn["role"], turn["content"]) for turn in metadata["context"]),
-        prompt=metadata["prompt"],
-        response_a=metadata["response_a"],
-        response_b=metadata["response_b"],
-        label=metadata["label"],
-        golden_rationale=metadata["golden_rationale"],
-        subset=metadata["subset"],
-    )
 
 
 def record_to_sample(record: PairRecord, genrm_template: str | None = None) -> Sample:
@@ -57,7 +27,7 @@ def record_to_sample(record: PairRecord, genrm_template: str | None = None) -> S
         id=record.id,
         input=[ChatMessageUser(content=render_genrm_prompt(record, genrm_template))],
         target=record.label,
-        metadata=record_metadata(record),
+        metadata=record.to_dict(),
     )
 
 

@@ -15,7 +15,6 @@ from ralign_tasks.data import sample_data_dir, warn_bad_rows
 from ralign_tasks.lm_eval_tasks import BatchJudgedTask, register_metric_names
 from ralign_tasks.prompts import render_atomic_genrm_prompt
 from ralign_tasks.rc_pipeline import AtomicJudgment, judge_rc
-from ralign_tasks.records import Turn
 from ralign_tasks.scorers.atomic import RC_METRICS, AtomicOutcome, ItemStatus, RCScores
 
 logger = logging.getLogger("ralign_tasks.lm_eval")
@@ -40,42 +39,16 @@ def load_atomic_docs(
     if domain:
         wanted = {domain} if isinstance(domain, str) else set(domain)
         records = [r for r in records if r.domain in wanted]
-    return {"test": datasets.Dataset.from_list([atomic_record_to_doc(r) for r in records])}
-
-
-def atomic_record_to_doc(record: AtomicRecord) -> dict[str, Any]:
-    return {
-        "id": record.id,
-        "domain": record.domain,
-        "label": record.label or "",
-        "context": [{"role": t.role, "content": t.content} for t in record.context],
-        "prompt": record.prompt,
-        "response1": record.response1,
-        "response2": record.response2,
-        "checklist": list(record.checklist),
-    }
-
-
-def doc_to_atomic_record(doc: Mapping[str, Any]) -> AtomicRecord:
-    return AtomicRecord(
-        id=doc["id"],
-        domain=doc["domain"],
-        context=tuple(Turn(t["role"], t["content"]) for t in doc["context"] or ()),
-        prompt=doc["prompt"],
-        response1=doc["response1"],
-        response2=doc["response2"],
-        checklist=tuple(doc["checklist"]),
-        label=doc["label"] or None,
-    )
+    return {"test": datasets.Dataset.from_list([r.to_dict() for r in records])}
 
 
 def doc_to_text(doc: Mapping[str, Any]) -> str:
     """The GenRM prompt: ordered reasons, then a five-way verdict."""
-    return render_atomic_genrm_prompt(doc_to_atomic_record(doc))
+    return render_atomic_genrm_prompt(AtomicRecord.from_dict(doc))
 
 
 def doc_to_target(doc: Mapping[str, Any]) -> str:
-    return doc["label"]
+    return doc["label"] or ""  # items without a human preference have no label
 
 
 class RCTask(BatchJudgedTask):
@@ -83,7 +56,8 @@ class RCTask(BatchJudgedTask):
 
     def judge_outputs(self, outputs: list[tuple[dict[str, Any], str]]) -> list[dict[str, Any]]:
         judgments = [
-            AtomicJudgment.from_output(doc_to_atomic_record(doc), output) for doc, output in outputs
+            AtomicJudgment.from_output(AtomicRecord.from_dict(doc), output)
+            for doc, output in outputs
         ]
         if self.meta_config is None:
             return [judged_record(j, None, None, None) for j in judgments]

@@ -23,7 +23,7 @@ from lm_eval.api.task import ConfigurableTask
 
 from ralign_tasks.data import load_benchmark, sample_data_dir, warn_bad_rows
 from ralign_tasks.prompts import render_genrm_prompt
-from ralign_tasks.records import PairRecord, Turn
+from ralign_tasks.records import PairRecord
 from ralign_tasks.scorers.config import METAJUDGE_ENV_PREFIX, ConfigError, EndpointConfig
 from ralign_tasks.scorers.meta_verdict import MetaStatus
 from ralign_tasks.scorers.metajudge import GenRMJudgment, MetaJudgement, judge_all
@@ -60,42 +60,12 @@ def load_docs(
     if subset:
         wanted = {subset} if isinstance(subset, str) else set(subset)
         records = [r for r in records if r.subset in wanted]
-    return {"test": datasets.Dataset.from_list([record_to_doc(r) for r in records])}
-
-
-def record_to_doc(record: PairRecord) -> dict[str, Any]:
-    """A record as an lm-eval document (plain JSON types, logged with the samples)."""
-    return {
-        "id": record.id,
-        "benchmark": record.benchmark,
-        "subset": record.subset,
-        "label": record.label,
-        "context": [{"role": t.role, "content": t.content} for t in record.context],
-        "prompt": record.prompt,
-        "response_a": record.response_a,
-        "response_b": record.response_b,
-        "golden_rationale": record.golden_rationale,
-    }
-
-
-def doc_to_record(doc: Mapping[str, Any]) -> PairRecord:
-    """The inverse of :func:`record_to_doc`."""
-    return PairRecord(
-        benchmark=doc["benchmark"],
-        id=doc["id"],
-        context=tuple(Turn(t["role"], t["content"]) for t in doc["context"] or ()),
-        prompt=doc["prompt"],
-        response_a=doc["response_a"],
-        response_b=doc["response_b"],
-        label=doc["label"],
-        golden_rationale=doc["golden_rationale"],
-        subset=doc["subset"],
-    )
+    return {"test": datasets.Dataset.from_list([r.to_dict() for r in records])}
 
 
 def doc_to_text(doc: Mapping[str, Any]) -> str:
     """The GenRM prompt (``RALIGN_GENRM_TEMPLATE`` replaces the bundled template)."""
-    return render_genrm_prompt(doc_to_record(doc))
+    return render_genrm_prompt(PairRecord.from_dict(doc))
 
 
 def doc_to_target(doc: Mapping[str, Any]) -> str:
@@ -178,7 +148,7 @@ class RAlignTask(BatchJudgedTask):
 
     def judge_outputs(self, outputs: list[tuple[dict[str, Any], str]]) -> list[dict[str, Any]]:
         judgments = [
-            GenRMJudgment.from_output(doc_to_record(doc), output, self.verdict_policy)
+            GenRMJudgment.from_output(PairRecord.from_dict(doc), output, self.verdict_policy)
             for doc, output in outputs
         ]
         verdicts: list[MetaJudgement | None] = [None] * len(judgments)

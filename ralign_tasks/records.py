@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 
 @dataclass(frozen=True)
@@ -31,3 +32,32 @@ class PairRecord:
     label: Literal["A", "B"]
     golden_rationale: str
     subset: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """The record as plain JSON types (an lm-eval document, Inspect sample metadata)."""
+        return {
+            "benchmark": self.benchmark,
+            "id": self.id,
+            "subset": self.subset,
+            "label": self.label,
+            "context": [{"role": t.role, "content": t.content} for t in self.context],
+            "prompt": self.prompt,
+            "response_a": self.response_a,
+            "response_b": self.response_b,
+            "golden_rationale": self.golden_rationale,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> PairRecord:
+        """The inverse of :meth:`to_dict`."""
+        return cls(
+            benchmark=data["benchmark"],
+            id=str(data["id"]),
+            context=tuple(Turn(t["role"], t["content"]) for t in data["context"] or ()),
+            prompt=data["prompt"],
+            response_a=data["response_a"],
+            response_b=data["response_b"],
+            label=data["label"],
+            golden_rationale=data["golden_rationale"],
+            subset=data["subset"],
+        )

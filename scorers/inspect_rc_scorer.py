@@ -17,7 +17,7 @@ from inspect_ai.scorer import Score, Scorer, Target, scorer
 from inspect_ai.solver import TaskState
 from tenacity import RetryError
 
-from ralign_tasks.inspect_atomic_dataset import atomic_record_from_metadata
+from ralign_tasks.atomic_data import AtomicRecord
 from ralign_tasks.prompts import render_rc_prompt
 from ralign_tasks.rc_pipeline import AtomicJudgment
 from ralign_tasks.scorers.atomic import (
@@ -131,7 +131,7 @@ def ralign_rc(
 
     async def score(state: TaskState, target: Target) -> Score:
         judge = meta_judge_model()  # no scores at all without a meta-judge
-        record = atomic_record_from_metadata(state.metadata)
+        record = AtomicRecord.from_dict(state.metadata)
         judgment = AtomicJudgment.from_output(record, genrm_full_text(state.output))
         call = None
         status = judgment.skip_status

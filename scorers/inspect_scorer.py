@@ -28,8 +28,8 @@ from inspect_ai.scorer import Score, Scorer, Target, scorer
 from inspect_ai.solver import TaskState
 from tenacity import RetryError
 
-from ralign_tasks.inspect_dataset import record_from_metadata
 from ralign_tasks.prompts import render_metajudge_prompt
+from ralign_tasks.records import PairRecord
 from ralign_tasks.scorers.config import EndpointConfig
 from ralign_tasks.scorers.inspect_metrics import fidelity, outcome_value
 from ralign_tasks.scorers.meta_verdict import MetaStatus, parse_meta_verdict
@@ -191,7 +191,7 @@ def ralign_fidelity(
 
     async def score(state: TaskState, target: Target) -> Score:
         judge = meta_judge_model()  # no scores at all without a meta-judge
-        record = record_from_metadata(state.metadata)
+        record = PairRecord.from_dict(state.metadata)
         output = genrm_full_text(state.output)
         truncated = output is not None and state.output.stop_reason == "max_tokens"
         judgment = GenRMJudgment.from_output(record, output, verdict_policy, truncated)

@@ -20,13 +20,9 @@ from inspect_ai.model import (
 )
 from inspect_ai.scorer import SampleScore, Score
 
-from ralign_tasks.atomic_data import load_atomic
+from ralign_tasks.atomic_data import AtomicRecord, load_atomic
 from ralign_tasks.data import sample_data_dir
-from ralign_tasks.inspect_atomic_dataset import (
-    atomic_dataset,
-    atomic_metadata,
-    atomic_record_from_metadata,
-)
+from ralign_tasks.inspect_atomic_dataset import atomic_dataset
 from ralign_tasks.inspect_tasks import TaskSetupError, ralign_helpsteer3_atomic
 from ralign_tasks.loopback import LoopbackServer, Reply, prompt_of
 from ralign_tasks.prompts import render_atomic_genrm_prompt
@@ -163,10 +159,7 @@ def test_samples_carry_the_record_in_file_order(records, tmp_path):
     assert dataset[0].input[0].text == render_atomic_genrm_prompt(records[0])
     assert dataset[0].metadata["checklist"] == list(records[0].checklist)
     # Reference outputs are left out of the metadata; everything else comes back.
-    assert all(
-        atomic_record_from_metadata(atomic_metadata(r)) == replace(r, references={})
-        for r in records
-    )
+    assert all(AtomicRecord.from_dict(r.to_dict()) == replace(r, references={}) for r in records)
     # An item without a preference label has an empty target.
     rows = (sample_data_dir() / "data" / "helpsteer3_test_1000.jsonl").read_text().splitlines()
     row = json.loads(rows[0])

@@ -10,7 +10,6 @@ from inspect_ai import eval as inspect_eval
 from inspect_ai.log import read_eval_log
 from inspect_ai.model import GenerateConfig, get_model
 
-from ralign_tasks.inspect_dataset import record_from_metadata
 from ralign_tasks.inspect_tasks import ralign_helpsteer3
 from ralign_tasks.loopback import (
     LoopbackServer,
@@ -18,6 +17,7 @@ from ralign_tasks.loopback import (
     prompt_of,
 )
 from ralign_tasks.pipeline import score_outputs
+from ralign_tasks.records import PairRecord
 from ralign_tasks.scorers.config import EndpointConfig
 from tests.scripted import SCRIPT, meta_answer
 
@@ -135,7 +135,7 @@ def test_api_run_matches_hand_computed_metrics_and_the_cli_pipeline(scripted, tm
     # The ralign CLI's pipeline on the same GenRM outputs gives the very same numbers.
     outputs = [s.metadata["genrm_output"] for s in scores]
     cut = [s.value["genrm_truncated"] for s in scores]
-    records = [record_from_metadata(sample.metadata) for sample in log.samples]
+    records = [PairRecord.from_dict(sample.metadata) for sample in log.samples]
     config = EndpointConfig(
         model="judge", base_url=scripted.base_url, api_key="x", max_attempts=1, use_cache=False
     )

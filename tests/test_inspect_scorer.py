@@ -15,10 +15,11 @@ from inspect_ai.model import (
 )
 from inspect_ai.scorer import SampleScore, Score
 
-from ralign_tasks.inspect_dataset import ralign_dataset, record_from_metadata, record_metadata
+from ralign_tasks.inspect_dataset import ralign_dataset
 from ralign_tasks.inspect_tasks import TaskSetupError, ralign_helpsteer3
 from ralign_tasks.loopback import METAJUDGE_CORRECT
 from ralign_tasks.prompts import render_genrm_prompt
+from ralign_tasks.records import PairRecord
 from ralign_tasks.scorers.inspect_metrics import fidelity, outcome_value, value_outcome
 from ralign_tasks.scorers.inspect_scorer import genrm_full_text, ralign_fidelity
 from ralign_tasks.scorers.meta_verdict import MetaStatus
@@ -90,7 +91,7 @@ def test_samples_carry_the_record_in_file_order(sample_records):
     assert [m.role for m in first.input] == ["user"]
     assert first.input[0].text == render_genrm_prompt(sample_records[0])
     assert first.metadata["golden_rationale"] == sample_records[0].golden_rationale
-    assert all(record_from_metadata(record_metadata(r)) == r for r in sample_records)
+    assert all(PairRecord.from_dict(r.to_dict()) == r for r in sample_records)
 
 
 def test_subset_filter_and_its_errors(tmp_path):
