@@ -1,7 +1,10 @@
 """Read lm-eval output folders and Inspect logs of the R-Align tasks into one result per
 (GenRM, task), recomputed from the per-item data with the shared metric functions where the
 samples are there (so both harnesses give identical numbers with 95% CIs), else taken from
-the aggregate numbers (no CI). Undefined or absent metrics are ``None``, never 0."""
+the aggregate numbers (no CI). Undefined or absent metrics are ``None``, never 0.
+
+Fidelity runs also keep their judged items (record, GenRM output, meta-judge answer) for the
+paired comparison and the viewer."""
 
 from __future__ import annotations
 
@@ -11,12 +14,16 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ralign_tasks.scorers.atomic import RC_METRICS, AtomicOutcome, ItemStatus, RCScores, rc_report
 from ralign_tasks.scorers.inspect_metrics import value_outcome, value_rc_outcome
 from ralign_tasks.scorers.meta_verdict import MetaStatus
 from ralign_tasks.scorers.metrics import FIDELITY_METRICS, ItemOutcome, fidelity_report
+
+if TYPE_CHECKING:
+    from inspect_ai.log import EvalSample
+    from inspect_ai.scorer import Score
 
 FIDELITY_TASKS = ("ralign_helpsteer3", "ralign_rewardbench2", "ralign_ppe")
 RC_TASK = "ralign_helpsteer3_atomic"
@@ -26,6 +33,24 @@ FIDELITY_COUNTS = ("genrm_no_verdict", "meta_parse_fail", "meta_call_fail")
 RC_COUNTS = ("skipped_empty", "skipped_long", "judge_failed")
 _INSPECT_SCORERS = {"ralign_fidelity": False, "ralign_rc": True}  # name -> is RC
 _RESULTS_NAME = re.compile(r"^results_(.+)\.json$")
+
+
+@dataclass(frozen=True)
+class RunItem:
+    """One judged item of a fidelity run as either harness logged it: the record (the
+    :meth:`PairRecord.to_dict` form), the GenRM's output and verdict, the meta-judge's answer
+    or error, and the outcome the metrics count."""
+
+    record: dict[str, Any]
+    output: str | None
+    verdict: str | None
+    outcome: ItemOutcome
+    meta_answer: str | None
+    meta_error: str | None
+
+    @property
+    def id(self) -> str:
+        return str(self.record["id"])
 
 
 @dataclass
@@ -43,6 +68,7 @@ class TaskResult:
     counts: dict[str, int | None]
     subset: str | None = None
     subsets: list[TaskResult] = field(default_factory=list)
+    items: list[RunItem] = field(default_factory=list)
 
 
 def _clean(value: Any) -> float | None:
@@ -58,9 +84,9 @@ def _count(value: Any) -> int | None:
 
 
 def _fidelity_results(
-    outcomes: list[ItemOutcome], genrm: str, task: str, harness: str, source: str
+    items: list[RunItem], genrm: str, task: str, harness: str, source: str
 ) -> TaskResult:
-    report = fidelity_report(outcomes)
+    report = fidelity_report(item.outcome for item in items)
 
     def build(group: dict[str, Any], subset: str | None) -> TaskResult:
         return TaskResult(
@@ -77,6 +103,7 @@ def _fidelity_results(
 
     result = build(report["overall"], None)
     result.subsets = [build(group, name) for name, group in report["subsets"].items()]
+    result.items = items
     return result
 
 
@@ -143,15 +170,23 @@ def lm_eval_genrm(results: Mapping[str, Any], results_file: Path) -> str:
     return str(name) if name else results_file.parent.name
 
 
-def _lm_eval_fidelity_outcome(row: Mapping[str, Any]) -> ItemOutcome:
+def _lm_eval_fidelity_item(row: Mapping[str, Any]) -> RunItem:
     judged = json.loads(row["filtered_resps"][0])
     status = judged["meta_status"]
-    return ItemOutcome(
+    outcome = ItemOutcome(
         subset=str(row["doc"]["subset"]),
         label_correct=bool(judged["label_correct"]),
         meta=MetaStatus(status) if status else None,
         genrm_no_verdict=judged["output"] is not None and judged["verdict"] is None,
         genrm_call_fail=judged["output"] is None,
+    )
+    return RunItem(
+        record=dict(row["doc"]),
+        output=judged["output"],
+        verdict=judged["verdict"],
+        outcome=outcome,
+        meta_answer=judged["meta_answer"],
+        meta_error=judged["meta_error"],
     )
 
 
@@ -196,7 +231,7 @@ def read_lm_eval(results_file: Path, warnings: list[str]) -> list[TaskResult]:
                     )  # fmt: skip
                 else:
                     found.append(
-                        _fidelity_results([_lm_eval_fidelity_outcome(r) for r in rows], genrm,
+                        _fidelity_results([_lm_eval_fidelity_item(r) for r in rows], genrm,
                                           task, "lm-eval", str(samples_file))
                     )  # fmt: skip
                 continue
@@ -214,6 +249,18 @@ def read_lm_eval(results_file: Path, warnings: list[str]) -> list[TaskResult]:
 # --- Inspect ---------------------------------------------------------------------------------
 
 
+def _inspect_fidelity_item(sample: EvalSample, score: Score) -> RunItem:
+    extra = score.metadata or {}
+    return RunItem(
+        record=dict(sample.metadata),
+        output=extra.get("genrm_output"),
+        verdict=score.answer,
+        outcome=value_outcome(score.value),
+        meta_answer=extra.get("meta_answer"),
+        meta_error=extra.get("meta_error"),
+    )
+
+
 def read_inspect(log_file: Path) -> list[TaskResult]:
     """The R-Align task of one Inspect log (``.eval`` or ``.json``)."""
     from inspect_ai.log import read_eval_log
@@ -226,17 +273,17 @@ def read_inspect(log_file: Path) -> list[TaskResult]:
     scorer = next(
         (name for name in _INSPECT_SCORERS for s in log.results.scores if s.name == name), None
     ) if log.results else None  # fmt: skip
-    values = [
-        sample.scores[scorer].value
+    scored = [
+        (sample, sample.scores[scorer])
         for sample in log.samples or []
         if scorer and sample.scores and scorer in sample.scores
     ]
-    if values and task == RC_TASK:
-        return [_rc_results([value_rc_outcome(v) for v in values], genrm, task, "inspect", source)]
-    if values:
-        return [
-            _fidelity_results([value_outcome(v) for v in values], genrm, task, "inspect", source)
-        ]
+    if scored and task == RC_TASK:
+        outcomes = [value_rc_outcome(score.value) for _, score in scored]
+        return [_rc_results(outcomes, genrm, task, "inspect", source)]
+    if scored:
+        items = [_inspect_fidelity_item(sample, score) for sample, score in scored]
+        return [_fidelity_results(items, genrm, task, "inspect", source)]
     metrics: dict[str, Any] = {}
     for score in log.results.scores if log.results else []:
         metrics.update({name: metric.value for name, metric in score.metrics.items()})
