@@ -10,6 +10,7 @@ import pytest
 
 from ralign_tasks.data import load_benchmark, sample_data_dir
 from ralign_tasks.records import PairRecord
+from tests.recorded_runs import runs  # noqa: F401  (a session fixture shared by test modules)
 
 for _name in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
     os.environ[_name] = "1"
