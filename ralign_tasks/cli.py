@@ -123,6 +123,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--summary-csv", help="also write the R-Align repository's results_summary.csv format"
     )
 
+    view = commands.add_parser(
+        "view",
+        help="write one self-contained HTML page per R-Align run: every item with its "
+        "rationales, filterable by outcome and subset",
+    )
+    view.add_argument("paths", nargs="+", help="lm-eval output folders, Inspect logs or folders")
+    view.add_argument("--output-dir", default="ralign_view", help="where the pages are written")
+
     check = commands.add_parser("check-data", help="validate benchmark files and report bad rows")
     check.add_argument("benchmarks", nargs="*", default=list(BENCHMARKS))
     check.add_argument("--data-dir")
@@ -294,6 +302,23 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_view(args: argparse.Namespace) -> int:
+    """Write the viewer pages; 1 when no run could be shown."""
+    from ralign_tasks.report_runs import load_runs
+    from ralign_tasks.viewer import write_views
+
+    results, warnings = load_runs(args.paths)
+    pages = write_views(results, Path(args.output_dir), warnings)
+    for warning in warnings:
+        print(f"ralign: warning: {warning}", file=sys.stderr)
+    if not pages:
+        print("ralign: error: no R-Align run with per-item samples found", file=sys.stderr)
+        return 1
+    for page in pages:
+        print(f"written: {page}")
+    return 0
+
+
 def cmd_check_data(args: argparse.Namespace) -> int:
     bad_total = 0
     for name in args.benchmarks:
@@ -323,6 +348,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             cmd_rc_score(args)
         elif args.command == "report":
             return cmd_report(args)
+        elif args.command == "view":
+            return cmd_view(args)
         elif args.command == "check-data":
             return cmd_check_data(args)
     except (
