@@ -115,12 +115,35 @@ def build_parser() -> argparse.ArgumentParser:
     report = commands.add_parser(
         "report", help="compare GenRMs: one table from lm-eval output folders and Inspect logs"
     )
-    report.add_argument("paths", nargs="+", help="lm-eval output folders, Inspect logs or folders")
+    report.add_argument(
+        "paths", nargs="*", help="lm-eval output folders, Inspect logs, or folders holding them"
+    )
     report.add_argument("--by-subset", action="store_true", help="add one row per subset")
     report.add_argument("--format", choices=("table", "markdown", "csv"), default="table")
     report.add_argument("--output", help="write the table here instead of printing it")
     report.add_argument(
         "--summary-csv", help="also write the R-Align repository's results_summary.csv format"
+    )
+    report.add_argument(
+        "--plots",
+        metavar="DIR",
+        help="write L-Acc vs F-Score and grouped-bar plots (PNG and SVG) here",
+    )
+    report.add_argument(
+        "--downstream",
+        metavar="CSV",
+        help="downstream scores (columns model,score): Pearson r and Spearman rho of each "
+        "metric against them, printed and, with --plots, plotted and written as CSV",
+    )
+    report.add_argument(
+        "--compare",
+        nargs=2,
+        metavar=("A", "B"),
+        help="paired bootstrap of A - B over shared items instead of the table; A and B are "
+        "runs (paths) or GenRM names among PATHS",
+    )
+    report.add_argument(
+        "--bootstrap", type=int, default=10_000, help="bootstrap draws for --compare"
     )
 
     view = commands.add_parser(
@@ -276,29 +299,60 @@ def cmd_rc_score(args: argparse.Namespace) -> None:
     print(f"written: {folder}/results.json, {folder}/samples.jsonl\n")
 
 
+def _emit(text: str, output: str | None) -> None:
+    if output:
+        Path(output).write_text(text, encoding="utf-8")
+        print(f"written: {output}")
+    else:
+        print(text, end="")
+
+
+def _warn(warnings: list[str]) -> None:
+    for warning in warnings:
+        print(f"ralign: warning: {warning}", file=sys.stderr)
+    warnings.clear()
+
+
 def cmd_report(args: argparse.Namespace) -> int:
-    """Print (or write) the comparison table; 1 when nothing readable was found."""
-    # Imported here: reading Inspect logs imports inspect_ai (about a second), which no other
-    # command needs.
+    """Print (or write) the comparison table, plots, correlations or a paired comparison; 1
+    when nothing readable was found."""
+    # Imported here: reading Inspect logs imports inspect_ai (about a second), and plotting
+    # imports matplotlib, which no other command needs.
+    from ralign_tasks import report_compare, report_plots
     from ralign_tasks.report_runs import load_runs
     from ralign_tasks.report_tables import RENDERERS, build_table, render_summary_csv
 
+    if not args.paths and not args.compare:
+        raise ValueError("ralign report needs PATHS (runs to tabulate) or --compare A B")
+    if args.bootstrap < 1:
+        raise ValueError(f"--bootstrap must be at least 1, got {args.bootstrap}")
     results, warnings = load_runs(args.paths)
+    if args.compare:
+        first, second = (report_compare.select_runs(s, results, warnings) for s in args.compare)
+        comparison = report_compare.compare(first, second, warnings, n_bootstrap=args.bootstrap)
+        _warn(warnings)
+        _emit(report_compare.RENDERERS[args.format](comparison), args.output)
+        return 0
     table = build_table(results, args.by_subset, warnings)
-    for warning in warnings:
-        print(f"ralign: warning: {warning}", file=sys.stderr)
+    _warn(warnings)
     if not results:
         print("ralign: error: no R-Align results found", file=sys.stderr)
         return 1
-    text = RENDERERS[args.format](table)
-    if args.output:
-        Path(args.output).write_text(text, encoding="utf-8")
-        print(f"written: {args.output}")
-    else:
-        print(text, end="")
+    _emit(RENDERERS[args.format](table), args.output)
     if args.summary_csv:
         Path(args.summary_csv).write_text(render_summary_csv(table), encoding="utf-8")
         print(f"written: {args.summary_csv}")
+    found = None
+    if args.downstream:
+        downstream = report_plots.read_downstream(args.downstream)
+        found = report_plots.correlations(
+            report_plots.overall_by_task(results), downstream, warnings
+        )
+        _warn(warnings)
+        print(report_plots.render_correlations(found, args.format), end="")
+    if args.plots:
+        for path in report_plots.write_plots(results, Path(args.plots), found):
+            print(f"written: {path}")
     return 0
 
 

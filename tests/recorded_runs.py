@@ -1,26 +1,80 @@
 """Real lm-eval and Inspect outputs recorded once per test session, for the report and the
 viewer: one ``lm_eval run`` (helpsteer3 and ppe, GenRM ``genrm``) and one Inspect run
 (helpsteer3, GenRM ``openai-api/loop/other``), plus a copy of the Inspect log as ``.json``, a
-foreign JSON file, a corrupt log and an lm-eval results file with a metric missing."""
+foreign JSON file, a corrupt log and an lm-eval results file with a metric missing; under
+``more/``, Inspect runs of two further GenRMs with other numbers on the same items."""
 
 from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 from inspect_ai import eval as inspect_eval
-from inspect_ai.log import read_eval_log, write_eval_log
+from inspect_ai.log import EvalLog, read_eval_log, write_eval_log
 from inspect_ai.model import get_model
 
 from ralign_tasks.data import load_benchmark, sample_data_dir
 from ralign_tasks.inspect_tasks import ralign_helpsteer3
-from ralign_tasks.loopback import LoopbackServer
-from tests.scripted import DEFAULT_OTHERS, SCRIPT, scripted_responder
+from ralign_tasks.loopback import LoopbackServer, Reply
+from ralign_tasks.records import PairRecord
+from tests.scripted import DEFAULT_OTHERS, SCRIPT, meta_answer, scripted_responder
 from tests.test_lm_eval import LM_EVAL_SCRIPT, lm_eval_run
 
 INSPECT_GENRM = "openai-api/loop/other"
 JSON_GENRM = "openai-api/loop/other-json"
+
+
+# name, which items the GenRM gets right ("1") and the meta verdicts of those ("C"/"I").
+VARIED_GENRMS = [
+    ("strong", "11111111", "CCCCCCCI"),
+    ("weak", "11011011", "CICIII"),
+]
+VARIED_GENRM_NAMES = [f"openai-api/loop/{name}" for name, _, _ in VARIED_GENRMS]
+
+
+def varied_script(
+    records: list[PairRecord], picks: str, verdicts: str
+) -> list[tuple[str | Reply, str | Reply]]:
+    """A GenRM that picks the label where ``picks`` has a 1, with the meta-judge's verdicts on
+    those items in order."""
+    script: list[tuple[str | Reply, str | Reply]] = []
+    meta = iter(verdicts)
+    for record, pick in zip(records, picks, strict=True):
+        right = pick == "1"
+        choice = record.label if right else ("B" if record.label == "A" else "A")
+        verdict = {"C": "Correct", "I": "Incorrect"}[next(meta)] if right else "Correct"
+        script.append((f"Answer {choice} is better. \\boxed{{{choice}}}", meta_answer(verdict)))
+    return script
+
+
+def inspect_run(
+    records: list[PairRecord],
+    script: list[tuple[str | Reply, str | Reply]],
+    genrm: str,
+    log_dir: Path,
+) -> EvalLog:
+    """One Inspect run of the helpsteer3 sample with GenRM ``openai-api/loop/<genrm>``."""
+    with LoopbackServer(scripted_responder(records, script)) as srv:
+
+        def model(name: str):
+            return get_model(
+                f"openai-api/loop/{name}", base_url=srv.base_url, api_key="x", memoize=False,
+                max_retries=0,
+            )  # fmt: skip
+
+        (log,) = inspect_eval(
+            ralign_helpsteer3(sample=True),
+            model=model(genrm),
+            model_roles={"meta_judge": model("judge")},
+            max_retries=0,
+            score_on_error=True,
+            fail_on_error=False,
+            log_dir=str(log_dir),
+            display="none",
+        )
+    return log
 
 
 @pytest.fixture(scope="session")
@@ -43,24 +97,7 @@ def runs(tmp_path_factory) -> dict:
     (results_file,) = lm_out.glob("*/results_*.json")
     lm_results = json.loads(results_file.read_text())
 
-    with LoopbackServer(scripted_responder(records, SCRIPT)) as srv:
-
-        def model(name: str):
-            return get_model(
-                f"openai-api/loop/{name}", base_url=srv.base_url, api_key="x", memoize=False,
-                max_retries=0,
-            )  # fmt: skip
-
-        (log,) = inspect_eval(
-            ralign_helpsteer3(sample=True),
-            model=model("other"),
-            model_roles={"meta_judge": model("judge")},
-            max_retries=0,
-            score_on_error=True,
-            fail_on_error=False,
-            log_dir=str(root / "runs" / "inspect"),
-            display="none",
-        )
+    log = inspect_run(records, SCRIPT, "other", root / "runs" / "inspect")
     json_log = read_eval_log(log.location)
     json_log.eval.model = JSON_GENRM
     write_eval_log(json_log, str(root / "runs" / "inspect_json" / "run.json"), format="json")
@@ -75,6 +112,10 @@ def runs(tmp_path_factory) -> dict:
     task["s_corr,none"] = float("nan")
     trimmed["results"] = {"ralign_helpsteer3": task}
     partial.write_text(json.dumps(trimmed))
+
+    # Two more GenRMs with their own numbers on the same items, for comparisons and plots.
+    for name, picks, verdicts in VARIED_GENRMS:
+        inspect_run(records, varied_script(records, picks, verdicts), name, root / "more" / name)
 
     bad = root / "bad"
     bad.mkdir()

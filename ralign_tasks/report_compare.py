@@ -1,0 +1,229 @@
+"""``ralign report --compare A B``: is one GenRM's L-Acc / S-Corr / F-Score really different from
+another's on the same items? A paired bootstrap over the items both runs judged
+(:func:`paired_difference`), per benchmark, rendered like the comparison table."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from ralign_tasks.report_runs import FIDELITY_TASKS, RunItem, TaskResult, load_runs
+from ralign_tasks.scorers.metrics import DEFAULT_BOOTSTRAP, FIDELITY_METRICS, paired_difference
+from ralign_tasks.tables import METRIC_LABELS
+
+
+@dataclass(frozen=True)
+class Difference:
+    """One metric of one benchmark: A's and B's values, A - B with its 95% CI and p-value
+    (fractions; ``None`` where undefined)."""
+
+    task: str
+    metric: str
+    n: int
+    first: float | None
+    second: float | None
+    difference: float | None
+    ci: list[float] | None
+    p_value: float | None
+
+
+@dataclass(frozen=True)
+class Comparison:
+    first: str
+    second: str
+    n_bootstrap: int
+    differences: list[Difference]
+
+
+def select_runs(spec: str, loaded: Sequence[TaskResult], warnings: list[str]) -> list[TaskResult]:
+    """The results one side of ``--compare`` names: a path (file or folder of runs of one
+    GenRM) or the name of a GenRM among the already loaded runs."""
+    if Path(spec).exists():
+        results, path_warnings = load_runs([spec])
+        warnings.extend(path_warnings)
+        genrms = sorted({r.genrm for r in results})
+        if len(genrms) > 1:
+            raise ValueError(
+                f"--compare {spec}: runs of several GenRMs ({', '.join(genrms)}); "
+                "pass a single run, or pass the folder as PATH and name the GenRMs"
+            )
+    else:
+        results = [r for r in loaded if r.genrm == spec]
+        if not results:
+            known = sorted({r.genrm for r in loaded}) or ["none"]
+            raise ValueError(
+                f"--compare {spec}: neither a path nor a GenRM of the given runs "
+                f"(GenRMs: {', '.join(known)})"
+            )
+    if not results:
+        raise ValueError(f"--compare {spec}: no R-Align results found")
+    return results
+
+
+def _keyed(items: Sequence[RunItem]) -> dict[tuple[str, int], RunItem]:
+    """Items by (id, occurrence): repeated ids (Inspect epochs) pair in order."""
+    seen: Counter[str] = Counter()
+    keyed = {}
+    for item in items:
+        keyed[(item.id, seen[item.id])] = item
+        seen[item.id] += 1
+    return keyed
+
+
+def paired_items(
+    first: TaskResult, second: TaskResult, warnings: list[str]
+) -> tuple[list[RunItem], list[RunItem]]:
+    """The items both runs judged, in the same order. Items of only one run, or whose record
+    differs between the runs (another data revision), are left out with a warning."""
+    a, b = _keyed(first.items), _keyed(second.items)
+    shared = [key for key in a if key in b]
+    unpaired = len(a) + len(b) - 2 * len(shared)
+    if unpaired:
+        warnings.append(
+            f"{first.task}: {len(a) - len(shared)} items only in {first.genrm} and "
+            f"{len(b) - len(shared)} only in {second.genrm}; compared on the {len(shared)} "
+            "items in both"
+        )
+    differing = [key for key in shared if a[key].record != b[key].record]
+    if differing:
+        ids = ", ".join(key[0] for key in differing[:5])
+        warnings.append(
+            f"{first.task}: {len(differing)} items have the same id but different data in the "
+            f"two runs (e.g. {ids}); left out"
+        )
+        left_out = set(differing)
+        shared = [key for key in shared if key not in left_out]
+    return [a[key] for key in shared], [b[key] for key in shared]
+
+
+def _by_task(results: Sequence[TaskResult], side: str) -> dict[str, TaskResult]:
+    by_task: dict[str, TaskResult] = {}
+    for result in results:
+        if result.task in FIDELITY_TASKS and result.task not in by_task:
+            by_task[result.task] = result
+    if not by_task:
+        raise ValueError(f"--compare {side}: no R-Align fidelity run (helpsteer3, rb2, ppe)")
+    return by_task
+
+
+def compare(
+    first: Sequence[TaskResult],
+    second: Sequence[TaskResult],
+    warnings: list[str],
+    *,
+    n_bootstrap: int = DEFAULT_BOOTSTRAP,
+) -> Comparison:
+    """A - B per benchmark both sides ran and per metric, over their paired items."""
+    runs_a, runs_b = _by_task(first, "A"), _by_task(second, "B")
+    name_a, name_b = next(iter(runs_a.values())).genrm, next(iter(runs_b.values())).genrm
+    differences = []
+    for task in (t for t in FIDELITY_TASKS if t in runs_a and t in runs_b):
+        a, b = runs_a[task], runs_b[task]
+        if not a.items or not b.items:
+            missing = a if not a.items else b
+            warnings.append(
+                f"{missing.source}: no per-item samples for {task} (run lm-eval with "
+                "--log_samples); not compared"
+            )
+            continue
+        items_a, items_b = paired_items(a, b, warnings)
+        stats = paired_difference(
+            [item.outcome for item in items_a],
+            [item.outcome for item in items_b],
+            n_bootstrap=n_bootstrap,
+        )
+        differences += [Difference(task, metric, **stats[metric]) for metric in FIDELITY_METRICS]
+    if not differences:
+        raise ValueError(f"--compare: {name_a} and {name_b} share no benchmark with samples")
+    return Comparison(name_a, name_b, n_bootstrap, differences)
+
+
+def _percent(value: float | None, sign: bool = False) -> str:
+    if value is None:
+        return ""
+    return f"{value * 100:+.1f}" if sign else f"{value * 100:.1f}"
+
+
+def _p_text(p_value: float | None, n_bootstrap: int) -> str:
+    if p_value is None:
+        return ""
+    # Zero draws on the other side of 0 only bounds p by the bootstrap's resolution.
+    return f"<{1 / n_bootstrap:.0e}" if p_value == 0 else f"{p_value:.4f}"
+
+
+def _text_rows(comparison: Comparison) -> tuple[list[str], list[list[str]]]:
+    header = ["benchmark", "metric", "N", "A", "B", "A - B", "95% CI", "p"]
+    rows = []
+    for d in comparison.differences:
+        ci = f"[{_percent(d.ci[0], True)}, {_percent(d.ci[1], True)}]" if d.ci else ""
+        rows.append(
+            [
+                d.task.removeprefix("ralign_"),
+                METRIC_LABELS[d.metric],
+                str(d.n),
+                _percent(d.first),
+                _percent(d.second),
+                _percent(d.difference, True),
+                ci,
+                _p_text(d.p_value, comparison.n_bootstrap),
+            ]
+        )
+    return header, rows
+
+
+def _title(comparison: Comparison) -> str:
+    return (
+        f"A = {comparison.first}, B = {comparison.second}: paired bootstrap over shared items "
+        f"({comparison.n_bootstrap} draws), percent"
+    )
+
+
+def render_rich(comparison: Comparison) -> str:
+    from rich.console import Console
+    from rich.table import Table as RichTable
+
+    header, rows = _text_rows(comparison)
+    grid = RichTable(title=_title(comparison))
+    for index, name in enumerate(header):
+        grid.add_column(name, justify="left" if index < 2 else "right")
+    for row in rows:
+        grid.add_row(*row)
+    console = Console(file=io.StringIO(), width=max(100, len(_title(comparison)) + 4), record=True)
+    console.print(grid)
+    return console.export_text()
+
+
+def render_markdown(comparison: Comparison) -> str:
+    header, rows = _text_rows(comparison)
+    lines = [_title(comparison), ""]
+    lines += ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def render_csv(comparison: Comparison) -> str:
+    """Fractions, unrounded, one row per benchmark and metric; blanks where undefined."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(
+        ["genrm_a", "genrm_b", "task", "metric", "n", "a", "b", "a_minus_b", "ci_low", "ci_high",
+         "p_value"]
+    )  # fmt: skip
+
+    def cell(value: float | None) -> str:
+        return "" if value is None else repr(value)
+
+    for d in comparison.differences:
+        low, high = d.ci if d.ci else (None, None)
+        writer.writerow(
+            [comparison.first, comparison.second, d.task, d.metric, d.n, cell(d.first),
+             cell(d.second), cell(d.difference), cell(low), cell(high), cell(d.p_value)]
+        )  # fmt: skip
+    return out.getvalue()
+
+
+RENDERERS = {"table": render_rich, "markdown": render_markdown, "csv": render_csv}
