@@ -328,9 +328,11 @@ def cmd_report(args: argparse.Namespace) -> int:
         raise ValueError(f"--bootstrap must be at least 1, got {args.bootstrap}")
     results, warnings = load_runs(args.paths)
     if args.compare:
-        first, second = (report_compare.select_runs(s, results, warnings) for s in args.compare)
-        comparison = report_compare.compare(first, second, warnings, n_bootstrap=args.bootstrap)
-        _warn(warnings)
+        try:
+            first, second = (report_compare.select_runs(s, results, warnings) for s in args.compare)
+            comparison = report_compare.compare(first, second, warnings, n_bootstrap=args.bootstrap)
+        finally:  # the warnings often say why nothing could be compared
+            _warn(warnings)
         _emit(report_compare.RENDERERS[args.format](comparison), args.output)
         return 0
     table = build_table(results, args.by_subset, warnings)
