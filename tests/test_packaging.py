@@ -49,6 +49,7 @@ def test_wheel_layout(wheel):
     assert "ralign_tasks/templates/metajudge.jinja" in names
     assert "ralign_tasks/templates/_comparison.jinja" in names
     assert "ralign_tasks/samples/data/helpsteer3_aug.jsonl" in names
+    assert "ralign_tasks/viewer_page.html" in names  # `ralign view` needs its page
     assert not any(n.startswith(("scorers/", "task_configs/", "tests/")) for n in names)
     assert "ralign_tasks/_registry.py" in names
     assert "ralign_tasks/scorers/inspect_scorer.py" in names

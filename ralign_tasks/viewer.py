@@ -1,0 +1,192 @@
+"""``ralign view``: one self-contained static HTML page per fidelity run, listing every judged
+item (prompt, both answers, golden rationale, GenRM output, meta-judge analysis) with filters
+by outcome, subset and text.
+
+The page is ``viewer_page.html`` with the run embedded as JSON; its script renders all item
+text with ``textContent`` because the text is untrusted model output, and the JSON is escaped
+so that no item text can end the ``<script>`` element holding it."""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+from collections import Counter
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from ralign_tasks.report_runs import FIDELITY_TASKS, RunItem, TaskResult
+from ralign_tasks.scorers.meta_verdict import MetaStatus
+from ralign_tasks.scorers.metrics import FIDELITY_METRICS, ItemOutcome
+from ralign_tasks.tables import METRIC_LABELS
+
+# The viewer's outcome filters, in display order: key -> button label. Every item is in
+# exactly one of them (see :func:`view_outcome`).
+OUTCOMES = {
+    "faithful": "faithful",
+    "spurious": "spurious-correct",
+    "label-wrong": "label-wrong",
+    "failures": "failures",
+}
+_PLACEHOLDER = re.compile(r"__RALIGN_(TITLE|DATA)__")
+# Characters that could end or confuse the <script> element holding the JSON ("</script>",
+# "<!--"), written as JSON escapes instead: JSON.parse reads them back unchanged.
+_SCRIPT_UNSAFE = {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026"}
+_UNSAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
+_MAX_NAME = 120
+
+
+def view_outcome(outcome: ItemOutcome) -> str:
+    """The viewer's outcome of one item: ``failures`` when the GenRM call failed or gave no
+    verdict, ``label-wrong`` when its verdict picks the worse answer, else the meta-judge's
+    verdict on the rationale (``faithful``/``spurious``), ``failures`` when it has none."""
+    if outcome.genrm_call_fail or outcome.genrm_no_verdict:
+        return "failures"
+    if not outcome.label_correct:
+        return "label-wrong"
+    if outcome.meta is MetaStatus.CORRECT:
+        return "faithful"
+    if outcome.meta is MetaStatus.INCORRECT:
+        return "spurious"
+    return "failures"
+
+
+def _percent(value: float | None) -> str:
+    return "—" if value is None else f"{value * 100:.1f}%"
+
+
+def _interval(ci: list[float] | None) -> str:
+    return f"95% CI [{ci[0] * 100:.1f}, {ci[1] * 100:.1f}]" if ci else ""
+
+
+def _failure_counts(outcomes: list[ItemOutcome], harness: str) -> list[dict[str, Any]]:
+    categories = Counter(o.category for o in outcomes)
+    counts = [
+        {"label": "GenRM call failed", "count": sum(o.genrm_call_fail for o in outcomes)},
+        {"label": "no verdict", "count": sum(o.genrm_no_verdict for o in outcomes)},
+        {"label": "truncated", "count": sum(o.genrm_truncated for o in outcomes)},
+        {"label": "meta-judge parse fail", "count": categories["parse_fail"]},
+        {"label": "meta-judge call fail", "count": categories["call_fail"]},
+        {"label": "unjudged", "count": categories["unjudged"]},
+    ]
+    # lm-eval does not tell a task why generation stopped: truncation is unknown, not zero.
+    return [c for c in counts if not (harness == "lm-eval" and c["label"] == "truncated")]
+
+
+def _item_data(item: RunItem) -> dict[str, Any]:
+    record, outcome = item.record, item.outcome
+    return {
+        "id": item.id,
+        "subset": outcome.subset,
+        "label": record.get("label"),
+        "verdict": item.verdict,
+        "outcome": view_outcome(outcome),
+        "context": [
+            {"role": str(turn.get("role", "")), "content": str(turn.get("content", ""))}
+            for turn in record.get("context") or []
+        ],
+        "prompt": record.get("prompt"),
+        "response_a": record.get("response_a"),
+        "response_b": record.get("response_b"),
+        "golden_rationale": record.get("golden_rationale"),
+        "output": item.output,
+        "call_fail": outcome.genrm_call_fail,
+        "no_verdict": outcome.genrm_no_verdict,
+        "truncated": outcome.genrm_truncated,
+        "label_correct": outcome.label_correct,
+        "meta": outcome.meta.value if outcome.meta is not None else None,
+        "meta_answer": item.meta_answer,
+        "meta_error": item.meta_error,
+    }
+
+
+def page_data(result: TaskResult) -> dict[str, Any]:
+    """Everything the page shows, as plain JSON types; metric cells are preformatted."""
+    subsets = [
+        {
+            "subset": part.subset,
+            "n": part.n,
+            "cells": [_percent(part.values.get(m)) for m in FIDELITY_METRICS],
+        }
+        for part in result.subsets
+    ]
+    return {
+        "genrm": result.genrm,
+        "task": result.task,
+        "harness": result.harness,
+        "source": result.source,
+        "n": result.n,
+        "metrics": [
+            {
+                "name": METRIC_LABELS[m],
+                "value": _percent(result.values.get(m)),
+                "ci": _interval(result.ci.get(m)),
+            }
+            for m in FIDELITY_METRICS
+        ],
+        "metric_names": [METRIC_LABELS[m] for m in FIDELITY_METRICS],
+        "subsets": subsets,
+        "failures": _failure_counts([item.outcome for item in result.items], result.harness),
+        "outcomes": [{"key": key, "label": label} for key, label in OUTCOMES.items()],
+        "items": [_item_data(item) for item in result.items],
+    }
+
+
+def script_json(data: Any) -> str:
+    """``data`` as JSON that is safe inside a ``<script>`` element."""
+    text = json.dumps(data, ensure_ascii=False, allow_nan=False)
+    for char, escape in _SCRIPT_UNSAFE.items():
+        text = text.replace(char, escape)
+    return text
+
+
+def render_page(result: TaskResult) -> str:
+    """The page of one fidelity run with items."""
+    template = resources.files("ralign_tasks").joinpath("viewer_page.html").read_text("utf-8")
+    values = {
+        "TITLE": html.escape(f"{result.genrm} · {result.task} — R-Align viewer"),
+        "DATA": script_json(page_data(result)),
+    }
+    # One pass, so a placeholder-like string inside the data is never substituted.
+    return _PLACEHOLDER.sub(lambda match: values[match.group(1)], template)
+
+
+def page_name(result: TaskResult, taken: set[str]) -> str:
+    """A file name from GenRM and task, safe on any filesystem and not in ``taken`` (compared
+    case-insensitively, for case-insensitive filesystems); adds it to ``taken``."""
+    stem = _UNSAFE_NAME.sub("_", f"{result.genrm}__{result.task}").strip("._")[:_MAX_NAME]
+    stem = stem or "run"
+    name, number = f"{stem}.html", 1
+    while name.lower() in taken:
+        number += 1
+        name = f"{stem}-{number}.html"
+    taken.add(name.lower())
+    return name
+
+
+def _skip_reason(result: TaskResult) -> str:
+    if result.task not in FIDELITY_TASKS:
+        return f"the viewer covers the R-Align fidelity tasks ({', '.join(FIDELITY_TASKS)})"
+    if result.harness == "lm-eval":
+        return "no per-item samples (run lm-eval with --log_samples)"
+    return "no per-item samples in the log"
+
+
+def write_views(results: list[TaskResult], out_dir: Path, warnings: list[str]) -> list[Path]:
+    """Write one page per fidelity result with items into ``out_dir``; every other result
+    gets a warning saying why it has no page. Returns the pages written."""
+    pages: list[Path] = []
+    taken: set[str] = set()
+    for result in results:
+        if result.task not in FIDELITY_TASKS or not result.items:
+            warnings.append(
+                f"{result.source}: {result.genrm} on {result.task} not viewed: "
+                f"{_skip_reason(result)}"
+            )
+            continue
+        out_dir.mkdir(parents=True, exist_ok=True)
+        page = out_dir / page_name(result, taken)
+        page.write_text(render_page(result), encoding="utf-8")
+        pages.append(page)
+    return pages
