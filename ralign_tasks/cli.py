@@ -121,6 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--by-subset", action="store_true", help="add one row per subset")
     report.add_argument("--format", choices=("table", "markdown", "csv"), default="table")
     report.add_argument("--output", help="write the table here instead of printing it")
+    report.add_argument("--csv", help="also write the table as CSV (what --format csv prints)")
     report.add_argument(
         "--summary-csv", help="also write the R-Align repository's results_summary.csv format"
     )
@@ -320,7 +321,12 @@ def cmd_report(args: argparse.Namespace) -> int:
     # imports matplotlib, which no other command needs.
     from ralign_tasks import report_compare, report_plots
     from ralign_tasks.report_runs import load_runs
-    from ralign_tasks.report_tables import RENDERERS, build_table, render_summary_csv
+    from ralign_tasks.report_tables import (
+        RENDERERS,
+        build_table,
+        render_csv,
+        render_summary_csv,
+    )
 
     if not args.paths and not args.compare:
         raise ValueError("ralign report needs PATHS (runs to tabulate) or --compare A B")
@@ -341,6 +347,9 @@ def cmd_report(args: argparse.Namespace) -> int:
         print("ralign: error: no R-Align results found", file=sys.stderr)
         return 1
     _emit(RENDERERS[args.format](table), args.output)
+    if args.csv:
+        Path(args.csv).write_text(render_csv(table), encoding="utf-8")
+        print(f"written: {args.csv}")
     if args.summary_csv:
         Path(args.summary_csv).write_text(render_summary_csv(table), encoding="utf-8")
         print(f"written: {args.summary_csv}")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import io
+import shutil
 import xml.etree.ElementTree as ElementTree
 
 import numpy as np
@@ -250,3 +251,19 @@ def test_bad_downstream_files_are_clear_errors(runs, capsys, tmp_path, text, mes
     path.write_text(text)
     code, _, err = report([*all_runs(runs), "--downstream", str(path)], capsys)
     assert code == 2 and message in err and str(path) in err
+
+
+def test_one_command_prints_the_table_and_writes_csvs_and_plots(runs, capsys, tmp_path):
+    """The issue's acceptance run: a folder of lm-eval and Inspect runs of several GenRMs."""
+    folder = tmp_path / "all_runs"
+    for name in ("runs", "more"):
+        shutil.copytree(runs["root"] / name, folder / name)
+    table, summary, plots = tmp_path / "table.csv", tmp_path / "summary.csv", tmp_path / "plots"
+    args = [str(folder), "--csv", str(table), "--summary-csv", str(summary), "--plots", str(plots)]
+    code, out, err = report(args, capsys)
+    assert code == 0 and not err
+    assert "R-Align comparison" in out and STRONG in out and "87.5 [" in out
+    genrms = {"genrm", INSPECT_GENRM, JSON_GENRM, STRONG, WEAK}
+    assert {row["genrm"] for row in csv_rows(table.read_text())} == genrms
+    assert {row["model"] for row in csv_rows(summary.read_text())} == genrms
+    assert len(list(plots.glob("*.png"))) == len(list(plots.glob("*.svg"))) == 2
