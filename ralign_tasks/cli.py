@@ -15,6 +15,7 @@ from ralign_tasks.data import (
     DataUnavailableError,
     LoadResult,
     describe_bad_rows,
+    keep_named,
     load_benchmark,
     sample_data_dir,
     warn_bad_rows,
@@ -165,8 +166,7 @@ def _load(name: str, args: argparse.Namespace) -> LoadResult:
     data_dir = sample_data_dir() if args.sample else args.data_dir
     loaded = load_benchmark(name, data_dir, skip_bad_rows=args.skip_bad_rows)
     warn_bad_rows(loaded.path, loaded.bad_rows)
-    if args.subset:
-        loaded.records = [r for r in loaded.records if r.subset in args.subset]
+    loaded.records = keep_named(loaded.records, "subset", args.subset, loaded.path)
     if args.limit is not None:
         loaded.records = loaded.records[: args.limit]
     if not loaded.records:
@@ -265,7 +265,7 @@ def cmd_rc_score(args: argparse.Namespace) -> None:
         skip_bad_rows=args.skip_bad_rows,
     )  # fmt: skip
     warn_bad_rows(loaded.path, loaded.bad_rows)
-    records = [r for r in loaded.records if not args.domain or r.domain in args.domain]
+    records = keep_named(loaded.records, "domain", args.domain, loaded.path)
     records = records[: args.limit] if args.limit is not None else records
     if args.reference:
         judgments = [AtomicJudgment.from_reference(r, args.reference) for r in records]

@@ -261,3 +261,29 @@ def warn_bad_rows(path: str, bad_rows: Sequence[BadRow]) -> None:
         logger.warning(
             "skipped %d bad row(s) of %s:\n%s", len(bad_rows), path, describe_bad_rows(bad_rows)
         )
+
+
+def _names(names: str | Sequence[str] | None) -> list[str] | None:
+    if names is None:
+        return None
+    # `-T subset=code,stem` arrives as one string; `-T subset='[code, stem]'` as a list.
+    items = names.split(",") if isinstance(names, str) else list(names)
+    return [name.strip() for name in items if name.strip()]
+
+
+def keep_named(
+    items: list[T], field: str, names: str | Sequence[str] | None, location: str
+) -> list[T]:
+    """The items whose attribute ``field`` is one of ``names`` (all if ``None``); an unknown
+    name is a ``ValueError`` listing the known ones."""
+    wanted = _names(names)
+    if wanted is None:
+        return items
+    known = sorted({getattr(item, field) for item in items})
+    unknown = [name for name in wanted if name not in known]
+    if unknown:
+        raise ValueError(
+            f"unknown {field}(s) {', '.join(map(repr, unknown))} in {location}; "
+            f"known: {', '.join(known)}"
+        )
+    return [item for item in items if getattr(item, field) in wanted]

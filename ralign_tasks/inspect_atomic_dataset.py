@@ -14,7 +14,8 @@ from inspect_ai.dataset import MemoryDataset, Sample
 from inspect_ai.model import ChatMessageUser
 
 from ralign_tasks.atomic_data import TASK, AtomicRecord, load_atomic
-from ralign_tasks.inspect_dataset import data_source, keep_named
+from ralign_tasks.data import keep_named
+from ralign_tasks.inspect_dataset import data_source
 from ralign_tasks.prompts import render_atomic_genrm_prompt
 
 

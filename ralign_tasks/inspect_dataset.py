@@ -8,17 +8,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from typing import TypeVar
 
 from inspect_ai.dataset import MemoryDataset, Sample
 from inspect_ai.model import ChatMessageUser
 
 from ralign_tasks.benchmarks import get_benchmark
-from ralign_tasks.data import load_benchmark, sample_data_dir
+from ralign_tasks.data import keep_named, load_benchmark, sample_data_dir
 from ralign_tasks.prompts import render_genrm_prompt
 from ralign_tasks.records import PairRecord
-
-T = TypeVar("T")
 
 
 def record_to_sample(record: PairRecord, genrm_template: str | None = None) -> Sample:
@@ -29,32 +26,6 @@ def record_to_sample(record: PairRecord, genrm_template: str | None = None) -> S
         target=record.label,
         metadata=record.to_dict(),
     )
-
-
-def _names(names: str | Sequence[str] | None) -> list[str] | None:
-    if names is None:
-        return None
-    # `-T subset=code,stem` arrives as one string; `-T subset='[code, stem]'` as a list.
-    items = names.split(",") if isinstance(names, str) else list(names)
-    return [name.strip() for name in items if name.strip()]
-
-
-def keep_named(
-    items: list[T], field: str, names: str | Sequence[str] | None, location: str
-) -> list[T]:
-    """The items whose attribute ``field`` is one of ``names`` (all if ``None``); an unknown
-    name is a ``ValueError`` listing the known ones."""
-    wanted = _names(names)
-    if wanted is None:
-        return items
-    known = sorted({getattr(item, field) for item in items})
-    unknown = [name for name in wanted if name not in known]
-    if unknown:
-        raise ValueError(
-            f"unknown {field}(s) {', '.join(map(repr, unknown))} in {location}; "
-            f"known: {', '.join(known)}"
-        )
-    return [item for item in items if getattr(item, field) in wanted]
 
 
 def data_source(

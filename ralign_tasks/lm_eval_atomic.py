@@ -11,7 +11,7 @@ from typing import Any
 import datasets
 
 from ralign_tasks.atomic_data import AtomicRecord, load_atomic
-from ralign_tasks.data import sample_data_dir, warn_bad_rows
+from ralign_tasks.data import keep_named, sample_data_dir, warn_bad_rows
 from ralign_tasks.lm_eval_tasks import BatchJudgedTask, register_metric_names
 from ralign_tasks.prompts import render_atomic_genrm_prompt
 from ralign_tasks.rc_pipeline import AtomicJudgment, judge_rc
@@ -35,10 +35,7 @@ def load_atomic_docs(
         split, sample_data_dir() if sample else data_dir, skip_bad_rows=skip_bad_rows
     )
     warn_bad_rows(loaded.path, loaded.bad_rows)
-    records = loaded.records
-    if domain:
-        wanted = {domain} if isinstance(domain, str) else set(domain)
-        records = [r for r in records if r.domain in wanted]
+    records = keep_named(loaded.records, "domain", domain or None, loaded.path)
     return {"test": datasets.Dataset.from_list([r.to_dict() for r in records])}
 
 

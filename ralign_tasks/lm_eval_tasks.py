@@ -21,7 +21,7 @@ import datasets
 from lm_eval.api.registry import metric_registry, register_metric
 from lm_eval.api.task import ConfigurableTask
 
-from ralign_tasks.data import load_benchmark, sample_data_dir, warn_bad_rows
+from ralign_tasks.data import keep_named, load_benchmark, sample_data_dir, warn_bad_rows
 from ralign_tasks.prompts import render_genrm_prompt
 from ralign_tasks.records import PairRecord
 from ralign_tasks.scorers.config import METAJUDGE_ENV_PREFIX, ConfigError, EndpointConfig
@@ -56,10 +56,7 @@ def load_docs(
         benchmark, sample_data_dir() if sample else data_dir, skip_bad_rows=skip_bad_rows
     )
     warn_bad_rows(loaded.path, loaded.bad_rows)
-    records = loaded.records
-    if subset:
-        wanted = {subset} if isinstance(subset, str) else set(subset)
-        records = [r for r in records if r.subset in wanted]
+    records = keep_named(loaded.records, "subset", subset or None, loaded.path)
     return {"test": datasets.Dataset.from_list([r.to_dict() for r in records])}
 
 

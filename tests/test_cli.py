@@ -170,3 +170,15 @@ def test_ctrl_c_keeps_finished_answers_and_rerun_resumes(tmp_path):
         # 24 GenRM + 12 meta-judge requests in all; none answered before is asked again.
         assert len(server.requests) - sent_before <= 36 - kept
     assert (tmp_path / "out" / "ppe_human_preference_v1" / "results.json").is_file()
+
+
+def test_unknown_subset_is_a_clear_error(tmp_path, sample_records, capsys):
+    outputs = tmp_path / "outputs.jsonl"
+    outputs.write_text(
+        "\n".join(json.dumps({"id": r.id, "output": "\\boxed{A}"}) for r in sample_records),
+        encoding="utf-8",
+    )
+    args = ["score", "helpsteer3", "--sample", "--outputs", str(outputs), "--no-metajudge"]
+    code = main([*args, "--subset", "code", "--subset", "maths", "--output-dir", str(tmp_path)])
+    assert code == 2
+    assert "unknown subset(s) 'maths'" in capsys.readouterr().err

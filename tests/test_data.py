@@ -147,3 +147,18 @@ def test_hub_path_fails_clearly_offline():
 def test_unknown_benchmark():
     with pytest.raises(KeyError, match="unknown benchmark 'helpsteer4'"):
         get_benchmark("helpsteer4")
+
+
+def test_every_loader_rejects_unknown_subset_and_domain_names():
+    """The CLI, lm-eval and Inspect loaders all name an unknown subset (or domain) and list the
+    known ones, instead of quietly evaluating fewer items."""
+    from ralign_tasks.lm_eval_atomic import load_atomic_docs
+    from ralign_tasks.lm_eval_tasks import load_docs
+
+    with pytest.raises(ValueError, match=r"unknown subset\(s\) 'maths'.*known: code, general"):
+        load_docs("helpsteer3", sample=True, subset=["code", "maths"])
+    assert {d["subset"] for d in load_docs("helpsteer3", sample=True, subset="code")["test"]} == {
+        "code"
+    }
+    with pytest.raises(ValueError, match=r"unknown domain\(s\) 'code'.*known: Code, General"):
+        load_atomic_docs(sample=True, domain="code")

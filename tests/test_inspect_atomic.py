@@ -34,6 +34,7 @@ from ralign_tasks.scorers.atomic import (
     compute_rc,
 )
 from ralign_tasks.scorers.inspect_metrics import rc_metrics, rc_outcome_value, value_rc_outcome
+from tests.test_inspect_eval import INSPECT
 
 SCORER = "ralign_rc"
 
@@ -324,7 +325,7 @@ def test_cli_eval_against_the_loopback_server(records, tmp_path):
         env = {**os.environ, "COLUMNS": "120"}
         env.update(LOOP_BASE_URL=server.base_url, LOOP_API_KEY="unused")
         run = subprocess.run(
-            ["inspect", "eval", "ralign_tasks/ralign_helpsteer3_atomic",
+            [INSPECT, "eval", "ralign_tasks/ralign_helpsteer3_atomic",
              "--model", "openai-api/loop/genrm", "--model-role", JUDGE_ROLE_CLI,
              "-T", "sample=true", "--max-retries", "0", "-M", "max_retries=0",
              "--score-on-error", "--no-fail-on-error", "--log-dir", "logs", "--display", "plain"],

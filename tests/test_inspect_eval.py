@@ -4,6 +4,8 @@ scripted loopback server, through the Python API, the CLI and ``inspect score``.
 import math
 import os
 import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from inspect_ai import eval as inspect_eval
@@ -25,6 +27,8 @@ from tests.scripted import SCRIPT, meta_answer
 # <think>…</think> into a reasoning part; the scorer must put it back, or item 7's official
 # verdict (its first box, B, is in the thinking) would become A.
 # A second meta-judge for re-judging a log: it finds every rationale correct.
+# The CLI of the Python running the tests, whatever PATH finds first.
+INSPECT = str(Path(sys.executable).with_name("inspect"))
 REJUDGE_MODEL = "judge2"
 
 # Fail fast: one attempt per call, one HTTP request per attempt (Inspect's retries back off
@@ -178,7 +182,7 @@ def test_genrm_error_stops_the_run_by_default(scripted, tmp_path):
 def test_missing_meta_judge_role_is_a_clear_error(scripted, tmp_path):
     # `inspect eval` creates the task knowing the roles: it stops before anything runs.
     run = subprocess.run(
-        ["inspect", "eval", "ralign_tasks/ralign_helpsteer3", "--model", "openai-api/loop/genrm",
+        [INSPECT, "eval", "ralign_tasks/ralign_helpsteer3", "--model", "openai-api/loop/genrm",
          "-T", "sample=true", "--log-dir", "logs", "--display", "plain"],
         capture_output=True, text=True, timeout=120,
     )  # fmt: skip
@@ -199,7 +203,7 @@ def test_missing_meta_judge_role_is_a_clear_error(scripted, tmp_path):
 def test_cli_eval_then_rejudge_with_inspect_score(scripted, tmp_path):
     env = {**os.environ, "COLUMNS": "120"}
     run = subprocess.run(
-        ["inspect", "eval", "ralign_tasks/ralign_helpsteer3",
+        [INSPECT, "eval", "ralign_tasks/ralign_helpsteer3",
          "--model", "openai-api/loop/genrm", "--model-role", JUDGE_ROLE_CLI,
          "-T", "sample=true", "--max-retries", "0", "-M", "max_retries=0", "--max-tokens", "1000",
          "--score-on-error", "--no-fail-on-error",
@@ -221,7 +225,7 @@ def test_cli_eval_then_rejudge_with_inspect_score(scripted, tmp_path):
     sent = len(scripted.requests)
     rescored = tmp_path / "rescored.eval"
     score = subprocess.run(
-        ["inspect", "score", str(log_file), "--scorer", "ralign_tasks/ralign_fidelity",
+        [INSPECT, "score", str(log_file), "--scorer", "ralign_tasks/ralign_fidelity",
          "--model-role", f"meta_judge=openai-api/loop/{REJUDGE_MODEL}",
          "--action", "overwrite", "--output-file", str(rescored), "--display", "plain"],
         env=env, capture_output=True, text=True, timeout=120,
