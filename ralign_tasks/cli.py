@@ -145,7 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
         "runs (paths) or GenRM names among PATHS",
     )
     report.add_argument(
-        "--bootstrap", type=int, default=10_000, help="bootstrap draws for --compare"
+        "--bootstrap", type=int, default=10_000, help="bootstrap draws for --compare (≥ 100)"
     )
 
     view = commands.add_parser(
@@ -300,10 +300,15 @@ def cmd_rc_score(args: argparse.Namespace) -> None:
     print(f"written: {folder}/results.json, {folder}/samples.jsonl\n")
 
 
+def _written(path: str | Path) -> None:
+    # On stderr: stdout carries only the report itself, so it can be redirected to a file.
+    print(f"written: {path}", file=sys.stderr)
+
+
 def _emit(text: str, output: str | None) -> None:
     if output:
         Path(output).write_text(text, encoding="utf-8")
-        print(f"written: {output}")
+        _written(output)
     else:
         print(text, end="")
 
@@ -314,13 +319,46 @@ def _warn(warnings: list[str]) -> None:
     warnings.clear()
 
 
+MIN_BOOTSTRAP = 100
+
+
+def _check_report_options(args: argparse.Namespace) -> None:
+    """Refuse combinations that would silently do less than asked."""
+    if not args.paths and not args.compare:
+        raise ValueError("ralign report needs PATHS (runs to tabulate) or --compare A B")
+    if args.compare:
+        table_options = {
+            "--by-subset": args.by_subset,
+            "--csv": args.csv,
+            "--summary-csv": args.summary_csv,
+            "--plots": args.plots,
+            "--downstream": args.downstream,
+        }
+        given = [name for name, value in table_options.items() if value]
+        if given:
+            raise ValueError(
+                f"--compare prints the paired comparison only; {', '.join(given)} belong to "
+                "the table: run that as a separate command"
+            )
+        if args.bootstrap < MIN_BOOTSTRAP:
+            raise ValueError(
+                f"--bootstrap must be at least {MIN_BOOTSTRAP} for a usable CI and p-value, "
+                f"got {args.bootstrap}"
+            )
+    if args.downstream and args.format == "csv" and not args.plots:
+        raise ValueError(
+            "--downstream with --format csv needs --plots DIR: the correlations are written "
+            "there as downstream_correlation.csv, so that stdout stays one CSV"
+        )
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     """Print (or write) the comparison table, plots, correlations or a paired comparison; 1
     when nothing readable was found."""
     # Imported here: reading Inspect logs imports inspect_ai (about a second), and plotting
     # imports matplotlib, which no other command needs.
     from ralign_tasks import report_compare, report_plots
-    from ralign_tasks.report_runs import load_runs
+    from ralign_tasks.report_runs import latest_runs, load_runs
     from ralign_tasks.report_tables import (
         RENDERERS,
         build_table,
@@ -328,11 +366,11 @@ def cmd_report(args: argparse.Namespace) -> int:
         render_summary_csv,
     )
 
-    if not args.paths and not args.compare:
-        raise ValueError("ralign report needs PATHS (runs to tabulate) or --compare A B")
-    if args.bootstrap < 1:
-        raise ValueError(f"--bootstrap must be at least 1, got {args.bootstrap}")
-    results, warnings = load_runs(args.paths)
+    _check_report_options(args)
+    # Read first: a bad downstream file should fail before any other work.
+    downstream = report_plots.read_downstream(args.downstream) if args.downstream else None
+    loaded, warnings = load_runs(args.paths)
+    results = latest_runs(loaded, warnings)
     if args.compare:
         try:
             first, second = (report_compare.select_runs(s, results, warnings) for s in args.compare)
@@ -341,29 +379,29 @@ def cmd_report(args: argparse.Namespace) -> int:
             _warn(warnings)
         _emit(report_compare.RENDERERS[args.format](comparison), args.output)
         return 0
-    table = build_table(results, args.by_subset, warnings)
     _warn(warnings)
     if not results:
         print("ralign: error: no R-Align results found", file=sys.stderr)
         return 1
+    table = build_table(results, args.by_subset)
     _emit(RENDERERS[args.format](table), args.output)
     if args.csv:
         Path(args.csv).write_text(render_csv(table), encoding="utf-8")
-        print(f"written: {args.csv}")
+        _written(args.csv)
     if args.summary_csv:
         Path(args.summary_csv).write_text(render_summary_csv(table), encoding="utf-8")
-        print(f"written: {args.summary_csv}")
+        _written(args.summary_csv)
     found = None
-    if args.downstream:
-        downstream = report_plots.read_downstream(args.downstream)
+    if downstream is not None:
         found = report_plots.correlations(
             report_plots.overall_by_task(results), downstream, warnings
         )
         _warn(warnings)
-        print(report_plots.render_correlations(found, args.format), end="")
+        if args.format != "csv":
+            print(report_plots.render_correlations(found, args.format), end="")
     if args.plots:
         for path in report_plots.write_plots(results, Path(args.plots), found):
-            print(f"written: {path}")
+            _written(path)
     return 0
 
 
@@ -423,7 +461,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         DataFormatError,
         DataUnavailableError,
         FatalEndpointError,
-        FileNotFoundError,
+        OSError,  # files: missing, not writable, a folder where a file should be
         KeyError,
         ValueError,
     ) as exc:

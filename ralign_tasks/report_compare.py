@@ -11,7 +11,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from ralign_tasks.report_runs import FIDELITY_TASKS, RunItem, TaskResult, load_runs
+from ralign_tasks.report_runs import (
+    FIDELITY_TASKS,
+    RunItem,
+    TaskResult,
+    latest_runs,
+    load_runs,
+    no_samples_hint,
+)
 from ralign_tasks.scorers.metrics import DEFAULT_BOOTSTRAP, FIDELITY_METRICS, paired_difference
 from ralign_tasks.tables import METRIC_LABELS
 
@@ -40,27 +47,27 @@ class Comparison:
 
 
 def select_runs(spec: str, loaded: Sequence[TaskResult], warnings: list[str]) -> list[TaskResult]:
-    """The results one side of ``--compare`` names: a path (file or folder of runs of one
-    GenRM) or the name of a GenRM among the already loaded runs."""
-    if Path(spec).exists():
-        results, path_warnings = load_runs([spec])
+    """The results one side of ``--compare`` names: a GenRM among the already loaded runs or,
+    when no GenRM has that name, a path (a run, or a folder of runs of one GenRM)."""
+    results = [r for r in loaded if r.genrm == spec]
+    if not results and Path(spec).exists():
+        found, path_warnings = load_runs([spec])
         warnings.extend(path_warnings)
+        results = latest_runs(found, warnings)
         genrms = sorted({r.genrm for r in results})
         if len(genrms) > 1:
             raise ValueError(
                 f"--compare {spec}: runs of several GenRMs ({', '.join(genrms)}); "
                 "pass a single run, or pass the folder as PATH and name the GenRMs"
             )
-    else:
-        results = [r for r in loaded if r.genrm == spec]
         if not results:
-            known = sorted({r.genrm for r in loaded}) or ["none"]
-            raise ValueError(
-                f"--compare {spec}: neither a path nor a GenRM of the given runs "
-                f"(GenRMs: {', '.join(known)})"
-            )
+            raise ValueError(f"--compare {spec}: no R-Align results found there")
     if not results:
-        raise ValueError(f"--compare {spec}: no R-Align results found")
+        known = sorted({r.genrm for r in loaded}) or ["none"]
+        raise ValueError(
+            f"--compare {spec}: neither a GenRM of the given runs nor a path "
+            f"(GenRMs: {', '.join(known)})"
+        )
     return results
 
 
@@ -126,8 +133,8 @@ def compare(
         if not a.items or not b.items:
             missing = a if not a.items else b
             warnings.append(
-                f"{missing.source}: no per-item samples for {task} (run lm-eval with "
-                "--log_samples); not compared"
+                f"{missing.source}: {missing.genrm} on {task}: {no_samples_hint(missing)}; "
+                "not compared"
             )
             continue
         items_a, items_b = paired_items(a, b, warnings)
@@ -148,11 +155,8 @@ def _percent(value: float | None, sign: bool = False) -> str:
     return f"{value * 100:+.1f}" if sign else f"{value * 100:.1f}"
 
 
-def _p_text(p_value: float | None, n_bootstrap: int) -> str:
-    if p_value is None:
-        return ""
-    # Zero draws on the other side of 0 only bounds p by the bootstrap's resolution.
-    return f"<{1 / n_bootstrap:.0e}" if p_value == 0 else f"{p_value:.4f}"
+def _p_text(p_value: float | None) -> str:
+    return "" if p_value is None else f"{p_value:.4f}"
 
 
 def _text_rows(comparison: Comparison) -> tuple[list[str], list[list[str]]]:
@@ -169,7 +173,7 @@ def _text_rows(comparison: Comparison) -> tuple[list[str], list[list[str]]]:
                 _percent(d.second),
                 _percent(d.difference, True),
                 ci,
-                _p_text(d.p_value, comparison.n_bootstrap),
+                _p_text(d.p_value),
             ]
         )
     return header, rows

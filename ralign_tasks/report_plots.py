@@ -30,17 +30,27 @@ CORRELATED_METRICS = {
 }
 MIN_CORRELATION_POINTS = 3  # r of two points is ±1 by construction
 _LABEL_FONT = 7
+_LABEL_CHARS = 28  # longer GenRM names are cut at the front (their end tells models apart)
+_LABELS_AT_ONE_POINT = 2  # more GenRMs at one point are "+N more"
 
 
 def overall_by_task(results: Sequence[TaskResult]) -> dict[str, dict[str, TaskResult]]:
-    """Overall results as task -> GenRM -> result, the first one of a repeated pair kept (the
-    table already warns about repeats), GenRMs sorted by name."""
+    """Overall results (one per GenRM and task: see :func:`latest_runs`) as task -> GenRM ->
+    result, tasks in benchmark order, GenRMs sorted by name."""
     by_task: dict[str, dict[str, TaskResult]] = {}
     for result in results:
-        by_task.setdefault(result.task, {}).setdefault(result.genrm, result)
-    return {
-        task: dict(sorted(by_task[task].items())) for task in TASKS if task in by_task
-    }  # fmt: skip
+        by_task.setdefault(result.task, {})[result.genrm] = result
+    return {task: dict(sorted(by_task[task].items())) for task in TASKS if task in by_task}
+
+
+def _label(genrm: str) -> str:
+    return genrm if len(genrm) <= _LABEL_CHARS else "…" + genrm[-(_LABEL_CHARS - 1) :]
+
+
+def _point_label(genrms: list[str]) -> str:
+    shown = ", ".join(_label(g) for g in genrms[:_LABELS_AT_ONE_POINT])
+    rest = len(genrms) - _LABELS_AT_ONE_POINT
+    return f"{shown} +{rest} more" if rest > 0 else shown
 
 
 def _short(task: str) -> str:
@@ -123,7 +133,7 @@ def lacc_vs_fscore_figure(by_task: dict[str, dict[str, TaskResult]]) -> Figure |
             )
         for (x, y), names in labels.items():
             axis.annotate(
-                ", ".join(names), (x, y), xytext=(4, 4), textcoords="offset points",
+                _point_label(names), (x, y), xytext=(4, 4), textcoords="offset points",
                 fontsize=_LABEL_FONT,
             )  # fmt: skip
         low, high = max(-2.0, min(ends) - 5), min(102.0, max(ends) + 5)
@@ -172,7 +182,10 @@ def metric_bars_figure(by_task: dict[str, dict[str, TaskResult]]) -> Figure | No
                 capsize=2,
                 error_kw={"elinewidth": 0.8},
             )
-        axis.set_xticks(range(len(genrms)), genrms, rotation=25, ha="right", fontsize=_LABEL_FONT)
+        axis.set_xticks(
+            range(len(genrms)), [_label(g) for g in genrms], rotation=25, ha="right",
+            fontsize=_LABEL_FONT,
+        )  # fmt: skip
         # At least three slots wide, so one or two GenRMs do not get bars as wide as the panel.
         axis.set_xlim(-0.6, max(len(genrms), 3) - 0.4)
         axis.set_ylim(0, 100)
@@ -191,7 +204,8 @@ def read_downstream(path: str | Path) -> dict[str, float]:
     """GenRM -> downstream score from a CSV with a header naming ``model`` and ``score``
     columns (others ignored); errors name the file and line."""
     path = Path(path)
-    with path.open(encoding="utf-8", newline="") as handle:
+    # utf-8-sig: spreadsheet programs start their "CSV UTF-8" with a byte-order mark.
+    with path.open(encoding="utf-8-sig", newline="") as handle:
         reader = csv.DictReader(handle)
         columns = [name.strip() for name in reader.fieldnames or []]
         if "model" not in columns or "score" not in columns:
@@ -285,8 +299,8 @@ def correlations(
     return found
 
 
-def _stat_text(value: float | None) -> str:
-    return "" if value is None else f"{value:.3f}"
+def _stat_text(value: float | None, digits: str = ".3f") -> str:
+    return "" if value is None else format(value, digits)
 
 
 def _correlation_rows(found: Sequence[Correlation]) -> tuple[list[str], list[list[str]]]:
@@ -297,9 +311,9 @@ def _correlation_rows(found: Sequence[Correlation]) -> tuple[list[str], list[lis
             METRIC_LABELS.get(c.metric, c.metric),
             str(c.n),
             _stat_text(c.pearson_r),
-            _stat_text(c.pearson_p),
+            _stat_text(c.pearson_p, ".3g"),
             _stat_text(c.spearman_rho),
-            _stat_text(c.spearman_p),
+            _stat_text(c.spearman_p, ".3g"),
         ]
         for c in found
     ]
@@ -317,9 +331,7 @@ def correlation_csv(found: Sequence[Correlation]) -> str:
 
 
 def render_correlations(found: Sequence[Correlation], fmt: str) -> str:
-    """The correlations as a rich table (``table``), Markdown or CSV."""
-    if fmt == "csv":
-        return correlation_csv(found)
+    """The correlations as a rich table (``table``) or Markdown (``markdown``)."""
     header, rows = _correlation_rows(found)
     title = "Correlation with downstream scores (over GenRMs)"
     if fmt == "markdown":
@@ -352,8 +364,9 @@ def downstream_figure(found: Sequence[Correlation]) -> Figure | None:
         axis.scatter(c.metric_values, c.downstream)
         for name, x, y in zip(c.genrms, c.metric_values, c.downstream, strict=True):
             axis.annotate(
-                name, (x, y), xytext=(4, 4), textcoords="offset points", fontsize=_LABEL_FONT
-            )
+                _label(name), (x, y), xytext=(4, 4), textcoords="offset points",
+                fontsize=_LABEL_FONT,
+            )  # fmt: skip
         if len(set(c.metric_values)) > 1:
             from numpy import polyfit
 

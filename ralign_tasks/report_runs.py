@@ -29,10 +29,21 @@ FIDELITY_TASKS = ("ralign_helpsteer3", "ralign_rewardbench2", "ralign_ppe")
 RC_TASK = "ralign_helpsteer3_atomic"
 TASKS = (*FIDELITY_TASKS, RC_TASK)
 RC_REPORTED = (*RC_METRICS, "outcome_acc")
-FIDELITY_COUNTS = ("genrm_no_verdict", "meta_parse_fail", "meta_call_fail")
+FIDELITY_COUNTS = (
+    "genrm_call_fail",
+    "genrm_no_verdict",
+    "meta_parse_fail",
+    "meta_call_fail",
+    "meta_unjudged",
+)
 RC_COUNTS = ("skipped_empty", "skipped_long", "judge_failed")
-_INSPECT_SCORERS = {"ralign_fidelity": False, "ralign_rc": True}  # name -> is RC
-_RESULTS_NAME = re.compile(r"^results_(.+)\.json$")
+# Scorer names in Inspect logs; `inspect score --action append` adds a number to a re-judging.
+_INSPECT_SCORER = re.compile(r"^(ralign_fidelity|ralign_rc)(\d*)$")
+# lm-eval names its results `results_<date id>.json`, or `<stem>_<date id>.json` for an
+# `--output_path <stem>.json`; the samples files share the date id.
+_LM_EVAL_RESULTS = re.compile(r"_(\d{4}-\d\d-\d\dT[\d.-]+)\.json$")
+# Inspect eval-set bookkeeping files, not logs.
+_INSPECT_MANIFESTS = {"eval-set.json", "logs.json", "listing.json"}
 
 
 @dataclass(frozen=True)
@@ -69,6 +80,7 @@ class TaskResult:
     subset: str | None = None
     subsets: list[TaskResult] = field(default_factory=list)
     items: list[RunItem] = field(default_factory=list)
+    created: float | None = None  # when the run was made (epoch seconds), if known
 
 
 def _clean(value: Any) -> float | None:
@@ -131,7 +143,12 @@ def _rc_results(
 
 
 def _aggregate_result(
-    metrics: Mapping[str, Any], genrm: str, task: str, harness: str, source: str
+    metrics: Mapping[str, Any],
+    genrm: str,
+    task: str,
+    harness: str,
+    source: str,
+    n: int | None = None,
 ) -> TaskResult:
     """A result from aggregate numbers only (keys are metric names): no CI, no subsets."""
     names, counts = (
@@ -142,7 +159,7 @@ def _aggregate_result(
         task=task,
         harness=harness,
         source=source,
-        n=None,
+        n=n,
         values={m: _clean(metrics.get(m)) for m in names},
         ci=dict.fromkeys(names),
         counts={c: _count(metrics.get(c)) for c in counts},
@@ -202,22 +219,28 @@ def _lm_eval_rc_outcome(row: Mapping[str, Any]) -> AtomicOutcome:
     )
 
 
+def _lm_eval_stamp(results_file: Path) -> str:
+    match = _LM_EVAL_RESULTS.search(results_file.name)
+    return match.group(1) if match else ""
+
+
 def read_lm_eval(results_file: Path, warnings: list[str]) -> list[TaskResult]:
-    """The R-Align tasks of one lm-eval ``results_<timestamp>.json`` and, when present, its
-    ``samples_<task>_<timestamp>.jsonl`` neighbours."""
+    """The R-Align tasks of one lm-eval results file and, when present, its
+    ``samples_<task>_<date id>.jsonl`` neighbours."""
     data = json.loads(results_file.read_text(encoding="utf-8"))
-    if not isinstance(data, dict) or not isinstance(data.get("results"), dict):
+    if not is_lm_eval_results(data):
         raise ValueError("not an lm-eval results file")
     genrm = lm_eval_genrm(data, results_file)
-    match = _RESULTS_NAME.match(results_file.name)
-    stamp = match.group(1) if match else ""
+    stamp = _lm_eval_stamp(results_file)
+    created = _clean(data.get("date"))
+    sizes = data.get("n-samples") or {}
     found = []
     for task, metrics in data["results"].items():
         if task not in TASKS:
             continue
-        source = str(results_file)
+        result = None
         samples_file = results_file.with_name(f"samples_{task}_{stamp}.jsonl")
-        if samples_file.is_file():
+        if stamp and samples_file.is_file():
             try:
                 rows = [
                     json.loads(line)
@@ -225,25 +248,35 @@ def read_lm_eval(results_file: Path, warnings: list[str]) -> list[TaskResult]:
                     if line.strip()
                 ]
                 if task == RC_TASK:
-                    found.append(
-                        _rc_results([_lm_eval_rc_outcome(r) for r in rows], genrm, task,
-                                    "lm-eval", str(samples_file))
-                    )  # fmt: skip
+                    result = _rc_results([_lm_eval_rc_outcome(r) for r in rows], genrm, task,
+                                         "lm-eval", str(samples_file))  # fmt: skip
                 else:
-                    found.append(
-                        _fidelity_results([_lm_eval_fidelity_item(r) for r in rows], genrm,
-                                          task, "lm-eval", str(samples_file))
-                    )  # fmt: skip
-                continue
+                    result = _fidelity_results([_lm_eval_fidelity_item(r) for r in rows], genrm,
+                                               task, "lm-eval", str(samples_file))  # fmt: skip
             except (ValueError, KeyError, TypeError, IndexError) as exc:
                 warnings.append(
                     f"{samples_file}: unreadable samples ({exc}); using the aggregate numbers"
                 )
-        flat = {key.split(",", 1)[0]: value for key, value in metrics.items() if "," in key}
-        found.append(_aggregate_result(flat, genrm, task, "lm-eval", source))
+        if result is None:
+            flat = {key.split(",", 1)[0]: value for key, value in metrics.items() if "," in key}
+            size = sizes.get(task) if isinstance(sizes.get(task), Mapping) else {}
+            n = _count(size.get("effective"))
+            result = _aggregate_result(flat, genrm, task, "lm-eval", str(results_file), n)
+        result.created = created
+        found.append(result)
     if not found:
         raise ValueError("an lm-eval results file without R-Align tasks")
     return found
+
+
+def is_lm_eval_results(data: Any) -> bool:
+    """Whether parsed JSON is an lm-eval results file (it has ``results`` and lm-eval's
+    ``config`` or version)."""
+    return (
+        isinstance(data, dict)
+        and isinstance(data.get("results"), dict)
+        and ("lm_eval_version" in data or "config" in data)
+    )
 
 
 # --- Inspect ---------------------------------------------------------------------------------
@@ -261,8 +294,24 @@ def _inspect_fidelity_item(sample: EvalSample, score: Score) -> RunItem:
     )
 
 
-def read_inspect(log_file: Path) -> list[TaskResult]:
-    """The R-Align task of one Inspect log (``.eval`` or ``.json``)."""
+def _latest_scorer(names: Iterable[str], log_file: Path, warnings: list[str]) -> str | None:
+    """The R-Align scorer of a log; after ``inspect score --action append`` there are several
+    (``ralign_fidelity``, ``ralign_fidelity1``, …) and the latest judging is used."""
+    found = sorted(
+        {name for name in names if _INSPECT_SCORER.match(name)},
+        key=lambda name: int(_INSPECT_SCORER.match(name).group(2) or 0),  # type: ignore[union-attr]
+    )
+    if len(found) > 1:
+        warnings.append(f"{log_file}: scored by {', '.join(found)}; using {found[-1]}, the latest")
+    return found[-1] if found else None
+
+
+def read_inspect(log_file: Path, warnings: list[str]) -> list[TaskResult]:
+    """The R-Align task of one Inspect log (``.eval`` or ``.json``), from its samples' scores
+    (also in a log that ended in an error or was cancelled, with a warning saying how many
+    samples the numbers cover), else from its aggregate metrics."""
+    from datetime import datetime
+
     from inspect_ai.log import read_eval_log
 
     log = read_eval_log(str(log_file))
@@ -270,39 +319,100 @@ def read_inspect(log_file: Path) -> list[TaskResult]:
     if task not in TASKS:
         raise ValueError(f"an Inspect log of task {log.eval.task!r}, not an R-Align task")
     genrm, source = log.eval.model, str(log_file)
-    scorer = next(
-        (name for name in _INSPECT_SCORERS for s in log.results.scores if s.name == name), None
-    ) if log.results else None  # fmt: skip
+    samples = log.samples or []
+    scorer = _latest_scorer(
+        [name for sample in samples for name in sample.scores or {}]
+        or [score.name for score in (log.results.scores if log.results else [])],
+        log_file,
+        warnings,
+    )
     scored = [
         (sample, sample.scores[scorer])
-        for sample in log.samples or []
+        for sample in samples
         if scorer and sample.scores and scorer in sample.scores
     ]
+    if log.status != "success":
+        total = log.eval.dataset.samples
+        warnings.append(
+            f"{log_file}: the run's status is {log.status!r}: {len(scored)} of "
+            f"{total if total is not None else '?'} samples scored; its numbers cover those"
+        )
     if scored and task == RC_TASK:
         outcomes = [value_rc_outcome(score.value) for _, score in scored]
-        return [_rc_results(outcomes, genrm, task, "inspect", source)]
-    if scored:
+        result = _rc_results(outcomes, genrm, task, "inspect", source)
+    elif scored:
         items = [_inspect_fidelity_item(sample, score) for sample, score in scored]
-        return [_fidelity_results(items, genrm, task, "inspect", source)]
-    metrics: dict[str, Any] = {}
-    for score in log.results.scores if log.results else []:
-        metrics.update({name: metric.value for name, metric in score.metrics.items()})
-    return [_aggregate_result(metrics, genrm, task, "inspect", source)]
+        result = _fidelity_results(items, genrm, task, "inspect", source)
+    else:
+        metrics: dict[str, Any] = {}
+        for score in log.results.scores if log.results else []:
+            if score.name == scorer:
+                metrics.update({name: metric.value for name, metric in score.metrics.items()})
+        n = log.results.completed_samples if log.results else None
+        result = _aggregate_result(metrics, genrm, task, "inspect", source, n or None)
+    try:
+        result.created = datetime.fromisoformat(log.eval.created).timestamp()
+    except ValueError:  # an unexpected format only loses the newest-run preference
+        result.created = None
+    return [result]
+
+
+def no_samples_hint(result: TaskResult) -> str:
+    """Why a result has no items, and how to get them, for its harness."""
+    if result.harness == "lm-eval":
+        return "no per-item samples (run lm-eval with --log_samples)"
+    return "no per-item samples in the log (do not pass --no-log-samples to Inspect)"
 
 
 # --- any mix ---------------------------------------------------------------------------------
 
 
 def _candidates(paths: Iterable[str | Path]) -> list[Path]:
+    """Files to read: the given files, and every ``.json``/``.eval`` under the given folders
+    (Inspect eval-set bookkeeping left out), each once."""
     files: list[Path] = []
     for path in map(Path, paths):
         if path.is_dir():
             files.extend(
-                sorted(p for p in path.rglob("*") if p.is_file() and p.suffix in (".json", ".eval"))
+                sorted(
+                    p
+                    for p in path.rglob("*")
+                    if p.is_file()
+                    and p.suffix in (".json", ".eval")
+                    and p.name not in _INSPECT_MANIFESTS
+                )
             )
         else:
             files.append(path)
-    return files
+    seen: set[Path] = set()
+    unique = []
+    for file in files:
+        key = file.resolve()
+        if key not in seen:
+            seen.add(key)
+            unique.append(file)
+    return unique
+
+
+def _read(path: Path, warnings: list[str]) -> list[TaskResult]:
+    if path.suffix == ".eval":
+        return read_inspect(path, warnings)
+    if path.suffix != ".json":
+        raise ValueError("neither an lm-eval results file nor an Inspect log")
+    if _LM_EVAL_RESULTS.search(path.name):
+        return read_lm_eval(path, warnings)
+    try:
+        return read_inspect(path, warnings)
+    except Exception as inspect_error:  # a results file under another name, or foreign
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except ValueError:
+            raise inspect_error from None
+        if is_lm_eval_results(data):
+            return read_lm_eval(path, warnings)
+        if isinstance(data, dict) and "eval" in data:  # an Inspect log that failed to load
+            raise inspect_error from None
+        raise ValueError("neither an lm-eval results file nor an Inspect log") from None
 
 
 def load_runs(paths: Iterable[str | Path]) -> tuple[list[TaskResult], list[str]]:
@@ -315,13 +425,29 @@ def load_runs(paths: Iterable[str | Path]) -> tuple[list[TaskResult], list[str]]
             warnings.append(f"{path}: no such file; skipped")
             continue
         try:
-            if _RESULTS_NAME.match(path.name):
-                results.extend(read_lm_eval(path, warnings))
-            elif path.suffix in (".eval", ".json"):
-                results.extend(read_inspect(path))
-            else:
-                raise ValueError("neither an lm-eval results file nor an Inspect log")
+            results.extend(_read(path, warnings))
         except Exception as exc:  # any unreadable or foreign file is skipped, never fatal
             reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             warnings.append(f"{path}: skipped ({reason[:200]})")
     return results, warnings
+
+
+def latest_runs(results: Iterable[TaskResult], warnings: list[str]) -> list[TaskResult]:
+    """One result per (GenRM, task): the newest run (by its creation time; the first read
+    when unknown or equal), with a warning naming each older one left out."""
+    kept: dict[tuple[str, str], TaskResult] = {}
+    for result in results:
+        key = (result.genrm, result.task)
+        other = kept.get(key)
+        if other is None:
+            kept[key] = result
+            continue
+        newer = (result.created or -math.inf) > (other.created or -math.inf)
+        older, kept[key] = (other, result) if newer else (result, other)
+        kept_is_newer = (kept[key].created or -math.inf) > (older.created or -math.inf)
+        why = "the newer run" if kept_is_newer else "the one read first"
+        warnings.append(
+            f"{older.source}: {result.genrm} on {result.task} also ran in "
+            f"{kept[key].source}; using that one ({why})"
+        )
+    return list(kept.values())

@@ -24,9 +24,11 @@ from ralign_tasks.tables import METRIC_LABELS
 LABELS = {
     **METRIC_LABELS,
     "n": "N",
+    "genrm_call_fail": "GenRM call-fail",
     "genrm_no_verdict": "no-verdict",
-    "meta_parse_fail": "PF",
-    "meta_call_fail": "CF",
+    "meta_parse_fail": "meta parse-fail",
+    "meta_call_fail": "meta call-fail",
+    "meta_unjudged": "unjudged",
     "skipped_empty": "empty",
     "skipped_long": ">10",
     "judge_failed": "judge-fail",
@@ -60,19 +62,12 @@ class Table:
     by_subset: bool
 
 
-def build_table(results: list[TaskResult], by_subset: bool, warnings: list[str]) -> Table:
-    """Arrange results by GenRM (and subset); a repeated (GenRM, task) keeps the first and
-    adds a warning."""
+def build_table(results: list[TaskResult], by_subset: bool) -> Table:
+    """Arrange results (one per GenRM and task: see :func:`latest_runs`) by GenRM, and by
+    subset with ``by_subset``."""
     rows: dict[tuple[str, str], dict[str, TaskResult]] = {}
     for result in results:
-        row = rows.setdefault((result.genrm, ""), {})
-        if result.task in row:
-            warnings.append(
-                f"{result.source}: {result.genrm} on {result.task} is also in "
-                f"{row[result.task].source}; kept that one"
-            )
-            continue
-        row[result.task] = result
+        rows.setdefault((result.genrm, ""), {})[result.task] = result
         if by_subset:
             for part in result.subsets:
                 rows.setdefault((result.genrm, part.subset or ""), {})[result.task] = part

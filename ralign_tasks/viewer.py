@@ -16,7 +16,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from ralign_tasks.report_runs import FIDELITY_TASKS, RunItem, TaskResult
+from ralign_tasks.report_runs import FIDELITY_TASKS, RunItem, TaskResult, no_samples_hint
 from ralign_tasks.scorers.meta_verdict import MetaStatus
 from ralign_tasks.scorers.metrics import FIDELITY_METRICS, ItemOutcome
 from ralign_tasks.tables import METRIC_LABELS
@@ -168,9 +168,7 @@ def page_name(result: TaskResult, taken: set[str]) -> str:
 def _skip_reason(result: TaskResult) -> str:
     if result.task not in FIDELITY_TASKS:
         return f"the viewer covers the R-Align fidelity tasks ({', '.join(FIDELITY_TASKS)})"
-    if result.harness == "lm-eval":
-        return "no per-item samples (run lm-eval with --log_samples)"
-    return "no per-item samples in the log"
+    return no_samples_hint(result)
 
 
 def write_views(results: list[TaskResult], out_dir: Path, warnings: list[str]) -> list[Path]:

@@ -144,7 +144,8 @@ def paired_difference(
     :func:`compute_fidelity`, a draw is a multinomial over the observed joint outcome pairs
     (first's category, second's category), which is the same distribution as resampling items.
     Per metric: both values, the difference, its percentile CI and a two-sided bootstrap p-value
-    (twice the smaller share of draws on either side of 0; ``None`` when undefined).
+    (twice the smaller share of draws at or beyond 0 on either side, counting the data as one
+    draw, so at least ``2 / (draws + 1)``; ``None`` when undefined).
     """
     if len(first) != len(second):
         raise ValueError(f"paired outcomes differ in length: {len(first)} and {len(second)}")
@@ -182,7 +183,9 @@ def paired_difference(
             if differences.size >= 2:
                 low, high = np.percentile(differences, [tail, 100.0 - tail])
                 entry["ci"] = [float(low), float(high)]
-                below, above = np.mean(differences <= 0), np.mean(differences >= 0)
-                entry["p_value"] = float(min(1.0, 2.0 * min(below, above)))
+                # With the usual +1 (the observed data counts as a draw), p is never 0.
+                below, above = np.sum(differences <= 0), np.sum(differences >= 0)
+                share = (min(below, above) + 1) / (differences.size + 1)
+                entry["p_value"] = float(min(1.0, 2.0 * share))
         result[name] = entry
     return result

@@ -26,6 +26,7 @@ from ralign_tasks.inspect_atomic_dataset import atomic_dataset
 from ralign_tasks.inspect_tasks import TaskSetupError, ralign_helpsteer3_atomic
 from ralign_tasks.loopback import LoopbackServer, Reply, prompt_of
 from ralign_tasks.prompts import render_atomic_genrm_prompt
+from ralign_tasks.report_runs import RC_TASK, load_runs
 from ralign_tasks.scorers.atomic import (
     RC_METRICS,
     AtomicOutcome,
@@ -348,3 +349,10 @@ def test_cli_eval_against_the_loopback_server(records, tmp_path):
     genrm = {(b["temperature"], b["max_tokens"]) for b in requests if b["model"] == "genrm"}
     judge = {(b["temperature"], b["max_tokens"]) for b in requests if b["model"] == "judge"}
     assert (genrm, judge) == ({(0.4, 8192)}, {(0.4, 16384)})
+
+    # `ralign report` reads the same log to the same numbers.
+    (result,), warnings = load_runs([log_file])
+    assert not warnings and (result.genrm, result.task) == ("openai-api/loop/genrm", RC_TASK)
+    for name in ("rc", "rc_code", "rc_precision", "rc_f1"):
+        assert result.values[name] == pytest.approx(metrics[name], nan_ok=True)
+    assert (result.counts["skipped_empty"], result.counts["judge_failed"]) == (1, 1)

@@ -5,8 +5,12 @@ from __future__ import annotations
 
 import csv
 import io
+import json
+import shutil
+from pathlib import Path
 
 import pytest
+from inspect_ai.log import read_eval_log, write_eval_log
 
 from ralign_tasks.cli import main
 from ralign_tasks.data import load_benchmark, sample_data_dir
@@ -44,6 +48,7 @@ def test_both_harnesses_load_with_identical_numbers(runs):
             assert result.ci[metric] is not None
         for count in ("genrm_no_verdict", "meta_parse_fail", "meta_call_fail"):
             assert result.counts[count] == lm_metrics[task][f"{count},none"]
+        assert result.counts["meta_unjudged"] == 0
     (score,) = runs["inspect"].results.scores
     for genrm in (INSPECT_GENRM, JSON_GENRM):
         result = found[(genrm, "ralign_helpsteer3")]
@@ -51,7 +56,13 @@ def test_both_harnesses_load_with_identical_numbers(runs):
         for metric, expected in EXPECTED_OFFICIAL.items():
             assert result.values[metric] == score.metrics[metric].value
             assert result.values[metric] == pytest.approx(expected)
-        assert result.counts == {"genrm_no_verdict": 1, "meta_parse_fail": 1, "meta_call_fail": 1}
+        assert result.counts == {
+            "genrm_call_fail": 1,
+            "genrm_no_verdict": 1,
+            "meta_parse_fail": 1,
+            "meta_call_fail": 1,
+            "meta_unjudged": 0,
+        }
 
 
 def test_markdown_table_has_a_row_per_genrm_in_percent(runs, capsys):
@@ -140,3 +151,82 @@ def test_cli_format_choices_match_the_renderers():
     report = build_parser()._subparsers._group_actions[0].choices["report"]
     (format_action,) = [a for a in report._actions if a.dest == "format"]
     assert set(format_action.choices) == set(RENDERERS)
+
+
+def write_inspect_variant(runs, name: str, change) -> Path:
+    """A copy of the recorded Inspect log as JSON, changed by ``change(log)``."""
+    log = read_eval_log(runs["inspect"].location)
+    change(log)
+    path = runs["root"] / "variants" / name / "log.json"
+    write_eval_log(log, str(path), format="json")
+    return path.parent
+
+
+def test_an_errored_inspect_log_counts_its_scored_samples_with_a_warning(runs, capsys):
+    def error_after_five(log):
+        log.status = "error"
+        log.samples = log.samples[:5]
+        log.results = None
+
+    folder = write_inspect_variant(runs, "errored", error_after_five)
+    code, out, err = report([str(folder), "--format", "csv"], capsys)
+    assert code == 0
+    assert "status is 'error': 5 of 8 samples scored" in err
+    (row,) = csv_rows(out)
+    assert row["ralign_helpsteer3.n"] == "5" and row["ralign_helpsteer3.l_acc"] != ""
+
+
+def test_a_rejudged_inspect_log_uses_the_latest_scorer(runs, capsys):
+    def rejudge_as_all_wrong(log):
+        for sample in log.samples:
+            score = sample.scores["ralign_fidelity"].model_copy(deep=True)
+            score.value["label_correct"] = False
+            score.value["meta"] = None
+            sample.scores["ralign_fidelity1"] = score
+
+    folder = write_inspect_variant(runs, "rejudged", rejudge_as_all_wrong)
+    code, out, err = report([str(folder), "--format", "csv"], capsys)
+    assert code == 0
+    assert "using ralign_fidelity1, the latest" in err
+    assert csv_rows(out)[0]["ralign_helpsteer3.l_acc"] == "0.0000"
+
+
+def test_a_repeated_run_reports_the_newer_one(runs, capsys, tmp_path):
+    """lm-eval writes a rerun next to the first one; the table must not show the stale run."""
+    (results_file,) = (runs["root"] / "runs" / "lm_eval").glob("*/results_*.json")
+    stamp = results_file.name.removeprefix("results_").removesuffix(".json")
+    folder = tmp_path / "genrm"
+    shutil.copytree(results_file.parent, folder)
+    newer = json.loads(results_file.read_text())
+    newer["date"] += 3600
+    later = "2099-01-01T00-00-00.000001"
+    (folder / f"results_{later}.json").write_text(json.dumps(newer))
+    for task in ("ralign_helpsteer3", "ralign_ppe"):
+        rows = (folder / f"samples_{task}_{stamp}.jsonl").read_text().splitlines()
+        (folder / f"samples_{task}_{later}.jsonl").write_text("\n".join(rows[:6]) + "\n")
+    code, out, err = report([str(folder), "--format", "csv"], capsys)
+    assert code == 0
+    (row,) = csv_rows(out)
+    assert row["ralign_helpsteer3.n"] == "6" and row["ralign_ppe.n"] == "6"
+    assert err.count("using that one (the newer run)") == 2 and stamp in err
+
+
+def test_lm_eval_results_named_after_an_output_path_file(runs, capsys, tmp_path):
+    """`lm_eval --output_path out/run.json` writes `out/run_<date id>.json`."""
+    (results_file,) = (runs["root"] / "runs" / "lm_eval").glob("*/results_*.json")
+    shutil.copytree(results_file.parent, tmp_path / "out")
+    (tmp_path / "out" / results_file.name).rename(
+        tmp_path / "out" / results_file.name.replace("results_", "run_")
+    )
+    code, out, err = report([str(tmp_path / "out"), "--format", "csv"], capsys)
+    assert code == 0 and not err
+    (row,) = csv_rows(out)
+    assert row["ralign_helpsteer3.l_acc.ci_low"] != ""  # read with its samples
+
+
+def test_the_same_file_given_twice_is_read_once(runs, capsys):
+    folder = runs["root"] / "runs" / "inspect"
+    code, out, err = report([str(folder), str(next(folder.glob("*.eval"))), "--format", "csv"],
+                            capsys)  # fmt: skip
+    assert code == 0 and not err
+    assert len(csv_rows(out)) == 1

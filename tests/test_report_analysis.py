@@ -182,8 +182,10 @@ def test_unshared_items_are_left_out_with_a_warning(runs):
 
 def test_plots_are_written_as_png_and_svg(runs, capsys, tmp_path):
     out = tmp_path / "plots"
-    code, stdout, _ = report([*all_runs(runs), "--plots", str(out), "--format", "csv"], capsys)
+    code, stdout, err = report([*all_runs(runs), "--plots", str(out), "--format", "csv"], capsys)
     assert code == 0
+    # stdout is the table's CSV alone; what was written is said on stderr.
+    assert {row["genrm"] for row in csv_rows(stdout)} >= {STRONG, WEAK}
     names = {"lacc_vs_fscore", "metric_bars"}
     assert {p.name for p in out.iterdir()} == {f"{n}.{s}" for n in names for s in ("png", "svg")}
     for name in names:
@@ -191,7 +193,7 @@ def test_plots_are_written_as_png_and_svg(runs, capsys, tmp_path):
         svg = (out / f"{name}.svg").read_text()
         ElementTree.fromstring(svg)  # well-formed
         assert STRONG in svg and WEAK in svg and "helpsteer3" in svg  # text kept as text
-        assert f"written: {out / name}.png" in stdout
+        assert f"written: {out / name}.png" in err
 
 
 def test_plots_leave_missing_values_out(runs, tmp_path, capsys):
@@ -261,9 +263,43 @@ def test_one_command_prints_the_table_and_writes_csvs_and_plots(runs, capsys, tm
     table, summary, plots = tmp_path / "table.csv", tmp_path / "summary.csv", tmp_path / "plots"
     args = [str(folder), "--csv", str(table), "--summary-csv", str(summary), "--plots", str(plots)]
     code, out, err = report(args, capsys)
-    assert code == 0 and not err
+    assert code == 0
+    assert all(line.startswith("written: ") for line in err.splitlines())
     assert "R-Align comparison" in out and STRONG in out and "87.5 [" in out
     genrms = {"genrm", INSPECT_GENRM, JSON_GENRM, STRONG, WEAK}
     assert {row["genrm"] for row in csv_rows(table.read_text())} == genrms
     assert {row["model"] for row in csv_rows(summary.read_text())} == genrms
     assert len(list(plots.glob("*.png"))) == len(list(plots.glob("*.svg"))) == 2
+
+
+def test_option_mistakes_are_clear_errors(runs, capsys, tmp_path):
+    code, _, err = report([*all_runs(runs), "--compare", STRONG, WEAK, "--plots", "p"], capsys)
+    assert code == 2 and "--plots belong to the table" in err
+    code, _, err = report([*all_runs(runs), "--compare", STRONG, WEAK, "--bootstrap", "5"], capsys)
+    assert code == 2 and "at least 100" in err
+    downstream = write_downstream(tmp_path / "d.csv", {STRONG: 1.0})
+    code, _, err = report([*all_runs(runs), "--downstream", downstream, "--format", "csv"], capsys)
+    assert code == 2 and "needs --plots" in err
+    occupied = tmp_path / "plots"
+    occupied.write_text("a file, not a folder")
+    code, _, err = report([*all_runs(runs), "--plots", str(occupied)], capsys)
+    assert code == 2 and "ralign: error:" in err and str(occupied) in err
+
+
+def test_a_genrm_name_wins_over_a_path_of_the_same_name(runs, capsys, tmp_path, monkeypatch):
+    """lm-eval names a GenRM after its `pretrained` path, which exists on the machine."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "genrm").mkdir()
+    code, out, err = report(
+        [*all_runs(runs), "--compare", "genrm", WEAK, "--format", "csv"], capsys
+    )
+    assert code == 0, err
+    assert {row["genrm_a"] for row in csv_rows(out)} == {"genrm"}
+
+
+def test_a_downstream_csv_with_a_byte_order_mark_is_read(tmp_path):
+    from ralign_tasks.report_plots import read_downstream
+
+    path = tmp_path / "excel.csv"
+    path.write_bytes("model,score\r\nA,1.5\r\nB,2\r\n".encode("utf-8-sig"))
+    assert read_downstream(path) == {"A": 1.5, "B": 2.0}

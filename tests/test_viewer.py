@@ -244,6 +244,9 @@ def test_filters_are_read_from_and_written_to_the_url_hash(browser, results, pag
     # Editing the hash of the open page applies it too.
     browser.evaluate("location.hash = '#outcome=faithful'")
     assert browser.wait_for(f"{SHOWN} === {counts['faithful']} && {pressed} === 'faithful'")
+    # An unknown value, even one naming a JavaScript object member, means no filter.
+    browser.evaluate("location.hash = '#outcome=constructor&subset=__proto__'")
+    assert browser.wait_for(f"{SHOWN} === {len(result.items)} && {pressed} === 'all'")
 
     # The subset select and the search box, used as a user would, filter and update the hash.
     subset, in_subset = Counter(i.outcome.subset for i in result.items).most_common(1)[0]
