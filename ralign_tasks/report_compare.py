@@ -19,6 +19,7 @@ from ralign_tasks.report_runs import (
     load_runs,
     no_samples_hint,
 )
+from ralign_tasks.report_tables import markdown_text, rich_text
 from ralign_tasks.scorers.metrics import DEFAULT_BOOTSTRAP, FIDELITY_METRICS, paired_difference
 from ralign_tasks.tables import METRIC_LABELS
 
@@ -187,26 +188,11 @@ def _title(comparison: Comparison) -> str:
 
 
 def render_rich(comparison: Comparison) -> str:
-    from rich.console import Console
-    from rich.table import Table as RichTable
-
-    header, rows = _text_rows(comparison)
-    grid = RichTable(title=_title(comparison))
-    for index, name in enumerate(header):
-        grid.add_column(name, justify="left" if index < 2 else "right")
-    for row in rows:
-        grid.add_row(*row)
-    console = Console(file=io.StringIO(), width=max(100, len(_title(comparison)) + 4), record=True)
-    console.print(grid)
-    return console.export_text()
+    return rich_text(_title(comparison), *_text_rows(comparison))
 
 
 def render_markdown(comparison: Comparison) -> str:
-    header, rows = _text_rows(comparison)
-    lines = [_title(comparison), ""]
-    lines += ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
-    return "\n".join(lines) + "\n"
+    return markdown_text(*_text_rows(comparison), title=_title(comparison))
 
 
 def render_csv(comparison: Comparison) -> str:

@@ -9,7 +9,6 @@ matplotlib's object API (no pyplot state, no display needed) and saved as PNG an
 from __future__ import annotations
 
 import csv
-import io
 import math
 import warnings as warning_filters
 from collections.abc import Sequence
@@ -21,6 +20,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from ralign_tasks.report_runs import FIDELITY_TASKS, RC_TASK, TASKS, TaskResult
+from ralign_tasks.report_tables import markdown_text, rich_text
 from ralign_tasks.tables import METRIC_LABELS
 
 # Metrics set against downstream scores, per task.
@@ -331,25 +331,12 @@ def correlation_csv(found: Sequence[Correlation]) -> str:
 
 
 def render_correlations(found: Sequence[Correlation], fmt: str) -> str:
-    """The correlations as a rich table (``table``) or Markdown (``markdown``)."""
-    header, rows = _correlation_rows(found)
+    """The correlations as a rich table (``table``) or Markdown (``markdown``), set off from
+    the table printed before them by a blank line."""
     title = "Correlation with downstream scores (over GenRMs)"
     if fmt == "markdown":
-        lines = [f"\n{title}\n", "| " + " | ".join(header) + " |"]
-        lines += ["|" + "|".join("---" for _ in header) + "|"]
-        lines += ["| " + " | ".join(row) + " |" for row in rows]
-        return "\n".join(lines) + "\n"
-    from rich.console import Console
-    from rich.table import Table as RichTable
-
-    grid = RichTable(title=title)
-    for index, name in enumerate(header):
-        grid.add_column(name, justify="left" if index < 2 else "right")
-    for row in rows:
-        grid.add_row(*row)
-    console = Console(file=io.StringIO(), width=100, record=True)
-    console.print(grid)
-    return console.export_text()
+        return "\n" + markdown_text(*_correlation_rows(found), title=title)
+    return "\n" + rich_text(title, *_correlation_rows(found))
 
 
 def downstream_figure(found: Sequence[Correlation]) -> Figure | None:

@@ -116,29 +116,40 @@ def _text_rows(table: Table) -> tuple[list[str], list[list[str]]]:
     return header, rows
 
 
-def render_rich(table: Table) -> str:
-    """The table as rich renders it for a terminal."""
+def rich_text(title: str, header: list[str], rows: list[list[str]]) -> str:
+    """Rows as a rich table (first two columns left-aligned, the rest right-aligned), as wide
+    as its content and title: a wide report scrolls rather than folding its cells."""
     from rich.console import Console
     from rich.table import Table as RichTable
 
-    header, rows = _text_rows(table)
-    grid = RichTable(title="R-Align comparison (percent, 95% CI)")
+    grid = RichTable(title=title)
     for index, name in enumerate(header):
         grid.add_column(name, justify="left" if index < 2 else "right", overflow="fold")
     for row in rows:
         grid.add_row(*row)
     widths = [max(len(text) for text in column) for column in zip(header, *rows, strict=True)]
-    console = Console(file=io.StringIO(), width=sum(w + 3 for w in widths) + 1, record=True)
+    width = max(sum(w + 3 for w in widths) + 1, len(title) + 4)
+    console = Console(file=io.StringIO(), width=width, record=True)
     console.print(grid)
     return console.export_text()
 
 
-def render_markdown(table: Table) -> str:
-    """The table in Markdown."""
-    header, rows = _text_rows(table)
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+def markdown_text(header: list[str], rows: list[list[str]], title: str | None = None) -> str:
+    """Rows as a Markdown table, after a title line when given."""
+    lines = [title, ""] if title else []
+    lines += ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
     return "\n".join(lines) + "\n"
+
+
+def render_rich(table: Table) -> str:
+    """The table as rich renders it for a terminal."""
+    return rich_text("R-Align comparison (percent, 95% CI)", *_text_rows(table))
+
+
+def render_markdown(table: Table) -> str:
+    """The table in Markdown."""
+    return markdown_text(*_text_rows(table))
 
 
 def _percent(value: float | None) -> str:
