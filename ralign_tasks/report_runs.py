@@ -331,6 +331,12 @@ def read_inspect(log_file: Path, warnings: list[str]) -> list[TaskResult]:
         for sample in samples
         if scorer and sample.scores and scorer in sample.scores
     ]
+    epochs = log.eval.config.epochs or 1
+    if epochs > 1:
+        warnings.append(
+            f"{log_file}: {epochs} epochs: each (sample, epoch) counts as one item, so the CIs "
+            "(and --compare p-values) are narrower than over distinct items"
+        )
     if log.status != "success":
         total = log.eval.dataset.samples
         warnings.append(

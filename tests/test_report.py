@@ -230,3 +230,12 @@ def test_the_same_file_given_twice_is_read_once(runs, capsys):
                             capsys)  # fmt: skip
     assert code == 0 and not err
     assert len(csv_rows(out)) == 1
+
+
+def test_an_inspect_log_of_several_epochs_is_flagged(runs, capsys):
+    def two_epochs(log):
+        log.eval.config.epochs = 2
+
+    folder = write_inspect_variant(runs, "epochs", two_epochs)
+    code, _, err = report([str(folder), "--format", "csv"], capsys)
+    assert code == 0 and "2 epochs: each (sample, epoch) counts as one item" in err
