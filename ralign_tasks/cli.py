@@ -412,8 +412,7 @@ def cmd_view(args: argparse.Namespace) -> int:
 
     results, warnings = load_runs(args.paths)
     pages = write_views(results, Path(args.output_dir), warnings)
-    for warning in warnings:
-        print(f"ralign: warning: {warning}", file=sys.stderr)
+    _warn(warnings)
     if not pages:
         print("ralign: error: no R-Align run with per-item samples found", file=sys.stderr)
         return 1

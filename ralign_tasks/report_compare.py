@@ -109,10 +109,8 @@ def paired_items(
 
 
 def _by_task(results: Sequence[TaskResult], side: str) -> dict[str, TaskResult]:
-    by_task: dict[str, TaskResult] = {}
-    for result in results:
-        if result.task in FIDELITY_TASKS and result.task not in by_task:
-            by_task[result.task] = result
+    """One side's fidelity runs by task (one GenRM, one run per task: see :func:`select_runs`)."""
+    by_task = {result.task: result for result in results if result.task in FIDELITY_TASKS}
     if not by_task:
         raise ValueError(f"--compare {side}: no R-Align fidelity run (helpsteer3, rb2, ppe)")
     return by_task

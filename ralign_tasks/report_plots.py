@@ -19,7 +19,13 @@ from matplotlib import rc_context
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from ralign_tasks.report_runs import FIDELITY_TASKS, RC_TASK, TASKS, TaskResult
+from ralign_tasks.report_runs import (
+    FIDELITY_TASKS,
+    RC_TASK,
+    TASKS,
+    TaskResult,
+    finite_or_none,
+)
 from ralign_tasks.report_tables import markdown_text, rich_text
 from ralign_tasks.tables import METRIC_LABELS
 
@@ -253,10 +259,6 @@ class Correlation:
         return len(self.genrms)
 
 
-def _finite(value: float) -> float | None:
-    return float(value) if math.isfinite(value) else None
-
-
 def correlations(
     by_task: dict[str, dict[str, TaskResult]], downstream: dict[str, float], warnings: list[str]
 ) -> list[Correlation]:
@@ -290,10 +292,10 @@ def correlations(
                     warning_filters.simplefilter("ignore", ConstantInputWarning)
                     pearson, spearman = pearsonr(xs, ys), spearmanr(xs, ys)
                 stats = [
-                    _finite(pearson.statistic),
-                    _finite(pearson.pvalue),
-                    _finite(spearman.statistic),
-                    _finite(spearman.pvalue),
+                    finite_or_none(pearson.statistic),
+                    finite_or_none(pearson.pvalue),
+                    finite_or_none(spearman.statistic),
+                    finite_or_none(spearman.pvalue),
                 ]
             found.append(Correlation(task, metric, names, xs, ys, *stats))
     return found

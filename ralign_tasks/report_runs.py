@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -83,7 +83,8 @@ class TaskResult:
     created: float | None = None  # when the run was made (epoch seconds), if known
 
 
-def _clean(value: Any) -> float | None:
+def finite_or_none(value: Any) -> float | None:
+    """A number as a float; ``None`` for a missing, textual, NaN or infinite value."""
     if value is None or isinstance(value, str):
         return None
     number = float(value)
@@ -91,30 +92,56 @@ def _clean(value: Any) -> float | None:
 
 
 def _count(value: Any) -> int | None:
-    number = _clean(value)
+    number = finite_or_none(value)
     return int(number) if number is not None else None
 
 
-def _fidelity_results(
-    items: list[RunItem], genrm: str, task: str, harness: str, source: str
-) -> TaskResult:
-    report = fidelity_report(item.outcome for item in items)
+def task_columns(task: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The metrics and the counts reported for a task."""
+    if task == RC_TASK:
+        return RC_REPORTED, RC_COUNTS
+    return FIDELITY_METRICS, FIDELITY_COUNTS
 
-    def build(group: dict[str, Any], subset: str | None) -> TaskResult:
+
+def _grouped_result(
+    overall: Mapping[str, Any],
+    parts: Mapping[str, Mapping[str, Any]],
+    ci_of: Callable[[Mapping[str, Any], str], list[float] | None],
+    genrm: str,
+    task: str,
+    harness: str,
+    source: str,
+) -> TaskResult:
+    """A result from a metrics report's overall group and its parts (subsets or domains);
+    ``ci_of(group, metric)`` reads a metric's CI, whose place differs between the reports."""
+    names, counts = task_columns(task)
+
+    def build(group: Mapping[str, Any], part: str | None) -> TaskResult:
         return TaskResult(
             genrm=genrm,
             task=task,
             harness=harness,
             source=source,
             n=group["n"],
-            values={m: group[m] for m in FIDELITY_METRICS},
-            ci={m: group["ci"][m] for m in FIDELITY_METRICS},
-            counts={c: group[c] for c in FIDELITY_COUNTS},
-            subset=subset,
+            values={m: group[m] for m in names},
+            ci={m: ci_of(group, m) for m in names},
+            counts={c: group[c] for c in counts},
+            subset=part,
         )
 
-    result = build(report["overall"], None)
-    result.subsets = [build(group, name) for name, group in report["subsets"].items()]
+    result = build(overall, None)
+    result.subsets = [build(group, name) for name, group in parts.items()]
+    return result
+
+
+def _fidelity_results(
+    items: list[RunItem], genrm: str, task: str, harness: str, source: str
+) -> TaskResult:
+    report = fidelity_report(item.outcome for item in items)
+    result = _grouped_result(
+        report["overall"], report["subsets"], lambda group, m: group["ci"][m],
+        genrm, task, harness, source,
+    )  # fmt: skip
     result.items = items
     return result
 
@@ -123,23 +150,10 @@ def _rc_results(
     outcomes: list[AtomicOutcome], genrm: str, task: str, harness: str, source: str
 ) -> TaskResult:
     report = rc_report(outcomes)
-
-    def build(group: dict[str, Any], domain: str | None) -> TaskResult:
-        return TaskResult(
-            genrm=genrm,
-            task=task,
-            harness=harness,
-            source=source,
-            n=group["n"],
-            values={m: group[m] for m in RC_REPORTED},
-            ci={m: group[f"{m}_ci"] for m in RC_REPORTED},
-            counts={c: group[c] for c in RC_COUNTS},
-            subset=domain,
-        )
-
-    result = build(report["overall"], None)
-    result.subsets = [build(group, name) for name, group in report["domains"].items()]
-    return result
+    return _grouped_result(
+        report["overall"], report["domains"], lambda group, m: group[f"{m}_ci"],
+        genrm, task, harness, source,
+    )  # fmt: skip
 
 
 def _aggregate_result(
@@ -151,16 +165,14 @@ def _aggregate_result(
     n: int | None = None,
 ) -> TaskResult:
     """A result from aggregate numbers only (keys are metric names): no CI, no subsets."""
-    names, counts = (
-        (RC_REPORTED, RC_COUNTS) if task == RC_TASK else (FIDELITY_METRICS, FIDELITY_COUNTS)
-    )
+    names, counts = task_columns(task)
     return TaskResult(
         genrm=genrm,
         task=task,
         harness=harness,
         source=source,
         n=n,
-        values={m: _clean(metrics.get(m)) for m in names},
+        values={m: finite_or_none(metrics.get(m)) for m in names},
         ci=dict.fromkeys(names),
         counts={c: _count(metrics.get(c)) for c in counts},
     )
@@ -232,7 +244,7 @@ def read_lm_eval(results_file: Path, warnings: list[str]) -> list[TaskResult]:
         raise ValueError("not an lm-eval results file")
     genrm = lm_eval_genrm(data, results_file)
     stamp = _lm_eval_stamp(results_file)
-    created = _clean(data.get("date"))
+    created = finite_or_none(data.get("date"))
     sizes = data.get("n-samples") or {}
     found = []
     for task, metrics in data["results"].items():

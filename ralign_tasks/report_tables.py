@@ -10,15 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ralign_tasks.benchmarks import BENCHMARKS
-from ralign_tasks.report_runs import (
-    FIDELITY_COUNTS,
-    RC_COUNTS,
-    RC_REPORTED,
-    RC_TASK,
-    TASKS,
-    TaskResult,
-)
-from ralign_tasks.scorers.metrics import FIDELITY_METRICS
+from ralign_tasks.report_runs import TASKS, TaskResult, task_columns
 from ralign_tasks.tables import METRIC_LABELS
 
 LABELS = {
@@ -74,9 +66,7 @@ def build_table(results: list[TaskResult], by_subset: bool) -> Table:
     present = {task for row in rows.values() for task in row}
     columns = []
     for task in (t for t in TASKS if t in present):
-        metrics, counts = (
-            (RC_REPORTED, RC_COUNTS) if task == RC_TASK else (FIDELITY_METRICS, FIDELITY_COUNTS)
-        )
+        metrics, counts = task_columns(task)
         columns += [Column(task, m, True) for m in metrics]
         columns += [Column(task, c, False) for c in ("n", *counts)]
     ordered = sorted(rows.items(), key=lambda item: item[0])

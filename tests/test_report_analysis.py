@@ -3,9 +3,7 @@ suite (``tests/recorded_runs.py``), and the paired bootstrap behind ``--compare`
 
 from __future__ import annotations
 
-import csv
 import dataclasses
-import io
 import shutil
 import xml.etree.ElementTree as ElementTree
 
@@ -13,25 +11,15 @@ import numpy as np
 import pytest
 from scipy.stats import rankdata
 
-from ralign_tasks.cli import main
 from ralign_tasks.report_compare import compare, paired_items
 from ralign_tasks.report_runs import load_runs
 from ralign_tasks.scorers.meta_verdict import MetaStatus
 from ralign_tasks.scorers.metrics import ItemOutcome, compute_fidelity, paired_difference
 from tests.recorded_runs import INSPECT_GENRM, JSON_GENRM, VARIED_GENRM_NAMES
+from tests.test_report import csv_rows, report
 
 STRONG, WEAK = VARIED_GENRM_NAMES
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-
-
-def report(args: list[str], capsys) -> tuple[int, str, str]:
-    code = main(["report", *args])
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
-def csv_rows(text: str) -> list[dict[str, str]]:
-    return list(csv.DictReader(io.StringIO(text)))
 
 
 def all_runs(runs) -> list[str]:
