@@ -28,11 +28,11 @@ from dataclasses import replace
 from pathlib import Path
 
 from ralign_tasks.data import load_benchmark, sample_data_dir
-from ralign_tasks.random_model import build_random_llama
 from ralign_tasks.scorers.config import EndpointConfig
 from ralign_tasks.scorers.engine import ChatRequest
 from ralign_tasks.scorers.local_backends import HFBackend, VLLMBackend
 from ralign_tasks.scorers.metajudge import GenRMJudgment, metajudge_request
+from ralign_tasks.testing.random_model import build_random_llama
 
 # Shapes of public models of that size, for GPU runs where no checkpoint can be downloaded
 # (random weights: the arithmetic is the same, the text is noise). Vocabulary: the small BPE

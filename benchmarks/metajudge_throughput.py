@@ -44,7 +44,7 @@ def label_correct_judgments(count: int) -> list[GenRMJudgment]:
 
 def start_server(latency: float) -> tuple[subprocess.Popen[str], str]:
     server = subprocess.Popen(
-        [sys.executable, "-m", "ralign_tasks.loopback", "--latency", str(latency)],
+        [sys.executable, "-m", "ralign_tasks.testing.loopback", "--latency", str(latency)],
         stdout=subprocess.PIPE,
         text=True,
     )

@@ -1,8 +1,8 @@
-"""Loading and validating R-Align benchmark files (SPEC §1).
+"""Finding and reading benchmark files; each family's row parser lives in its protocol.
 
-Sources, in order: an explicit ``data_dir``, ``RALIGN_DATA_DIR``, else the Hugging Face dataset.
-Every row is validated; a bad row is an error naming file and line, or, with
-``skip_bad_rows=True``, is reported in :attr:`LoadResult.bad_rows` (never dropped silently).
+Sources, in order: an explicit ``data_dir``, ``RALIGN_DATA_DIR``, else the Hugging Face dataset
+at its pinned revision. Every row is validated; a bad row is an error naming file and line, or,
+with ``skip_bad_rows=True``, is reported in :attr:`LoadResult.bad_rows` (never dropped silently).
 """
 
 from __future__ import annotations
@@ -16,14 +16,10 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, TypeVar
 
-from ralign_tasks.benchmarks import get_benchmark
-from ralign_tasks.records import PairRecord, Turn
-from ralign_tasks.scorers.verdict import strip_thinking
+from ralign_tasks.records import Turn
 
 DATA_DIR_ENV = "RALIGN_DATA_DIR"
-HF_DATASET = "lyn22333/R-Align-BMK"
-# The dataset revision every run reads unless RALIGN_HF_REVISION says otherwise.
-HF_REVISION = "main"
+# Overrides every task's pinned dataset revision.
 HF_REVISION_ENV = "RALIGN_HF_REVISION"
 
 
@@ -59,11 +55,11 @@ class BadRow:
 
 @dataclass
 class LoadResult:
-    """Records read from one file, plus the rows skipped on request."""
+    """Records of one task read from one file, plus the rows skipped on request."""
 
-    benchmark: str
+    task: str
     path: str
-    records: list[PairRecord]
+    records: list[Any]
     bad_rows: list[BadRow] = field(default_factory=list)
 
 
@@ -83,9 +79,7 @@ def resolve_data_file(file_name: str, data_dir: str | os.PathLike[str], task: st
     raise DataUnavailableError(f"{task}: no data file at {tried}")
 
 
-def download_data_file(
-    file_name: str, task: str, repo_id: str = HF_DATASET, revision: str = HF_REVISION
-) -> Path:
+def download_data_file(file_name: str, task: str, repo_id: str, revision: str) -> Path:
     """Fetch ``data/<file_name>`` of a Hugging Face dataset at its pinned revision
     (``RALIGN_HF_REVISION`` overrides it)."""
     from huggingface_hub import hf_hub_download
@@ -115,36 +109,14 @@ def locate_data_file(
     file_name: str,
     task: str,
     data_dir: str | os.PathLike[str] | None,
-    repo_id: str = HF_DATASET,
-    revision: str = HF_REVISION,
+    repo_id: str,
+    revision: str,
 ) -> Path:
     """``data_dir``, else ``RALIGN_DATA_DIR``, else the hub."""
     data_dir = data_dir or os.environ.get(DATA_DIR_ENV) or None
     if data_dir:
         return resolve_data_file(file_name, data_dir, task)
     return download_data_file(file_name, task, repo_id, revision)
-
-
-def load_benchmark(
-    name: str,
-    data_dir: str | os.PathLike[str] | None = None,
-    *,
-    skip_bad_rows: bool = False,
-) -> LoadResult:
-    """Load one benchmark as validated records (see the module docstring for sources)."""
-    benchmark = get_benchmark(name)
-    path = locate_data_file(benchmark.file_name, benchmark.task, data_dir)
-    return read_benchmark_file(path, benchmark.name, skip_bad_rows=skip_bad_rows)
-
-
-def read_benchmark_file(
-    path: str | os.PathLike[str], benchmark: str, *, skip_bad_rows: bool = False
-) -> LoadResult:
-    """Read and validate one R-Align JSONL file."""
-    records, bad_rows = read_jsonl_records(
-        path, lambda row, line: parse_row(row, benchmark, line), skip_bad_rows=skip_bad_rows
-    )
-    return LoadResult(benchmark, str(path), records, bad_rows)
 
 
 def read_jsonl_records(
@@ -188,7 +160,8 @@ def _decode_json(line: str) -> Any:
         raise ValueError(f"invalid JSON ({exc.msg} at column {exc.colno})") from None
 
 
-def _require_str(row: dict[str, Any], key: str, where: str = "") -> str:
+def require_str(row: dict[str, Any], key: str, where: str = "") -> str:
+    """``row[key]`` if it is a string; ``ValueError`` naming the field otherwise."""
     if key not in row:
         raise ValueError(f"missing field {where}{key!r}")
     value = row[key]
@@ -197,53 +170,19 @@ def _require_str(row: dict[str, Any], key: str, where: str = "") -> str:
     return value
 
 
-def _parse_turns(value: Any) -> list[Turn]:
+def parse_turns(value: Any, field_name: str) -> list[Turn]:
+    """A non-empty list of ``{role, content}`` objects as turns."""
     if not isinstance(value, list):
-        raise ValueError(f"field 'conversations' must be a list, got {type(value).__name__}")
+        raise ValueError(f"field {field_name!r} must be a list, got {type(value).__name__}")
     if not value:
-        raise ValueError("field 'conversations' is empty (the final user turn is required)")
+        raise ValueError(f"field {field_name!r} is empty (the final user turn is required)")
     turns = []
     for index, turn in enumerate(value):
         if not isinstance(turn, dict):
-            raise ValueError(f"conversations[{index}] must be an object")
-        where = f"conversations[{index}]."
-        turns.append(Turn(_require_str(turn, "role", where), _require_str(turn, "content", where)))
+            raise ValueError(f"{field_name}[{index}] must be an object")
+        where = f"{field_name}[{index}]."
+        turns.append(Turn(require_str(turn, "role", where), require_str(turn, "content", where)))
     return turns
-
-
-def parse_row(row: Any, benchmark: str, line: int) -> PairRecord:
-    """Validate one decoded JSON row and normalise it; raises ``ValueError`` naming the problem."""
-    if not isinstance(row, dict):
-        raise ValueError(f"row must be a JSON object, got {type(row).__name__}")
-    if "conversations" not in row:
-        raise ValueError("missing field 'conversations'")
-    turns = _parse_turns(row["conversations"])
-    response_a = _require_str(row, "response_A")
-    response_b = _require_str(row, "response_B")
-    label = _require_str(row, "gt_label").strip()
-    if label not in ("A", "B"):
-        raise ValueError(f"field 'gt_label' must be 'A' or 'B', got {row['gt_label']!r}")
-    golden = strip_thinking(_require_str(row, "gt_judgment"))
-    if not golden:
-        raise ValueError("field 'gt_judgment' has no rationale after its thinking trace")
-    source = row.get("source")
-    if not isinstance(source, dict):
-        raise ValueError("missing field 'source' (an object with 'subset')")
-    subset = _require_str(source, "subset", "source.")
-    raw_id = row.get("id")
-    if raw_id is not None and not isinstance(raw_id, (str, int)):
-        raise ValueError(f"field 'id' must be a string or integer, got {type(raw_id).__name__}")
-    return PairRecord(
-        benchmark=benchmark,
-        id=str(raw_id) if raw_id is not None else f"{benchmark}-line{line}",
-        context=tuple(turns[:-1]),
-        prompt=turns[-1].content,
-        response_a=response_a,
-        response_b=response_b,
-        label=label,  # type: ignore[arg-type]
-        golden_rationale=golden,
-        subset=subset,
-    )
 
 
 def describe_bad_rows(bad_rows: Iterable[BadRow], limit: int = 10) -> str:
@@ -261,6 +200,15 @@ def warn_bad_rows(path: str, bad_rows: Sequence[BadRow]) -> None:
         logger.warning(
             "skipped %d bad row(s) of %s:\n%s", len(bad_rows), path, describe_bad_rows(bad_rows)
         )
+
+
+def data_source(
+    sample: bool, data_dir: str | os.PathLike[str] | None
+) -> str | os.PathLike[str] | None:
+    """Where to load from: the bundled sample, ``data_dir``, or ``None`` (environment or hub)."""
+    if sample and data_dir:
+        raise ValueError("pass either sample=true or data_dir, not both")
+    return sample_data_dir() if sample else data_dir
 
 
 def _names(names: str | Sequence[str] | None) -> list[str] | None:

@@ -1,142 +1,177 @@
-"""End-to-end R-Align scoring outside the harnesses: GenRM calls → verdicts → meta-judge → metrics.
-
-The lm-eval and Inspect adapters reuse the same steps; this module wires them for ``ralign run``
-and ``ralign score``.
-"""
+"""Any protocol end to end outside the harnesses (``ralign run``, ``score``, ``rc-score``), and the
+batch judge step the lm-eval adapter shares: GenRM calls → judgments → one concurrent judge
+batch → outcomes and judged-item records → metrics. A run folder holds ``results.json`` and
+``samples.jsonl`` (one ``{"doc": record, "item": judged-item record}`` per line), which
+``ralign report`` and ``ralign view`` read like the harnesses' outputs."""
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
+import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ralign_tasks.prompts import render_genrm_prompt
-from ralign_tasks.records import PairRecord
+from ralign_tasks.protocols import Protocol, TaskSpec, protocol_of
+from ralign_tasks.protocols.base import GenRMOutput, ItemRun
 from ralign_tasks.scorers.config import EndpointConfig
-from ralign_tasks.scorers.engine import BatchStats, ChatRequest, ChatResult, run_chat_batch
-from ralign_tasks.scorers.metajudge import GenRMJudgment, MetaJudgement, judge_all
-from ralign_tasks.scorers.metrics import fidelity_report
-from ralign_tasks.scorers.verdict import VerdictPolicy
+from ralign_tasks.scorers.engine import BatchStats, ChatRequest, run_chat_batch
 
-# The official GenRM generation settings (SPEC §1).
-GENRM_TEMPERATURE = 0.4
-GENRM_MAX_TOKENS = 8192
+RUN_VERSION = 1
+RESULTS_FILE = "results.json"
+SAMPLES_FILE = "samples.jsonl"
 
 
 @dataclass
 class ScoredRun:
-    """Per-item judgments and meta verdicts of one benchmark, and the metrics over them."""
+    """The items of one task through its protocol, and the metrics over them."""
 
-    benchmark: str
-    judgments: list[GenRMJudgment]
-    meta: list[MetaJudgement | None]
+    spec: TaskSpec
+    records: list[Any]
+    items: list[ItemRun[Any, Any]]
     report: dict[str, Any]
     genrm_stats: BatchStats | None = None
-    meta_stats: BatchStats | None = None
+    judge_stats: BatchStats | None = None
+
+    @property
+    def protocol(self) -> Protocol[Any, Any, Any]:
+        return protocol_of(self.spec)
 
     def samples(self) -> list[dict[str, Any]]:
-        """One JSON-ready row per item: inputs, GenRM output, verdicts and meta outcome."""
-        rows = []
-        for judgment, meta in zip(self.judgments, self.meta, strict=True):
-            record = judgment.record
-            rows.append(
-                {
-                    "id": record.id,
-                    "subset": record.subset,
-                    "label": record.label,
-                    "verdict": judgment.verdict,
-                    "label_correct": judgment.label_correct,
-                    "genrm_truncated": judgment.truncated,
-                    "genrm_output": judgment.output,
-                    "golden_rationale": record.golden_rationale,
-                    "meta_status": meta.status.value if meta else None,
-                    "meta_answer": meta.answer if meta else None,
-                    "meta_error": meta.error if meta else None,
-                    "meta_tokens": ([meta.prompt_tokens, meta.completion_tokens] if meta else None),
-                    "meta_wall_s": meta.wall_s if meta else None,
-                    "meta_cached": meta.cached if meta else None,
-                }
-            )
-        return rows
+        """One ``{"doc", "item"}`` row per item, as ``samples.jsonl`` holds them."""
+        return [
+            {"doc": self.protocol.record_to_dict(record), "item": run.item}
+            for record, run in zip(self.records, self.items, strict=True)
+        ]
 
 
-def genrm_requests(
-    records: Sequence[PairRecord], config: EndpointConfig, template: str | None = None
-) -> list[ChatRequest]:
-    """The GenRM prompt of every record as chat requests."""
-    return [
+def generate_outputs(
+    spec: TaskSpec,
+    records: Sequence[Any],
+    config: EndpointConfig,
+    template: str | None = None,
+) -> tuple[list[GenRMOutput], BatchStats]:
+    """Ask the GenRM about every record (concurrent, cached, retried like the judge)."""
+    protocol = protocol_of(spec)
+    requests = [
         ChatRequest(
-            model=str(config.model),
-            prompt=render_genrm_prompt(record, template),
-            temperature=config.temperature,
-            max_tokens=config.max_tokens,
+            str(config.model),
+            protocol.genrm_prompt(record, template),
+            config.temperature,
+            config.max_tokens,
         )
         for record in records
     ]
+    calls, stats = run_chat_batch(requests, config, description="GenRM")
+    outputs = [
+        GenRMOutput(call.value, call.finish_reason == "length")
+        if call.ok
+        else GenRMOutput(None, False, call.error)
+        for call in calls
+    ]
+    return outputs, stats
 
 
-def generate_genrm_outputs(
-    records: Sequence[PairRecord], config: EndpointConfig, template: str | None = None
-) -> tuple[list[ChatResult], BatchStats]:
-    """Ask the GenRM about every record (concurrent, cached, retried like the meta-judge)."""
-    return run_chat_batch(genrm_requests(records, config, template), config, description="GenRM")
+def judge_items(
+    spec: TaskSpec,
+    records: Sequence[Any],
+    judgments: Sequence[Any],
+    config: EndpointConfig | None,
+) -> tuple[list[ItemRun[Any, Any]], BatchStats | None]:
+    """Send every item the protocol wants judged to the judge in one concurrent batch (none
+    when ``config`` is ``None``); outcomes and judged-item records of all items, in order."""
+    protocol = protocol_of(spec)
+    calls: list[Any] = [None] * len(judgments)
+    stats = None
+    if config is not None:
+        prompts = [protocol.judge_prompt(j, config.template) for j in judgments]
+        todo = [index for index, prompt in enumerate(prompts) if prompt is not None]
+        requests = [
+            ChatRequest(str(config.model), prompts[i], config.temperature, config.max_tokens)
+            for i in todo
+        ]
+        results, stats = run_chat_batch(
+            requests,
+            config,
+            checks=[protocol.check(judgments[i]) for i in todo],
+            description=protocol.judge_step.replace("_", "-"),
+        )
+        for index, result in zip(todo, results, strict=True):
+            calls[index] = result
+    items = [
+        protocol.run_item(
+            spec.task, record, judgment, call, config is not None, config.model if config else None
+        )
+        for record, judgment, call in zip(records, judgments, calls, strict=True)
+    ]
+    return items, stats
 
 
 def score_outputs(
-    benchmark: str,
-    records: Sequence[PairRecord],
-    outputs: Sequence[str | None],
-    meta_config: EndpointConfig | None,
-    *,
-    policy: VerdictPolicy = "official",
-    truncated: Sequence[bool] | None = None,
+    spec: TaskSpec,
+    records: Sequence[Any],
+    outputs: Sequence[GenRMOutput],
+    judge_config: EndpointConfig | None,
+    options: Mapping[str, Any] | None = None,
 ) -> ScoredRun:
-    """Parse verdicts, meta-judge the label-correct ones (unless ``meta_config`` is None),
-    and compute the metrics."""
-    truncated = truncated or [False] * len(records)
+    """Parse the GenRM outputs, judge what the protocol sends (unless ``judge_config`` is
+    ``None``) and compute the metrics overall and per group."""
+    protocol = protocol_of(spec)
+    options = protocol.option_values(options or {}, spec.task)
     judgments = [
-        GenRMJudgment.from_output(record, output, policy, cut)
-        for record, output, cut in zip(records, outputs, truncated, strict=True)
+        protocol.judgment(record, output, options)
+        for record, output in zip(records, outputs, strict=True)
     ]
-    meta_stats = None
-    if meta_config is None:
-        meta: list[MetaJudgement | None] = [None] * len(judgments)
-    else:
-        meta, meta_stats = judge_all(judgments, meta_config)
-    outcomes = [j.outcome(m.status if m else None) for j, m in zip(judgments, meta, strict=True)]
-    report = fidelity_report(outcomes)
-    return ScoredRun(benchmark, judgments, meta, report, meta_stats=meta_stats)
+    return score_judgments(spec, records, judgments, judge_config)
 
 
-def write_run(run: ScoredRun, output_dir: str | os.PathLike[str], settings: dict[str, Any]) -> Path:
-    """Write ``<dir>/<benchmark>/results.json`` and ``samples.jsonl``; return the folder."""
+def score_judgments(
+    spec: TaskSpec,
+    records: Sequence[Any],
+    judgments: Sequence[Any],
+    judge_config: EndpointConfig | None,
+) -> ScoredRun:
+    """Judge already parsed judgments (e.g. a reference model's stored checklists) and compute
+    the metrics."""
+    items, stats = judge_items(spec, records, judgments, judge_config)
+    report = protocol_of(spec).report([item.outcome for item in items])
+    return ScoredRun(spec, list(records), items, report, judge_stats=stats)
+
+
+def write_run(
+    run: ScoredRun, folder: str | os.PathLike[str], genrm: str, settings: dict[str, Any]
+) -> Path:
+    """``folder/results.json`` (task, GenRM, settings, metrics, usage) and
+    ``folder/samples.jsonl``; NaN is refused: an undefined metric must be null."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
     results = {
-        "benchmark": run.benchmark,
+        "ralign_run": RUN_VERSION,
+        "task": run.spec.task,
+        "genrm": genrm,
+        "created": time.time(),
         "settings": settings,
         "metrics": run.report,
         "usage": {
             "genrm": run.genrm_stats.as_dict() if run.genrm_stats else None,
-            "meta_judge": run.meta_stats.as_dict() if run.meta_stats else None,
+            "judge": run.judge_stats.as_dict() if run.judge_stats else None,
         },
     }
-    return write_results(Path(output_dir) / run.benchmark, results, run.samples())
-
-
-def write_results(folder: Path, results: dict[str, Any], samples: list[dict[str, Any]]) -> Path:
-    """``folder/results.json`` and ``folder/samples.jsonl``; NaN is refused, an undefined
-    metric must be null."""
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "results.json").write_text(
+    (folder / RESULTS_FILE).write_text(
         json.dumps(results, indent=2, ensure_ascii=False, allow_nan=False) + "\n",
         encoding="utf-8",
     )
-    with open(folder / "samples.jsonl", "w", encoding="utf-8") as handle:
-        for row in samples:
+    with open(folder / SAMPLES_FILE, "w", encoding="utf-8") as handle:
+        for row in run.samples():
             handle.write(json.dumps(row, ensure_ascii=False, allow_nan=False) + "\n")
     return folder
+
+
+def is_run_results(data: Any) -> bool:
+    """Whether parsed JSON is the ``results.json`` of a run folder."""
+    return isinstance(data, dict) and data.get("ralign_run") == RUN_VERSION
 
 
 def read_outputs_file(path: str | os.PathLike[str]) -> dict[str, str | None]:

@@ -13,8 +13,7 @@ from pathlib import Path
 
 import jinja2
 
-from ralign_tasks.atomic_data import AtomicRecord
-from ralign_tasks.records import PairRecord
+from ralign_tasks.records import AtomicRecord, PairRecord
 from ralign_tasks.scorers.verdict import strip_thinking
 
 GENRM_TEMPLATE = "genrm_pairwise.jinja"

@@ -1,9 +1,9 @@
-"""Typed records for one R-Align preference pair."""
+"""Typed benchmark records: an R-Align preference pair, a HelpSteer3-Atomic item."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 
@@ -60,4 +60,58 @@ class PairRecord:
             label=data["label"],
             golden_rationale=data["golden_rationale"],
             subset=data["subset"],
+        )
+
+
+@dataclass(frozen=True)
+class ReferenceOutput:
+    """A reference model's stored output on the HelpSteer3-Atomic test split."""
+
+    checklist: tuple[str, ...]
+    label: str | None
+    generated_text: str | None
+
+
+@dataclass(frozen=True)
+class AtomicRecord:
+    """One HelpSteer3-Atomic item. ``label`` is the better response as A (response 1) or B,
+    from ``overall_preference`` (negative: response 1); ``None`` when absent or 0."""
+
+    id: str
+    domain: str
+    context: tuple[Turn, ...]
+    prompt: str
+    response1: str
+    response2: str
+    checklist: tuple[str, ...]
+    label: Literal["A", "B"] | None
+    references: dict[str, ReferenceOutput] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The record as plain JSON types, without the reference outputs (an lm-eval
+        document, Inspect sample metadata: scoring never reads them, and they would double
+        the logs)."""
+        return {
+            "id": self.id,
+            "domain": self.domain,
+            "label": self.label,
+            "checklist": list(self.checklist),
+            "context": [{"role": t.role, "content": t.content} for t in self.context],
+            "prompt": self.prompt,
+            "response1": self.response1,
+            "response2": self.response2,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> AtomicRecord:
+        """The inverse of :meth:`to_dict`."""
+        return cls(
+            id=str(data["id"]),
+            domain=data["domain"],
+            context=tuple(Turn(t["role"], t["content"]) for t in data["context"] or ()),
+            prompt=data["prompt"],
+            response1=data["response1"],
+            response2=data["response2"],
+            checklist=tuple(data["checklist"]),
+            label=data["label"] or None,
         )

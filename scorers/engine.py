@@ -1,11 +1,13 @@
-"""Concurrent, cached, retrying chat calls to an OpenAI-compatible endpoint.
+"""Concurrent, cached chat calls to a judge or GenRM: an OpenAI-compatible endpoint or an
+in-process model (``vllm``, ``hf``).
 
-:func:`run_chat_batch` sends many single-message chat requests with bounded concurrency.
-HTTP-level retries with exponential backoff (429, 5xx, timeouts, connection errors) are the
-``openai`` client's own; on top of that an empty answer is asked again, up to
-``max_attempts``. What still fails is a counted failure, never an exception that loses the
-batch, except errors no retry can fix (bad key, unknown model), which stop the run at once.
-Every successful answer is written to the cache as soon as it arrives.
+:func:`run_chat_batch` asks every request through the one ask-until-valid loop
+(:mod:`ralign_tasks.scorers.ask`) with the caller's answer check, so what is retried and what
+counts as a failure is the same here as in the Inspect scorers. HTTP-level retries with
+exponential backoff (429, 5xx, timeouts, connection errors) are the ``openai`` client's own.
+Every non-empty answer is written to the cache the moment it arrives, keyed by the full
+request and the attempt number, so a rerun replays the same answers (re-asks included) and
+pays no call twice; identical requests in a batch are asked once.
 """
 
 from __future__ import annotations
@@ -15,25 +17,27 @@ import hashlib
 import json
 import logging
 import time
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import openai
 from tqdm.auto import tqdm
 
+from ralign_tasks.scorers.ask import (
+    Answer,
+    FatalEndpointError,
+    JudgeCall,
+    accept_any,
+    ask_until_valid,
+    describe_error,
+)
 from ralign_tasks.scorers.cache import ResponseCache
 from ralign_tasks.scorers.config import EndpointConfig
 
 logger = logging.getLogger("ralign_tasks.engine")
 
-# Pause before asking again after an empty answer: 0.5 s, 1 s, 2 s, … capped at 8 s.
-_EMPTY_RETRY_BASE_S = 0.5
-_EMPTY_RETRY_MAX_S = 8.0
-
-
-class FatalEndpointError(RuntimeError):
-    """An error that every further call would repeat (authentication, unknown model/route)."""
+Check = Callable[[str], Any]
 
 
 @dataclass(frozen=True)
@@ -44,7 +48,7 @@ class ChatRequest:
     prompt: str
     temperature: float
     max_tokens: int
-    # A fresh ask of the same request (after a malformed answer) needs its own cache entry.
+    # A fresh ask of the same request (after an empty or malformed answer) has its own key.
     attempt: int = 0
 
     def cache_key(self) -> str:
@@ -59,28 +63,14 @@ class ChatRequest:
         payload = json.dumps(request, sort_keys=True, ensure_ascii=False)
         return hashlib.sha256(payload.encode("utf-8")).hexdigest()
 
-
-@dataclass
-class ChatResult:
-    """Outcome of one request: ``text`` is ``None`` when the call failed (see ``error``)."""
-
-    text: str | None
-    error: str | None = None
-    finish_reason: str | None = None
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    wall_s: float = 0.0
-    attempts: int = 0
-    cached: bool = False
-
-    @property
-    def ok(self) -> bool:
-        return self.text is not None
+    def with_attempt(self, attempt: int) -> ChatRequest:
+        return replace(self, attempt=attempt)
 
 
 @dataclass
 class BatchStats:
-    """Totals of one batch: calls made, cache hits, failures, tokens and time."""
+    """Totals of one batch: requests, those answered wholly from the cache, calls made (every
+    attempt), failures, tokens and time."""
 
     requests: int = 0
     cache_hits: int = 0
@@ -117,26 +107,20 @@ class OpenAIChatBackend:
             http_client=openai.DefaultAioHttpClient(timeout=config.timeout),
         )
 
-    async def complete(self, request: ChatRequest) -> tuple[str, str | None, int, int]:
-        """Return (text, finish_reason, prompt_tokens, completion_tokens)."""
+    async def complete(self, request: ChatRequest) -> Answer:
+        """One answer; raises what the client raises, or ``ValueError`` for a 200 whose body
+        is not a chat completion."""
         body = {
             "model": request.model,
             "messages": [{"role": "user", "content": request.prompt}],
             "temperature": request.temperature,
             "max_tokens": request.max_tokens,
         }
-        try:
-            # The client's generic ``post`` keeps its retries, timeouts and error types but
-            # skips the typed-parameter transform and response-model construction, which
-            # were most of the per-request client CPU (see benchmarks/metajudge_throughput.py).
-            response = await self.client.post("/chat/completions", body=body, cast_to=object)
-        except (
-            openai.AuthenticationError,
-            openai.PermissionDeniedError,
-            openai.NotFoundError,
-        ) as exc:
-            raise FatalEndpointError(self.redact(f"{type(exc).__name__}: {exc}")) from None
-        return _read_completion(response)
+        # The client's generic ``post`` keeps its retries, timeouts and error types but skips
+        # the typed-parameter transform and response-model construction, which were most of
+        # the per-request client CPU (see benchmarks/metajudge_throughput.py).
+        response = await self.client.post("/chat/completions", body=body, cast_to=object)
+        return read_completion(response)
 
     def redact(self, message: str) -> str:
         """Remove the API key from a message that may echo it."""
@@ -148,101 +132,130 @@ class OpenAIChatBackend:
         await self.client.close()
 
 
-def _read_completion(response: Any) -> tuple[str, str | None, int, int]:
-    """(text, finish_reason, prompt_tokens, completion_tokens) of a chat completion body."""
-    if not isinstance(response, dict):
+def read_completion(response: Any) -> Answer:
+    """The answer in a chat completion body; ``ValueError`` if the body is not one (HTML, a
+    JSON value without ``choices``, …)."""
+    choices = response.get("choices") if isinstance(response, dict) else None
+    if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
         raise ValueError(f"not a chat completion: {str(response)[:200]!r}")
-    choices = response.get("choices") or [{}]
-    text = (choices[0].get("message") or {}).get("content") or ""
+    message = choices[0].get("message")
+    if not isinstance(message, dict):
+        raise ValueError(f"not a chat completion (no message): {str(response)[:200]!r}")
     usage = response.get("usage") or {}
-    return (
-        text,
-        choices[0].get("finish_reason"),
-        int(usage.get("prompt_tokens") or 0),
-        int(usage.get("completion_tokens") or 0),
+    return Answer(
+        text=message.get("content") or "",
+        finish_reason=choices[0].get("finish_reason"),
+        prompt_tokens=int(usage.get("prompt_tokens") or 0),
+        completion_tokens=int(usage.get("completion_tokens") or 0),
     )
 
 
-async def _call_with_retries(
-    backend: OpenAIChatBackend, request: ChatRequest, max_attempts: int
-) -> ChatResult:
-    start = time.perf_counter()
-    result = ChatResult(text=None)
-    for attempt in range(1, max_attempts + 1):
-        result.attempts = attempt
-        try:
-            text, finish, prompt_tokens, completion_tokens = await backend.complete(request)
-        except FatalEndpointError:
-            raise
-        except Exception as exc:  # the client already retried what is retryable
-            result.error = backend.redact(f"{type(exc).__name__}: {exc}")
-            break
-        result.prompt_tokens += prompt_tokens
-        result.completion_tokens += completion_tokens
-        if text.strip():
-            result.text, result.finish_reason, result.error = text, finish, None
-            break
-        result.error = f"empty answer after {attempt} attempt(s)"
-        if attempt < max_attempts:
-            await asyncio.sleep(min(_EMPTY_RETRY_BASE_S * 2 ** (attempt - 1), _EMPTY_RETRY_MAX_S))
-    result.wall_s = time.perf_counter() - start
-    return result
+def _transport_gave_up(exc: BaseException) -> bool:
+    # The openai client raises its APIError types after its own retries of what is retryable
+    # (and at once for what is not, such as a 400); asking again would repeat them.
+    return isinstance(exc, openai.APIError)
 
 
 class _Batch:
-    """Bookkeeping shared by every backend: cache lookups, de-duplication, recording each
-    answer the moment it arrives (cache, stats, progress), and the final summary."""
+    """Bookkeeping shared by every backend: de-duplication, cache lookups and writes, stats and
+    progress, results in input order."""
 
     def __init__(
         self,
         requests: Sequence[ChatRequest],
+        checks: Sequence[Check] | None,
         config: EndpointConfig,
         description: str,
         cache: ResponseCache | None,
     ) -> None:
-        self.requests = requests
         self.description = description
         self.stats = BatchStats(requests=len(requests))
         self.started = time.perf_counter()
         self.owns_cache = cache is None and config.use_cache
         self.cache = ResponseCache(config.cache_dir) if self.owns_cache else cache
-        self.results: list[ChatResult | None] = [None] * len(requests)
-        keys = [request.cache_key() for request in requests]
-        stored = self.cache.get_many(keys) if self.cache is not None else {}
-        # Identical requests are asked once: key -> every position that wants the answer.
-        self.pending: dict[str, list[int]] = {}
-        for index, key in enumerate(keys):
-            if key in stored:
-                self.results[index] = ChatResult(**stored[key], cached=True)
-            else:
-                self.pending.setdefault(key, []).append(index)
-        self.stats.cache_hits = len(requests) - sum(len(v) for v in self.pending.values())
-        self.progress = tqdm(
-            total=len(requests), initial=self.stats.cache_hits, desc=description, unit="req"
+        self.results: list[JudgeCall[Any] | None] = [None] * len(requests)
+        checks = checks if checks is not None else [accept_any] * len(requests)
+        if len(checks) != len(requests):
+            raise ValueError(f"{len(checks)} checks for {len(requests)} requests")
+        # Identical requests are asked once: key -> (request, check, every position).
+        self.unique: dict[str, tuple[ChatRequest, Check, list[int]]] = {}
+        for index, (request, check) in enumerate(zip(requests, checks, strict=True)):
+            key = request.cache_key()
+            self.unique.setdefault(key, (request, check, []))[2].append(index)
+        self.first_answers = self.cache.get_many(self.unique) if self.cache is not None else {}
+        self.progress = tqdm(total=len(requests), desc=description, unit="req")
+
+    def lookup(self, request: ChatRequest) -> Answer | None:
+        """The cached answer of this attempt of a request, if any."""
+        if self.cache is None:
+            return None
+        key = request.cache_key()
+        if request.attempt == 0:
+            stored = self.first_answers.pop(key, None)
+        else:
+            stored = self.cache.get_many([key]).get(key)
+        if stored is None:
+            return None
+        return Answer(
+            text=stored["text"],
+            finish_reason=stored.get("finish_reason"),
+            prompt_tokens=int(stored.get("prompt_tokens") or 0),
+            completion_tokens=int(stored.get("completion_tokens") or 0),
+            cached=True,
         )
 
-    def record(self, key: str, result: ChatResult) -> None:
-        indices = self.pending[key]
+    def store(self, request: ChatRequest, answer: Answer) -> None:
+        """Keep a non-empty answer (empty ones are asked again, never replayed)."""
+        if self.cache is not None and answer.text.strip():
+            self.cache.put(
+                request.cache_key(),
+                request.model,
+                {
+                    "text": answer.text,
+                    "finish_reason": answer.finish_reason,
+                    "prompt_tokens": answer.prompt_tokens,
+                    "completion_tokens": answer.completion_tokens,
+                },
+            )
+
+    def asker(
+        self, request: ChatRequest, call: Callable[[ChatRequest], Any]
+    ) -> Callable[[int], Any]:
+        """``ask(attempt)`` for the loop: the cache first, else ``call`` (counted)."""
+
+        async def ask(attempt: int) -> Answer:
+            attempt_request = request.with_attempt(request.attempt + attempt)
+            cached = self.lookup(attempt_request)
+            if cached is not None:
+                return cached
+            self.stats.calls += 1
+            answer = await call(attempt_request)
+            self.store(attempt_request, answer)
+            return answer
+
+        return ask
+
+    def record(self, key: str, result: JudgeCall[Any]) -> None:
+        _, _, positions = self.unique[key]
         stats = self.stats
-        stats.calls += result.attempts
         stats.prompt_tokens += result.prompt_tokens
         stats.completion_tokens += result.completion_tokens
-        if result.ok and self.cache is not None:
-            self.cache.put(key, self.requests[indices[0]].model, _storable(result))
+        if result.cached:
+            stats.cache_hits += len(positions)
         if not result.ok:
-            stats.failures += len(indices)
+            stats.failures += len(positions)
             if len(stats.failure_examples) < 5:
                 stats.failure_examples.append(str(result.error))
-        for index in indices:
+        for index in positions:
             self.results[index] = result
-        self.progress.update(len(indices))
+        self.progress.update(len(positions))
 
     def close(self) -> None:
         self.progress.close()
         if self.owns_cache and self.cache is not None:
             self.cache.close()
 
-    def finish(self) -> tuple[list[ChatResult], BatchStats]:
+    def finish(self) -> tuple[list[JudgeCall[Any]], BatchStats]:
         self.stats.wall_s = time.perf_counter() - self.started
         logger.info(self.stats.summary(self.description))
         for example in self.stats.failure_examples:
@@ -250,111 +263,147 @@ class _Batch:
         return [r for r in self.results if r is not None], self.stats
 
 
-async def run_chat_batch_async(
-    requests: Sequence[ChatRequest],
-    config: EndpointConfig,
-    *,
-    description: str = "meta-judge",
-    cache: ResponseCache | None = None,
-) -> tuple[list[ChatResult], BatchStats]:
-    """Answer every request through an OpenAI-compatible endpoint (cache first), with at most
-    ``config.concurrency`` calls in flight; results keep the input order."""
-    batch = _Batch(requests, config, description, cache)
-    backend = OpenAIChatBackend(config) if batch.pending else None
+async def _gather_all(coroutines: list[Any]) -> None:
+    """Run every coroutine; on the first exception cancel the rest, then raise it."""
+    tasks = [asyncio.ensure_future(c) for c in coroutines]
+    try:
+        await asyncio.gather(*tasks)
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
+
+
+async def _run_openai(batch: _Batch, config: EndpointConfig) -> None:
+    backend: OpenAIChatBackend | None = None
     semaphore = asyncio.Semaphore(config.concurrency)
 
-    async def answer(key: str, request: ChatRequest) -> None:
+    async def call(request: ChatRequest) -> Answer:
+        nonlocal backend
+        if backend is None:  # only when something is not in the cache
+            backend = OpenAIChatBackend(config)
         async with semaphore:
-            result = await _call_with_retries(backend, request, config.max_attempts)
+            return await backend.complete(request)
+
+    def redact(message: str) -> str:
+        return backend.redact(message) if backend is not None else message
+
+    async def answer(key: str) -> None:
+        request, check, _ = batch.unique[key]
+        result = await ask_until_valid(
+            batch.asker(request, call),
+            check,
+            config.max_attempts,
+            gave_up=_transport_gave_up,
+            redact=redact,
+        )
         batch.record(key, result)
 
     try:
-        if backend is not None:
-            tasks = [
-                asyncio.ensure_future(answer(key, requests[indices[0]]))
-                for key, indices in batch.pending.items()
-            ]
-            try:
-                await asyncio.gather(*tasks)
-            except BaseException:
-                for task in tasks:
-                    task.cancel()
-                await asyncio.gather(*tasks, return_exceptions=True)
-                raise
+        await _gather_all([answer(key) for key in batch.unique])
     finally:
-        batch.close()
         if backend is not None:
             await backend.aclose()
-    return batch.finish()
 
 
-def run_local_batch(
-    requests: Sequence[ChatRequest],
-    config: EndpointConfig,
-    *,
-    description: str = "meta-judge",
-    cache: ResponseCache | None = None,
-) -> tuple[list[ChatResult], BatchStats]:
-    """Answer every request with an in-process model (``hf`` or ``vllm`` backend), in batches;
-    each finished batch is cached at once. When sampling, empty answers are asked again, up to
-    ``max_attempts`` in all."""
-    from ralign_tasks.scorers.local_backends import local_backend
+class _LocalBatcher:
+    """Collects the pending asks of every item and answers them with one ``generate`` over all
+    of them (a model batches far better than it answers one at a time): a round starts once
+    every unfinished item is waiting for an answer. Runs on the event loop's thread (in-process
+    models are not thread-safe); the loop runs between chunks, so finished chunks are cached
+    before the next one is generated."""
 
-    batch = _Batch(requests, config, description, cache)
-    try:
-        todo = {key: requests[indices[0]] for key, indices in batch.pending.items()}
-        attempts: dict[str, ChatResult] = {key: ChatResult(text=None) for key in todo}
-        backend = local_backend(config) if todo else None
-        # Asking a greedy local model again gives the same empty answer: one attempt then.
-        sampling = any(request.temperature > 0 for request in todo.values())
-        max_attempts = config.max_attempts if sampling else 1
-        for attempt in range(1, max_attempts + 1):
-            if not todo:
-                break
-            keys = list(todo)
-            for position, completion, wall_s in backend.generate([todo[k] for k in keys]):
-                key = keys[position]
-                result = attempts[key]
-                result.attempts = attempt
-                result.prompt_tokens += completion.prompt_tokens
-                result.completion_tokens += completion.completion_tokens
-                result.wall_s += wall_s
-                if completion.text.strip():
-                    result.text, result.finish_reason = completion.text, completion.finish_reason
-                    result.error = None
-                else:
-                    result.error = f"empty answer after {attempt} attempt(s)"
-                if result.ok or attempt == max_attempts:
-                    batch.record(key, result)
-                    del todo[key]
-    finally:
-        batch.close()
-    return batch.finish()
+    def __init__(self, config: EndpointConfig, live: int) -> None:
+        self.config = config
+        self.backend: Any = None
+        self.live = live
+        self.queue: list[tuple[ChatRequest, asyncio.Future[Answer]]] = []
+        self.running = False
+        self.generation: asyncio.Task[None] | None = None  # kept: the loop holds tasks weakly
+
+    async def ask(self, request: ChatRequest) -> Answer:
+        future: asyncio.Future[Answer] = asyncio.get_running_loop().create_future()
+        self.queue.append((request, future))
+        self._start_when_ready()
+        return await future
+
+    def finished(self) -> None:
+        self.live -= 1
+        self._start_when_ready()
+
+    def _start_when_ready(self) -> None:
+        if self.queue and not self.running and len(self.queue) == self.live:
+            batch, self.queue = self.queue, []
+            self.running = True
+            self.generation = asyncio.ensure_future(self._generate(batch))
+
+    async def _generate(self, batch: list[tuple[ChatRequest, asyncio.Future[Answer]]]) -> None:
+        try:
+            if self.backend is None:
+                # Looked up at call time, so tests can stand in a scripted backend.
+                from ralign_tasks.scorers import local_backends
+
+                self.backend = local_backends.local_backend(self.config)
+            for position, completion, _ in self.backend.generate([r for r, _ in batch]):
+                batch[position][1].set_result(
+                    Answer(
+                        completion.text,
+                        completion.finish_reason,
+                        completion.prompt_tokens,
+                        completion.completion_tokens,
+                    )
+                )
+                await asyncio.sleep(0)  # let the finished items cache their answers
+        except Exception as exc:  # a model that fails to load or run fails every item alike
+            error = FatalEndpointError(f"{self.config.backend} backend: {describe_error(exc)}")
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(error)
+        finally:
+            self.running = False
+            self._start_when_ready()
+
+
+async def _run_local(batch: _Batch, config: EndpointConfig) -> None:
+    batcher = _LocalBatcher(config, live=len(batch.unique))
+    requests = [request for request, _, _ in batch.unique.values()]
+    # Asking a greedy model again gives the same answer: one attempt then.
+    sampling = any(request.temperature > 0 for request in requests)
+    attempts = config.max_attempts if sampling else 1
+
+    async def answer(key: str) -> None:
+        request, check, _ = batch.unique[key]
+        try:
+            result = await ask_until_valid(
+                batch.asker(request, batcher.ask),
+                check,
+                attempts,
+                gave_up=lambda exc: False,
+                pause=False,
+            )
+        finally:
+            batcher.finished()
+        batch.record(key, result)
+
+    await _gather_all([answer(key) for key in batch.unique])
 
 
 def run_chat_batch(
     requests: Sequence[ChatRequest],
     config: EndpointConfig,
     *,
+    checks: Sequence[Check] | None = None,
     description: str = "meta-judge",
     cache: ResponseCache | None = None,
-) -> tuple[list[ChatResult], BatchStats]:
-    """Answer every request with the configured backend; results keep the input order."""
-    if config.backend == "openai":
-        return asyncio.run(
-            run_chat_batch_async(requests, config, description=description, cache=cache)
-        )
-    return run_local_batch(requests, config, description=description, cache=cache)
-
-
-def _storable(result: ChatResult) -> dict[str, Any]:
-    """The fields of a successful result worth keeping (``cached`` is set on the way out)."""
-    return {
-        "text": result.text,
-        "error": result.error,
-        "finish_reason": result.finish_reason,
-        "prompt_tokens": result.prompt_tokens,
-        "completion_tokens": result.completion_tokens,
-        "wall_s": result.wall_s,
-        "attempts": result.attempts,
-    }
+) -> tuple[list[JudgeCall[Any]], BatchStats]:
+    """Ask every request (``checks[i]`` validates answer i; default: any non-empty answer) with
+    the configured backend, at most ``config.concurrency`` HTTP calls in flight; one
+    :class:`JudgeCall` per request, in input order."""
+    batch = _Batch(requests, checks, config, description, cache)
+    run = _run_openai if config.backend == "openai" else _run_local
+    try:
+        asyncio.run(run(batch, config))
+    finally:
+        batch.close()
+    return batch.finish()

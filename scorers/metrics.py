@@ -10,15 +10,50 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from ralign_tasks.scorers.meta_verdict import MetaStatus
+from ralign_tasks.scorers.schema import MetricSpec, Schema
 
-FIDELITY_METRICS = ("l_acc", "s_corr", "f_score")
+FIDELITY_SCHEMA = Schema(
+    metrics=(
+        MetricSpec(
+            "l_acc",
+            "L-Acc",
+            True,
+            "mean",
+            needs_judge=False,
+            description="label accuracy: L / N",
+        ),
+        MetricSpec(
+            "s_corr",
+            "S-Corr",
+            False,
+            "nanmean",
+            description="spurious correctness: 1 - C / (C + I)",
+        ),
+        MetricSpec(
+            "f_score", "F-Score", True, "nanmean", description="fidelity: C / (N - CF - PF)"
+        ),
+    ),
+    counts=(
+        MetricSpec("label_correct", "label-ok", True, "count", needs_judge=False, detail=True),
+        MetricSpec("meta_correct", "C", True, "count", detail=True),
+        MetricSpec("meta_incorrect", "I", False, "count", detail=True),
+        MetricSpec("genrm_call_fail", "GenRM call-fail", False, "count", needs_judge=False),
+        MetricSpec("genrm_no_verdict", "no-verdict", False, "count", needs_judge=False),
+        MetricSpec("genrm_truncated", "truncated", False, "count", needs_judge=False),
+        MetricSpec("meta_parse_fail", "meta parse-fail", False, "count"),
+        MetricSpec("meta_call_fail", "meta call-fail", False, "count"),
+        MetricSpec("meta_unjudged", "unjudged", False, "count", needs_judge=False),
+    ),
+    headline="f_score",
+)
+FIDELITY_METRICS = FIDELITY_SCHEMA.metric_names
 # Outcome categories of one item; "unjudged" = label-correct but never meta-judged.
 CATEGORIES = ("label_wrong", "correct", "incorrect", "parse_fail", "call_fail", "unjudged")
 _STATUS_CATEGORY = {
@@ -40,13 +75,39 @@ class ItemOutcome:
     meta: MetaStatus | None = None
     genrm_no_verdict: bool = False
     genrm_call_fail: bool = False
-    genrm_truncated: bool = False
+    # None: the harness does not say why generation stopped (lm-eval).
+    genrm_truncated: bool | None = False
 
     @property
     def category(self) -> str:
         if not self.label_correct:
             return "label_wrong"
         return _STATUS_CATEGORY[self.meta] if self.meta is not None else "unjudged"
+
+    def document_values(self) -> dict[str, float]:
+        """Per-item values of every schema name: 0/1 indicators, NaN where the item is outside
+        a metric's denominator (S-Corr counts only C and I; F-Score leaves out PF and CF) or a
+        fact is unknown; their lm-eval aggregations equal :func:`compute_fidelity`'s numbers."""
+        category = self.category
+        nan = math.nan
+        return {
+            "l_acc": float(self.label_correct),
+            "s_corr": float(category == "incorrect")
+            if category in ("correct", "incorrect")
+            else nan,
+            "f_score": nan
+            if category in ("parse_fail", "call_fail")
+            else float(category == "correct"),
+            "label_correct": float(self.label_correct),
+            "meta_correct": float(category == "correct"),
+            "meta_incorrect": float(category == "incorrect"),
+            "genrm_call_fail": float(self.genrm_call_fail),
+            "genrm_no_verdict": float(self.genrm_no_verdict),
+            "genrm_truncated": nan if self.genrm_truncated is None else float(self.genrm_truncated),
+            "meta_parse_fail": float(category == "parse_fail"),
+            "meta_call_fail": float(category == "call_fail"),
+            "meta_unjudged": float(category == "unjudged"),
+        }
 
 
 def _metric_values(counts: np.ndarray) -> dict[str, np.ndarray]:
@@ -64,6 +125,12 @@ def _metric_values(counts: np.ndarray) -> dict[str, np.ndarray]:
         denominator = (n - call_fail - parse_fail).astype(float)
         f_score = np.where(judged_all & (denominator > 0), correct / denominator, np.nan)
     return {"l_acc": l_acc, "s_corr": s_corr, "f_score": f_score}
+
+
+def _known_count(flags: Sequence[bool | None]) -> int | None:
+    """How many flags are true; ``None`` when the items have flags but none is known."""
+    known = [flag for flag in flags if flag is not None]
+    return sum(known) if known or not flags else None
 
 
 def _finite(value: float) -> float | None:
@@ -92,7 +159,7 @@ def compute_fidelity(
         "meta_unjudged": tally["unjudged"],
         "genrm_no_verdict": sum(o.genrm_no_verdict for o in outcomes),
         "genrm_call_fail": sum(o.genrm_call_fail for o in outcomes),
-        "genrm_truncated": sum(o.genrm_truncated for o in outcomes),
+        "genrm_truncated": _known_count([o.genrm_truncated for o in outcomes]),
         **point,
     }
     stderr: dict[str, float | None] = dict.fromkeys(FIDELITY_METRICS)
@@ -111,16 +178,6 @@ def compute_fidelity(
     report["stderr"] = stderr
     report["ci"] = ci
     return report
-
-
-def fidelity_report(outcomes: Iterable[ItemOutcome], **kwargs: Any) -> dict[str, Any]:
-    """Metrics over all items and per ``source.subset`` (subsets sorted by name)."""
-    outcomes = list(outcomes)
-    by_subset: dict[str, list[ItemOutcome]] = {}
-    for outcome in outcomes:
-        by_subset.setdefault(outcome.subset, []).append(outcome)
-    subsets = {name: compute_fidelity(by_subset[name], **kwargs) for name in sorted(by_subset)}
-    return {"overall": compute_fidelity(outcomes, **kwargs), "subsets": subsets}
 
 
 def _category_index(outcomes: Sequence[ItemOutcome]) -> np.ndarray:

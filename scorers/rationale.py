@@ -8,16 +8,48 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import Enum
+from typing import Any
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
+from ralign_tasks.scorers.ask import InvalidAnswer
+from ralign_tasks.scorers.schema import MetricSpec, Schema
 from ralign_tasks.scorers.verdict import strip_thinking
 
 FIVE_WAY = ("A>>B", "A>B", "A=B", "B>A", "B>>A")
 MAX_REASONS_SCORED = 5  # the model checklist is capped at its top 5 reasons
 MAX_REASONS_ALLOWED = 10  # longer lists are skipped, as in the paper
 RC_METRICS = ("rc", "rc_code", "rc_precision", "rc_f1")
+
+RC_SCHEMA = Schema(
+    metrics=(
+        MetricSpec("rc", "RC", True, "nanmean", description="paper: one-to-one matching"),
+        MetricSpec("rc_code", "RC (code)", True, "nanmean", description="each R's best score"),
+        MetricSpec("rc_precision", "Precision", True, "nanmean"),
+        MetricSpec("rc_f1", "F1", True, "nanmean"),
+        MetricSpec(
+            "outcome_acc",
+            "Outcome acc",
+            True,
+            "nanmean",
+            needs_judge=False,
+            description="the five-way verdict's side equals the human preference",
+        ),
+    ),
+    counts=(
+        MetricSpec("scored", "scored", True, "count", detail=True),
+        MetricSpec("skipped_empty", "empty", False, "count", needs_judge=False),
+        MetricSpec("skipped_long", ">10", False, "count", needs_judge=False),
+        MetricSpec("judge_failed", "judge-fail", False, "count"),
+        MetricSpec("unjudged", "unjudged", False, "count", needs_judge=False, detail=True),
+        MetricSpec("outcome_tie", "ties", False, "count", needs_judge=False, detail=True),
+        MetricSpec(
+            "outcome_no_verdict", "no-verdict", False, "count", needs_judge=False, detail=True
+        ),
+    ),
+    headline="rc",
+)
 
 _FIVE_WAY_BOX = re.compile(r"\\boxed\{\s*(A>>B|A>B|A=B|B>A|B>>A)\s*\}")
 _RESULT_BLOCK = re.compile(r"<RESULT_START>(.*?)(?:<RESULT_END>|$)", re.DOTALL)
@@ -33,9 +65,10 @@ class ItemStatus(str, Enum):
     SKIPPED_EMPTY = "skipped_empty"  # the GenRM listed no reason
     SKIPPED_LONG = "skipped_long"  # more than 10 reasons
     JUDGE_FAILED = "judge_failed"  # no well-formed MetaJudge answer within the attempts
+    UNJUDGED = "unjudged"  # a run without a MetaJudge
 
 
-class RCFormatError(ValueError):
+class RCFormatError(InvalidAnswer):
     """A MetaJudge answer that breaks the ``- Rx@Sy: score`` protocol."""
 
 
@@ -129,12 +162,17 @@ class AtomicOutcome:
     verdict: str | None  # the GenRM's five-way verdict
 
     def metric_values(self) -> dict[str, float]:
-        """Per-item values; NaN where the item is outside a metric's denominator."""
+        """Per-item values of the metrics and counts; NaN where the item is outside a metric's
+        denominator (lm-eval's ``nanmean`` skips it)."""
         values = {
             name: getattr(self.scores, name) if self.scores else math.nan for name in RC_METRICS
         }
         side = verdict_side(self.verdict)
         values["outcome_acc"] = math.nan if self.label is None else float(side == self.label)
+        for status in ItemStatus:
+            values[status.value] = float(self.status is status)
+        values["outcome_tie"] = float(side == "=")
+        values["outcome_no_verdict"] = float(side is None)
         return values
 
 
@@ -154,31 +192,17 @@ def _mean_with_ci(values: np.ndarray, n_bootstrap: int, seed: int) -> dict[str, 
 
 def compute_rc(
     outcomes: Sequence[AtomicOutcome], *, n_bootstrap: int = 2000, seed: int = 20260101
-) -> dict[str, object]:
-    """Means over scored items (``np.nanmean`` in item order, the same arithmetic as lm-eval's
-    ``nanmean``), bootstrap stderr and 95% CIs, and the counts behind them."""
-    report: dict[str, object] = {"n": len(outcomes)}
-    for status in ItemStatus:
-        report[status.value] = sum(o.status is status for o in outcomes)
-    sides = [verdict_side(o.verdict) for o in outcomes]
-    report["outcome_tie"] = sum(side == "=" for side in sides)
-    report["outcome_no_verdict"] = sum(side is None for side in sides)
+) -> dict[str, Any]:
+    """Means over the items each metric is defined for (``np.nanmean`` in item order, the same
+    arithmetic as lm-eval's ``nanmean``), bootstrap stderr and 95% CIs, and the counts."""
     per_item = [o.metric_values() for o in outcomes]
-    for name in (*RC_METRICS, "outcome_acc"):
+    report: dict[str, Any] = {"n": len(outcomes), "stderr": {}, "ci": {}}
+    for name in RC_SCHEMA.count_names:
+        report[name] = int(sum(item[name] for item in per_item))
+    for name in RC_SCHEMA.metric_names:
         values = np.array([item[name] for item in per_item], dtype=float)
         summary = _mean_with_ci(values, n_bootstrap, seed)
         report[name] = summary["value"]
-        report[f"{name}_stderr"] = summary["stderr"]
-        report[f"{name}_ci"] = summary["ci"]
+        report["stderr"][name] = summary["stderr"]
+        report["ci"][name] = summary["ci"]
     return report
-
-
-def rc_report(outcomes: Sequence[AtomicOutcome], **kwargs: object) -> dict[str, object]:
-    """Overall and per-domain reports."""
-    domains: dict[str, list[AtomicOutcome]] = {}
-    for outcome in outcomes:
-        domains.setdefault(outcome.domain, []).append(outcome)
-    return {
-        "overall": compute_rc(outcomes, **kwargs),
-        "domains": {name: compute_rc(domains[name], **kwargs) for name in sorted(domains)},
-    }

@@ -19,21 +19,13 @@ from matplotlib import rc_context
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from ralign_tasks.report_runs import (
-    FIDELITY_TASKS,
-    RC_TASK,
-    TASKS,
-    TaskResult,
-    finite_or_none,
-)
-from ralign_tasks.report_tables import markdown_text, rich_text
-from ralign_tasks.tables import METRIC_LABELS
+from ralign_tasks.protocols import TASKS, get_task, metric_label, protocol_of
+from ralign_tasks.protocols.fidelity import FIDELITY
+from ralign_tasks.report.runs import TaskResult, finite_or_none
+from ralign_tasks.report.tables import markdown_text, rich_text
 
-# Metrics set against downstream scores, per task.
-CORRELATED_METRICS = {
-    **{task: ("l_acc", "s_corr", "f_score") for task in FIDELITY_TASKS},
-    RC_TASK: ("rc",),
-}
+# The L-Acc / F-Score figures are about the fidelity tasks.
+FIDELITY_TASKS = tuple(spec.task for spec in FIDELITY.tasks)
 MIN_CORRELATION_POINTS = 3  # r of two points is ±1 by construction
 _LABEL_FONT = 7
 _LABEL_CHARS = 28  # longer GenRM names are cut at the front (their end tells models apart)
@@ -60,7 +52,7 @@ def _point_label(genrms: list[str]) -> str:
 
 
 def _short(task: str) -> str:
-    return task.removeprefix("ralign_")
+    return get_task(task).short
 
 
 def _percent_error(result: TaskResult, metric: str) -> tuple[float, float]:
@@ -180,7 +172,7 @@ def metric_bars_figure(by_task: dict[str, dict[str, TaskResult]]) -> Figure | No
                 [result.values[metric] * 100 for _, result in shown],
                 width=0.4,
                 color=colour,
-                label=METRIC_LABELS[metric],
+                label=metric_label(metric),
                 yerr=[
                     [_percent_error(r, metric)[0] for _, r in shown],
                     [_percent_error(r, metric)[1] for _, r in shown],
@@ -276,7 +268,7 @@ def correlations(
         warnings.append(f"no downstream score for: {', '.join(missing)}")
     found = []
     for task, results in by_task.items():
-        for metric in CORRELATED_METRICS[task]:
+        for metric in protocol_of(task).schema.metric_names:
             pairs = [
                 (genrm, result.values[metric] * 100, downstream[genrm])
                 for genrm, result in results.items()
@@ -310,7 +302,7 @@ def _correlation_rows(found: Sequence[Correlation]) -> tuple[list[str], list[lis
     rows = [
         [
             _short(c.task),
-            METRIC_LABELS.get(c.metric, c.metric),
+            metric_label(c.metric),
             str(c.n),
             _stat_text(c.pearson_r),
             _stat_text(c.pearson_p, ".3g"),
@@ -369,9 +361,9 @@ def downstream_figure(found: Sequence[Correlation]) -> Figure | None:
                 f"r={c.pearson_r:.2f} (p={c.pearson_p:.3g}), "
                 f"ρ={c.spearman_rho:.2f} (p={c.spearman_p:.3g})"
             )
-        axis.set_title(f"{_short(c.task)} {METRIC_LABELS.get(c.metric, c.metric)}\n{stats}",
+        axis.set_title(f"{_short(c.task)} {metric_label(c.metric)}\n{stats}",
                        fontsize=9)  # fmt: skip
-        axis.set_xlabel(f"{METRIC_LABELS.get(c.metric, c.metric)} (%)")
+        axis.set_xlabel(f"{metric_label(c.metric)} (%)")
         axis.set_ylabel("downstream score")
         axis.grid(alpha=0.3)
     figure.suptitle("Benchmark metrics vs downstream results")

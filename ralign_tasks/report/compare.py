@@ -11,17 +11,20 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from ralign_tasks.report_runs import (
-    FIDELITY_TASKS,
+from ralign_tasks.protocols import metric_label
+from ralign_tasks.protocols.fidelity import FIDELITY
+from ralign_tasks.report.runs import (
     RunItem,
     TaskResult,
     latest_runs,
     load_runs,
     no_samples_hint,
 )
-from ralign_tasks.report_tables import markdown_text, rich_text
+from ralign_tasks.report.tables import markdown_text, rich_text
 from ralign_tasks.scorers.metrics import DEFAULT_BOOTSTRAP, FIDELITY_METRICS, paired_difference
-from ralign_tasks.tables import METRIC_LABELS
+
+# The paired bootstrap is over the fidelity outcome categories.
+FIDELITY_TASKS = tuple(spec.task for spec in FIDELITY.tasks)
 
 
 @dataclass(frozen=True)
@@ -166,7 +169,7 @@ def _text_rows(comparison: Comparison) -> tuple[list[str], list[list[str]]]:
         rows.append(
             [
                 d.task.removeprefix("ralign_"),
-                METRIC_LABELS[d.metric],
+                metric_label(d.metric),
                 str(d.n),
                 _percent(d.first),
                 _percent(d.second),

@@ -11,15 +11,18 @@ from __future__ import annotations
 import html
 import json
 import re
-from collections import Counter
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from ralign_tasks.report_runs import FIDELITY_TASKS, RunItem, TaskResult, no_samples_hint
+from ralign_tasks.protocols import SPECS, metric_label
+from ralign_tasks.protocols.fidelity import FIDELITY
+from ralign_tasks.report.runs import RunItem, TaskResult, no_samples_hint
 from ralign_tasks.scorers.meta_verdict import MetaStatus
 from ralign_tasks.scorers.metrics import FIDELITY_METRICS, ItemOutcome
-from ralign_tasks.tables import METRIC_LABELS
+
+# The page shows pairwise items with a golden rationale: the fidelity family's.
+FIDELITY_TASKS = tuple(spec.task for spec in FIDELITY.tasks)
 
 # The viewer's outcome filters, in display order: key -> button label. Every item is in
 # exactly one of them (see :func:`view_outcome`).
@@ -60,18 +63,14 @@ def _interval(ci: list[float] | None) -> str:
     return f"95% CI [{ci[0] * 100:.1f}, {ci[1] * 100:.1f}]" if ci else ""
 
 
-def _failure_counts(outcomes: list[ItemOutcome], harness: str) -> list[dict[str, Any]]:
-    categories = Counter(o.category for o in outcomes)
-    counts = [
-        {"label": "GenRM call failed", "count": sum(o.genrm_call_fail for o in outcomes)},
-        {"label": "no verdict", "count": sum(o.genrm_no_verdict for o in outcomes)},
-        {"label": "truncated", "count": sum(o.genrm_truncated for o in outcomes)},
-        {"label": "meta-judge parse fail", "count": categories["parse_fail"]},
-        {"label": "meta-judge call fail", "count": categories["call_fail"]},
-        {"label": "unjudged", "count": categories["unjudged"]},
+def _failure_counts(result: TaskResult) -> list[dict[str, Any]]:
+    """The run's failure counts (the schema's non-breakdown counts); one unknown to the
+    harness (lm-eval does not say why generation stopped) is left out, not shown as zero."""
+    return [
+        {"label": metric_label(name), "count": value}
+        for name, value in result.counts.items()
+        if value is not None and not SPECS[name].detail
     ]
-    # lm-eval does not tell a task why generation stopped: truncation is unknown, not zero.
-    return [c for c in counts if not (harness == "lm-eval" and c["label"] == "truncated")]
 
 
 def _item_data(item: RunItem) -> dict[str, Any]:
@@ -119,15 +118,15 @@ def page_data(result: TaskResult) -> dict[str, Any]:
         "n": result.n,
         "metrics": [
             {
-                "name": METRIC_LABELS[m],
+                "name": metric_label(m),
                 "value": _percent(result.values.get(m)),
                 "ci": _interval(result.ci.get(m)),
             }
             for m in FIDELITY_METRICS
         ],
-        "metric_names": [METRIC_LABELS[m] for m in FIDELITY_METRICS],
+        "metric_names": [metric_label(m) for m in FIDELITY_METRICS],
         "subsets": subsets,
-        "failures": _failure_counts([item.outcome for item in result.items], result.harness),
+        "failures": _failure_counts(result),
         "outcomes": [{"key": key, "label": label} for key, label in OUTCOMES.items()],
         "items": [_item_data(item) for item in result.items],
     }

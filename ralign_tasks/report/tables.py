@@ -9,24 +9,12 @@ import io
 from dataclasses import dataclass
 from typing import Any
 
-from ralign_tasks.benchmarks import BENCHMARKS
-from ralign_tasks.report_runs import TASKS, TaskResult, task_columns
-from ralign_tasks.tables import METRIC_LABELS
+from ralign_tasks.protocols import TASKS, get_task, metric_label
+from ralign_tasks.protocols.fidelity import FIDELITY
+from ralign_tasks.report.runs import TaskResult, task_columns
 
-LABELS = {
-    **METRIC_LABELS,
-    "n": "N",
-    "genrm_call_fail": "GenRM call-fail",
-    "genrm_no_verdict": "no-verdict",
-    "meta_parse_fail": "meta parse-fail",
-    "meta_call_fail": "meta call-fail",
-    "meta_unjudged": "unjudged",
-    "skipped_empty": "empty",
-    "skipped_long": ">10",
-    "judge_failed": "judge-fail",
-}
 # The R-Align repository's benchmark names in results_summary.csv.
-SUMMARY_BENCHES = {b.task: b.name for b in BENCHMARKS.values()}
+SUMMARY_BENCHES = {spec.task: spec.folder for spec in FIDELITY.tasks}
 _SUMMARY_METRICS = (
     ("l_acc", "label_acc"),
     ("s_corr", "spurious_correctness"),
@@ -42,7 +30,7 @@ class Column:
 
     @property
     def label(self) -> str:
-        return f"{self.task.removeprefix('ralign_')} {LABELS[self.key]}"
+        return f"{get_task(self.task).short} {metric_label(self.key)}"
 
 
 @dataclass
@@ -66,7 +54,7 @@ def build_table(results: list[TaskResult], by_subset: bool) -> Table:
     present = {task for row in rows.values() for task in row}
     columns = []
     for task in (t for t in TASKS if t in present):
-        metrics, counts = task_columns(task)
+        metrics, counts = task_columns(task, details=False)
         columns += [Column(task, m, True) for m in metrics]
         columns += [Column(task, c, False) for c in ("n", *counts)]
     ordered = sorted(rows.items(), key=lambda item: item[0])

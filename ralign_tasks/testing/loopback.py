@@ -4,7 +4,7 @@ It answers ``POST /v1/chat/completions`` with whatever a *responder* returns for
 body, after an optional fixed latency, and records every request. Run it in a thread with
 :class:`LoopbackServer`, or as a process::
 
-    python -m ralign_tasks.loopback --latency 0.1
+    python -m ralign_tasks.testing.loopback --latency 0.1
 """
 
 from __future__ import annotations

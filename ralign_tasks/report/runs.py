@@ -1,44 +1,25 @@
-"""Read lm-eval output folders and Inspect logs of the R-Align tasks into one result per
-(GenRM, task), recomputed from the per-item data with the shared metric functions where the
-samples are there (so both harnesses give identical numbers with 95% CIs), else taken from
-the aggregate numbers (no CI). Undefined or absent metrics are ``None``, never 0.
+"""Read lm-eval output folders, Inspect logs and ``ralign run`` folders into one result per
+(GenRM, task), recomputed from the judged-item records with the protocol's metric functions
+where the samples are there (so every path gives identical numbers with 95% CIs), else taken
+from the aggregate numbers (no CI). Undefined or absent metrics are ``None``, never 0.
 
-Fidelity runs also keep their judged items (record, GenRM output, meta-judge answer) for the
-paired comparison and the viewer."""
+Results also keep their judged items (record, GenRM output, judge answer) for the paired
+comparison and the viewer."""
 
 from __future__ import annotations
 
 import json
 import math
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from ralign_tasks.scorers.atomic import RC_METRICS, AtomicOutcome, ItemStatus, RCScores, rc_report
-from ralign_tasks.scorers.inspect_metrics import value_outcome, value_rc_outcome
-from ralign_tasks.scorers.meta_verdict import MetaStatus
-from ralign_tasks.scorers.metrics import FIDELITY_METRICS, ItemOutcome, fidelity_report
+from ralign_tasks.item import checked_item
+from ralign_tasks.pipeline import RESULTS_FILE, SAMPLES_FILE, is_run_results
+from ralign_tasks.protocols import TASKS, Protocol, protocol_of
 
-if TYPE_CHECKING:
-    from inspect_ai.log import EvalSample
-    from inspect_ai.scorer import Score
-
-FIDELITY_TASKS = ("ralign_helpsteer3", "ralign_rewardbench2", "ralign_ppe")
-RC_TASK = "ralign_helpsteer3_atomic"
-TASKS = (*FIDELITY_TASKS, RC_TASK)
-RC_REPORTED = (*RC_METRICS, "outcome_acc")
-FIDELITY_COUNTS = (
-    "genrm_call_fail",
-    "genrm_no_verdict",
-    "meta_parse_fail",
-    "meta_call_fail",
-    "meta_unjudged",
-)
-RC_COUNTS = ("skipped_empty", "skipped_long", "judge_failed")
-# Scorer names in Inspect logs; `inspect score --action append` adds a number to a re-judging.
-_INSPECT_SCORER = re.compile(r"^(ralign_fidelity|ralign_rc)(\d*)$")
 # lm-eval names its results `results_<date id>.json`, or `<stem>_<date id>.json` for an
 # `--output_path <stem>.json`; the samples files share the date id.
 _LM_EVAL_RESULTS = re.compile(r"_(\d{4}-\d\d-\d\dT[\d.-]+)\.json$")
@@ -48,20 +29,37 @@ _INSPECT_MANIFESTS = {"eval-set.json", "logs.json", "listing.json"}
 
 @dataclass(frozen=True)
 class RunItem:
-    """One judged item of a fidelity run as either harness logged it: the record (the
-    :meth:`PairRecord.to_dict` form), the GenRM's output and verdict, the meta-judge's answer
-    or error, and the outcome the metrics count."""
+    """One judged item of a run, as any path logged it: the record (its ``to_dict`` form), the
+    GenRM's output and verdict, the judge's answer or error, and the outcome the metrics
+    count."""
 
     record: dict[str, Any]
     output: str | None
     verdict: str | None
-    outcome: ItemOutcome
+    outcome: Any
     meta_answer: str | None
     meta_error: str | None
 
     @property
     def id(self) -> str:
         return str(self.record["id"])
+
+    @classmethod
+    def from_item(
+        cls, record: Mapping[str, Any], item: Any, protocol: Protocol[Any, Any, Any]
+    ) -> RunItem:
+        """An item from its record and its judged-item record (``ItemFormatError`` if that is
+        not one)."""
+        item = checked_item(item)
+        judge = item["judge"][-1] if item["judge"] else {}
+        return cls(
+            record=dict(record),
+            output=item["genrm"]["output"],
+            verdict=item["genrm"]["verdict"],
+            outcome=protocol.outcome_from_item(item),
+            meta_answer=judge.get("answer"),
+            meta_error=judge.get("error"),
+        )
 
 
 @dataclass
@@ -96,24 +94,23 @@ def _count(value: Any) -> int | None:
     return int(number) if number is not None else None
 
 
-def task_columns(task: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """The metrics and the counts reported for a task."""
-    if task == RC_TASK:
-        return RC_REPORTED, RC_COUNTS
-    return FIDELITY_METRICS, FIDELITY_COUNTS
+def task_columns(task: str, details: bool = True) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The metrics and the counts reported for a task (breakdown counts only with
+    ``details``)."""
+    schema = protocol_of(task).schema
+    counts = tuple(spec.name for spec in schema.counts if details or not spec.detail)
+    return schema.metric_names, counts
 
 
 def _grouped_result(
     overall: Mapping[str, Any],
     parts: Mapping[str, Mapping[str, Any]],
-    ci_of: Callable[[Mapping[str, Any], str], list[float] | None],
     genrm: str,
     task: str,
     harness: str,
     source: str,
 ) -> TaskResult:
-    """A result from a metrics report's overall group and its parts (subsets or domains);
-    ``ci_of(group, metric)`` reads a metric's CI, whose place differs between the reports."""
+    """A result from a metrics report's overall group and its parts (subsets or domains)."""
     names, counts = task_columns(task)
 
     def build(group: Mapping[str, Any], part: str | None) -> TaskResult:
@@ -124,7 +121,7 @@ def _grouped_result(
             source=source,
             n=group["n"],
             values={m: group[m] for m in names},
-            ci={m: ci_of(group, m) for m in names},
+            ci={m: group["ci"][m] for m in names},
             counts={c: group[c] for c in counts},
             subset=part,
         )
@@ -134,26 +131,20 @@ def _grouped_result(
     return result
 
 
-def _fidelity_results(
+def _item_results(
     items: list[RunItem], genrm: str, task: str, harness: str, source: str
 ) -> TaskResult:
-    report = fidelity_report(item.outcome for item in items)
-    result = _grouped_result(
-        report["overall"], report["subsets"], lambda group, m: group["ci"][m],
-        genrm, task, harness, source,
-    )  # fmt: skip
+    report = protocol_of(task).report([item.outcome for item in items])
+    result = _grouped_result(report["overall"], report["subsets"], genrm, task, harness, source)
     result.items = items
     return result
 
 
-def _rc_results(
-    outcomes: list[AtomicOutcome], genrm: str, task: str, harness: str, source: str
-) -> TaskResult:
-    report = rc_report(outcomes)
-    return _grouped_result(
-        report["overall"], report["domains"], lambda group, m: group[f"{m}_ci"],
-        genrm, task, harness, source,
-    )  # fmt: skip
+def _read_rows(path: Path) -> list[dict[str, Any]]:
+    """The JSON objects of a JSONL file, split on ``\\n`` only: a lone ``\\r`` or U+2028 inside
+    a string (legal JSON) does not end a row."""
+    with path.open(encoding="utf-8", newline="\n") as handle:
+        return [json.loads(line) for line in handle if line.strip()]
 
 
 def _aggregate_result(
@@ -199,38 +190,6 @@ def lm_eval_genrm(results: Mapping[str, Any], results_file: Path) -> str:
     return str(name) if name else results_file.parent.name
 
 
-def _lm_eval_fidelity_item(row: Mapping[str, Any]) -> RunItem:
-    judged = json.loads(row["filtered_resps"][0])
-    status = judged["meta_status"]
-    outcome = ItemOutcome(
-        subset=str(row["doc"]["subset"]),
-        label_correct=bool(judged["label_correct"]),
-        meta=MetaStatus(status) if status else None,
-        genrm_no_verdict=judged["output"] is not None and judged["verdict"] is None,
-        genrm_call_fail=judged["output"] is None,
-    )
-    return RunItem(
-        record=dict(row["doc"]),
-        output=judged["output"],
-        verdict=judged["verdict"],
-        outcome=outcome,
-        meta_answer=judged["meta_answer"],
-        meta_error=judged["meta_error"],
-    )
-
-
-def _lm_eval_rc_outcome(row: Mapping[str, Any]) -> AtomicOutcome:
-    judged = json.loads(row["filtered_resps"][0])
-    scores = judged.get("scores")
-    return AtomicOutcome(
-        domain=judged["domain"],
-        status=ItemStatus(judged["status"]) if judged["status"] else ItemStatus.SCORED,
-        scores=RCScores(**scores) if scores else None,
-        label=judged["label"],
-        verdict=judged["verdict"],
-    )
-
-
 def _lm_eval_stamp(results_file: Path) -> str:
     match = _LM_EVAL_RESULTS.search(results_file.name)
     return match.group(1) if match else ""
@@ -253,18 +212,13 @@ def read_lm_eval(results_file: Path, warnings: list[str]) -> list[TaskResult]:
         result = None
         samples_file = results_file.with_name(f"samples_{task}_{stamp}.jsonl")
         if stamp and samples_file.is_file():
+            protocol = protocol_of(task)
             try:
-                rows = [
-                    json.loads(line)
-                    for line in samples_file.read_text(encoding="utf-8").splitlines()
-                    if line.strip()
+                items = [
+                    RunItem.from_item(row["doc"], json.loads(row["filtered_resps"][0]), protocol)
+                    for row in _read_rows(samples_file)
                 ]
-                if task == RC_TASK:
-                    result = _rc_results([_lm_eval_rc_outcome(r) for r in rows], genrm, task,
-                                         "lm-eval", str(samples_file))  # fmt: skip
-                else:
-                    result = _fidelity_results([_lm_eval_fidelity_item(r) for r in rows], genrm,
-                                               task, "lm-eval", str(samples_file))  # fmt: skip
+                result = _item_results(items, genrm, task, "lm-eval", str(samples_file))
             except (ValueError, KeyError, TypeError, IndexError) as exc:
                 warnings.append(
                     f"{samples_file}: unreadable samples ({exc}); using the aggregate numbers"
@@ -294,84 +248,73 @@ def is_lm_eval_results(data: Any) -> bool:
 # --- Inspect ---------------------------------------------------------------------------------
 
 
-def _inspect_fidelity_item(sample: EvalSample, score: Score) -> RunItem:
-    extra = score.metadata or {}
-    return RunItem(
-        record=dict(sample.metadata),
-        output=extra.get("genrm_output"),
-        verdict=score.answer,
-        outcome=value_outcome(score.value),
-        meta_answer=extra.get("meta_answer"),
-        meta_error=extra.get("meta_error"),
-    )
-
-
-def _latest_scorer(names: Iterable[str], log_file: Path, warnings: list[str]) -> str | None:
-    """The R-Align scorer of a log; after ``inspect score --action append`` there are several
-    (``ralign_fidelity``, ``ralign_fidelity1``, …) and the latest judging is used."""
-    found = sorted(
-        {name for name in names if _INSPECT_SCORER.match(name)},
-        key=lambda name: int(_INSPECT_SCORER.match(name).group(2) or 0),  # type: ignore[union-attr]
-    )
-    if len(found) > 1:
-        warnings.append(f"{log_file}: scored by {', '.join(found)}; using {found[-1]}, the latest")
-    return found[-1] if found else None
-
-
 def read_inspect(log_file: Path, warnings: list[str]) -> list[TaskResult]:
-    """The R-Align task of one Inspect log (``.eval`` or ``.json``), from its samples' scores
-    (also in a log that ended in an error or was cancelled, with a warning saying how many
-    samples the numbers cover), else from its aggregate metrics."""
-    from datetime import datetime
+    """The ralign task of one Inspect log (``.eval`` or ``.json``), from its samples' judged-item
+    records (also in a log that ended in an error or was cancelled, with a warning saying how
+    many samples the numbers cover), else from its aggregate metrics."""
+    from ralign_tasks.inspect_adapter.logs import read_log
 
-    from inspect_ai.log import read_eval_log
-
-    log = read_eval_log(str(log_file))
-    task = log.eval.task.rsplit("/", 1)[-1]
-    if task not in TASKS:
-        raise ValueError(f"an Inspect log of task {log.eval.task!r}, not an R-Align task")
-    genrm, source = log.eval.model, str(log_file)
-    samples = log.samples or []
-    scorer = _latest_scorer(
-        [name for sample in samples for name in sample.scores or {}]
-        or [score.name for score in (log.results.scores if log.results else [])],
-        log_file,
-        warnings,
-    )
-    scored = [
-        (sample, sample.scores[scorer])
-        for sample in samples
-        if scorer and sample.scores and scorer in sample.scores
-    ]
-    epochs = log.eval.config.epochs or 1
-    if epochs > 1:
+    log = read_log(log_file)
+    if log.task not in TASKS:
+        raise ValueError(f"an Inspect log of task {log.task!r}, not an R-Align task")
+    source = str(log_file)
+    if len(log.scorers) > 1:
         warnings.append(
-            f"{log_file}: {epochs} epochs: each (sample, epoch) counts as one item, so the CIs "
-            "(and --compare p-values) are narrower than over distinct items"
+            f"{log_file}: scored by {', '.join(log.scorers)}; using {log.scorers[-1]}, the latest"
+        )
+    if log.epochs > 1:
+        warnings.append(
+            f"{log_file}: {log.epochs} epochs: each (sample, epoch) counts as one item, so the "
+            "CIs (and --compare p-values) are narrower than over distinct items"
         )
     if log.status != "success":
-        total = log.eval.dataset.samples
+        total = log.dataset_samples
         warnings.append(
-            f"{log_file}: the run's status is {log.status!r}: {len(scored)} of "
+            f"{log_file}: the run's status is {log.status!r}: {len(log.scored)} of "
             f"{total if total is not None else '?'} samples scored; its numbers cover those"
         )
-    if scored and task == RC_TASK:
-        outcomes = [value_rc_outcome(score.value) for _, score in scored]
-        result = _rc_results(outcomes, genrm, task, "inspect", source)
-    elif scored:
-        items = [_inspect_fidelity_item(sample, score) for sample, score in scored]
-        result = _fidelity_results(items, genrm, task, "inspect", source)
+    if log.scored:
+        protocol = protocol_of(log.task)
+        items = [RunItem.from_item(record, item, protocol) for record, item in log.scored]
+        result = _item_results(items, log.genrm, log.task, "inspect", source)
     else:
-        metrics: dict[str, Any] = {}
-        for score in log.results.scores if log.results else []:
-            if score.name == scorer:
-                metrics.update({name: metric.value for name, metric in score.metrics.items()})
-        n = log.results.completed_samples if log.results else None
-        result = _aggregate_result(metrics, genrm, task, "inspect", source, n or None)
-    try:
-        result.created = datetime.fromisoformat(log.eval.created).timestamp()
-    except ValueError:  # an unexpected format only loses the newest-run preference
-        result.created = None
+        n = log.completed_samples or None
+        result = _aggregate_result(log.metrics, log.genrm, log.task, "inspect", source, n)
+    result.created = log.created
+    return [result]
+
+
+# --- ralign run / score / rc-score -----------------------------------------------------------
+
+
+def read_run_folder(results_file: Path, warnings: list[str]) -> list[TaskResult]:
+    """A ``ralign run``/``score``/``rc-score`` folder: its ``results.json`` and, when present,
+    the judged-item records of its ``samples.jsonl``."""
+    data = json.loads(results_file.read_text(encoding="utf-8"))
+    if not is_run_results(data):
+        raise ValueError("not the results.json of a ralign run folder")
+    task, genrm, source = data["task"], str(data["genrm"]), str(results_file)
+    if task not in TASKS:
+        raise ValueError(f"a run of task {task!r}, not one this ralign-tasks knows")
+    samples_file = results_file.with_name(SAMPLES_FILE)
+    result = None
+    if samples_file.is_file():
+        protocol = protocol_of(task)
+        try:
+            items = [
+                RunItem.from_item(row["doc"], row["item"], protocol)
+                for row in _read_rows(samples_file)
+            ]
+            result = _item_results(items, genrm, task, "ralign", str(samples_file))
+        except (ValueError, KeyError, TypeError, IndexError) as exc:
+            warnings.append(
+                f"{samples_file}: unreadable samples ({exc}); using the aggregate numbers"
+            )
+    if result is None:
+        metrics = data["metrics"]
+        result = _grouped_result(metrics["overall"], metrics["subsets"], genrm, task, "ralign",
+                                 source)  # fmt: skip
+    result.created = finite_or_none(data.get("created"))
     return [result]
 
 
@@ -379,6 +322,8 @@ def no_samples_hint(result: TaskResult) -> str:
     """Why a result has no items, and how to get them, for its harness."""
     if result.harness == "lm-eval":
         return "no per-item samples (run lm-eval with --log_samples)"
+    if result.harness == "ralign":
+        return f"no {SAMPLES_FILE} next to its {RESULTS_FILE}"
     return "no per-item samples in the log (do not pass --no-log-samples to Inspect)"
 
 
@@ -419,6 +364,8 @@ def _read(path: Path, warnings: list[str]) -> list[TaskResult]:
         raise ValueError("neither an lm-eval results file nor an Inspect log")
     if _LM_EVAL_RESULTS.search(path.name):
         return read_lm_eval(path, warnings)
+    if path.name == RESULTS_FILE:
+        return read_run_folder(path, warnings)
     try:
         return read_inspect(path, warnings)
     except Exception as inspect_error:  # a results file under another name, or foreign
@@ -428,6 +375,8 @@ def _read(path: Path, warnings: list[str]) -> list[TaskResult]:
             raise inspect_error from None
         if is_lm_eval_results(data):
             return read_lm_eval(path, warnings)
+        if is_run_results(data):
+            return read_run_folder(path, warnings)
         if isinstance(data, dict) and "eval" in data:  # an Inspect log that failed to load
             raise inspect_error from None
         raise ValueError("neither an lm-eval results file nor an Inspect log") from None

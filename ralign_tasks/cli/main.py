@@ -1,4 +1,4 @@
-"""The ``ralign`` command line."""
+"""The ``ralign`` command line: generic over the registered protocols."""
 
 from __future__ import annotations
 
@@ -7,30 +7,32 @@ import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
-from ralign_tasks.atomic_data import load_atomic
-from ralign_tasks.benchmarks import BENCHMARKS, get_benchmark
+from ralign_tasks.cli.demo import DemoError, run_demo
 from ralign_tasks.data import (
     DataFormatError,
     DataUnavailableError,
     LoadResult,
+    data_source,
     describe_bad_rows,
     keep_named,
-    load_benchmark,
-    sample_data_dir,
     warn_bad_rows,
 )
-from ralign_tasks.demo import DemoError, run_demo
 from ralign_tasks.pipeline import (
-    GENRM_MAX_TOKENS,
-    GENRM_TEMPERATURE,
-    generate_genrm_outputs,
+    ScoredRun,
+    generate_outputs,
     read_outputs_file,
+    score_judgments,
     score_outputs,
-    write_results,
     write_run,
 )
-from ralign_tasks.rc_pipeline import AtomicJudgment, score_rc
+from ralign_tasks.protocols import TASKS, TaskSpec, get_task, protocol_of
+from ralign_tasks.protocols.base import GenRMOutput
+from ralign_tasks.protocols.fidelity import FIDELITY
+from ralign_tasks.protocols.rationale import RC_TASK, AtomicJudgment
+from ralign_tasks.report.console import format_run_table
+from ralign_tasks.scorers.ask import FatalEndpointError
 from ralign_tasks.scorers.cache import default_cache_dir
 from ralign_tasks.scorers.config import (
     GENRM_ENV_PREFIX,
@@ -38,33 +40,49 @@ from ralign_tasks.scorers.config import (
     ConfigError,
     EndpointConfig,
 )
-from ralign_tasks.scorers.engine import FatalEndpointError
 from ralign_tasks.scorers.verdict import VERDICT_POLICIES
-from ralign_tasks.tables import format_rc_report, format_report
 from ralign_tasks.task_configs import include_path
 
+# `ralign run` with no names: the three R-Align fidelity benchmarks.
+DEFAULT_RUN = [spec.short for spec in FIDELITY.tasks]
+TASK_NAMES = ", ".join(spec.short for spec in TASKS.values())
 
-def _add_data_options(parser: argparse.ArgumentParser) -> None:
+
+def _add_data_options(parser: argparse.ArgumentParser, *, family_options: bool = True) -> None:
     source = parser.add_mutually_exclusive_group()
     source.add_argument(
         "--sample", action="store_true", help="use the bundled sample (8 rows per benchmark)"
     )
     source.add_argument(
-        "--data-dir", help="local copy of R-Align-BMK (default: $RALIGN_DATA_DIR, then the hub)"
+        "--data-dir", help="local copy of the dataset (default: $RALIGN_DATA_DIR, then the hub)"
     )
-    parser.add_argument("--subset", action="append", help="keep only this source.subset (repeat)")
+    parser.add_argument(
+        "--subset",
+        "--domain",
+        dest="groups",
+        action="append",
+        help="keep only this source.subset (R-Align) or domain (HelpSteer3-Atomic); repeat",
+    )
     parser.add_argument("--limit", type=int, help="keep the first N items of each benchmark")
     parser.add_argument(
         "--skip-bad-rows", action="store_true", help="skip malformed rows (each is reported)"
     )
-    parser.add_argument("--verdict-policy", choices=VERDICT_POLICIES, default="official")
+    if family_options:
+        parser.add_argument(
+            "--verdict-policy",
+            choices=VERDICT_POLICIES,
+            help="R-Align: how the GenRM's verdict is read (default: official)",
+        )
+        parser.add_argument(
+            "--split", choices=("test", "full"), help="HelpSteer3-Atomic: the split (test)"
+        )
     parser.add_argument("--output-dir", default="ralign_results", help="where results are written")
     parser.add_argument("--metajudge-model", help=f"overrides {METAJUDGE_ENV_PREFIX}MODEL")
     parser.add_argument("--metajudge-base-url", help=f"overrides {METAJUDGE_ENV_PREFIX}BASE_URL")
     parser.add_argument(
         "--no-metajudge",
         action="store_true",
-        help="report l_acc only (no fidelity metrics without a meta-judge)",
+        help="report what needs no judge only (label accuracy, counts)",
     )
     parser.add_argument("--no-cache", action="store_true", help="neither read nor write the cache")
 
@@ -82,20 +100,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--output-dir", default="ralign_demo", help="where lm-eval writes results")
 
-    names = ", ".join(BENCHMARKS)
     run = commands.add_parser(
-        "run", help="ask a GenRM (OpenAI-compatible endpoint), meta-judge it, report metrics"
+        "run", help="ask a GenRM (OpenAI-compatible endpoint), judge it, report metrics"
     )
-    run.add_argument("benchmarks", nargs="*", default=list(BENCHMARKS), help=f"any of {names}")
+    run.add_argument("benchmarks", nargs="*", default=DEFAULT_RUN, help=f"any of {TASK_NAMES}")
     run.add_argument("--genrm-model", help=f"overrides {GENRM_ENV_PREFIX}MODEL")
     run.add_argument("--genrm-base-url", help=f"overrides {GENRM_ENV_PREFIX}BASE_URL")
     _add_data_options(run)
 
     score = commands.add_parser(
-        "score", help="meta-judge and report precomputed GenRM outputs (JSONL of id, output)"
+        "score", help="judge and report precomputed GenRM outputs (JSONL of id, output)"
     )
-    score.add_argument("benchmark", help=f"one of {names}")
+    score.add_argument("benchmark", help=f"one of {TASK_NAMES}")
     score.add_argument("--outputs", required=True, help="JSONL rows {'id': ..., 'output': ...}")
+    score.add_argument(
+        "--genrm-name", help="the GenRM's name in reports (default: the outputs file's name)"
+    )
     _add_data_options(score)
 
     rc = commands.add_parser(
@@ -109,15 +129,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="a reference model of the test split, e.g. low_deceptive_alignment",
     )
     stored.add_argument("--outputs", help="JSONL rows {'id': ..., 'output': ...}")
+    rc.add_argument(
+        "--genrm-name", help="the GenRM's name in reports (default: the outputs file's name)"
+    )
     rc.add_argument("--split", choices=("test", "full"), default="test")
-    rc.add_argument("--domain", action="append", help="keep only this domain (repeat)")
-    _add_data_options(rc)
+    _add_data_options(rc, family_options=False)
 
     report = commands.add_parser(
-        "report", help="compare GenRMs: one table from lm-eval output folders and Inspect logs"
+        "report",
+        help="compare GenRMs: one table from lm-eval output folders, Inspect logs and ralign "
+        "run folders",
     )
     report.add_argument(
-        "paths", nargs="*", help="lm-eval output folders, Inspect logs, or folders holding them"
+        "paths",
+        nargs="*",
+        help="lm-eval output folders, Inspect logs, ralign run folders, or folders holding them",
     )
     report.add_argument("--by-subset", action="store_true", help="add one row per subset")
     report.add_argument("--format", choices=("table", "markdown", "csv"), default="table")
@@ -153,28 +179,51 @@ def build_parser() -> argparse.ArgumentParser:
         help="write one self-contained HTML page per R-Align run: every item with its "
         "rationales, filterable by outcome and subset",
     )
-    view.add_argument("paths", nargs="+", help="lm-eval output folders, Inspect logs or folders")
+    view.add_argument(
+        "paths", nargs="+", help="lm-eval output folders, Inspect logs, ralign run folders"
+    )
     view.add_argument("--output-dir", default="ralign_view", help="where the pages are written")
 
     check = commands.add_parser("check-data", help="validate benchmark files and report bad rows")
-    check.add_argument("benchmarks", nargs="*", default=list(BENCHMARKS))
+    check.add_argument("benchmarks", nargs="*", default=DEFAULT_RUN, help=f"any of {TASK_NAMES}")
     check.add_argument("--data-dir")
     return parser
 
 
-def _load(name: str, args: argparse.Namespace) -> LoadResult:
-    data_dir = sample_data_dir() if args.sample else args.data_dir
-    loaded = load_benchmark(name, data_dir, skip_bad_rows=args.skip_bad_rows)
+def _family_options(args: argparse.Namespace, spec: TaskSpec) -> dict[str, Any]:
+    """The family options given on the command line; one that does not apply to the task is
+    an error, never silently ignored."""
+    protocol = protocol_of(spec)
+    known = {option.name for option in protocol.options}
+    given = {
+        name: getattr(args, name)
+        for name in ("verdict_policy", "split")
+        if getattr(args, name, None) is not None
+    }
+    for name in given:
+        if name not in known:
+            raise ValueError(f"--{name.replace('_', '-')} does not apply to {spec.task}")
+    return protocol.option_values(given, spec.task)
+
+
+def _load(spec: TaskSpec, args: argparse.Namespace, options: dict[str, Any]) -> LoadResult:
+    protocol = protocol_of(spec)
+    loaded = protocol.load(
+        spec,
+        data_source(args.sample, args.data_dir),
+        split=options.get("split"),
+        skip_bad_rows=args.skip_bad_rows,
+    )
     warn_bad_rows(loaded.path, loaded.bad_rows)
-    loaded.records = keep_named(loaded.records, "subset", args.subset, loaded.path)
+    loaded.records = keep_named(loaded.records, protocol.group_field, args.groups, loaded.path)
     if args.limit is not None:
         loaded.records = loaded.records[: args.limit]
     if not loaded.records:
-        raise DataUnavailableError(f"{name}: no items left to evaluate in {loaded.path}")
+        raise DataUnavailableError(f"{spec.task}: no items left to evaluate in {loaded.path}")
     return loaded
 
 
-def _meta_config(args: argparse.Namespace) -> EndpointConfig | None:
+def _judge_config(args: argparse.Namespace) -> EndpointConfig | None:
     if args.no_metajudge:
         return None
     config = EndpointConfig.from_sources(
@@ -188,26 +237,56 @@ def _meta_config(args: argparse.Namespace) -> EndpointConfig | None:
     return config.require_model("meta-judge", METAJUDGE_ENV_PREFIX)
 
 
-def _report(run_benchmark: str, args: argparse.Namespace, run, settings: dict) -> None:
-    folder = write_run(run, args.output_dir, settings)
-    title = f"{get_benchmark(run_benchmark).task}  (verdict policy: {args.verdict_policy})"
-    print(format_report(title, run.report))
-    print(f"written: {folder}/results.json, {folder}/samples.jsonl\n")
+def _run_folder(args: argparse.Namespace, spec: TaskSpec, options: dict[str, Any]) -> Path:
+    suffix = f"_{options['split']}" if "split" in options else ""
+    return Path(args.output_dir) / f"{spec.folder}{suffix}"
 
 
-def _settings(args: argparse.Namespace, loaded: LoadResult, meta: EndpointConfig | None) -> dict:
+def _settings(
+    args: argparse.Namespace,
+    loaded: LoadResult,
+    judge: EndpointConfig | None,
+    options: dict[str, Any],
+) -> dict[str, Any]:
     return {
         "data_file": loaded.path,
         "items": len(loaded.records),
         "skipped_bad_rows": [str(row) for row in loaded.bad_rows],
-        "verdict_policy": args.verdict_policy,
-        "meta_judge_model": meta.model if meta else None,
-        "meta_judge_base_url": meta.base_url if meta else None,
+        **options,
+        "meta_judge_model": judge.model if judge else None,
+        "meta_judge_base_url": judge.base_url if judge else None,
     }
 
 
+def _finish(run: ScoredRun, folder: Path, genrm: str, settings: dict[str, Any], title: str) -> None:
+    write_run(run, folder, genrm, settings)
+    print(format_run_table(title, protocol_of(run.spec), run.report))
+    print(f"written: {folder}/results.json, {folder}/samples.jsonl\n")
+
+
+def _outputs_for(path: str, records: Sequence[Any]) -> list[GenRMOutput]:
+    """The stored output of every record (truncation unknown); an error naming what is
+    missing."""
+    outputs = read_outputs_file(path)
+    missing = [r.id for r in records if r.id not in outputs]
+    if missing:
+        raise DataUnavailableError(
+            f"{path}: no output for {len(missing)} of {len(records)} items "
+            f"(first: {', '.join(missing[:5])})"
+        )
+    return [GenRMOutput(outputs[r.id], truncated=None) for r in records]
+
+
+def _title(spec: TaskSpec, options: dict[str, Any], source: str | None = None) -> str:
+    details = [f"{name.replace('_', ' ')} {value}" for name, value in options.items()]
+    details += [source] if source else []
+    return f"{spec.task} ({', '.join(details)})" if details else spec.task
+
+
 def cmd_run(args: argparse.Namespace) -> None:
-    meta = _meta_config(args)
+    specs = [get_task(name) for name in args.benchmarks]
+    plans = [(spec, _family_options(args, spec)) for spec in specs]
+    judge = _judge_config(args)
     genrm = EndpointConfig.from_sources(
         GENRM_ENV_PREFIX,
         {
@@ -215,89 +294,52 @@ def cmd_run(args: argparse.Namespace) -> None:
             "base_url": args.genrm_base_url,
             "use_cache": False if args.no_cache else None,
         },
-        temperature=GENRM_TEMPERATURE,
-        max_tokens=GENRM_MAX_TOKENS,
+        temperature=FIDELITY.genrm_temperature,
+        max_tokens=FIDELITY.genrm_max_tokens,
     ).require_model("GenRM", GENRM_ENV_PREFIX)
-    for name in args.benchmarks:
-        benchmark = get_benchmark(name)
-        loaded = _load(benchmark.name, args)
-        results, genrm_stats = generate_genrm_outputs(loaded.records, genrm)
-        run = score_outputs(
-            benchmark.name,
-            loaded.records,
-            [r.text for r in results],
-            meta,
-            policy=args.verdict_policy,
-            truncated=[r.finish_reason == "length" for r in results],
-        )
+    for spec, options in plans:
+        loaded = _load(spec, args, options)
+        outputs, genrm_stats = generate_outputs(spec, loaded.records, genrm)
+        run = score_outputs(spec, loaded.records, outputs, judge, options)
         run.genrm_stats = genrm_stats
-        settings = _settings(args, loaded, meta) | {"genrm_model": genrm.model}
-        _report(benchmark.name, args, run, settings)
+        settings = _settings(args, loaded, judge, options) | {"genrm_model": genrm.model}
+        _finish(run, _run_folder(args, spec, options), str(genrm.model), settings,
+                _title(spec, options))  # fmt: skip
 
 
 def cmd_score(args: argparse.Namespace) -> None:
-    meta = _meta_config(args)
-    benchmark = get_benchmark(args.benchmark)
-    loaded = _load(benchmark.name, args)
-    outputs = read_outputs_file(args.outputs)
-    missing = [r.id for r in loaded.records if r.id not in outputs]
-    if missing:
-        raise DataUnavailableError(
-            f"{args.outputs}: no output for {len(missing)} of {len(loaded.records)} items "
-            f"(first: {', '.join(missing[:5])})"
-        )
-    run = score_outputs(
-        benchmark.name,
-        loaded.records,
-        [outputs[r.id] for r in loaded.records],
-        meta,
-        policy=args.verdict_policy,
-    )
-    _report(benchmark.name, args, run, _settings(args, loaded, meta) | {"outputs": args.outputs})
+    spec = get_task(args.benchmark)
+    options = _family_options(args, spec)
+    judge = _judge_config(args)
+    loaded = _load(spec, args, options)
+    outputs = _outputs_for(args.outputs, loaded.records)
+    run = score_outputs(spec, loaded.records, outputs, judge, options)
+    genrm = args.genrm_name or Path(args.outputs).stem
+    settings = _settings(args, loaded, judge, options) | {"outputs": args.outputs}
+    _finish(run, _run_folder(args, spec, options), genrm, settings, _title(spec, options))
 
 
 def cmd_rc_score(args: argparse.Namespace) -> None:
-    meta = _meta_config(args)
-    if meta is None:
+    judge = _judge_config(args)
+    if judge is None:
         raise ConfigError("rc-score needs a meta-judge: Rationale Consistency is its verdict")
-    loaded = load_atomic(
-        args.split, sample_data_dir() if args.sample else args.data_dir,
-        skip_bad_rows=args.skip_bad_rows,
-    )  # fmt: skip
-    warn_bad_rows(loaded.path, loaded.bad_rows)
-    records = keep_named(loaded.records, "domain", args.domain, loaded.path)
-    records = records[: args.limit] if args.limit is not None else records
+    options = {"split": args.split}
+    loaded = _load(RC_TASK, args, options)
+    records = loaded.records
     if args.reference:
         judgments = [AtomicJudgment.from_reference(r, args.reference) for r in records]
+        source, genrm = f"reference {args.reference}", f"reference/{args.reference}"
     else:
-        outputs = read_outputs_file(args.outputs)
-        missing = [r.id for r in records if r.id not in outputs]
-        if missing:
-            raise DataUnavailableError(
-                f"{args.outputs}: no output for {len(missing)} of {len(records)} items "
-                f"(first: {', '.join(missing[:5])})"
-            )
-        judgments = [AtomicJudgment.from_output(r, outputs[r.id]) for r in records]
-    run = score_rc(judgments, meta)
-    source = f"reference {args.reference}" if args.reference else args.outputs
-    folder = write_results(
-        Path(args.output_dir) / f"helpsteer3_atomic_{args.split}",
-        {
-            "task": "ralign_helpsteer3_atomic",
-            "settings": {
-                "data_file": loaded.path,
-                "items": len(records),
-                "source": source,
-                "meta_judge_model": meta.model,
-                "meta_judge_base_url": meta.base_url,
-            },
-            "metrics": run.report,
-            "usage": {"meta_judge": run.stats.as_dict()},
-        },
-        run.samples(),
-    )
-    print(format_rc_report(f"ralign_helpsteer3_atomic ({args.split}, {source})", run.report))
-    print(f"written: {folder}/results.json, {folder}/samples.jsonl\n")
+        protocol = protocol_of(RC_TASK)
+        outputs = _outputs_for(args.outputs, records)
+        judgments = [
+            protocol.judgment(r, o, options) for r, o in zip(records, outputs, strict=True)
+        ]
+        source, genrm = args.outputs, Path(args.outputs).stem
+    run = score_judgments(RC_TASK, records, judgments, judge)
+    settings = _settings(args, loaded, judge, options) | {"source": source}
+    _finish(run, _run_folder(args, RC_TASK, options), args.genrm_name or genrm, settings,
+            _title(RC_TASK, options, source))  # fmt: skip
 
 
 def _written(path: str | Path) -> None:
@@ -357,9 +399,9 @@ def cmd_report(args: argparse.Namespace) -> int:
     when nothing readable was found."""
     # Imported here: reading Inspect logs imports inspect_ai (about a second), and plotting
     # imports matplotlib, which no other command needs.
-    from ralign_tasks import report_compare, report_plots
-    from ralign_tasks.report_runs import latest_runs, load_runs
-    from ralign_tasks.report_tables import (
+    from ralign_tasks.report import compare, plots
+    from ralign_tasks.report.runs import latest_runs, load_runs
+    from ralign_tasks.report.tables import (
         RENDERERS,
         build_table,
         render_csv,
@@ -368,16 +410,16 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     _check_report_options(args)
     # Read first: a bad downstream file should fail before any other work.
-    downstream = report_plots.read_downstream(args.downstream) if args.downstream else None
+    downstream = plots.read_downstream(args.downstream) if args.downstream else None
     loaded, warnings = load_runs(args.paths)
     results = latest_runs(loaded, warnings)
     if args.compare:
         try:
-            first, second = (report_compare.select_runs(s, results, warnings) for s in args.compare)
-            comparison = report_compare.compare(first, second, warnings, n_bootstrap=args.bootstrap)
+            first, second = (compare.select_runs(s, results, warnings) for s in args.compare)
+            comparison = compare.compare(first, second, warnings, n_bootstrap=args.bootstrap)
         finally:  # the warnings often say why nothing could be compared
             _warn(warnings)
-        _emit(report_compare.RENDERERS[args.format](comparison), args.output)
+        _emit(compare.RENDERERS[args.format](comparison), args.output)
         return 0
     _warn(warnings)
     if not results:
@@ -393,22 +435,20 @@ def cmd_report(args: argparse.Namespace) -> int:
         _written(args.summary_csv)
     found = None
     if downstream is not None:
-        found = report_plots.correlations(
-            report_plots.overall_by_task(results), downstream, warnings
-        )
+        found = plots.correlations(plots.overall_by_task(results), downstream, warnings)
         _warn(warnings)
         if args.format != "csv":
-            print(report_plots.render_correlations(found, args.format), end="")
+            print(plots.render_correlations(found, args.format), end="")
     if args.plots:
-        for path in report_plots.write_plots(results, Path(args.plots), found):
+        for path in plots.write_plots(results, Path(args.plots), found):
             _written(path)
     return 0
 
 
 def cmd_view(args: argparse.Namespace) -> int:
     """Write the viewer pages; 1 when no run could be shown."""
-    from ralign_tasks.report_runs import load_runs
-    from ralign_tasks.viewer import write_views
+    from ralign_tasks.report.runs import load_runs
+    from ralign_tasks.report.viewer import write_views
 
     results, warnings = load_runs(args.paths)
     pages = write_views(results, Path(args.output_dir), warnings)
@@ -424,7 +464,8 @@ def cmd_view(args: argparse.Namespace) -> int:
 def cmd_check_data(args: argparse.Namespace) -> int:
     bad_total = 0
     for name in args.benchmarks:
-        loaded = load_benchmark(name, args.data_dir, skip_bad_rows=True)
+        spec = get_task(name)
+        loaded = protocol_of(spec).load(spec, args.data_dir, skip_bad_rows=True)
         bad_total += len(loaded.bad_rows)
         print(f"{loaded.path}: {len(loaded.records)} valid rows, {len(loaded.bad_rows)} bad")
         if loaded.bad_rows:
@@ -475,7 +516,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return 130
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

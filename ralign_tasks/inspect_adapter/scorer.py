@@ -1,0 +1,239 @@
+"""The Inspect scorer and metric of every protocol: the GenRM's output is parsed by the
+protocol, the items it sends go to the model bound to the ``meta_judge`` role through the one
+ask-until-valid loop, and each sample's score metadata is its judged-item record. The metric
+reads the records back and computes the protocol's schema with the same function as the CLI
+and lm-eval, so the numbers are identical.
+
+Inspect's metric values must be numbers: an undefined metric (zero denominator) is reported as
+NaN (``nan`` in Inspect's results table, ``NaN`` in the log), never as 0. Every sample gets a
+score, failures included, so the counts cover all samples.
+"""
+
+from __future__ import annotations
+
+import inspect as signatures
+import math
+from collections.abc import Callable
+from typing import Any
+
+from inspect_ai.model import (
+    CachePolicy,
+    ChatMessageUser,
+    ContentReasoning,
+    ContentText,
+    GenerateConfig,
+    Model,
+    ModelOutput,
+    get_model,
+    model_roles,
+)
+from inspect_ai.scorer import Metric, SampleScore, Score, Scorer, Target, metric, scorer
+from inspect_ai.solver import TaskState
+from tenacity import RetryError
+
+from ralign_tasks.inspect_adapter.compat import PrerequisiteError
+from ralign_tasks.item import checked_item
+from ralign_tasks.protocols import PROTOCOLS, Protocol, get_task
+from ralign_tasks.protocols.base import GenRMOutput
+from ralign_tasks.scorers.ask import Answer, TransportGaveUp, ask_until_valid, describe_error
+from ralign_tasks.scorers.config import EndpointConfig
+
+META_JUDGE_ROLE = "meta_judge"
+# The task a sample belongs to, in its metadata next to the record.
+TASK_KEY = "ralign_task"
+# The official judge settings (SPEC §1), as the CLI and lm-eval use them.
+META_JUDGE_DEFAULTS = EndpointConfig()
+
+
+class MissingMetaJudgeError(PrerequisiteError):
+    """No model is bound to the ``meta_judge`` role."""
+
+    def __init__(self) -> None:
+        message = (
+            "The R-Align tasks need a meta-judge: bind one to the 'meta_judge' model role, e.g.\n"
+            "  inspect eval ralign_tasks/ralign_helpsteer3 --model <genrm> "
+            "--model-role meta_judge=openai/gpt-5-mini\n"
+            "(Python: eval(..., model_roles={'meta_judge': 'openai/gpt-5-mini'})). "
+            "It is never silently the model under test."
+        )
+        super().__init__(message)
+        self.args = (message,)  # PrerequisiteError keeps it in .message only; str() needs it
+
+
+def meta_judge_model() -> Model:
+    """The model bound to the ``meta_judge`` role; a clear error if there is none."""
+    if META_JUDGE_ROLE not in model_roles():
+        raise MissingMetaJudgeError()
+    return get_model(role=META_JUDGE_ROLE, required=True)
+
+
+def genrm_full_text(output: ModelOutput) -> str | None:
+    """The text the GenRM wrote, reasoning parts put back as ``<think>…</think>``, in order;
+    ``None`` if there is no answer (the generation failed)."""
+    if not output.choices:
+        return None
+    content = output.choices[0].message.content
+    if isinstance(content, str):
+        return content
+    # A reasoning part's text is its reasoning inside <think>…</think>.
+    parts = [part.text for part in content if isinstance(part, ContentReasoning | ContentText)]
+    return "\n".join(parts)
+
+
+def judge_generate_config(attempts: int, timeout: int) -> GenerateConfig:
+    """The official judge settings with bounded retries: ``attempts`` per request of at most
+    ``timeout`` seconds each (the role's own config is merged over it)."""
+    if attempts < 1:
+        raise ValueError(f"metajudge_attempts must be at least 1, got {attempts}")
+    return GenerateConfig(
+        temperature=META_JUDGE_DEFAULTS.temperature,
+        max_tokens=META_JUDGE_DEFAULTS.max_tokens,
+        max_retries=attempts - 1,
+        attempt_timeout=timeout,
+    )
+
+
+def judge_attempts(config: GenerateConfig) -> int:
+    """Asks per request: ``config.max_retries`` bounds Inspect's retries of errors and our
+    re-asking after an unusable answer alike."""
+    return (config.max_retries or 0) + 1
+
+
+async def ask_judge(
+    judge: Model, prompt: str, config: GenerateConfig, cache: bool, attempt: int
+) -> Answer:
+    """One ask of the judge (one user message). Inspect's own retries of rate limits, 5xx and
+    timeouts that end in failure become :class:`TransportGaveUp`; anything else it raises (a
+    200 whose body is not a chat completion) is left to the ask-until-valid loop."""
+    # A re-ask needs its own cache key, or the cache would return the same answer.
+    policy = CachePolicy(expiry=None, scopes={"ralign_ask": str(attempt + 1)}) if cache else False
+    try:
+        output = await judge.generate(
+            [ChatMessageUser(content=prompt)], config=config, cache=policy
+        )
+    except RetryError as exc:
+        last = exc.last_attempt.exception()
+        raise TransportGaveUp(describe_error(last) if last else str(exc)) from None
+    usage = output.usage
+    return Answer(
+        text=output.completion,
+        finish_reason=output.stop_reason,
+        prompt_tokens=usage.input_tokens if usage else 0,
+        completion_tokens=usage.output_tokens if usage else 0,
+    )
+
+
+def bound_with_defaults(signature: signatures.Signature, given: dict[str, Any]) -> dict[str, Any]:
+    """``given`` completed with the signature's defaults; an unknown name is a ``TypeError``."""
+    bound = signature.bind(**given)
+    bound.apply_defaults()
+    return dict(bound.arguments)
+
+
+def _number(value: float | int | None) -> float:
+    return math.nan if value is None else float(value)
+
+
+# "unreduced": every (sample, epoch) is one item, and Inspect's default epoch reducer (a mean)
+# never sees the values, whose statuses are strings.
+@metric(scores="unreduced")
+def ralign_metrics(family: str) -> Metric:
+    """A protocol's metrics (headline first) with bootstrap standard errors, and its counts,
+    from the judged-item records in the scores' metadata."""
+    protocol = next(p for p in PROTOCOLS if p.name == family)
+
+    def compute(scores: list[SampleScore]) -> dict[str, float]:
+        outcomes = [protocol.outcome_from_item(checked_item(s.score.metadata)) for s in scores]
+        summary = protocol.summarize(outcomes)
+        values: dict[str, float] = {}
+        for name in protocol.schema.headline_first:
+            values[name] = _number(summary[name])
+            values[f"{name}_stderr"] = _number(summary["stderr"][name])
+        for name in protocol.schema.count_names:
+            values[name] = _number(summary[name])
+        return values
+
+    return compute
+
+
+def score_sample(
+    protocol: Protocol[Any, Any, Any],
+    options: dict[str, Any],
+    metajudge_template: str | None,
+    metajudge_cache: bool,
+    defaults: GenerateConfig,
+) -> Callable[[TaskState, Target], Any]:
+    """The scoring function of one protocol's scorer."""
+
+    async def score(state: TaskState, target: Target) -> Score:
+        judge = meta_judge_model()  # no scores at all without a meta-judge
+        spec = get_task(state.metadata[TASK_KEY])
+        record = protocol.record_from_dict(state.metadata)
+        output = genrm_full_text(state.output)
+        truncated = output is not None and state.output.stop_reason == "max_tokens"
+        judgment = protocol.judgment(record, GenRMOutput(output, truncated), options)
+        prompt = protocol.judge_prompt(judgment, metajudge_template)
+        call = None
+        if prompt is not None:
+            # A role's own config (--model-role meta_judge="{model: …, temperature: 0}") wins.
+            config = defaults.merge(judge.config)
+            call = await ask_until_valid(
+                lambda attempt: ask_judge(judge, prompt, config, metajudge_cache, attempt),
+                protocol.check(judgment),
+                judge_attempts(config),
+                gave_up=lambda exc: isinstance(exc, TransportGaveUp),
+            )
+        run = protocol.run_item(spec.task, record, judgment, call, True, str(judge))
+        return Score(
+            value=run.item["outcome"],
+            answer=run.item["genrm"]["verdict"],
+            explanation=protocol.explain(judgment, call),
+            metadata=run.item,
+        )
+
+    return score
+
+
+def _scorer_factory(protocol: Protocol[Any, Any, Any]) -> Callable[..., Scorer]:
+    """The registered scorer of a protocol: parameters are its scoring options and the
+    judge's settings."""
+    scoring = protocol.options_of("scoring")
+
+    def factory(**given: Any) -> Scorer:
+        kwargs = bound_with_defaults(signature, given)
+        options = protocol.option_values(kwargs, protocol.scorer_name)
+        defaults = judge_generate_config(kwargs["metajudge_attempts"], kwargs["metajudge_timeout"])
+        return score_sample(
+            protocol, options, kwargs["metajudge_template"], kwargs["metajudge_cache"], defaults
+        )
+
+    keyword = signatures.Parameter.KEYWORD_ONLY
+    parameters = [
+        *(signatures.Parameter(o.name, keyword, default=o.default) for o in scoring),
+        signatures.Parameter("metajudge_template", keyword, default=None),
+        signatures.Parameter("metajudge_cache", keyword, default=False),
+        signatures.Parameter(
+            "metajudge_attempts", keyword, default=META_JUDGE_DEFAULTS.max_attempts
+        ),
+        signatures.Parameter(
+            "metajudge_timeout", keyword, default=int(META_JUDGE_DEFAULTS.timeout)
+        ),
+    ]
+    signature = signatures.Signature(parameters)
+    factory.__signature__ = signature  # type: ignore[attr-defined]
+    factory.__name__ = factory.__qualname__ = protocol.scorer_name
+    option_docs = "".join(f"\n      {o.name}: {o.help}" for o in scoring)
+    factory.__doc__ = (
+        f"{protocol.title}: parse the GenRM's output and have the judge (role ``meta_judge``) "
+        f"grade it.\n\n    Args:{option_docs}\n"
+        "      metajudge_template: path of a Jinja2 template replacing the judge prompt.\n"
+        "      metajudge_cache: keep the judge's answers in Inspect's model cache.\n"
+        "      metajudge_attempts: asks per judge request, for errors, empty and malformed "
+        "answers (a ``max_retries`` in the role's own config takes precedence).\n"
+        "      metajudge_timeout: seconds per judge attempt.\n"
+    )
+    return scorer(metrics=[ralign_metrics(protocol.name)], name=protocol.scorer_name)(factory)
+
+
+SCORERS: dict[str, Callable[..., Scorer]] = {p.scorer_name: _scorer_factory(p) for p in PROTOCOLS}
+globals().update(SCORERS)  # importable by name: ``from … import ralign_fidelity``

@@ -1,0 +1,176 @@
+"""The lm-eval task of every protocol: dataset, prompt, the batch judge step and metric hooks
+for the YAMLs in ``task_configs/``.
+
+lm-eval generates for every document first, then calls ``apply_filters`` once per task and
+``process_results`` once per document. :class:`RalignTask` judges every document in one
+concurrent batch inside ``apply_filters`` and replaces each filtered response with its
+judged-item record, which ``process_results`` turns into per-document values of the protocol's
+schema and lm-eval logs with ``--log_samples``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import datasets
+from lm_eval.api.registry import metric_registry, register_metric
+from lm_eval.api.task import ConfigurableTask
+
+from ralign_tasks.data import data_source, keep_named, warn_bad_rows
+from ralign_tasks.item import checked_item
+from ralign_tasks.lm_eval_adapter import compat
+from ralign_tasks.pipeline import judge_items
+from ralign_tasks.protocols import PROTOCOLS, get_task, protocol_of
+from ralign_tasks.protocols.base import GenRMOutput
+from ralign_tasks.scorers.config import METAJUDGE_ENV_PREFIX, ConfigError, EndpointConfig
+from ralign_tasks.scorers.schema import merged_specs
+
+logger = logging.getLogger("ralign_tasks.lm_eval")
+
+# Judge keys in --metadata carry this prefix: lm-eval merges --model_args into the same
+# mapping, so a bare `model` or `base_url` there would be the GenRM's own.
+METADATA_PREFIX = "metajudge_"
+METAJUDGE_SWITCH = "metajudge"  # `metajudge: none` reports what needs no judge only
+# The task a document belongs to (documents reach doc_to_text without their task).
+TASK_KEY = "ralign_task"
+
+
+def load_docs(
+    ralign_task: str,
+    data_dir: str | None = None,
+    sample: bool = False,
+    skip_bad_rows: bool = False,
+    **metadata: Any,
+) -> dict[str, datasets.Dataset]:
+    """``custom_dataset`` hook: a task's records as one ``test`` split of flat documents.
+
+    lm-eval passes every ``--metadata`` key (and the model args) here; the data keys are
+    ``data_dir`` (default ``RALIGN_DATA_DIR``, then the hub), ``sample`` (the bundled sample),
+    ``skip_bad_rows``, the family's group filter (``subset`` or ``domain``: one name or a list)
+    and its data options (``split``).
+    """
+    spec = get_task(ralign_task)
+    protocol = protocol_of(spec)
+    options = protocol.option_values(metadata, spec.task)
+    loaded = protocol.load(
+        spec,
+        data_source(sample, data_dir),
+        split=options.get("split"),
+        skip_bad_rows=skip_bad_rows,
+    )
+    warn_bad_rows(loaded.path, loaded.bad_rows)
+    group_filter = metadata.get(protocol.group_field) or None
+    records = keep_named(loaded.records, protocol.group_field, group_filter, loaded.path)
+    docs = [{**protocol.record_to_dict(r), TASK_KEY: spec.task} for r in records]
+    return {"test": datasets.Dataset.from_list(docs)}
+
+
+def doc_to_text(doc: Mapping[str, Any]) -> str:
+    """The GenRM prompt (``RALIGN_GENRM_TEMPLATE`` replaces the bundled R-Align template)."""
+    protocol = protocol_of(doc[TASK_KEY])
+    return protocol.genrm_prompt(protocol.record_from_dict(doc))
+
+
+def doc_to_target(doc: Mapping[str, Any]) -> str:
+    protocol = protocol_of(doc[TASK_KEY])
+    return protocol.target(protocol.record_from_dict(doc))
+
+
+def judge_config(metadata: Mapping[str, Any]) -> EndpointConfig | None:
+    """Judge settings from ``RALIGN_METAJUDGE_*`` and ``metajudge_*`` metadata keys; ``None``
+    when switched off with ``metajudge: none`` (or ``RALIGN_METAJUDGE=none``)."""
+    switch = metadata.get(METAJUDGE_SWITCH, os.environ.get("RALIGN_METAJUDGE", ""))
+    if str(switch).strip().lower() == "none":
+        return None
+    if f"{METADATA_PREFIX}api_key" in metadata:
+        raise ConfigError(
+            f"pass the meta-judge API key as {METAJUDGE_ENV_PREFIX}API_KEY in the environment, "
+            "not in --metadata: lm-eval writes the metadata into its results file"
+        )
+    overrides = {
+        key.removeprefix(METADATA_PREFIX): value
+        for key, value in metadata.items()
+        if key.startswith(METADATA_PREFIX)
+    }
+    config = EndpointConfig.from_sources(METAJUDGE_ENV_PREFIX, overrides)
+    if not config.model:
+        raise ConfigError(
+            f"no meta-judge configured for the R-Align tasks: set {METAJUDGE_ENV_PREFIX}MODEL "
+            f"(and {METAJUDGE_ENV_PREFIX}BASE_URL, {METAJUDGE_ENV_PREFIX}API_KEY as needed) or "
+            'pass --metadata \'{"metajudge_model": ..., "metajudge_base_url": ...}\'. '
+            'For label accuracy alone, pass --metadata \'{"metajudge": "none"}\'.'
+        )
+    return config
+
+
+class RalignTask(ConfigurableTask):
+    """A generate-until task of any protocol: after generation every document's output is
+    parsed and judged in one batch (``apply_filters``), and its judged-item record becomes the
+    filtered response that ``process_results`` scores and lm-eval logs."""
+
+    def __init__(self, config: dict[str, Any] | None = None, **kwargs: Any) -> None:
+        # lm-eval hands over the whole YAML mapping, including the `class` key that chose us.
+        config = {key: value for key, value in (config or {}).items() if key != "class"}
+        super().__init__(config=config, **kwargs)
+        metadata = dict(self.config.metadata or {})
+        self.spec = get_task(self.config.task)
+        self.protocol = protocol_of(self.spec)
+        # Fail before any generation when the scoring settings are unusable.
+        self.options = self.protocol.option_values(metadata, self.spec.task)
+        self.judge_config = judge_config(metadata)
+
+    def apply_filters(self) -> Any:
+        result = super().apply_filters()
+        slots = list(compat.filtered_responses(self))
+        records = [self.protocol.record_from_dict(instance.doc) for instance, _, _ in slots]
+        judgments = [
+            # lm-eval does not tell a task why generation stopped: truncation is unknown.
+            self.protocol.judgment(record, GenRMOutput(output, truncated=None), self.options)
+            for record, (_, _, output) in zip(records, slots, strict=True)
+        ]
+        items, stats = judge_items(self.spec, records, judgments, self.judge_config)
+        if stats is not None:
+            logger.info("%s: %s", self.spec.task, stats.summary(self.protocol.judge_step))
+        for (instance, key, _), item in zip(slots, items, strict=True):
+            compat.replace_filtered_response(
+                instance, key, json.dumps(item.item, ensure_ascii=False)
+            )
+        return result
+
+    def process_results(self, doc: dict[str, Any], results: list[Any]) -> dict[str, Any]:
+        item = checked_item(json.loads(results[0]))
+        values = self.protocol.document_values(self.protocol.outcome_from_item(item))
+        if self.judge_config is None:  # a run without a judge reports what needs none
+            return {spec.name: values[spec.name] for spec in self.protocol.schema
+                    if not spec.needs_judge}  # fmt: skip
+        return values
+
+
+def count(items: Sequence[float]) -> float:
+    """Aggregation of counts: how many documents have the fact; NaN when it is unknown for
+    every document (e.g. truncation, which lm-eval does not report)."""
+    known = [item for item in items if not math.isnan(item)]
+    return float(sum(known)) if known or not items else math.nan
+
+
+def per_document(items: Any) -> Any:
+    """Metric function of the registry entries below: values are computed per document in
+    ``process_results`` and pass through unchanged to their aggregation."""
+    return items
+
+
+def register_schema_metrics() -> None:
+    """Register every protocol's metric and count names with lm-eval's metric registry. This
+    spares lm-eval a slow, offline-failing search of the HF Evaluate library for each name on
+    every task load."""
+    for name, spec in merged_specs([p.schema for p in PROTOCOLS]).items():
+        if name not in metric_registry:
+            register_metric(metric=name, higher_is_better=spec.higher_is_better)(per_document)
+
+
+register_schema_metrics()

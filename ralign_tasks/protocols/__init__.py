@@ -1,0 +1,55 @@
+"""The registry of benchmark families. Adding a family is one module defining a
+:class:`~ralign_tasks.protocols.base.Protocol`, its lm-eval YAML, and one line in
+``PROTOCOLS`` below: the lm-eval task, the Inspect tasks and scorer, the CLI, the report and
+the viewer derive from the definition (see docs/design.md)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ralign_tasks.protocols.base import Protocol, TaskSpec
+from ralign_tasks.protocols.fidelity import FIDELITY
+from ralign_tasks.protocols.rationale import RATIONALE
+from ralign_tasks.scorers.schema import MetricSpec, merged_specs
+
+PROTOCOLS: tuple[Protocol[Any, Any, Any], ...] = (FIDELITY, RATIONALE)
+
+TASKS: dict[str, TaskSpec] = {spec.task: spec for p in PROTOCOLS for spec in p.tasks}
+_BY_NAME: dict[str, TaskSpec] = {name: spec for spec in TASKS.values() for name in spec.names}
+_BY_FAMILY: dict[str, Protocol[Any, Any, Any]] = {p.name: p for p in PROTOCOLS}
+if len(_BY_NAME) != sum(len(spec.names) for spec in TASKS.values()):
+    raise RuntimeError("two tasks share a name or alias")
+# Every metric and count name of every family (one meaning per name).
+SPECS: dict[str, MetricSpec] = merged_specs([p.schema for p in PROTOCOLS])
+
+
+def metric_label(name: str) -> str:
+    """The table label of a metric or count of any family (``N`` for the item count)."""
+    return "N" if name == "n" else SPECS[name].label
+
+
+def get_task(name: str) -> TaskSpec:
+    """A task by its name (``ralign_helpsteer3``), its short name (``helpsteer3``) or an alias
+    (``reward_bench2``); a clear error listing the known names otherwise."""
+    if name in _BY_NAME:
+        return _BY_NAME[name]
+    known = ", ".join(f"{spec.short} ({spec.task})" for spec in TASKS.values())
+    raise KeyError(f"unknown benchmark {name!r}; known: {known}")
+
+
+def protocol_of(spec: TaskSpec | str) -> Protocol[Any, Any, Any]:
+    """The family that scores a task (given by spec or by any of its names)."""
+    task = get_task(spec) if isinstance(spec, str) else spec
+    return _BY_FAMILY[task.family]
+
+
+__all__ = [
+    "PROTOCOLS",
+    "SPECS",
+    "TASKS",
+    "Protocol",
+    "TaskSpec",
+    "get_task",
+    "metric_label",
+    "protocol_of",
+]

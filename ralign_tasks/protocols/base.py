@@ -1,0 +1,306 @@
+"""What a benchmark family is: the :class:`Protocol` each family implements once, and the
+:class:`TaskSpec` of each of its tasks.
+
+Data flows one way through a protocol: record → GenRM prompt → (the harness runs the GenRM)
+→ :meth:`Protocol.judgment` (parse the output) → :meth:`Protocol.judge_prompt` (the judge
+request, if any) → the judge's answer, asked until :meth:`Protocol.check` accepts it →
+:meth:`Protocol.outcome` → :meth:`Protocol.summarize` (metrics of the family's schema). The lm-eval and Inspect
+adapters, the CLI, the report and the viewer only call these methods, and every path stores the
+same judged-item record (:meth:`Protocol.item`), so identical outputs give identical numbers.
+"""
+
+from __future__ import annotations
+
+import os
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Generic, Literal, TypeVar
+
+from ralign_tasks.data import LoadResult, locate_data_file, read_jsonl_records
+from ralign_tasks.item import ITEM_VERSION
+from ralign_tasks.scorers.ask import JudgeCall
+from ralign_tasks.scorers.schema import Schema
+
+RecordT = TypeVar("RecordT")
+JudgmentT = TypeVar("JudgmentT")
+OutcomeT = TypeVar("OutcomeT")
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """One task: its names, where its data lives and the family that scores it.
+
+    ``files`` maps each split to its file name (under ``data/`` of the dataset, or directly in
+    a local folder); ``folder`` is the CLI's output folder for it.
+    """
+
+    task: str
+    family: str
+    title: str
+    files: Mapping[str, str]
+    folder: str
+    hf_dataset: str
+    hf_revision: str = "main"
+    aliases: tuple[str, ...] = ()
+
+    @property
+    def short(self) -> str:
+        """The name tables print (``helpsteer3``, ``rewardbench2``); accepted as input too."""
+        return self.task.removeprefix("ralign_")
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """Every name that selects this task."""
+        return tuple(dict.fromkeys((self.task, self.short, *self.aliases)))
+
+    @property
+    def default_split(self) -> str:
+        return next(iter(self.files))
+
+    def file_name(self, split: str) -> str:
+        if split not in self.files:
+            raise ValueError(
+                f"{self.task}: split must be one of {sorted(self.files)}, got {split!r}"
+            )
+        return self.files[split]
+
+
+@dataclass(frozen=True)
+class Option:
+    """A setting of a family beyond the common ones (task parameter, lm-eval metadata key, CLI
+    option): ``data`` settings choose what is loaded (``split``), ``scoring`` settings how
+    outputs are read (``verdict_policy``; also a parameter of the Inspect scorer)."""
+
+    name: str
+    default: Any
+    help: str
+    choices: tuple[str, ...] = ()
+    stage: Literal["data", "scoring"] = "scoring"
+
+    def validate(self, value: Any, where: str) -> Any:
+        if self.choices and value not in self.choices:
+            raise ValueError(f"{where}: {self.name} must be one of {self.choices}, got {value!r}")
+        return value
+
+
+@dataclass
+class GenRMOutput:
+    """What the GenRM produced for one item: its text (``None`` if its call failed), whether
+    it was cut off at the token limit (``None`` when the harness does not say), and the error
+    of a failed call."""
+
+    text: str | None
+    truncated: bool | None = False
+    error: str | None = None
+
+
+@dataclass
+class ItemRun(Generic[JudgmentT, OutcomeT]):
+    """One item through a protocol: its judgment, the judge call (``None`` when not judged),
+    its outcome and its judged-item record."""
+
+    judgment: JudgmentT
+    call: JudgeCall[Any] | None
+    outcome: OutcomeT
+    item: dict[str, Any] = field(default_factory=dict)
+
+
+class Protocol(ABC, Generic[RecordT, JudgmentT, OutcomeT]):
+    """A benchmark family, defined once. Subclasses set the class attributes and implement the
+    abstract methods; everything else is generic."""
+
+    name: ClassVar[str]
+    title: ClassVar[str]
+    # The Inspect scorer's registered name (``inspect score --scorer ralign_tasks/<name>``).
+    scorer_name: ClassVar[str]
+    # The judge step's name in judged-item records.
+    judge_step: ClassVar[str]
+    schema: ClassVar[Schema]
+    # The record attribute that groups items for per-group metrics; also the name of the filter
+    # option (``subset`` / ``domain``).
+    group_field: ClassVar[str]
+    tasks: ClassVar[tuple[TaskSpec, ...]]
+    # Family settings: task parameters, lm-eval metadata keys, CLI options.
+    options: ClassVar[tuple[Option, ...]] = ()
+    # Official GenRM generation settings (overridable in every harness).
+    genrm_temperature: ClassVar[float] = 0.4
+    genrm_max_tokens: ClassVar[int] = 8192
+
+    # --- records ---------------------------------------------------------------------------
+
+    @abstractmethod
+    def parse_row(self, row: Any, line: int, spec: TaskSpec, split: str) -> RecordT:
+        """Validate one decoded JSON row; ``ValueError`` naming the problem."""
+
+    @abstractmethod
+    def record_from_dict(self, data: Mapping[str, Any]) -> RecordT:
+        """A record from its :meth:`record_to_dict` form (an lm-eval document, Inspect sample
+        metadata)."""
+
+    @abstractmethod
+    def record_to_dict(self, record: RecordT) -> dict[str, Any]:
+        """The record as plain JSON types."""
+
+    def load(
+        self,
+        spec: TaskSpec,
+        data_dir: str | os.PathLike[str] | None,
+        *,
+        split: str | None = None,
+        skip_bad_rows: bool = False,
+    ) -> LoadResult:
+        """Validated records of one task's split: ``data_dir``, else ``RALIGN_DATA_DIR``, else
+        the Hugging Face dataset at its pinned revision."""
+        split = split or spec.default_split
+        path = locate_data_file(
+            spec.file_name(split), spec.task, data_dir, spec.hf_dataset, spec.hf_revision
+        )
+        records, bad_rows = read_jsonl_records(
+            path,
+            lambda row, line: self.parse_row(row, line, spec, split),
+            skip_bad_rows=skip_bad_rows,
+        )
+        return LoadResult(spec.task, str(path), records, bad_rows)
+
+    def group_of(self, record: RecordT) -> str:
+        return str(getattr(record, self.group_field))
+
+    # --- the GenRM -------------------------------------------------------------------------
+
+    @abstractmethod
+    def genrm_prompt(self, record: RecordT, template: str | None = None) -> str:
+        """The GenRM's prompt (one user message)."""
+
+    @abstractmethod
+    def target(self, record: RecordT) -> str:
+        """The harness's target string (the better answer, or ``""``)."""
+
+    @abstractmethod
+    def judgment(
+        self, record: RecordT, output: GenRMOutput, options: Mapping[str, Any]
+    ) -> JudgmentT:
+        """What the GenRM said about one item, parsed."""
+
+    # --- the judge -------------------------------------------------------------------------
+
+    @abstractmethod
+    def judge_prompt(self, judgment: JudgmentT, template: str | None = None) -> str | None:
+        """The judge request of one item, or ``None`` when the item is not sent to the judge."""
+
+    @abstractmethod
+    def check(self, judgment: JudgmentT) -> Callable[[str], Any]:
+        """The judge answer's parser for this item: returns the answer's value, or raises
+        :class:`~ralign_tasks.scorers.ask.InvalidAnswer` to have it asked again."""
+
+    @abstractmethod
+    def outcome(self, judgment: JudgmentT, call: JudgeCall[Any] | None, judged: bool) -> OutcomeT:
+        """The scored facts of one item. ``call`` is ``None`` when the item was not sent;
+        ``judged`` is false when the run has no judge at all."""
+
+    @abstractmethod
+    def explain(self, judgment: JudgmentT, call: JudgeCall[Any] | None) -> str:
+        """One readable paragraph on how the item was scored."""
+
+    # --- the judged-item record ------------------------------------------------------------
+
+    @abstractmethod
+    def genrm_fields(self, judgment: JudgmentT) -> dict[str, Any]:
+        """The GenRM part of the judged-item record (``output``, ``verdict``, …)."""
+
+    @abstractmethod
+    def judge_value(self, value: Any) -> Any:
+        """A judge answer's value (from :meth:`check`) as plain JSON."""
+
+    @abstractmethod
+    def outcome_to_dict(self, outcome: OutcomeT) -> dict[str, str | int | float | bool | None]:
+        """The outcome as one flat mapping (also Inspect's score value)."""
+
+    @abstractmethod
+    def outcome_from_item(self, item: Mapping[str, Any]) -> OutcomeT:
+        """The outcome stored in a judged-item record."""
+
+    def item(
+        self,
+        task: str,
+        record: RecordT,
+        judgment: JudgmentT,
+        call: JudgeCall[Any] | None,
+        outcome: OutcomeT,
+        judge_model: str | None = None,
+    ) -> dict[str, Any]:
+        """The judged-item record: what every path writes per item (the CLI's samples.jsonl,
+        lm-eval's filtered response, Inspect's score metadata) and the report reads."""
+        judge = []
+        if call is not None:
+            judge.append(
+                {
+                    "step": self.judge_step,
+                    "model": judge_model,
+                    **call.to_dict(),
+                    "value": self.judge_value(call.value) if call.ok else None,
+                }
+            )
+        return {
+            "ralign_item": ITEM_VERSION,
+            "task": task,
+            "id": record.id,
+            "subset": self.group_of(record),
+            "label": record.label,
+            "genrm": self.genrm_fields(judgment),
+            "judge": judge,
+            "outcome": self.outcome_to_dict(outcome),
+        }
+
+    def run_item(
+        self,
+        task: str,
+        record: RecordT,
+        judgment: JudgmentT,
+        call: JudgeCall[Any] | None,
+        judged: bool,
+        judge_model: str | None = None,
+    ) -> ItemRun[JudgmentT, OutcomeT]:
+        """Outcome and judged-item record of one item whose judge call (if any) is done."""
+        outcome = self.outcome(judgment, call, judged)
+        item = self.item(task, record, judgment, call, outcome, judge_model)
+        return ItemRun(judgment, call, outcome, item)
+
+    def options_of(self, stage: str) -> tuple[Option, ...]:
+        return tuple(option for option in self.options if option.stage == stage)
+
+    # --- metrics ---------------------------------------------------------------------------
+
+    @abstractmethod
+    def summarize(self, outcomes: Sequence[OutcomeT]) -> dict[str, Any]:
+        """Metrics of one group of items: ``n``, each schema name, and ``ci`` / ``stderr``
+        mappings of the metrics (``None`` where undefined, never 0)."""
+
+    @abstractmethod
+    def document_values(self, outcome: OutcomeT) -> dict[str, float]:
+        """Per-item values whose lm-eval aggregation (schema) gives :meth:`summarize`'s numbers;
+        NaN marks an item outside a metric's denominator."""
+
+    def report(self, outcomes: Sequence[OutcomeT]) -> dict[str, Any]:
+        """:meth:`summarize` over all items and per group (groups sorted by name)."""
+        groups: dict[str, list[OutcomeT]] = {}
+        for outcome in outcomes:
+            groups.setdefault(self.outcome_group(outcome), []).append(outcome)
+        return {
+            "overall": self.summarize(outcomes),
+            "subsets": {name: self.summarize(groups[name]) for name in sorted(groups)},
+        }
+
+    @abstractmethod
+    def outcome_group(self, outcome: OutcomeT) -> str:
+        """The group (subset, domain) an outcome belongs to."""
+
+    # --- options ---------------------------------------------------------------------------
+
+    def option_values(self, given: Mapping[str, Any], where: str) -> dict[str, Any]:
+        """The family options from ``given`` (defaults for the absent ones), validated."""
+        values = {}
+        for option in self.options:
+            value = given.get(option.name)
+            values[option.name] = option.validate(option.default if value is None else value, where)
+        return values

@@ -1,0 +1,273 @@
+"""HelpSteer3-Atomic Rationale Consistency (``Qwen/RationaleRM``, SPEC §2). The GenRM lists its
+reasons, most important first, and gives a five-way verdict; the MetaJudge matches the reasons
+against the human atomic rationales (``- Rx@Sy: score``); RC and the reference code's
+recall, precision and F1 per item, then their means.
+
+Splits: ``test`` (1,000 items with two reference models' outputs) and ``full`` (22,116 items).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from ralign_tasks.data import parse_turns, require_str
+from ralign_tasks.prompts import render_atomic_genrm_prompt, render_rc_prompt
+from ralign_tasks.protocols.base import GenRMOutput, Option, Protocol, TaskSpec
+from ralign_tasks.records import AtomicRecord, ReferenceOutput
+from ralign_tasks.scorers.ask import JudgeCall
+from ralign_tasks.scorers.rationale import (
+    MAX_REASONS_ALLOWED,
+    MAX_REASONS_SCORED,
+    RC_METRICS,
+    RC_SCHEMA,
+    AtomicOutcome,
+    ItemStatus,
+    RCScores,
+    compute_rc,
+    parse_five_way,
+    parse_rc_answer,
+    parse_reasons,
+    score_picks,
+)
+
+RC_TASK = TaskSpec(
+    task="ralign_helpsteer3_atomic",
+    family="rationale",
+    title="HelpSteer3-Atomic",
+    files={"test": "helpsteer3_test_1000.jsonl", "full": "helpsteer3_human_checklist.jsonl"},
+    folder="helpsteer3_atomic",
+    hf_dataset="Qwen/RationaleRM",
+)
+_REFERENCE_KEY = re.compile(r"^model-(.+)-checklist$")
+_BLOCK_START, _BLOCK_END = "<RESULT_START>", "<RESULT_END>"
+
+
+@dataclass(frozen=True)
+class AtomicJudgment:
+    """What a GenRM said about one item: its reasons (all of them) and five-way verdict."""
+
+    record: AtomicRecord
+    output: str | None
+    reasons: tuple[str, ...]
+    verdict: str | None
+    truncated: bool | None = False
+
+    @classmethod
+    def from_reference(cls, record: AtomicRecord, model: str) -> AtomicJudgment:
+        """A reference model's stored checklist and label (test split)."""
+        if model not in record.references:
+            known = ", ".join(sorted(record.references)) or "none"
+            raise KeyError(f"item {record.id} has no output of {model!r} (has: {known})")
+        stored = record.references[model]
+        return cls(record, stored.generated_text, stored.checklist, stored.label)
+
+    @property
+    def skip_status(self) -> ItemStatus | None:
+        """Why the item is not sent to the MetaJudge (``None``: it is sent)."""
+        if not self.reasons:
+            return ItemStatus.SKIPPED_EMPTY
+        if len(self.reasons) > MAX_REASONS_ALLOWED:
+            return ItemStatus.SKIPPED_LONG
+        return None
+
+    @property
+    def scored_reasons(self) -> list[str]:
+        return list(self.reasons[:MAX_REASONS_SCORED])
+
+
+def _string_list(row: dict[str, Any], key: str, *, allow_empty: bool) -> tuple[str, ...]:
+    value = row.get(key)
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise ValueError(f"field {key!r} must be a list of strings")
+    if not allow_empty and not [item for item in value if item.strip()]:
+        raise ValueError(f"field {key!r} is empty")
+    return tuple(value)
+
+
+def _result_block(answer: str) -> str:
+    # A well-formed answer has the block; only it is shown, the whole answer is in the record.
+    start = answer.find(_BLOCK_START)
+    end = answer.find(_BLOCK_END, start)
+    return answer[start : end + len(_BLOCK_END)] if end >= 0 else answer[start:]
+
+
+class RationaleProtocol(Protocol[AtomicRecord, AtomicJudgment, AtomicOutcome]):
+    name = "rationale"
+    title = "Rationale Consistency"
+    scorer_name = "ralign_rc"
+    judge_step = "rc_meta_judge"
+    schema = RC_SCHEMA
+    group_field = "domain"
+    tasks = (RC_TASK,)
+    options = (
+        Option("split", "test", "test (1,000 items) or full (22,116)", ("test", "full"), "data"),
+    )
+
+    # --- records ---------------------------------------------------------------------------
+
+    def parse_row(self, row: Any, line: int, spec: TaskSpec, split: str) -> AtomicRecord:
+        if not isinstance(row, dict):
+            raise ValueError(f"row must be a JSON object, got {type(row).__name__}")
+        turns = parse_turns(row.get("context"), "context")
+        preference = row.get("overall_preference")
+        if preference is not None and (
+            isinstance(preference, bool) or not isinstance(preference, int)
+        ):
+            raise ValueError(f"field 'overall_preference' must be an integer, got {preference!r}")
+        label = None if not preference else ("A" if preference < 0 else "B")
+        references = {}
+        for key in row:
+            match = _REFERENCE_KEY.match(key)
+            if match:
+                name = match.group(1)
+                generated = row.get(f"model-{name}-generated_text")
+                references[name] = ReferenceOutput(
+                    checklist=_string_list(row, key, allow_empty=True),
+                    label=row.get(f"model-{name}-label"),
+                    generated_text=generated if isinstance(generated, str) else None,
+                )
+        raw_id = row.get("id")
+        return AtomicRecord(
+            id=str(raw_id) if raw_id is not None else f"{split}-{line}",
+            domain=require_str(row, "domain"),
+            context=tuple(turns[:-1]),
+            prompt=turns[-1].content,
+            response1=require_str(row, "response1"),
+            response2=require_str(row, "response2"),
+            checklist=_string_list(row, "human-checklist", allow_empty=False),
+            label=label,
+            references=references,
+        )
+
+    def record_from_dict(self, data: Mapping[str, Any]) -> AtomicRecord:
+        return AtomicRecord.from_dict(data)
+
+    def record_to_dict(self, record: AtomicRecord) -> dict[str, Any]:
+        return record.to_dict()
+
+    # --- the GenRM -------------------------------------------------------------------------
+
+    def genrm_prompt(self, record: AtomicRecord, template: str | None = None) -> str:
+        return render_atomic_genrm_prompt(record, template)
+
+    def target(self, record: AtomicRecord) -> str:
+        return record.label or ""  # items without a human preference have no label
+
+    def judgment(
+        self, record: AtomicRecord, output: GenRMOutput, options: Mapping[str, Any]
+    ) -> AtomicJudgment:
+        return AtomicJudgment(
+            record,
+            output.text,
+            tuple(parse_reasons(output.text)),
+            parse_five_way(output.text),
+            output.truncated,
+        )
+
+    # --- the MetaJudge ---------------------------------------------------------------------
+
+    def judge_prompt(self, judgment: AtomicJudgment, template: str | None = None) -> str | None:
+        """Items with no reason or more than 10 are skipped without a call."""
+        if judgment.skip_status is not None:
+            return None
+        return render_rc_prompt(judgment.scored_reasons, list(judgment.record.checklist), template)
+
+    def check(self, judgment: AtomicJudgment) -> Callable[[str], list[tuple[int, float]]]:
+        n_rationales, n_reasons = len(judgment.record.checklist), len(judgment.scored_reasons)
+        # A malformed answer raises RCFormatError (an InvalidAnswer): it is asked again.
+        return lambda answer: parse_rc_answer(answer, n_rationales, n_reasons)
+
+    def outcome(
+        self, judgment: AtomicJudgment, call: JudgeCall[Any] | None, judged: bool
+    ) -> AtomicOutcome:
+        scores = None
+        status = judgment.skip_status
+        if status is None and not judged:
+            status = ItemStatus.UNJUDGED
+        elif status is None and call is not None and call.ok:
+            status = ItemStatus.SCORED
+            scores = score_picks(call.value, len(judgment.scored_reasons))
+        elif status is None:
+            status = ItemStatus.JUDGE_FAILED
+        return AtomicOutcome(
+            domain=judgment.record.domain,
+            status=status,
+            scores=scores,
+            label=judgment.record.label,
+            verdict=judgment.verdict,
+        )
+
+    def explain(self, judgment: AtomicJudgment, call: JudgeCall[Any] | None) -> str:
+        skip = judgment.skip_status
+        if skip is ItemStatus.SKIPPED_EMPTY:
+            if judgment.output is None:
+                return "GenRM call failed: no reasons, skipped (not meta-judged)."
+            return "The GenRM listed no reasons: skipped (not meta-judged)."
+        if skip is ItemStatus.SKIPPED_LONG:
+            return (
+                f"The GenRM listed {len(judgment.reasons)} reasons (more than "
+                f"{MAX_REASONS_ALLOWED}): skipped (not meta-judged)."
+            )
+        if call is None:
+            return "Not meta-judged (no MetaJudge in this run)."
+        if not call.ok:
+            detail = f"{call.error}\n\n{call.answer}" if call.answer else call.error
+            return f"MetaJudge failed after {call.attempts} attempt(s): {detail}"
+        assert call.answer is not None
+        scores = score_picks(call.value, len(judgment.scored_reasons))
+        return (
+            f"rc {scores.rc:.3f}, rc_code {scores.rc_code:.3f}, precision "
+            f"{scores.rc_precision:.3f}, F1 {scores.rc_f1:.3f}\n\n{_result_block(call.answer)}"
+        )
+
+    # --- the judged-item record ------------------------------------------------------------
+
+    def genrm_fields(self, judgment: AtomicJudgment) -> dict[str, Any]:
+        return {
+            "output": judgment.output,
+            "verdict": judgment.verdict,
+            "truncated": judgment.truncated,
+            "reasons": list(judgment.reasons),
+        }
+
+    def judge_value(self, value: list[tuple[int, float]]) -> list[list[float]]:
+        return [[s, score] for s, score in value]
+
+    def outcome_to_dict(self, outcome: AtomicOutcome) -> dict[str, str | int | float | bool | None]:
+        scores = asdict(outcome.scores) if outcome.scores else dict.fromkeys(RC_METRICS)
+        return {
+            "status": outcome.status.value,
+            **scores,
+            "label": outcome.label,
+            "verdict": outcome.verdict,
+        }
+
+    def outcome_from_item(self, item: Mapping[str, Any]) -> AtomicOutcome:
+        stored = item["outcome"]
+        status = ItemStatus(stored["status"])
+        scored = status is ItemStatus.SCORED
+        label, verdict = stored["label"], stored["verdict"]
+        return AtomicOutcome(
+            domain=str(item["subset"]),
+            status=status,
+            scores=RCScores(**{n: float(stored[n]) for n in RC_METRICS}) if scored else None,
+            label=str(label) if label is not None else None,
+            verdict=str(verdict) if verdict is not None else None,
+        )
+
+    def outcome_group(self, outcome: AtomicOutcome) -> str:
+        return outcome.domain
+
+    # --- metrics ---------------------------------------------------------------------------
+
+    def summarize(self, outcomes: Sequence[AtomicOutcome]) -> dict[str, Any]:
+        return compute_rc(outcomes)
+
+    def document_values(self, outcome: AtomicOutcome) -> dict[str, float]:
+        return outcome.metric_values()
+
+
+RATIONALE = RationaleProtocol()

@@ -1,0 +1,90 @@
+"""The schema of what a benchmark family reports: its metrics (fractions with CIs) and its counts,
+each with a direction, a table label and how lm-eval aggregates its per-document values.
+
+lm-eval's metric registration, the Inspect metric, the YAML metric lists (checked by a test),
+the CLI tables, ``ralign report`` and the viewer are all built from these specs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Literal
+
+Aggregation = Literal["mean", "nanmean", "count"]
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    """One reported number.
+
+    ``aggregation`` is how lm-eval combines per-document values: ``mean``, ``nanmean`` (NaN =
+    outside the metric's denominator) or ``count`` (per-document 0/1, summed). ``needs_judge``
+    is false for numbers that exist without a judge step (label accuracy, GenRM failures).
+    ``detail`` marks a breakdown count (C, I, label-correct) that a run's own table shows and
+    the comparison table of several runs leaves out.
+    """
+
+    name: str
+    label: str
+    higher_is_better: bool
+    aggregation: Aggregation
+    needs_judge: bool = True
+    detail: bool = False
+    description: str = ""
+
+    @property
+    def is_count(self) -> bool:
+        return self.aggregation == "count"
+
+
+@dataclass(frozen=True)
+class Schema:
+    """The metrics (table order) and counts of one family; ``headline`` is its main metric."""
+
+    metrics: tuple[MetricSpec, ...]
+    counts: tuple[MetricSpec, ...]
+    headline: str
+
+    def __post_init__(self) -> None:
+        names = [spec.name for spec in self]
+        if len(names) != len(set(names)):
+            raise ValueError(f"duplicate names in a schema: {names}")
+        if self.headline not in self.metric_names:
+            raise ValueError(f"headline {self.headline!r} is not one of {self.metric_names}")
+
+    def __iter__(self) -> Iterator[MetricSpec]:
+        yield from self.metrics
+        yield from self.counts
+
+    @property
+    def metric_names(self) -> tuple[str, ...]:
+        return tuple(spec.name for spec in self.metrics)
+
+    @property
+    def count_names(self) -> tuple[str, ...]:
+        return tuple(spec.name for spec in self.counts)
+
+    @property
+    def headline_first(self) -> tuple[str, ...]:
+        """Metric names with the headline first (Inspect shows the first as the run's score)."""
+        return (self.headline, *(n for n in self.metric_names if n != self.headline))
+
+    def spec(self, name: str) -> MetricSpec:
+        for spec in self:
+            if spec.name == name:
+                return spec
+        raise KeyError(f"no metric or count {name!r} in this schema")
+
+    def label(self, name: str) -> str:
+        return self.spec(name).label
+
+
+def merged_specs(schemas: list[Schema]) -> dict[str, MetricSpec]:
+    """Every spec of several schemas by name; a name with two different meanings is an error."""
+    found: dict[str, MetricSpec] = {}
+    for schema in schemas:
+        for spec in schema:
+            if found.setdefault(spec.name, spec) != spec:
+                raise ValueError(f"{spec.name!r} is specified differently by two families")
+    return found
