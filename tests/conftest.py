@@ -1,4 +1,10 @@
-"""Offline test setup: no hub, a private HF home and a private response cache per test."""
+"""Offline test setup: no hub, a private HF home and a private response cache per test; the
+shared fixtures of tests/support registered once; opt-in vLLM tests.
+
+Tests by kind: ``unit/`` (pure functions and the engine against a loopback server),
+``e2e/`` (lm-eval, Inspect, the CLI and the installed wheel end to end), ``browser/`` (the
+viewer in headless Chromium). ``pytest -m "not slow"`` leaves out the minutes-long ones.
+"""
 
 from __future__ import annotations
 
@@ -8,12 +14,24 @@ from pathlib import Path
 
 import pytest
 
-from ralign_tasks.data import load_benchmark, sample_data_dir
+from ralign_tasks.data import sample_data_dir
+from ralign_tasks.protocols import load_task
 from ralign_tasks.records import PairRecord
-from tests.recorded_runs import runs  # noqa: F401  (a session fixture shared by test modules)
+
+pytest_plugins = ["tests.support.recorded_runs"]
 
 for _name in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
     os.environ[_name] = "1"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """vLLM tests run only when asked for with ``-m vllm`` (they need the vllm package)."""
+    if "vllm" in (config.getoption("markexpr") or ""):
+        return
+    opt_in = pytest.mark.skip(reason="opt-in: run with -m vllm (needs vllm installed)")
+    for item in items:
+        if "vllm" in item.keywords:
+            item.add_marker(opt_in)
 
 
 @pytest.fixture(autouse=True)
@@ -32,4 +50,4 @@ def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[No
 
 @pytest.fixture
 def sample_records() -> list[PairRecord]:
-    return load_benchmark("helpsteer3", sample_data_dir()).records
+    return load_task("helpsteer3", sample_data_dir()).records

@@ -5,8 +5,10 @@ the viewer derive from the definition (see docs/design.md)."""
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
+from ralign_tasks.data import LoadResult
 from ralign_tasks.protocols.base import Protocol, TaskSpec
 from ralign_tasks.protocols.fidelity import FIDELITY
 from ralign_tasks.protocols.rationale import RATIONALE
@@ -43,6 +45,19 @@ def protocol_of(spec: TaskSpec | str) -> Protocol[Any, Any, Any]:
     return _BY_FAMILY[task.family]
 
 
+def load_task(
+    name: str,
+    data_dir: str | os.PathLike[str] | None = None,
+    *,
+    split: str | None = None,
+    skip_bad_rows: bool = False,
+) -> LoadResult:
+    """The validated records of a task (any of its names): ``data_dir``, else
+    ``RALIGN_DATA_DIR``, else its Hugging Face dataset at the pinned revision."""
+    spec = get_task(name)
+    return protocol_of(spec).load(spec, data_dir, split=split, skip_bad_rows=skip_bad_rows)
+
+
 __all__ = [
     "PROTOCOLS",
     "SPECS",
@@ -50,6 +65,7 @@ __all__ = [
     "Protocol",
     "TaskSpec",
     "get_task",
+    "load_task",
     "metric_label",
     "protocol_of",
 ]

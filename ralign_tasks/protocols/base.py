@@ -4,9 +4,10 @@
 Data flows one way through a protocol: record → GenRM prompt → (the harness runs the GenRM)
 → :meth:`Protocol.judgment` (parse the output) → :meth:`Protocol.judge_prompt` (the judge
 request, if any) → the judge's answer, asked until :meth:`Protocol.check` accepts it →
-:meth:`Protocol.outcome` → :meth:`Protocol.summarize` (metrics of the family's schema). The lm-eval and Inspect
-adapters, the CLI, the report and the viewer only call these methods, and every path stores the
-same judged-item record (:meth:`Protocol.item`), so identical outputs give identical numbers.
+:meth:`Protocol.outcome` → :meth:`Protocol.summarize` (metrics of the family's schema). The
+lm-eval and Inspect adapters, the CLI, the report and the viewer only call these methods, and
+every path stores the same judged-item record (:meth:`Protocol.item`), so identical outputs
+give identical numbers.
 """
 
 from __future__ import annotations

@@ -15,7 +15,13 @@ from ralign_tasks.records import PairRecord
 from ralign_tasks.scorers.ask import JudgeCall
 from ralign_tasks.scorers.meta_verdict import MetaStatus, parse_meta_verdict
 from ralign_tasks.scorers.metrics import FIDELITY_SCHEMA, ItemOutcome, compute_fidelity
-from ralign_tasks.scorers.verdict import VERDICT_POLICIES, Verdict, parse_verdict, strip_thinking
+from ralign_tasks.scorers.verdict import (
+    VERDICT_POLICIES,
+    Verdict,
+    VerdictPolicy,
+    parse_verdict,
+    strip_thinking,
+)
 
 HF_DATASET = "lyn22333/R-Align-BMK"
 
@@ -41,6 +47,16 @@ class FidelityJudgment:
     output: str | None
     verdict: Verdict | None
     truncated: bool | None = False
+
+    @classmethod
+    def from_output(
+        cls,
+        record: PairRecord,
+        output: str | None,
+        policy: VerdictPolicy = "official",
+        truncated: bool | None = False,
+    ) -> FidelityJudgment:
+        return cls(record, output, parse_verdict(output, policy), truncated)
 
     @property
     def label_correct(self) -> bool:
@@ -130,9 +146,7 @@ class FidelityProtocol(Protocol[PairRecord, FidelityJudgment, ItemOutcome]):
         self, record: PairRecord, output: GenRMOutput, options: Mapping[str, Any]
     ) -> FidelityJudgment:
         policy = options.get("verdict_policy", "official")
-        return FidelityJudgment(
-            record, output.text, parse_verdict(output.text, policy), output.truncated
-        )
+        return FidelityJudgment.from_output(record, output.text, policy, output.truncated)
 
     # --- the meta-judge --------------------------------------------------------------------
 

@@ -56,6 +56,14 @@ class AtomicJudgment:
     truncated: bool | None = False
 
     @classmethod
+    def from_output(
+        cls, record: AtomicRecord, output: str | None, truncated: bool | None = False
+    ) -> AtomicJudgment:
+        return cls(
+            record, output, tuple(parse_reasons(output)), parse_five_way(output), truncated
+        )
+
+    @classmethod
     def from_reference(cls, record: AtomicRecord, model: str) -> AtomicJudgment:
         """A reference model's stored checklist and label (test split)."""
         if model not in record.references:
@@ -159,13 +167,7 @@ class RationaleProtocol(Protocol[AtomicRecord, AtomicJudgment, AtomicOutcome]):
     def judgment(
         self, record: AtomicRecord, output: GenRMOutput, options: Mapping[str, Any]
     ) -> AtomicJudgment:
-        return AtomicJudgment(
-            record,
-            output.text,
-            tuple(parse_reasons(output.text)),
-            parse_five_way(output.text),
-            output.truncated,
-        )
+        return AtomicJudgment.from_output(record, output.text, output.truncated)
 
     # --- the MetaJudge ---------------------------------------------------------------------
 

@@ -22,12 +22,15 @@ from typing import Any
 
 @dataclass
 class Reply:
-    """What the server sends back: a 200 with ``text``, or an error ``status``."""
+    """What the server sends back: a 200 with ``text``, or an error ``status``; or, with
+    ``raw``, exactly those bytes as the body (a broken server: HTML, invalid JSON, …)."""
 
     text: str = ""
     status: int = 200
     headers: dict[str, str] = field(default_factory=dict)
     finish_reason: str = "stop"
+    raw: bytes | None = None
+    content_type: str = "application/json"
 
 
 Responder = Callable[[dict[str, Any]], "Reply | str"]
@@ -103,10 +106,16 @@ class LoopbackServer:
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
-            def _send(self, status: int, payload: dict[str, Any], headers: dict[str, str]) -> None:
-                data = json.dumps(payload).encode("utf-8")
+            def _send(
+                self,
+                status: int,
+                payload: dict[str, Any] | bytes,
+                headers: dict[str, str],
+                content_type: str = "application/json",
+            ) -> None:
+                data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
                 self.send_response(status)
-                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Type", content_type)
                 self.send_header("Content-Length", str(len(data)))
                 for key, value in headers.items():
                     self.send_header(key, value)
@@ -132,6 +141,9 @@ class LoopbackServer:
                 finally:
                     with server._lock:
                         server.in_flight -= 1
+                if reply.raw is not None:
+                    self._send(reply.status, reply.raw, reply.headers, reply.content_type)
+                    return
                 if reply.status != 200:
                     error = {"error": {"message": reply.text or "scripted error", "type": "x"}}
                     self._send(reply.status, error, reply.headers)

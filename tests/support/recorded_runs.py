@@ -1,8 +1,10 @@
-"""Real lm-eval and Inspect outputs recorded once per test session, for the report and the
-viewer: one ``lm_eval run`` (helpsteer3 and ppe, GenRM ``genrm``) and one Inspect run
-(helpsteer3, GenRM ``openai-api/loop/other``), plus a copy of the Inspect log as ``.json``, a
-foreign JSON file, a corrupt log and an lm-eval results file with a metric missing; under
-``more/``, Inspect runs of two further GenRMs with other numbers on the same items."""
+"""Real lm-eval, Inspect and ``ralign run`` outputs recorded once per test session (the
+session fixture ``runs``, registered by ``tests/conftest.py``), for the report and the viewer:
+one ``lm_eval run`` (helpsteer3 and ppe, GenRM ``genrm``), one Inspect run (helpsteer3, GenRM
+``openai-api/loop/other``) and one ``ralign run`` with the same GenRM answers (GenRM
+``cli-genrm``), plus a copy of the Inspect log as ``.json``, a foreign JSON file, a corrupt log
+and an lm-eval results file with a metric missing; under ``more/``, Inspect runs of two further
+GenRMs with other numbers on the same items."""
 
 from __future__ import annotations
 
@@ -15,15 +17,18 @@ from inspect_ai import eval as inspect_eval
 from inspect_ai.log import EvalLog, read_eval_log, write_eval_log
 from inspect_ai.model import get_model
 
-from ralign_tasks.data import load_benchmark, sample_data_dir
-from ralign_tasks.inspect_tasks import ralign_helpsteer3
-from ralign_tasks.loopback import LoopbackServer, Reply
+from ralign_tasks.cli import main
+from ralign_tasks.data import sample_data_dir
+from ralign_tasks.inspect_adapter.tasks import ralign_helpsteer3
+from ralign_tasks.protocols import load_task
 from ralign_tasks.records import PairRecord
-from tests.scripted import DEFAULT_OTHERS, SCRIPT, meta_answer, scripted_responder
-from tests.test_lm_eval import LM_EVAL_SCRIPT, lm_eval_run
+from ralign_tasks.testing.loopback import LoopbackServer, Reply
+from tests.support.harness import LM_EVAL_SCRIPT, lm_eval_run
+from tests.support.scripted import DEFAULT_OTHERS, SCRIPT, meta_answer, scripted_responder
 
 INSPECT_GENRM = "openai-api/loop/other"
 JSON_GENRM = "openai-api/loop/other-json"
+CLI_GENRM = "cli-genrm"
 
 
 # name, which items the GenRM gets right ("1") and the meta verdicts of those ("C"/"I").
@@ -81,7 +86,7 @@ def inspect_run(
 def runs(tmp_path_factory) -> dict:
     """Real lm-eval and Inspect outputs of the scripted helpsteer3 sample under one folder."""
     root = tmp_path_factory.mktemp("report")
-    records = load_benchmark("helpsteer3", sample_data_dir()).records
+    records = load_task("helpsteer3", sample_data_dir()).records
     lm_out = root / "runs" / "lm_eval"
     with LoopbackServer(scripted_responder(records, LM_EVAL_SCRIPT, others=DEFAULT_OTHERS)) as srv:
         metadata = {
@@ -98,6 +103,15 @@ def runs(tmp_path_factory) -> dict:
     lm_results = json.loads(results_file.read_text())
 
     log = inspect_run(records, SCRIPT, "other", root / "runs" / "inspect")
+    # The CLI with the Inspect run's GenRM answers: the same numbers, from its run folder.
+    with LoopbackServer(scripted_responder(records, SCRIPT)) as srv:
+        code = main(
+            ["run", "helpsteer3", "--sample", "--genrm-model", CLI_GENRM,
+             "--genrm-base-url", srv.base_url, "--metajudge-model", "judge",
+             "--metajudge-base-url", srv.base_url, "--no-cache",
+             "--output-dir", str(root / "runs" / "cli")]
+        )  # fmt: skip
+    assert code == 0
     json_log = read_eval_log(log.location)
     json_log.eval.model = JSON_GENRM
     write_eval_log(json_log, str(root / "runs" / "inspect_json" / "run.json"), format="json")

@@ -12,7 +12,12 @@ from pathlib import Path
 import pytest
 from inspect_ai.log import read_eval_log
 
-from ralign_tasks.loopback import GENRM_PICKS_A, METAJUDGE_CORRECT, LoopbackServer, play_both_roles
+from ralign_tasks.testing.loopback import (
+    GENRM_PICKS_A,
+    METAJUDGE_CORRECT,
+    LoopbackServer,
+    play_both_roles,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 

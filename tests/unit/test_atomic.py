@@ -8,11 +8,12 @@ from collections import Counter
 
 import pytest
 
-from ralign_tasks.atomic_data import load_atomic
 from ralign_tasks.data import DataFormatError, sample_data_dir
-from ralign_tasks.loopback import LoopbackServer, prompt_of
-from ralign_tasks.rc_pipeline import AtomicJudgment, judge_rc
-from ralign_tasks.scorers.atomic import (
+from ralign_tasks.pipeline import judge_items
+from ralign_tasks.protocols import load_task
+from ralign_tasks.protocols.rationale import RC_TASK, AtomicJudgment
+from ralign_tasks.scorers.config import EndpointConfig
+from ralign_tasks.scorers.rationale import (
     AtomicOutcome,
     ItemStatus,
     RCFormatError,
@@ -23,7 +24,7 @@ from ralign_tasks.scorers.atomic import (
     parse_reasons,
     score_picks,
 )
-from ralign_tasks.scorers.config import EndpointConfig
+from ralign_tasks.testing.loopback import LoopbackServer, prompt_of
 
 
 def rc_block(*lines: str) -> str:
@@ -134,9 +135,9 @@ def test_compute_rc_means_over_scored_items_and_counts_the_rest():
     # Outcome accuracy over the 4 labelled items: A>B right, A=B (tie), B>>A right, none.
     assert report["outcome_acc"] == pytest.approx(2 / 4)
     assert (report["outcome_tie"], report["outcome_no_verdict"]) == (1, 2)
-    assert report["rc_ci"][0] <= report["rc"] <= report["rc_ci"][1]
+    assert report["ci"]["rc"][0] <= report["rc"] <= report["ci"]["rc"][1]
     empty = compute_rc(others)
-    assert empty["rc"] is None and empty["rc_stderr"] is None
+    assert empty["rc"] is None and empty["stderr"]["rc"] is None
     json.dumps(empty, allow_nan=False)
     assert math.isnan(others[0].metric_values()["rc"])
 
@@ -145,7 +146,7 @@ def test_compute_rc_means_over_scored_items_and_counts_the_rest():
 
 
 def test_bundled_sample_loads():
-    loaded = load_atomic("test", sample_data_dir())
+    loaded = load_task("helpsteer3_atomic", sample_data_dir())
     assert len(loaded.records) == 8
     assert Counter(r.domain for r in loaded.records) == {
         "General": 2, "STEM": 2, "Code": 2, "Multilingual": 2,
@@ -164,7 +165,7 @@ def test_bundled_sample_loads():
         ({"human-checklist": "one reason"}, "must be a list of strings"),
         ({"human-checklist": ["ok", 3]}, "must be a list of strings"),
         ({"response1": None}, "'response1' must be a string"),
-        ({"context": []}, "'context' must be a non-empty list"),
+        ({"context": []}, "'context' is empty"),
         ({"overall_preference": "2"}, "must be an integer"),
     ],
 )
@@ -174,15 +175,15 @@ def test_bad_atomic_rows_name_file_and_line(tmp_path, change, message):
     path = tmp_path / "helpsteer3_test_1000.jsonl"
     path.write_text("\n".join([rows[0], json.dumps(bad)]) + "\n")
     with pytest.raises(DataFormatError, match=f":2: .*{message}"):
-        load_atomic("test", tmp_path)
-    assert len(load_atomic("test", tmp_path, skip_bad_rows=True).records) == 1
+        load_task("helpsteer3_atomic", tmp_path)
+    assert len(load_task("helpsteer3_atomic", tmp_path, skip_bad_rows=True).records) == 1
 
 
 # ---- MetaJudge through the engine ----------------------------------------------------------
 
 
 def test_malformed_answers_are_asked_again_then_fail(tmp_path):
-    records = load_atomic("test", sample_data_dir()).records[:3]
+    records = load_task("helpsteer3_atomic", sample_data_dir()).records[:3]
     judgments = [
         AtomicJudgment.from_output(r, "1. a point\n2. another\n\\boxed{A>B}") for r in records
     ]
@@ -204,21 +205,23 @@ def test_malformed_answers_are_asked_again_then_fail(tmp_path):
 
     with LoopbackServer(respond) as server:
         config = EndpointConfig(model="j", base_url=server.base_url, max_attempts=3)
-        verdicts, _ = judge_rc(judgments, config)
+        verdicts, _ = judge_items(RC_TASK, records, judgments, config)
     assert [v.outcome.status for v in verdicts] == [
         ItemStatus.SCORED, ItemStatus.SCORED, ItemStatus.JUDGE_FAILED,
     ]  # fmt: skip
     assert asks == {0: 1, 1: 2, 2: 3}
     assert verdicts[0].outcome.scores.rc == pytest.approx(1 / len(records[0].checklist))
-    assert "format error" in verdicts[2].error
+    assert "malformed answer: no <RESULT_START>" in verdicts[2].call.error
+    assert verdicts[2].item["judge"][0]["attempts"] == 3
     # A rerun pays for nothing: every well-formed answer and every re-ask is cached.
     with LoopbackServer(respond) as server:
-        judge_rc(judgments, EndpointConfig(model="j", base_url=server.base_url, max_attempts=3))
+        config = EndpointConfig(model="j", base_url=server.base_url, max_attempts=3)
+        judge_items(RC_TASK, records, judgments, config)
         assert len(server.requests) == 0
 
 
 def test_reference_outputs_are_scored_without_a_genrm():
-    records = load_atomic("test", sample_data_dir()).records
+    records = load_task("helpsteer3_atomic", sample_data_dir()).records
     low = [AtomicJudgment.from_reference(r, "low_deceptive_alignment") for r in records]
     assert all(j.reasons for j in low)
     high = [AtomicJudgment.from_reference(r, "high_deceptive_alignment") for r in records]
@@ -230,7 +233,7 @@ def test_reference_outputs_are_scored_without_a_genrm():
 def test_rc_score_command_scores_a_reference_model(tmp_path, capsys):
     from ralign_tasks.cli import main
 
-    records = load_atomic("test", sample_data_dir()).records
+    records = load_task("helpsteer3_atomic", sample_data_dir()).records
 
     def respond(body):
         prompt = prompt_of(body)
@@ -250,6 +253,6 @@ def test_rc_score_command_scores_a_reference_model(tmp_path, capsys):
     assert overall["scored"] == 8
     assert overall["rc"] == pytest.approx(sum(1 / len(r.checklist) for r in records) / 8)
     assert overall["rc"] == overall["rc_code"]
-    assert "ralign_helpsteer3_atomic (test, reference low_deceptive_alignment)" in (
+    assert "ralign_helpsteer3_atomic (split test, reference low_deceptive_alignment)" in (
         capsys.readouterr().out
     )

@@ -8,14 +8,18 @@ from collections import Counter
 
 import pytest
 
-from ralign_tasks.atomic_data import load_atomic
 from ralign_tasks.data import sample_data_dir
-from ralign_tasks.loopback import LoopbackServer, prompt_of
-from ralign_tasks.report_runs import load_runs
-from ralign_tasks.scorers.atomic import AtomicOutcome, ItemStatus, RCScores, compute_rc
-from tests.test_lm_eval import lm_eval_run, read_output
+from ralign_tasks.protocols import load_task
+from ralign_tasks.protocols.rationale import RATIONALE
+from ralign_tasks.report.runs import load_runs
+from ralign_tasks.scorers.rationale import compute_rc
+from ralign_tasks.testing.loopback import LoopbackServer, prompt_of
+from tests.support.harness import lm_eval_run
+from tests.support.harness import read_lm_eval_output as read_output
 
-RECORDS = load_atomic("test", sample_data_dir()).records
+pytestmark = pytest.mark.slow  # runs lm_eval in a subprocess
+
+RECORDS = load_task("helpsteer3_atomic", sample_data_dir()).records
 ELEVEN = "\n".join(f"{i}. reason {i}" for i in range(1, 12))
 # Per item (labels A B B A B A B A; 4 3 5 3 6 4 5 4 human rationales): the GenRM's output, and
 # the MetaJudge's picks (S index, score) for R1, R2, …; the rest are S0: 0.
@@ -90,20 +94,11 @@ def test_metrics_equal_hand_computed_values(atomic_run):
 def test_same_numbers_as_the_shared_scorer(atomic_run):
     task, samples, _, _ = atomic_run
     rows = sorted(samples["ralign_helpsteer3_atomic"], key=lambda s: s["doc_id"])
-    outcomes = []
-    for row in rows:
-        judged = json.loads(row["filtered_resps"][0])
-        scores = judged["scores"]
-        outcomes.append(
-            AtomicOutcome(
-                judged["domain"], ItemStatus(judged["status"]),
-                RCScores(**scores) if scores else None, judged["label"], judged["verdict"],
-            )
-        )  # fmt: skip
-    shared = compute_rc(outcomes)
+    items = [json.loads(row["filtered_resps"][0]) for row in rows]
+    shared = compute_rc([RATIONALE.outcome_from_item(item) for item in items])
     for metric in ("rc", "rc_code", "rc_precision", "rc_f1", "outcome_acc"):
         assert task[f"{metric},none"] == shared[metric]
-    statuses = [json.loads(r["filtered_resps"][0])["status"] for r in rows]
+    statuses = [item["outcome"]["status"] for item in items]
     assert statuses == [
         "scored", "scored", "skipped_empty", "skipped_long", "judge_failed", "scored",
         "scored", "scored",
@@ -118,5 +113,8 @@ def test_report_reads_the_rc_run(atomic_run):
     for metric in ("rc", "rc_code", "rc_precision", "rc_f1", "outcome_acc"):
         assert result.values[metric] == task[f"{metric},none"]
         assert result.ci[metric] is not None
-    assert result.counts == {"skipped_empty": 1, "skipped_long": 1, "judge_failed": 1}
+    assert result.counts == {
+        "scored": 5, "skipped_empty": 1, "skipped_long": 1, "judge_failed": 1, "unjudged": 0,
+        "outcome_tie": 1, "outcome_no_verdict": 1,
+    }  # fmt: skip
     assert not warnings

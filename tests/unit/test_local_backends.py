@@ -5,15 +5,17 @@ from __future__ import annotations
 
 import pytest
 
-from ralign_tasks.loopback import LoopbackServer, prompt_of
-from ralign_tasks.random_model import build_random_llama
+from ralign_tasks.pipeline import judge_items
+from ralign_tasks.protocols import get_task, load_task
+from ralign_tasks.protocols.fidelity import FidelityJudgment
 from ralign_tasks.scorers import local_backends
 from ralign_tasks.scorers.config import EndpointConfig
-from ralign_tasks.scorers.engine import ChatRequest, run_chat_batch
+from ralign_tasks.scorers.engine import ChatRequest, FatalEndpointError, run_chat_batch
 from ralign_tasks.scorers.local_backends import Completion
 from ralign_tasks.scorers.meta_verdict import MetaStatus
-from ralign_tasks.scorers.metajudge import GenRMJudgment, judge_all
-from tests.scripted import meta_answer
+from ralign_tasks.testing.loopback import LoopbackServer, prompt_of
+from ralign_tasks.testing.random_model import build_random_llama
+from tests.support.scripted import meta_answer
 
 # Raw meta-judge answers keyed by a word of the GenRM output they judge.
 ANSWERS = {
@@ -42,12 +44,21 @@ class ScriptedLocalBackend:
             yield position, Completion(text, "stop", 10, len(text.split())), 0.01
 
 
+HELPSTEER3 = get_task("helpsteer3")
+
+
 def judgments(records):
     label_correct = [r for r in records][: len(ANSWERS)]
     return [
-        GenRMJudgment.from_output(r, f"I pick it because {word}. \\boxed{{{r.label}}}")
+        FidelityJudgment.from_output(r, f"I pick it because {word}. \\boxed{{{r.label}}}")
         for r, word in zip(label_correct, ANSWERS, strict=True)
     ]
+
+
+def judge_all(judgments, config):
+    """Meta verdicts (the judge calls of the label-correct items) and the batch stats."""
+    items, stats = judge_items(HELPSTEER3, [j.record for j in judgments], judgments, config)
+    return items, stats
 
 
 @pytest.fixture
@@ -63,11 +74,11 @@ def test_all_backends_give_the_same_verdicts(sample_records, scripted_local):
     for backend in ("hf", "vllm"):
         config = EndpointConfig(model="judge", backend=backend, use_cache=False)
         verdicts, _ = judge_all(items, config)
-        by_backend[backend] = [v.status for v in verdicts]
+        by_backend[backend] = [v.outcome.meta for v in verdicts]
     with LoopbackServer(lambda body: scripted_answer(prompt_of(body))) as server:
         config = EndpointConfig(model="judge", base_url=server.base_url, use_cache=False)
         verdicts, _ = judge_all(items, config)
-        by_backend["openai"] = [v.status for v in verdicts]
+        by_backend["openai"] = [v.outcome.meta for v in verdicts]
     expected = [
         MetaStatus.CORRECT,
         MetaStatus.INCORRECT,
@@ -84,11 +95,11 @@ def test_local_batch_retries_empty_answers_and_caches_the_rest(sample_records, s
     verdicts, stats = judge_all(items, config)
     # One batch of 5, then the empty one twice more.
     assert scripted_local.calls == [5, 1, 1]
-    assert verdicts[4].error == "empty answer after 3 attempt(s)"
+    assert verdicts[4].call.error == "empty answer (finish reason: stop)"
     assert stats.failures == 1 and stats.calls == 4 + 3
     again, stats = judge_all(items, config)
     assert stats.cache_hits == 4 and scripted_local.calls[3:] == [1, 1, 1]
-    assert [v.status for v in again] == [v.status for v in verdicts]
+    assert [v.outcome for v in again] == [v.outcome for v in verdicts]
 
 
 def test_hf_defaults_to_greedy(monkeypatch):
@@ -100,9 +111,9 @@ def test_hf_defaults_to_greedy(monkeypatch):
 
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory, sample_texts=None):
-    from ralign_tasks.data import load_benchmark, sample_data_dir
+    from ralign_tasks.data import sample_data_dir
 
-    records = load_benchmark("helpsteer3", sample_data_dir()).records
+    records = load_task("helpsteer3", sample_data_dir()).records
     corpus = [r.prompt + r.response_a + r.golden_rationale for r in records] * 4
     return build_random_llama(tmp_path_factory.mktemp("tiny") / "llama", corpus)
 
@@ -128,13 +139,26 @@ def test_hf_backend_on_a_tiny_model(tiny_model):
     assert stats.prompt_tokens == sum(c.prompt_tokens for c in batched.values())
     rerun, rerun_stats = run_chat_batch(requests, config)
     assert rerun_stats.calls == stats.failures
-    assert [r.text for r in rerun] == [r.text for r in results]
+    assert [r.answer for r in rerun] == [r.answer for r in results]
 
 
-def test_hf_backend_judges_through_judge_all(tiny_model, sample_records):
-    items = [GenRMJudgment.from_output(r, f"\\boxed{{{r.label}}}") for r in sample_records[:3]]
+def test_hf_backend_judges_through_judge_items(tiny_model, sample_records):
+    items = [FidelityJudgment.from_output(r, f"\\boxed{{{r.label}}}") for r in sample_records[:3]]
     config = EndpointConfig(model=str(tiny_model), backend="hf", max_tokens=4)
     verdicts, stats = judge_all(items, config)
     assert stats.requests == 3
     # A random model's answers carry no tags: parse failures, or call failures if empty.
-    assert {v.status for v in verdicts} <= {MetaStatus.PARSE_FAIL, MetaStatus.CALL_FAIL}
+    assert {v.outcome.meta for v in verdicts} <= {MetaStatus.PARSE_FAIL, MetaStatus.CALL_FAIL}
+
+
+def test_a_local_model_that_fails_stops_the_run(sample_records, monkeypatch):
+    """A model that cannot load or run fails every item alike: the run stops with the error
+    instead of counting every item as a failed call."""
+
+    def broken(config):
+        raise OSError("no model folder at /nowhere")
+
+    monkeypatch.setattr(local_backends, "local_backend", broken)
+    config = EndpointConfig(model="/nowhere", backend="hf", use_cache=False)
+    with pytest.raises(FatalEndpointError, match="hf backend: OSError: no model folder"):
+        judge_all(judgments(sample_records), config)

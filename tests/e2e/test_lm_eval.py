@@ -7,56 +7,28 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
-from ralign_tasks.cli import include_path
-from ralign_tasks.data import load_benchmark, sample_data_dir
-from ralign_tasks.loopback import LoopbackServer, is_metajudge_prompt
-from ralign_tasks.random_model import build_random_llama
+from ralign_tasks.data import sample_data_dir
+from ralign_tasks.protocols import load_task
+from ralign_tasks.protocols.fidelity import FidelityJudgment
 from ralign_tasks.scorers.meta_verdict import MetaStatus
-from ralign_tasks.scorers.metajudge import GenRMJudgment
-from ralign_tasks.scorers.metrics import compute_fidelity
-from tests.scripted import (
+from ralign_tasks.scorers.metrics import ItemOutcome, compute_fidelity
+from ralign_tasks.task_configs import include_path
+from ralign_tasks.testing.loopback import LoopbackServer, is_metajudge_prompt
+from ralign_tasks.testing.random_model import build_random_llama
+from tests.support.harness import LM_EVAL_SCRIPT, lm_eval_run
+from tests.support.harness import read_lm_eval_output as read_output
+from tests.support.scripted import (
     DEFAULT_OTHERS,
     EXPECTED_OFFICIAL,
     FAIL,
-    SCRIPT,
     meta_answer,
     scripted_responder,
 )
 
-# local-chat-completions retries a failed GenRM call and then stops the whole run, so the
-# lm-eval script gives item 6 an ordinary label-wrong answer instead of a failing call.
-LM_EVAL_SCRIPT = [*SCRIPT[:6], ("\\boxed{A}", SCRIPT[6][1]), SCRIPT[7]]
-
-
-def lm_eval_run(server: LoopbackServer, out: Path, tasks: str, metadata: dict, *extra: str):
-    command = [
-        sys.executable, "-m", "lm_eval", "run",
-        "--model", "local-chat-completions",
-        "--model_args", f"model=genrm,base_url={server.base_url}/chat/completions,"
-                        "num_concurrent=4,max_retries=1",
-        "--apply_chat_template",
-        "--tasks", tasks,
-        "--include_path", str(include_path()),
-        "--metadata", json.dumps(metadata),
-        "--output_path", str(out),
-        *extra,
-    ]  # fmt: skip
-    # A cache of its own: module-scoped runs start before the per-test isolated environment.
-    env = {**os.environ, "RALIGN_CACHE_DIR": str(out / "cache"), "HF_HOME": str(out / "hf")}
-    return subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
-
-
-def read_output(out: Path) -> tuple[dict, dict[str, list[dict]]]:
-    (results_file,) = out.glob("*/results_*.json")
-    samples = {}
-    for path in out.glob("*/samples_*.jsonl"):
-        task = path.name.removeprefix("samples_").rsplit("_", 1)[0]
-        samples[task] = [json.loads(line) for line in path.read_text().splitlines()]
-    return json.loads(results_file.read_text()), samples
+pytestmark = pytest.mark.slow  # every test here runs lm_eval in a subprocess
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +36,7 @@ def group_run(tmp_path_factory):
     """One `lm_eval run --tasks ralign` with scripted helpsteer3 answers (others: always A and
     Correct), shared by the checks below."""
     out = tmp_path_factory.mktemp("lm_eval_out")
-    records = load_benchmark("helpsteer3", sample_data_dir()).records
+    records = load_task("helpsteer3", sample_data_dir()).records
     responder = scripted_responder(records, LM_EVAL_SCRIPT, others=DEFAULT_OTHERS)
     with LoopbackServer(responder) as server:
         metadata = {
@@ -107,9 +79,13 @@ def test_same_numbers_as_the_shared_scorer(group_run):
     outcomes = []
     for record in records:
         judged = json.loads(by_id[record.id]["filtered_resps"][0])
-        judgment = GenRMJudgment.from_output(record, judged["output"])
-        meta = MetaStatus(judged["meta_status"]) if judged["meta_status"] else None
-        outcomes.append(judgment.outcome(meta))
+        judgment = FidelityJudgment.from_output(record, judged["genrm"]["output"])
+        meta = MetaStatus(judged["outcome"]["meta"]) if judged["outcome"]["meta"] else None
+        assert judgment.label_correct == judged["outcome"]["label_correct"]
+        outcomes.append(
+            ItemOutcome(record.subset, judgment.label_correct, meta,
+                        genrm_no_verdict=judgment.verdict is None)
+        )  # fmt: skip
     shared = compute_fidelity(outcomes)
     task = results["results"]["ralign_helpsteer3"]
     for metric in ("l_acc", "s_corr", "f_score"):
@@ -120,12 +96,15 @@ def test_samples_log_meta_verdicts(group_run):
     _, _, samples, _, records = group_run
     rows = {s["doc"]["id"]: s for s in samples["ralign_helpsteer3"]}
     judged = [json.loads(rows[r.id]["filtered_resps"][0]) for r in records]
-    assert [j["meta_status"] for j in judged] == [
+    assert all(j["ralign_item"] == 1 and j["task"] == "ralign_helpsteer3" for j in judged)
+    assert [j["outcome"]["meta"] for j in judged] == [
         "correct", "incorrect", "parse_fail", None, None, "call_fail", None, None,
     ]  # fmt: skip
-    assert judged[1]["meta_answer"].endswith("<final_verdict>Incorrect</final_verdict>")
-    assert "scripted failure" in judged[5]["meta_error"]
-    assert [j["verdict"] for j in judged][:3] == ["A", "B", "A"]
+    assert judged[1]["judge"][0]["answer"].endswith("<final_verdict>Incorrect</final_verdict>")
+    assert "scripted failure" in judged[5]["judge"][0]["error"]
+    assert [j["genrm"]["verdict"] for j in judged][:3] == ["A", "B", "A"]
+    # lm-eval does not say why generation stopped: truncation is unknown, not false.
+    assert {j["genrm"]["truncated"] for j in judged} == {None}
     assert rows[records[0].id]["f_score"] == 1.0 and rows[records[1].id]["s_corr"] == 1.0
 
 
@@ -182,7 +161,7 @@ def test_api_key_in_metadata_is_refused(tmp_path):
 def test_hf_backend_with_a_tiny_random_model(tmp_path):
     """The real transformers backend end to end (its GenRM answers are noise: whatever it
     writes is parsed and scored like any other output)."""
-    records = load_benchmark("helpsteer3", sample_data_dir()).records
+    records = load_task("helpsteer3", sample_data_dir()).records
     corpus = [r.prompt + r.response_a + r.response_b + r.golden_rationale for r in records]
     model_dir = build_random_llama(tmp_path / "tiny-llama", corpus * 4)
     out = tmp_path / "out"
@@ -209,7 +188,7 @@ def test_hf_backend_with_a_tiny_random_model(tmp_path):
     rows = samples["ralign_helpsteer3"]
     assert len(rows) == 8
     expected = [
-        GenRMJudgment.from_output(r, json.loads(row["filtered_resps"][0])["output"])
+        FidelityJudgment.from_output(r, json.loads(row["filtered_resps"][0])["genrm"]["output"])
         for r, row in zip(records, sorted(rows, key=lambda s: s["doc_id"]), strict=True)
     ]
     assert [row["resps"][0][0] for row in sorted(rows, key=lambda s: s["doc_id"])] == [

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from ralign_tasks.loopback import (
+from ralign_tasks.records import PairRecord
+from ralign_tasks.testing.loopback import (
     GENRM_PICKS_A,
     METAJUDGE_CORRECT,
     Reply,
@@ -13,7 +14,6 @@ from ralign_tasks.loopback import (
     is_metajudge_prompt,
     prompt_of,
 )
-from ralign_tasks.records import PairRecord
 
 FAIL = Reply("scripted failure", status=500, headers={"retry-after-ms": "5"})
 

@@ -10,12 +10,12 @@ from __future__ import annotations
 import pytest
 
 from ralign_tasks.data import load_benchmark, sample_data_dir
-from ralign_tasks.random_model import build_random_llama
 from ralign_tasks.scorers import local_backends
 from ralign_tasks.scorers.config import EndpointConfig
 from ralign_tasks.scorers.engine import ChatRequest, run_chat_batch
 from ralign_tasks.scorers.meta_verdict import MetaStatus
 from ralign_tasks.scorers.metajudge import GenRMJudgment, judge_all
+from ralign_tasks.testing.random_model import build_random_llama
 
 pytestmark = pytest.mark.vllm
 

@@ -9,13 +9,15 @@ from collections import Counter
 
 import pytest
 
-from ralign_tasks.loopback import METAJUDGE_CORRECT, LoopbackServer, Reply, prompt_of
-from ralign_tasks.scorers import engine
+from ralign_tasks.pipeline import judge_items
+from ralign_tasks.protocols import get_task
+from ralign_tasks.protocols.fidelity import FidelityJudgment
+from ralign_tasks.scorers import ask
 from ralign_tasks.scorers.cache import ResponseCache
 from ralign_tasks.scorers.config import ConfigError, EndpointConfig
 from ralign_tasks.scorers.engine import ChatRequest, FatalEndpointError, run_chat_batch
 from ralign_tasks.scorers.meta_verdict import MetaStatus
-from ralign_tasks.scorers.metajudge import GenRMJudgment, judge_all
+from ralign_tasks.testing.loopback import METAJUDGE_CORRECT, LoopbackServer, Reply, prompt_of
 
 FAST_RETRY = {"retry-after-ms": "5"}
 
@@ -29,14 +31,14 @@ def config_for(server, **changes):
 
 
 @pytest.fixture(autouse=True)
-def quick_empty_retries(monkeypatch):
-    monkeypatch.setattr(engine, "_EMPTY_RETRY_BASE_S", 0.01)
+def quick_retry_pauses(monkeypatch):
+    monkeypatch.setattr(ask, "RETRY_PAUSE_BASE_S", 0.01)
 
 
 def test_answers_keep_order_and_record_usage():
     with LoopbackServer(lambda body: f"answer to {prompt_of(body)}") as server:
         results, stats = run_chat_batch(requests_for(5), config_for(server))
-    assert [r.text for r in results] == [f"answer to q{i}" for i in range(5)]
+    assert [r.value for r in results] == [f"answer to q{i}" for i in range(5)]
     assert all(r.ok and r.attempts == 1 and not r.cached for r in results)
     assert results[0].prompt_tokens == 1 and results[0].completion_tokens == 3
     assert results[0].wall_s > 0
@@ -58,7 +60,7 @@ def test_transient_errors_are_retried():
 
     with LoopbackServer(flaky) as server:
         results, stats = run_chat_batch(requests_for(3), config_for(server))
-    assert [r.text for r in results] == ["fine"] * 3
+    assert [r.value for r in results] == ["fine"] * 3
     assert hits == {"q0": 3, "q1": 3, "q2": 3}
     assert stats.failures == 0
 
@@ -90,9 +92,64 @@ def test_empty_answers_are_asked_again_then_fail():
 
     with LoopbackServer(sometimes_empty) as server:
         results, _ = run_chat_batch(requests_for(2), config_for(server, max_attempts=3))
-    assert not results[0].ok and results[0].error == "empty answer after 3 attempt(s)"
+    assert not results[0].ok and results[0].error == "empty answer (finish reason: stop)"
     assert hits["q0"] == 3
-    assert results[1].text == "second try" and results[1].attempts == 2
+    assert results[1].value == "second try" and results[1].attempts == 2
+
+
+# 200 answers that are not chat completions: what a proxy, a misrouted URL or a crashing
+# server sends. Each is asked again, then counted as a failed call.
+NOT_COMPLETIONS = [
+    Reply(raw=b"<html><body>502 Bad Gateway</body></html>", content_type="text/html"),
+    Reply(raw=b'{"choices": [', content_type="application/json"),  # invalid JSON
+    Reply(raw=b'{"object": "error"}'),  # JSON without choices
+    Reply(raw=b'{"choices": []}'),
+]
+
+
+@pytest.mark.parametrize("broken", NOT_COMPLETIONS, ids=["html", "invalid-json", "no-choices",
+                                                         "empty-choices"])  # fmt: skip
+def test_a_200_that_is_not_a_chat_completion_is_asked_again_then_fails(broken):
+    hits = Counter()
+
+    def respond(body):
+        prompt = prompt_of(body)
+        hits[prompt] += 1
+        if prompt == "q0" or hits[prompt] == 1:
+            return broken
+        return "fine"
+
+    with LoopbackServer(respond) as server:
+        results, stats = run_chat_batch(requests_for(2), config_for(server, max_attempts=3))
+    assert not results[0].ok
+    assert "not a chat completion" in results[0].error or "JSONDecodeError" in results[0].error
+    assert hits["q0"] == 3 and stats.failures == 1
+    assert results[1].value == "fine" and results[1].attempts == 2
+
+
+def test_a_rejected_answer_is_asked_again_with_its_own_cache_key():
+    hits = Counter()
+
+    def respond(body):
+        hits[prompt_of(body)] += 1
+        return "good" if hits[prompt_of(body)] == 2 else "bad"
+
+    def check(text):
+        if text != "good":
+            raise ask.InvalidAnswer(f"{text!r} is not good")
+        return text.upper()
+
+    with LoopbackServer(respond) as server:
+        config = config_for(server, max_attempts=3)
+        results, stats = run_chat_batch(requests_for(1), config, checks=[check])
+        assert results[0].value == "GOOD" and results[0].attempts == 2 and stats.calls == 2
+        # A rerun replays both answers from the cache: nothing is asked.
+        again, stats = run_chat_batch(requests_for(1), config, checks=[check])
+        assert again[0].value == "GOOD" and again[0].cached and stats.calls == 0
+        assert sum(hits.values()) == 2
+        # An answer never accepted: a counted failure naming the last problem.
+        failed, _ = run_chat_batch(requests_for(1, "z"), config, checks=[lambda t: check("x")])
+    assert not failed[0].ok and failed[0].error == "malformed answer: 'x' is not good"
 
 
 def test_timeouts_are_retried_then_fail():
@@ -123,7 +180,7 @@ def test_rerun_is_served_from_cache():
         second, stats = run_chat_batch(requests_for(10), config)
         assert len(server.requests) == calls_after_first == 10
     assert stats.cache_hits == 10 and stats.calls == 0
-    assert [r.text for r in second] == [r.text for r in first]
+    assert [r.value for r in second] == [r.value for r in first]
     assert all(r.cached for r in second)
     assert second[0].completion_tokens == first[0].completion_tokens
 
@@ -133,7 +190,7 @@ def test_failures_and_settings_changes_are_not_cache_hits():
         run_chat_batch(requests_for(1), config_for(server, max_attempts=1))
     with LoopbackServer(lambda body: "up") as server:
         results, stats = run_chat_batch(requests_for(1), config_for(server))
-        assert results[0].text == "up" and stats.calls == 1
+        assert results[0].value == "up" and stats.calls == 1
         other = [ChatRequest("judge", "q0", 0.0, 64)]  # another temperature: another request
         _, stats = run_chat_batch(other, config_for(server))
         assert stats.calls == 1
@@ -143,7 +200,7 @@ def test_duplicate_requests_are_sent_once():
     with LoopbackServer(lambda body: "same") as server:
         results, _ = run_chat_batch(requests_for(1) * 3, config_for(server))
         assert len(server.requests) == 1
-    assert [r.text for r in results] == ["same"] * 3
+    assert [r.value for r in results] == ["same"] * 3
 
 
 RESUME_SCRIPT = textwrap.dedent(
@@ -176,7 +233,7 @@ def test_run_killed_midway_resumes_without_paying_twice(tmp_path, stop_signal):
 
         results, stats = run_chat_batch(requests_for(200), config_for(server, concurrency=4))
         resent = set(server.prompts())
-    assert [r.text for r in results] == [f"answer q{i}" for i in range(200)]
+    assert [r.value for r in results] == [f"answer q{i}" for i in range(200)]
     assert stats.cache_hits == finished
     # Nothing finished is asked again; only never-finished requests are sent.
     assert len(resent) == 200 - finished
@@ -198,22 +255,25 @@ def test_auth_errors_stop_the_run_and_never_show_the_key(caplog):
     assert secret not in repr(config_for(server, api_key=secret))
 
 
-def test_judge_all_sends_only_label_correct_items(sample_records):
+def test_judge_items_sends_only_label_correct_items(sample_records):
     outputs = ["\\boxed{A}", "\\boxed{B}"] * 4
     judgments = [
-        GenRMJudgment.from_output(r, o) for r, o in zip(sample_records, outputs, strict=True)
+        FidelityJudgment.from_output(r, o) for r, o in zip(sample_records, outputs, strict=True)
     ]
     with LoopbackServer(lambda body: METAJUDGE_CORRECT) as server:
-        verdicts, stats = judge_all(judgments, config_for(server))
+        items, stats = judge_items(
+            get_task("helpsteer3"), sample_records, judgments, config_for(server)
+        )
         sent = server.prompts()
     correct = [j for j in judgments if j.label_correct]
     assert len(sent) == len(correct) == stats.requests > 0
-    for judgment, verdict in zip(judgments, verdicts, strict=True):
+    for judgment, item in zip(judgments, items, strict=True):
         if judgment.label_correct:
-            assert verdict.status is MetaStatus.CORRECT
+            assert item.outcome.meta is MetaStatus.CORRECT
+            assert item.item["judge"][0]["model"] == "judge"
             assert any(judgment.record.golden_rationale in prompt for prompt in sent)
         else:
-            assert verdict is None
+            assert item.call is None and item.item["judge"] == []
             assert not any(judgment.record.golden_rationale in prompt for prompt in sent)
 
 

@@ -15,15 +15,16 @@ from inspect_ai.model import (
 )
 from inspect_ai.scorer import SampleScore, Score
 
-from ralign_tasks.inspect_dataset import ralign_dataset
-from ralign_tasks.inspect_tasks import TaskSetupError, ralign_helpsteer3
-from ralign_tasks.loopback import METAJUDGE_CORRECT
+from ralign_tasks.inspect_adapter.scorer import genrm_full_text, ralign_fidelity, ralign_metrics
+from ralign_tasks.inspect_adapter.tasks import TaskSetupError, ralign_helpsteer3, task_dataset
 from ralign_tasks.prompts import render_genrm_prompt
+from ralign_tasks.protocols import get_task
+from ralign_tasks.protocols.fidelity import FIDELITY, FidelityJudgment
 from ralign_tasks.records import PairRecord
-from ralign_tasks.scorers.inspect_metrics import fidelity, outcome_value, value_outcome
-from ralign_tasks.scorers.inspect_scorer import genrm_full_text, ralign_fidelity
+from ralign_tasks.scorers.ask import JudgeCall
 from ralign_tasks.scorers.meta_verdict import MetaStatus
-from ralign_tasks.scorers.metrics import ItemOutcome, compute_fidelity
+from ralign_tasks.scorers.metrics import compute_fidelity
+from ralign_tasks.testing.loopback import METAJUDGE_CORRECT
 
 
 def mock_output(content, stop_reason="stop"):
@@ -83,8 +84,15 @@ def test_full_text_puts_reasoning_parts_back_in_order():
     assert genrm_full_text(ModelOutput(model="m")) is None  # generation failed
 
 
+HELPSTEER3 = get_task("helpsteer3")
+
+
+def ralign_dataset(**kwargs):
+    return task_dataset(HELPSTEER3, **kwargs)
+
+
 def test_samples_carry_the_record_in_file_order(sample_records):
-    dataset = ralign_dataset("helpsteer3", sample=True)
+    dataset = ralign_dataset(sample=True)
     assert [s.id for s in dataset] == [r.id for r in sample_records]
     first = dataset[0]
     assert first.target == sample_records[0].label
@@ -95,13 +103,13 @@ def test_samples_carry_the_record_in_file_order(sample_records):
 
 
 def test_subset_filter_and_its_errors(tmp_path):
-    dataset = ralign_dataset("helpsteer3", sample=True, subset="code, stem")
+    dataset = ralign_dataset(sample=True, group_filter="code, stem")
     assert {s.metadata["subset"] for s in dataset} == {"code", "stem"} and len(dataset) == 4
-    assert len(ralign_dataset("helpsteer3", sample=True, subset=["general"])) == 2
+    assert len(ralign_dataset(sample=True, group_filter=["general"])) == 2
     with pytest.raises(ValueError, match=r"unknown subset.*'maths'.*known: code, general"):
-        ralign_dataset("helpsteer3", sample=True, subset="maths")
+        ralign_dataset(sample=True, group_filter="maths")
     with pytest.raises(ValueError, match="either sample=true or data_dir"):
-        ralign_dataset("helpsteer3", sample=True, data_dir=str(tmp_path))
+        ralign_dataset(sample=True, data_dir=str(tmp_path))
     # The task reports them as Inspect prerequisites (printed without a traceback).
     with pytest.raises(TaskSetupError, match="unknown subset"):
         ralign_helpsteer3(sample=True, subset="maths")
@@ -109,37 +117,49 @@ def test_subset_filter_and_its_errors(tmp_path):
         ralign_helpsteer3(data_dir=str(tmp_path))
 
 
-def test_score_value_round_trip():
-    outcomes = [
-        ItemOutcome("code", True, MetaStatus.CORRECT),
-        ItemOutcome("code", True, MetaStatus.CALL_FAIL),
-        ItemOutcome("stem", False, genrm_no_verdict=True, genrm_truncated=True),
-        ItemOutcome("stem", False, genrm_call_fail=True),
-    ]
-    assert [value_outcome(outcome_value(o)) for o in outcomes] == outcomes
+def judged_item(record, output, meta):
+    """The judged-item record of one item, as the scorer stores it in the score metadata."""
+    judgment = FidelityJudgment.from_output(record, output)
+    call = None
+    if meta is not None:
+        call = JudgeCall(value=meta, answer="…", attempts=1)
+    return FIDELITY.run_item("ralign_helpsteer3", record, judgment, call, True, "j").item
 
 
-def test_metric_is_compute_fidelity_with_nan_for_undefined():
-    outcomes = [
-        ItemOutcome("a", True, MetaStatus.CORRECT),
-        ItemOutcome("a", True, MetaStatus.PARSE_FAIL),
-        ItemOutcome("a", False, genrm_no_verdict=True),
+def test_item_outcome_round_trip(sample_records):
+    record = sample_records[0]  # label A
+    for output, meta in [("\\boxed{A}", MetaStatus.CORRECT), ("\\boxed{B}", None),
+                         ("no box", None), (None, None)]:  # fmt: skip
+        item = judged_item(record, output, meta)
+        judgment = FidelityJudgment.from_output(record, output)
+        call = JudgeCall(value=meta, answer="…", attempts=1) if meta else None
+        assert FIDELITY.outcome_from_item(item) == FIDELITY.outcome(judgment, call, True)
+
+
+def test_metric_is_compute_fidelity_with_nan_for_undefined(sample_records):
+    record = sample_records[0]
+    items = [
+        judged_item(record, "\\boxed{A}", MetaStatus.CORRECT),
+        judged_item(record, "\\boxed{A}", MetaStatus.PARSE_FAIL),
+        judged_item(record, "no verdict", None),
     ]
     scores = [
-        SampleScore(score=Score(value=outcome_value(o)), sample_id=i)
-        for i, o in enumerate(outcomes)
+        SampleScore(score=Score(value=item["outcome"], metadata=item), sample_id=i)
+        for i, item in enumerate(items)
     ]
-    values = fidelity()(scores)
-    report = compute_fidelity(outcomes)
+    values = ralign_metrics("fidelity")(scores)
+    report = compute_fidelity([FIDELITY.outcome_from_item(item) for item in items])
     for name in ("f_score", "l_acc", "s_corr"):
         assert values[name] == report[name]
         assert values[f"{name}_stderr"] == report["stderr"][name]
     assert (values["meta_parse_fail"], values["genrm_no_verdict"]) == (1, 1)
     assert next(iter(values)) == "f_score"  # Inspect's headline: the first value
+    assert set(values) >= set(FIDELITY.schema.count_names)
 
-    nothing_judged = fidelity()([SampleScore(score=Score(value=outcome_value(outcomes[2])))])
+    unjudged = [SampleScore(score=Score(value=items[2]["outcome"], metadata=items[2]))]
+    nothing_judged = ralign_metrics("fidelity")(unjudged)
     assert nothing_judged["l_acc"] == 0 and math.isnan(nothing_judged["s_corr"])
-    assert math.isnan(fidelity()([])["f_score"])
+    assert math.isnan(ralign_metrics("fidelity")([])["f_score"])
 
 
 def test_mock_run_reasoning_parts_and_meta_outcomes(sample_records, tmp_path):
@@ -171,8 +191,8 @@ def test_mock_run_reasoning_parts_and_meta_outcomes(sample_records, tmp_path):
     ]  # fmt: skip
     # The empty answer (item 5) is asked again: 3 attempts by default.
     assert sorted(judge_script.calls) == [0, 1, 2, 5, 5, 5, 6]
-    assert scores[5].metadata["meta_attempts"] == 3
-    assert scores[5].metadata["meta_error"].startswith("empty answer")
+    assert scores[5].metadata["judge"][0]["attempts"] == 3
+    assert scores[5].metadata["judge"][0]["error"].startswith("empty answer")
     assert scores[2].explanation.startswith("Meta verdict: ParseFail")
     assert scores[3].explanation == "GenRM picked A, the label is B: not meta-judged."
     metrics = log.results.scores[0].metrics

@@ -20,11 +20,11 @@ from typing import Any
 import pytest
 
 from ralign_tasks.cli import main
-from ralign_tasks.report_runs import RC_TASK, RunItem, TaskResult, load_runs
+from ralign_tasks.report.runs import RC_TASK, RunItem, TaskResult, load_runs
+from ralign_tasks.report.viewer import OUTCOMES, script_json, write_views
 from ralign_tasks.scorers.metrics import ItemOutcome
-from ralign_tasks.viewer import OUTCOMES, script_json, write_views
-from tests.cdp import Page, chromium
-from tests.recorded_runs import INSPECT_GENRM, JSON_GENRM
+from tests.support.cdp import Page, chromium
+from tests.support.recorded_runs import INSPECT_GENRM, JSON_GENRM
 
 PAGES = {
     ("genrm", "ralign_helpsteer3"): "genrm__ralign_helpsteer3.html",

@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 from scipy.stats import rankdata
 
-from ralign_tasks.report_compare import compare, paired_items
-from ralign_tasks.report_runs import load_runs
+from ralign_tasks.report.compare import compare, paired_items
+from ralign_tasks.report.runs import load_runs
 from ralign_tasks.scorers.meta_verdict import MetaStatus
 from ralign_tasks.scorers.metrics import ItemOutcome, compute_fidelity, paired_difference
-from tests.recorded_runs import INSPECT_GENRM, JSON_GENRM, VARIED_GENRM_NAMES
+from tests.support.recorded_runs import INSPECT_GENRM, JSON_GENRM, VARIED_GENRM_NAMES
 from tests.test_report import csv_rows, report
 
 STRONG, WEAK = VARIED_GENRM_NAMES
@@ -286,7 +286,7 @@ def test_a_genrm_name_wins_over_a_path_of_the_same_name(runs, capsys, tmp_path, 
 
 
 def test_a_downstream_csv_with_a_byte_order_mark_is_read(tmp_path):
-    from ralign_tasks.report_plots import read_downstream
+    from ralign_tasks.report.plots import read_downstream
 
     path = tmp_path / "excel.csv"
     path.write_bytes("model,score\r\nA,1.5\r\nB,2\r\n".encode("utf-8-sig"))

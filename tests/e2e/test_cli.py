@@ -9,16 +9,17 @@ import time
 
 import pytest
 
-from ralign_tasks.cli import include_path, main
-from ralign_tasks.loopback import (
+from ralign_tasks.cli import main
+from ralign_tasks.scorers.cache import ResponseCache
+from ralign_tasks.task_configs import include_path
+from ralign_tasks.testing.loopback import (
     GENRM_PICKS_A,
     METAJUDGE_CORRECT,
     LoopbackServer,
     is_metajudge_prompt,
     play_both_roles,
 )
-from ralign_tasks.scorers.cache import ResponseCache
-from tests.scripted import EXPECTED_OFFICIAL, scripted_responder
+from tests.support.scripted import EXPECTED_OFFICIAL, scripted_responder
 
 
 @pytest.fixture
@@ -49,10 +50,12 @@ def run_cli(server, tmp_path, *extra):
 
 
 def read_results(tmp_path):
+    """results.json and the judged-item records of samples.jsonl."""
     folder = tmp_path / "out" / "helpsteer3"
     results = json.loads((folder / "results.json").read_text())
-    samples = [json.loads(line) for line in (folder / "samples.jsonl").read_text().splitlines()]
-    return results, samples
+    rows = [json.loads(line) for line in (folder / "samples.jsonl").read_text().splitlines()]
+    assert all(row["item"]["ralign_item"] == 1 for row in rows)
+    return results, [row["item"] for row in rows]
 
 
 def test_run_official_policy_matches_hand_computed_metrics(scripted, tmp_path, capsys):
@@ -64,18 +67,19 @@ def test_run_official_policy_matches_hand_computed_metrics(scripted, tmp_path, c
     assert (overall["meta_correct"], overall["meta_incorrect"]) == (1, 1)
     assert (overall["meta_parse_fail"], overall["meta_call_fail"]) == (1, 1)
     assert (overall["genrm_no_verdict"], overall["genrm_call_fail"]) == (1, 1)
-    assert overall["genrm_truncated"] == 1 and samples[4]["genrm_truncated"]
+    assert overall["genrm_truncated"] == 1 and samples[4]["genrm"]["truncated"]
     for metric, value in EXPECTED_OFFICIAL.items():
         assert overall[metric] == pytest.approx(value)
-    assert [s["meta_status"] for s in samples] == [
+    assert [s["outcome"]["meta"] for s in samples] == [
         "correct", "incorrect", "parse_fail", None, None, "call_fail", None, None,
     ]  # fmt: skip
     meta_prompts = [b for b in scripted.requests if is_metajudge_prompt(b)]
     # 4 label-correct items; the failing one is asked max_attempts (3) times.
     assert len(meta_prompts) == 3 + 3
-    assert samples[6]["genrm_output"] is None
-    assert samples[0]["meta_tokens"][0] > 100 and samples[0]["meta_wall_s"] > 0
-    assert samples[0]["meta_cached"] is False and samples[3]["meta_tokens"] is None
+    assert samples[6]["genrm"]["output"] is None
+    judge = samples[0]["judge"][0]
+    assert judge["prompt_tokens"] > 100 and judge["wall_s"] > 0 and judge["model"] == "judge"
+    assert judge["cached"] is False and judge["attempts"] == 1 and samples[3]["judge"] == []
     assert set(results["metrics"]["subsets"]) == {"code", "general", "multilingual", "stem"}
     printed = capsys.readouterr().out
     assert "ralign_helpsteer3" in printed and "50.0 [" in printed and "16.7 [" in printed

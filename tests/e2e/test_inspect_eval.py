@@ -4,31 +4,30 @@ scripted loopback server, through the Python API, the CLI and ``inspect score``.
 import math
 import os
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 from inspect_ai import eval as inspect_eval
 from inspect_ai.log import read_eval_log
 from inspect_ai.model import GenerateConfig, get_model
 
-from ralign_tasks.inspect_tasks import ralign_helpsteer3
-from ralign_tasks.loopback import (
+from ralign_tasks.inspect_adapter.tasks import ralign_helpsteer3
+from ralign_tasks.pipeline import score_outputs
+from ralign_tasks.protocols import get_task
+from ralign_tasks.protocols.base import GenRMOutput
+from ralign_tasks.records import PairRecord
+from ralign_tasks.scorers.config import EndpointConfig
+from ralign_tasks.testing.loopback import (
     LoopbackServer,
     is_metajudge_prompt,
     prompt_of,
 )
-from ralign_tasks.pipeline import score_outputs
-from ralign_tasks.records import PairRecord
-from ralign_tasks.scorers.config import EndpointConfig
-from tests.scripted import SCRIPT, meta_answer
+from tests.support.harness import INSPECT
+from tests.support.scripted import SCRIPT, meta_answer
 
 # The bundled helpsteer3 sample scripted as in test_cli.py. Inspect's provider moves each
 # <think>…</think> into a reasoning part; the scorer must put it back, or item 7's official
 # verdict (its first box, B, is in the thinking) would become A.
 # A second meta-judge for re-judging a log: it finds every rationale correct.
-# The CLI of the Python running the tests, whatever PATH finds first.
-INSPECT = str(Path(sys.executable).with_name("inspect"))
 REJUDGE_MODEL = "judge2"
 
 # Fail fast: one attempt per call, one HTTP request per attempt (Inspect's retries back off
@@ -119,9 +118,9 @@ def test_api_run_matches_hand_computed_metrics_and_the_cli_pipeline(scripted, tm
     ]  # fmt: skip
     assert [s.answer for s in scores] == ["A", "B", "A", "A", None, "A", None, "B"]
     # The reasoning part is back in front of the text the official parser reads.
-    assert scores[7].metadata["genrm_output"].startswith("<think>\\boxed{B}?</think>")
+    assert scores[7].metadata["genrm"]["output"].startswith("<think>\\boxed{B}?</think>")
     assert log.samples[6].error is not None and scores[6].value["genrm_call_fail"]
-    assert scores[5].metadata["meta_error"].startswith("InternalServerError")
+    assert scores[5].metadata["judge"][0]["error"].startswith("InternalServerError")
     assert scores[0].explanation.startswith("Meta verdict: Correct")
 
     # Official settings on the wire: GenRM 0.4 / 8192, meta-judge 0.4 / 16384, one user message.
@@ -137,13 +136,17 @@ def test_api_run_matches_hand_computed_metrics_and_the_cli_pipeline(scripted, tm
     assert [(e.config.max_retries, e.config.attempt_timeout) for e in judge_calls] == [(0, 600)]
 
     # The ralign CLI's pipeline on the same GenRM outputs gives the very same numbers.
-    outputs = [s.metadata["genrm_output"] for s in scores]
-    cut = [s.value["genrm_truncated"] for s in scores]
+    outputs = [
+        GenRMOutput(s.metadata["genrm"]["output"], s.value["genrm_truncated"]) for s in scores
+    ]
     records = [PairRecord.from_dict(sample.metadata) for sample in log.samples]
     config = EndpointConfig(
         model="judge", base_url=scripted.base_url, api_key="x", max_attempts=1, use_cache=False
     )
-    run = score_outputs("helpsteer3", records, outputs, config, truncated=cut)
+    run = score_outputs(get_task("helpsteer3"), records, outputs, config)
+    assert [i.item for i in run.items] == [
+        s.metadata | {"judge": i.item["judge"]} for s, i in zip(scores, run.items, strict=True)
+    ]
     overall = run.report["overall"]
     for name in ("f_score", "l_acc", "s_corr"):
         assert same(metrics[name], overall[name])
@@ -238,5 +241,5 @@ def test_cli_eval_then_rejudge_with_inspect_score(scripted, tmp_path):
     metrics = metrics_of(relog)
     assert metrics["f_score"] == pytest.approx(4 / 8) and metrics["s_corr"] == 0
     rejudged = relog.samples[0].scores["ralign_fidelity"]
-    assert rejudged.metadata["meta_judge"] == f"openai-api/loop/{REJUDGE_MODEL}"
+    assert rejudged.metadata["judge"][0]["model"] == f"openai-api/loop/{REJUDGE_MODEL}"
     assert metrics["meta_call_fail"] == 0

@@ -14,9 +14,9 @@ from inspect_ai.log import read_eval_log, write_eval_log
 
 from ralign_tasks.cli import main
 from ralign_tasks.data import load_benchmark, sample_data_dir
-from ralign_tasks.report_runs import load_runs
-from tests.recorded_runs import INSPECT_GENRM, JSON_GENRM
-from tests.scripted import EXPECTED_OFFICIAL
+from ralign_tasks.report.runs import load_runs
+from tests.support.recorded_runs import INSPECT_GENRM, JSON_GENRM
+from tests.support.scripted import EXPECTED_OFFICIAL
 
 
 def report(args: list[str], capsys) -> tuple[int, str, str]:
@@ -146,7 +146,7 @@ def test_missing_metrics_are_blank_not_zero(runs, capsys):
 
 def test_cli_format_choices_match_the_renderers():
     from ralign_tasks.cli import build_parser
-    from ralign_tasks.report_tables import RENDERERS
+    from ralign_tasks.report.tables import RENDERERS
 
     report = build_parser()._subparsers._group_actions[0].choices["report"]
     (format_action,) = [a for a in report._actions if a.dest == "format"]

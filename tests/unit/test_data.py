@@ -3,13 +3,10 @@ from pathlib import Path
 
 import pytest
 
-from ralign_tasks.benchmarks import BENCHMARKS, get_benchmark
-from ralign_tasks.data import (
-    DataFormatError,
-    DataUnavailableError,
-    load_benchmark,
-    sample_data_dir,
-)
+from ralign_tasks.data import DataFormatError, DataUnavailableError, sample_data_dir
+from ralign_tasks.protocols import TASKS, get_task
+from ralign_tasks.protocols import load_task as load_benchmark
+from ralign_tasks.protocols.fidelity import FIDELITY
 
 GOOD_ROW = {
     "id": "x1",
@@ -40,7 +37,7 @@ def row(**changes):
     return data
 
 
-@pytest.mark.parametrize("name", list(BENCHMARKS))
+@pytest.mark.parametrize("name", [spec.task for spec in FIDELITY.tasks])
 def test_bundled_sample_loads_every_benchmark(name):
     loaded = load_benchmark(name, sample_data_dir())
     assert len(loaded.records) == 8
@@ -146,19 +143,34 @@ def test_hub_path_fails_clearly_offline():
 
 def test_unknown_benchmark():
     with pytest.raises(KeyError, match="unknown benchmark 'helpsteer4'"):
-        get_benchmark("helpsteer4")
+        get_task("helpsteer3".replace("3", "4"))
+
+
+@pytest.mark.parametrize(
+    ("name", "task"),
+    [
+        ("rewardbench2", "ralign_rewardbench2"),  # the name tables print
+        ("reward_bench2", "ralign_rewardbench2"),  # the R-Align repository's name
+        ("ppe", "ralign_ppe"),
+        ("ppe_human_preference_v1", "ralign_ppe"),
+        ("helpsteer3_atomic", "ralign_helpsteer3_atomic"),
+        ("ralign_helpsteer3", "ralign_helpsteer3"),
+    ],
+)
+def test_every_printed_name_is_accepted(name, task):
+    assert get_task(name).task == task
+    for spec in TASKS.values():
+        assert get_task(spec.short) is spec
 
 
 def test_every_loader_rejects_unknown_subset_and_domain_names():
     """The CLI, lm-eval and Inspect loaders all name an unknown subset (or domain) and list the
     known ones, instead of quietly evaluating fewer items."""
-    from ralign_tasks.lm_eval_atomic import load_atomic_docs
-    from ralign_tasks.lm_eval_tasks import load_docs
+    from ralign_tasks.lm_eval_adapter.tasks import load_docs
 
     with pytest.raises(ValueError, match=r"unknown subset\(s\) 'maths'.*known: code, general"):
-        load_docs("helpsteer3", sample=True, subset=["code", "maths"])
-    assert {d["subset"] for d in load_docs("helpsteer3", sample=True, subset="code")["test"]} == {
-        "code"
-    }
+        load_docs("ralign_helpsteer3", sample=True, subset=["code", "maths"])
+    docs = load_docs("ralign_helpsteer3", sample=True, subset="code")["test"]
+    assert {d["subset"] for d in docs} == {"code"}
     with pytest.raises(ValueError, match=r"unknown domain\(s\) 'code'.*known: Code, General"):
-        load_atomic_docs(sample=True, domain="code")
+        load_docs("ralign_helpsteer3_atomic", sample=True, domain="code")

@@ -2,8 +2,9 @@ import json
 
 import pytest
 
+from ralign_tasks.protocols.fidelity import FIDELITY
 from ralign_tasks.scorers.meta_verdict import MetaStatus
-from ralign_tasks.scorers.metrics import ItemOutcome, compute_fidelity, fidelity_report
+from ralign_tasks.scorers.metrics import ItemOutcome, compute_fidelity
 
 C, INC, PF, CF = (
     MetaStatus.CORRECT,
@@ -82,7 +83,7 @@ def test_bootstrap_interval_brackets_point_and_is_reproducible():
 
 def test_per_subset_breakdown_and_json_has_no_nan():
     items = outcomes(wrong=1, correct=2, subset="code") + outcomes(wrong=2, subset="math")
-    report = fidelity_report(items)
+    report = FIDELITY.report(items)
     assert list(report["subsets"]) == ["code", "math"]
     assert report["subsets"]["code"]["l_acc"] == pytest.approx(2 / 3)
     assert report["subsets"]["math"]["s_corr"] is None
@@ -100,3 +101,27 @@ def test_counts_of_genrm_failures():
     report = compute_fidelity(items)
     assert report["genrm_no_verdict"] == 1 and report["genrm_call_fail"] == 1
     assert report["l_acc"] == pytest.approx(1 / 3)
+
+
+def test_document_values_aggregate_to_the_same_numbers():
+    """lm-eval aggregates per-document values (mean, nanmean, summed counts): they must give
+    compute_fidelity's numbers exactly, for every schema name."""
+    import math
+
+    import numpy as np
+
+    items = outcomes(wrong=3, correct=4, incorrect=2, parse_fail=1, call_fail=1)
+    items.append(ItemOutcome("s", False, genrm_no_verdict=True, genrm_truncated=True))
+    report = compute_fidelity(items)
+    values = [item.document_values() for item in items]
+    for spec in FIDELITY.schema:
+        column = np.array([v[spec.name] for v in values], dtype=float)
+        if spec.aggregation == "count":
+            assert column.sum() == report[spec.name], spec.name
+        elif spec.aggregation == "mean":
+            assert column.mean() == report[spec.name], spec.name
+        else:
+            assert float(np.nanmean(column)) == report[spec.name], spec.name
+    unknown = [ItemOutcome("s", True, C, genrm_truncated=None)]
+    assert compute_fidelity(unknown)["genrm_truncated"] is None
+    assert math.isnan(unknown[0].document_values()["genrm_truncated"])

@@ -22,19 +22,19 @@ from inspect_ai.scorer import SampleScore, Score
 
 from ralign_tasks.atomic_data import AtomicRecord, load_atomic
 from ralign_tasks.data import sample_data_dir
+from ralign_tasks.inspect_adapter.scorer import rc_metrics, rc_outcome_value, value_rc_outcome
+from ralign_tasks.inspect_adapter.tasks import TaskSetupError, ralign_helpsteer3_atomic
 from ralign_tasks.inspect_atomic_dataset import atomic_dataset
-from ralign_tasks.inspect_tasks import TaskSetupError, ralign_helpsteer3_atomic
-from ralign_tasks.loopback import LoopbackServer, Reply, prompt_of
 from ralign_tasks.prompts import render_atomic_genrm_prompt
-from ralign_tasks.report_runs import RC_TASK, load_runs
-from ralign_tasks.scorers.atomic import (
+from ralign_tasks.report.runs import RC_TASK, load_runs
+from ralign_tasks.scorers.rationale import (
     RC_METRICS,
     AtomicOutcome,
     ItemStatus,
     RCScores,
     compute_rc,
 )
-from ralign_tasks.scorers.inspect_metrics import rc_metrics, rc_outcome_value, value_rc_outcome
+from ralign_tasks.testing.loopback import LoopbackServer, Reply, prompt_of
 from tests.test_inspect_eval import INSPECT
 
 SCORER = "ralign_rc"

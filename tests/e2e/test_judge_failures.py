@@ -1,0 +1,126 @@
+"""A meta-judge that sometimes answers 200 with a body that is not a chat completion (HTML,
+invalid JSON, JSON without ``choices``): every path (the CLI, lm-eval, Inspect) asks again,
+counts what keeps failing as a CallFail, finishes with status success, drops no sample, and
+gives the same numbers on the same answers."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from inspect_ai import eval as inspect_eval
+from inspect_ai.model import GenerateConfig, get_model
+
+from ralign_tasks.cli import main
+from ralign_tasks.inspect_adapter.tasks import ralign_helpsteer3
+from ralign_tasks.report.runs import load_runs
+from ralign_tasks.testing.loopback import LoopbackServer, Reply, is_metajudge_prompt
+from tests.support.harness import lm_eval_run
+from tests.support.scripted import meta_answer
+
+HTML = Reply(raw=b"<html><body>502 Bad Gateway</body></html>", content_type="text/html")
+INVALID_JSON = Reply(raw=b'{"choices": [')
+NO_CHOICES = Reply(raw=b'{"object": "error", "message": "overloaded"}')
+# The GenRM always says A: items 0, 2, 5 and 7 (labels A B A B B A B A) are label-correct.
+# The meta-judge's answers per ask of each: item 2 never answers properly.
+META_ANSWERS = {
+    0: [INVALID_JSON, meta_answer("Correct")],
+    2: [HTML, HTML, HTML],
+    5: [NO_CHOICES, meta_answer("Incorrect")],
+    7: [meta_answer("Correct")],
+}
+# C = 2 (items 0, 7), I = 1 (item 5), CF = 1 (item 2).
+EXPECTED = {"l_acc": 4 / 8, "s_corr": 1 / 3, "f_score": 2 / 7, "meta_call_fail": 1}
+
+
+class FlakyJudge:
+    """A loopback responder: the GenRM says A, the meta-judge answers from META_ANSWERS."""
+
+    def __init__(self, records):
+        self.records = records
+        self.asks: Counter[int] = Counter()
+
+    def __call__(self, body):
+        if not is_metajudge_prompt(body):
+            return "The decisive point favours A. \\boxed{A}"
+        prompt = body["messages"][-1]["content"]
+        item = next(i for i, r in enumerate(self.records) if r.prompt in prompt)
+        answers = META_ANSWERS[item]
+        answer = answers[min(self.asks[item], len(answers) - 1)]
+        self.asks[item] += 1
+        return answer
+
+
+def check_numbers(metrics: dict) -> None:
+    for name, value in EXPECTED.items():
+        assert metrics[name] == pytest.approx(value), name
+
+
+def test_cli_asks_again_and_counts_the_persistent_failure(sample_records, tmp_path, monkeypatch):
+    monkeypatch.setenv("RALIGN_METAJUDGE_MAX_ATTEMPTS", "2")
+    judge = FlakyJudge(sample_records)
+    with LoopbackServer(judge) as server:
+        code = main(
+            ["run", "helpsteer3", "--sample", "--genrm-model", "g", "--genrm-base-url",
+             server.base_url, "--metajudge-model", "j", "--metajudge-base-url", server.base_url,
+             "--output-dir", str(tmp_path / "out")]
+        )  # fmt: skip
+    assert code == 0
+    results = json.loads((tmp_path / "out" / "helpsteer3" / "results.json").read_text())
+    check_numbers(results["metrics"]["overall"])
+    assert judge.asks == {0: 2, 2: 2, 5: 2, 7: 1}
+    rows = (tmp_path / "out" / "helpsteer3" / "samples.jsonl").read_text().splitlines()
+    failed = json.loads(rows[2])["item"]["judge"][0]
+    assert failed["attempts"] == 2 and "not a chat completion" in failed["error"]
+
+
+def test_inspect_completes_with_success_and_the_same_numbers(sample_records, tmp_path):
+    judge = FlakyJudge(sample_records)
+    with LoopbackServer(judge) as server:
+
+        def model(name: str, **config):
+            return get_model(
+                f"openai-api/loop/{name}", base_url=server.base_url, api_key="x",
+                memoize=False, config=GenerateConfig(**config),
+            )  # fmt: skip
+
+        (log,) = inspect_eval(
+            ralign_helpsteer3(sample=True),
+            model=model("genrm"),
+            # Two asks per request, as the CLI above.
+            model_roles={"meta_judge": model("judge", max_retries=1)},
+            log_dir=str(tmp_path / "logs"),
+            display="none",
+        )
+    assert log.status == "success", log.error
+    assert len(log.samples) == 8 and all(s.error is None for s in log.samples)
+    metrics = {name: m.value for name, m in log.results.scores[0].metrics.items()}
+    check_numbers(metrics)
+    scores = [s.scores["ralign_fidelity"] for s in log.samples]
+    assert [s.value["meta"] for s in scores] == [
+        "correct", None, "call_fail", None, None, "incorrect", None, "correct",
+    ]  # fmt: skip
+    # The report reads the log to the same numbers.
+    (result,) = load_runs([tmp_path / "logs"])[0]
+    for name in ("l_acc", "s_corr", "f_score"):
+        assert result.values[name] == pytest.approx(EXPECTED[name])
+
+
+@pytest.mark.slow
+def test_lm_eval_asks_again_and_gives_the_same_numbers(sample_records, tmp_path):
+    judge = FlakyJudge(sample_records)
+    with LoopbackServer(judge) as server:
+        metadata = {
+            "sample": True,
+            "metajudge_model": "j",
+            "metajudge_base_url": server.base_url,
+            "metajudge_max_attempts": 2,
+        }
+        run = lm_eval_run(server, tmp_path, "ralign_helpsteer3", metadata)
+    assert run.returncode == 0, run.stderr[-3000:]
+    (results_file,) = Path(tmp_path).glob("*/results_*.json")
+    task = json.loads(results_file.read_text())["results"]["ralign_helpsteer3"]
+    check_numbers({name: task[f"{name},none"] for name in EXPECTED})
+    assert judge.asks == {0: 2, 2: 2, 5: 2, 7: 1}
