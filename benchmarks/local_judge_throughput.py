@@ -27,11 +27,13 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from ralign_tasks.data import load_benchmark, sample_data_dir
+from ralign_tasks.data import sample_data_dir
+from ralign_tasks.prompts import render_metajudge_prompt
+from ralign_tasks.protocols import load_task
+from ralign_tasks.protocols.fidelity import FIDELITY
 from ralign_tasks.scorers.config import EndpointConfig
 from ralign_tasks.scorers.engine import ChatRequest
 from ralign_tasks.scorers.local_backends import HFBackend, VLLMBackend
-from ralign_tasks.scorers.metajudge import GenRMJudgment, metajudge_request
 from ralign_tasks.testing.random_model import build_random_llama
 
 # Shapes of public models of that size, for GPU runs where no checkpoint can be downloaded
@@ -52,8 +54,8 @@ RANDOM_SHAPES = {
 def sample_records():
     return [
         record
-        for name in ("helpsteer3", "reward_bench2", "ppe_human_preference_v1")
-        for record in load_benchmark(name, sample_data_dir()).records
+        for spec in FIDELITY.tasks
+        for record in load_task(spec.task, sample_data_dir()).records
     ]
 
 
@@ -63,9 +65,8 @@ def judge_requests(model: str, items: int, max_tokens: int) -> list[ChatRequest]
     for index in range(items):
         record = replace(records[index % len(records)], id=f"bench-{index}")
         output = f"Item {index}: the decisive difference favours {record.label}. \\boxed{{A}}"
-        judgment = GenRMJudgment.from_output(record, output)
-        config = EndpointConfig(model=model, max_tokens=max_tokens, temperature=0.0)
-        requests.append(metajudge_request(judgment, config))
+        prompt = render_metajudge_prompt(record, output)
+        requests.append(ChatRequest(model, prompt, 0.0, max_tokens))
     return requests
 
 

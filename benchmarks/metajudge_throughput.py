@@ -3,7 +3,7 @@
 efficiency = ideal time / measured time, where ideal = calls x latency / concurrency: how close
 the engine comes to keeping ``concurrency`` requests in flight all the time. The server runs in
 its own process (as a real endpoint would), so client CPU per request shows up as lost time.
-The measured time is the whole ``judge_all`` call (prompt rendering, cache lookups and writes,
+The measured time is the whole ``judge_items`` call (prompt rendering, cache lookups and writes,
 client set-up included); one unrelated request first takes the process's one-time lazy imports
 out of the figure. Also times a rerun that is served entirely from the cache.
 
@@ -22,23 +22,33 @@ import tempfile
 import time
 from dataclasses import replace
 
-from ralign_tasks.data import load_benchmark, sample_data_dir
+from ralign_tasks.data import sample_data_dir
+from ralign_tasks.pipeline import judge_items
+from ralign_tasks.protocols import get_task, load_task
+from ralign_tasks.protocols.fidelity import FIDELITY, FidelityJudgment
 from ralign_tasks.scorers.config import EndpointConfig
-from ralign_tasks.scorers.metajudge import GenRMJudgment, judge_all
 
 
-def label_correct_judgments(count: int) -> list[GenRMJudgment]:
+def judge_all(judgments: list[FidelityJudgment], config: EndpointConfig):
+    """The meta-judge step of the fidelity tasks over ``judgments``, as every path runs it."""
+    records = [judgment.record for judgment in judgments]
+    return judge_items(get_task("helpsteer3"), records, judgments, config)
+
+
+def label_correct_judgments(count: int) -> list[FidelityJudgment]:
     """``count`` distinct label-correct judgments built from the bundled samples."""
     records = [
         record
-        for name in ("helpsteer3", "reward_bench2", "ppe_human_preference_v1")
-        for record in load_benchmark(name, sample_data_dir()).records
+        for spec in FIDELITY.tasks
+        for record in load_task(spec.task, sample_data_dir()).records
     ]
     judgments = []
     for index in range(count):
         record = replace(records[index % len(records)], id=f"bench-{index}")
         output = f"Item {index}: the decisive difference favours {record.label}. "
-        judgments.append(GenRMJudgment.from_output(record, output + f"\\boxed{{{record.label}}}"))
+        judgments.append(
+            FidelityJudgment.from_output(record, output + f"\\boxed{{{record.label}}}")
+        )
     return judgments
 
 
@@ -74,7 +84,8 @@ def measure(latency: float, items: int, concurrency: int, profile: bool) -> dict
                 profiler.disable()
             cold = time.perf_counter() - start
             assert stats.calls == items and stats.failures == 0, stats
-            assert all(v is not None and v.status.value == "correct" for v in verdicts)
+            assert all(v.outcome.meta is not None and v.outcome.meta.value == "correct"
+                       for v in verdicts)  # fmt: skip
 
             start = time.perf_counter()
             _, rerun_stats = judge_all(judgments, config)

@@ -59,9 +59,7 @@ class AtomicJudgment:
     def from_output(
         cls, record: AtomicRecord, output: str | None, truncated: bool | None = False
     ) -> AtomicJudgment:
-        return cls(
-            record, output, tuple(parse_reasons(output)), parse_five_way(output), truncated
-        )
+        return cls(record, output, tuple(parse_reasons(output)), parse_five_way(output), truncated)
 
     @classmethod
     def from_reference(cls, record: AtomicRecord, model: str) -> AtomicJudgment:

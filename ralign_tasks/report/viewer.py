@@ -142,7 +142,9 @@ def script_json(data: Any) -> str:
 
 def render_page(result: TaskResult) -> str:
     """The page of one fidelity run with items."""
-    template = resources.files("ralign_tasks").joinpath("viewer_page.html").read_text("utf-8")
+    template = (
+        resources.files("ralign_tasks.report").joinpath("viewer_page.html").read_text("utf-8")
+    )
     values = {
         "TITLE": html.escape(f"{result.genrm} · {result.task} — R-Align viewer"),
         "DATA": script_json(page_data(result)),

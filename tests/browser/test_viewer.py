@@ -20,13 +20,18 @@ from typing import Any
 import pytest
 
 from ralign_tasks.cli import main
-from ralign_tasks.report.runs import RC_TASK, RunItem, TaskResult, load_runs
+from ralign_tasks.protocols import metric_label
+from ralign_tasks.protocols.rationale import RC_TASK
+from ralign_tasks.report.runs import RunItem, TaskResult, load_runs
 from ralign_tasks.report.viewer import OUTCOMES, script_json, write_views
 from ralign_tasks.scorers.metrics import ItemOutcome
 from tests.support.cdp import Page, chromium
-from tests.support.recorded_runs import INSPECT_GENRM, JSON_GENRM
+from tests.support.recorded_runs import CLI_GENRM, INSPECT_GENRM, JSON_GENRM
+
+pytestmark = pytest.mark.slow  # the recorded harness runs (an lm_eval subprocess) and Chromium
 
 PAGES = {
+    (CLI_GENRM, "ralign_helpsteer3"): "cli-genrm__ralign_helpsteer3.html",
     ("genrm", "ralign_helpsteer3"): "genrm__ralign_helpsteer3.html",
     ("genrm", "ralign_ppe"): "genrm__ralign_ppe.html",
     (INSPECT_GENRM, "ralign_helpsteer3"): "openai-api_loop_other__ralign_helpsteer3.html",
@@ -124,9 +129,8 @@ def test_embedded_data_has_every_item_and_its_outcome(runs, results, pages):
         shown_counts = Counter(i["outcome"] for i in data["items"])
         assert {key: shown_counts[key] for key in OUTCOMES} == expected_counts(result)
         failures = {f["label"]: f["count"] for f in data["failures"]}
-        assert failures["no verdict"] == result.counts["genrm_no_verdict"]
-        assert failures["meta-judge parse fail"] == result.counts["meta_parse_fail"]
-        assert failures["meta-judge call fail"] == result.counts["meta_call_fail"]
+        for name in ("genrm_no_verdict", "meta_parse_fail", "meta_call_fail"):
+            assert failures[metric_label(name)] == result.counts[name]
         assert [m["value"] for m in data["metrics"]] == [
             f"{result.values[m] * 100:.1f}%" for m in ("l_acc", "s_corr", "f_score")
         ]
@@ -156,7 +160,7 @@ def test_runs_without_items_are_warned_about_and_skipped(runs, tmp_path, capsys)
 
 def test_rc_runs_are_skipped_and_page_names_are_safe_and_unique(results, tmp_path):
     base = results[(INSPECT_GENRM, "ralign_helpsteer3")]
-    rc = dataclasses.replace(base, task=RC_TASK, items=[])
+    rc = dataclasses.replace(base, task=RC_TASK.task, items=[])
     odd = dataclasses.replace(base, genrm="../we ird:Model")
     clash = dataclasses.replace(base, genrm="../WE IRD:model")
     warnings: list[str] = []
@@ -168,7 +172,7 @@ def test_rc_runs_are_skipped_and_page_names_are_safe_and_unique(results, tmp_pat
     ]
     assert all(p.parent == tmp_path / "out" and p.is_file() for p in written)
     (warning,) = warnings
-    assert RC_TASK in warning and INSPECT_GENRM in warning and "fidelity tasks" in warning
+    assert RC_TASK.task in warning and INSPECT_GENRM in warning and "fidelity tasks" in warning
 
 
 def test_embedded_json_cannot_end_its_script_element():

@@ -144,6 +144,7 @@ def test_include_path_is_the_task_configs_folder(capsys):
     assert (include_path() / "__init__.py").is_file()
 
 
+@pytest.mark.slow  # a subprocess of its own
 def test_ctrl_c_keeps_finished_answers_and_rerun_resumes(tmp_path):
     command = [
         sys.executable, "-m", "ralign_tasks.cli", "run", "--sample",

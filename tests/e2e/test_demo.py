@@ -6,7 +6,11 @@ import os
 import subprocess
 import sys
 
-from ralign_tasks.demo import DISCLAIMER
+import pytest
+
+from ralign_tasks.cli.demo import DISCLAIMER
+
+pytestmark = pytest.mark.slow  # about three minutes
 
 
 def test_demo_runs_offline_and_prints_the_fidelity_table(tmp_path):

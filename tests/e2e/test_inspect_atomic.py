@@ -20,13 +20,19 @@ from inspect_ai.model import (
 )
 from inspect_ai.scorer import SampleScore, Score
 
-from ralign_tasks.atomic_data import AtomicRecord, load_atomic
 from ralign_tasks.data import sample_data_dir
-from ralign_tasks.inspect_adapter.scorer import rc_metrics, rc_outcome_value, value_rc_outcome
-from ralign_tasks.inspect_adapter.tasks import TaskSetupError, ralign_helpsteer3_atomic
-from ralign_tasks.inspect_atomic_dataset import atomic_dataset
+from ralign_tasks.inspect_adapter.scorer import ralign_metrics
+from ralign_tasks.inspect_adapter.tasks import (
+    TaskSetupError,
+    ralign_helpsteer3_atomic,
+    task_dataset,
+)
 from ralign_tasks.prompts import render_atomic_genrm_prompt
-from ralign_tasks.report.runs import RC_TASK, load_runs
+from ralign_tasks.protocols import load_task
+from ralign_tasks.protocols.rationale import RATIONALE, RC_TASK, AtomicJudgment
+from ralign_tasks.records import AtomicRecord
+from ralign_tasks.report.runs import load_runs
+from ralign_tasks.scorers.ask import JudgeCall
 from ralign_tasks.scorers.rationale import (
     RC_METRICS,
     AtomicOutcome,
@@ -35,7 +41,7 @@ from ralign_tasks.scorers.rationale import (
     compute_rc,
 )
 from ralign_tasks.testing.loopback import LoopbackServer, Reply, prompt_of
-from tests.test_inspect_eval import INSPECT
+from tests.support.harness import INSPECT
 
 SCORER = "ralign_rc"
 
@@ -43,7 +49,11 @@ SCORER = "ralign_rc"
 @pytest.fixture
 def records():
     # Labels A B B A B A B A; human checklists of 4 3 5 3 6 4 5 4 rationales.
-    return load_atomic("test", sample_data_dir()).records
+    return load_task("helpsteer3_atomic", sample_data_dir()).records
+
+
+def atomic_dataset(domain=None, **kwargs):
+    return task_dataset(RC_TASK, group_filter=domain, **kwargs)
 
 
 @pytest.fixture(autouse=True)
@@ -200,16 +210,19 @@ def test_mock_run_matches_hand_computed_metrics_and_compute_rc(records, tmp_path
         assert got == pytest.approx(expected), index
     # Skipped items never reach the MetaJudge; malformed answers are asked again (3 attempts).
     assert sorted(script.calls) == [0, 1, 1, 4, 4, 4, 5, 6, 7]
-    assert [s.metadata["meta_attempts"] for s in scores] == [1, 2, 0, 0, 3, 1, 1, 1]
-    assert scores[4].metadata["meta_error"].startswith("format error: no <RESULT_START>")
+    attempts = [s.metadata["judge"][0]["attempts"] if s.metadata["judge"] else 0 for s in scores]
+    assert attempts == [1, 2, 0, 0, 3, 1, 1, 1]
+    error = scores[4].metadata["judge"][0]["error"]
+    assert error.startswith("malformed answer: no <RESULT_START>")
     assert scores[4].explanation.startswith("MetaJudge failed after 3 attempt(s)")
     assert scores[2].explanation == "The GenRM listed no reasons: skipped (not meta-judged)."
     assert scores[3].explanation.startswith("The GenRM listed 11 reasons (more than 10)")
     assert scores[0].explanation.startswith("rc 0.438, rc_code 0.562")
     assert scores[0].explanation.endswith("<RESULT_START>\n- R1@S1: 1.0\n- R2@S1: 0.5\n"
                                           "- R3@S2: 0.75\n- R4@S0: 0\n<RESULT_END>")  # fmt: skip
-    assert scores[7].metadata["reasons"] == ["point 1", "point 2"]  # the thinking is left out
-    assert scores[7].metadata["genrm_output"].startswith("<think>1. hidden")
+    genrm = scores[7].metadata["genrm"]
+    assert genrm["reasons"] == ["point 1", "point 2"]  # the thinking is left out
+    assert genrm["output"].startswith("<think>1. hidden")
 
     metrics = metrics_of(log)
     assert next(iter(metrics)) == "rc" and log.results.headline.metric == "rc"
@@ -236,13 +249,13 @@ def test_mock_run_matches_hand_computed_metrics_and_compute_rc(records, tmp_path
         )
         for i, record in enumerate(records)
     ]
-    logged = [value_rc_outcome(s.value) for s in scores]
+    logged = [RATIONALE.outcome_from_item(s.metadata) for s in scores]
     assert [replace(o, scores=None) for o in logged] == [replace(o, scores=None) for o in outcomes]
     hand, report = compute_rc(outcomes), compute_rc(logged)
     for name in (*RC_METRICS, "outcome_acc"):
         assert metrics[name] == report[name] == pytest.approx(hand[name])
-        assert metrics[f"{name}_stderr"] == report[f"{name}_stderr"]
-        assert metrics[f"{name}_stderr"] == pytest.approx(hand[f"{name}_stderr"])
+        assert metrics[f"{name}_stderr"] == report["stderr"][name]
+        assert metrics[f"{name}_stderr"] == pytest.approx(hand["stderr"][name])
 
     # Official MetaJudge settings and bounded retries; one user message with S and R items.
     (call,) = judge_calls(log.samples[7])
@@ -254,19 +267,31 @@ def test_mock_run_matches_hand_computed_metrics_and_compute_rc(records, tmp_path
     assert f"R4: {records[7].checklist[3]}" in text
 
 
-def test_score_value_round_trip_and_nan_when_nothing_is_scored():
-    outcomes = [
-        AtomicOutcome("Code", ItemStatus.SCORED, RCScores(0.5, 0.75, 1.0, 2 / 3), "A", "A>B"),
-        AtomicOutcome("STEM", ItemStatus.SKIPPED_EMPTY, None, "B", "A=B"),
-        AtomicOutcome("STEM", ItemStatus.SKIPPED_LONG, None, None, None),
-        AtomicOutcome("Code", ItemStatus.JUDGE_FAILED, None, "A", "A>>B"),
+def test_item_round_trip_and_nan_when_nothing_is_scored(records):
+    picks = [(1, 1.0)] + [(0, 0.0)] * (len(records[0].checklist) - 1)
+    cases = [
+        (records[0], "1. a\n2. b\n\\boxed{A>B}", JudgeCall(value=picks, answer="…", attempts=1)),
+        (records[1], "no reasons \\boxed{A=B}", None),
+        (records[2], "\n".join(f"{k}. r" for k in range(1, 12)), None),
+        (records[3], "1. a\n\\boxed{A>>B}", JudgeCall(error="malformed answer: x", attempts=3)),
     ]
-    assert [value_rc_outcome(rc_outcome_value(o)) for o in outcomes] == outcomes
-    unscored = [SampleScore(score=Score(value=rc_outcome_value(o))) for o in outcomes[1:]]
-    values = rc_metrics()(unscored)
+    items, outcomes = [], []
+    for record, output, call in cases:
+        judgment = AtomicJudgment.from_output(record, output)
+        run = RATIONALE.run_item(RC_TASK.task, record, judgment, call, True, "j")
+        items.append(run.item)
+        outcomes.append(run.outcome)
+    assert [RATIONALE.outcome_from_item(item) for item in items] == outcomes
+    assert [o.status for o in outcomes] == [
+        ItemStatus.SCORED, ItemStatus.SKIPPED_EMPTY, ItemStatus.SKIPPED_LONG,
+        ItemStatus.JUDGE_FAILED,
+    ]  # fmt: skip
+    unscored = [SampleScore(score=Score(value=i["outcome"], metadata=i)) for i in items[1:]]
+    values = ralign_metrics("rationale")(unscored)
     assert math.isnan(values["rc"]) and math.isnan(values["rc_stderr"])
-    assert values["outcome_acc"] == 0.5 and values["judge_failed"] == 1
-    assert math.isnan(rc_metrics()([])["rc"])
+    # Labels B, B, A: a tie, no verdict, A>>B right.
+    assert values["outcome_acc"] == pytest.approx(1 / 3) and values["judge_failed"] == 1
+    assert math.isnan(ralign_metrics("rationale")([])["rc"])
 
 
 def test_role_config_wins_and_cached_reasks_replay(records, tmp_path):
@@ -311,6 +336,7 @@ JUDGE_ROLE_CLI = (
 )
 
 
+@pytest.mark.slow  # a subprocess of its own
 def test_cli_eval_against_the_loopback_server(records, tmp_path):
     def respond(body):
         prompt = prompt_of(body)
@@ -344,7 +370,7 @@ def test_cli_eval_against_the_loopback_server(records, tmp_path):
     assert metrics["rc"] == pytest.approx(sum(1 / len(r.checklist) for r in scored) / 6)
     assert (metrics["scored"], metrics["skipped_empty"], metrics["judge_failed"]) == (6, 1, 1)
     failed = log.samples[5].scores[SCORER]
-    assert failed.metadata["meta_error"].startswith("InternalServerError")
+    assert failed.metadata["judge"][0]["error"].startswith("InternalServerError")
     assert log.samples[2].scores[SCORER].explanation.startswith("GenRM call failed")
     genrm = {(b["temperature"], b["max_tokens"]) for b in requests if b["model"] == "genrm"}
     judge = {(b["temperature"], b["max_tokens"]) for b in requests if b["model"] == "judge"}
@@ -352,7 +378,8 @@ def test_cli_eval_against_the_loopback_server(records, tmp_path):
 
     # `ralign report` reads the same log to the same numbers.
     (result,), warnings = load_runs([log_file])
-    assert not warnings and (result.genrm, result.task) == ("openai-api/loop/genrm", RC_TASK)
+    assert not warnings
+    assert (result.genrm, result.task) == ("openai-api/loop/genrm", RC_TASK.task)
     for name in ("rc", "rc_code", "rc_precision", "rc_f1"):
         assert result.values[name] == pytest.approx(metrics[name], nan_ok=True)
     assert (result.counts["skipped_empty"], result.counts["judge_failed"]) == (1, 1)

@@ -203,6 +203,7 @@ def test_missing_meta_judge_role_is_a_clear_error(scripted, tmp_path):
     assert scripted.requests == []
 
 
+@pytest.mark.slow  # a subprocess of its own
 def test_cli_eval_then_rejudge_with_inspect_score(scripted, tmp_path):
     env = {**os.environ, "COLUMNS": "120"}
     run = subprocess.run(

@@ -1,10 +1,8 @@
 """``ralign report`` on real outputs recorded by the suite (the ``runs`` fixture of
-``tests/recorded_runs.py``)."""
+``tests/support/recorded_runs.py``)."""
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import shutil
 from pathlib import Path
@@ -12,24 +10,17 @@ from pathlib import Path
 import pytest
 from inspect_ai.log import read_eval_log, write_eval_log
 
-from ralign_tasks.cli import main
-from ralign_tasks.data import load_benchmark, sample_data_dir
+from ralign_tasks.data import sample_data_dir
+from ralign_tasks.protocols import load_task
 from ralign_tasks.report.runs import load_runs
-from tests.support.recorded_runs import INSPECT_GENRM, JSON_GENRM
+from tests.support.recorded_runs import CLI_GENRM, INSPECT_GENRM, JSON_GENRM
+from tests.support.reports import csv_rows, report
 from tests.support.scripted import EXPECTED_OFFICIAL
 
-
-def report(args: list[str], capsys) -> tuple[int, str, str]:
-    code = main(["report", *args])
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
+pytestmark = pytest.mark.slow  # the recorded harness runs (an lm_eval subprocess)
 
 
-def csv_rows(text: str) -> list[dict[str, str]]:
-    return list(csv.DictReader(io.StringIO(text)))
-
-
-def test_both_harnesses_load_with_identical_numbers(runs):
+def test_every_kind_of_output_loads_with_identical_numbers(runs):
     results, warnings = load_runs([runs["root"] / "runs"])
     assert not warnings
     found = {(r.genrm, r.task): r for r in results}
@@ -38,6 +29,7 @@ def test_both_harnesses_load_with_identical_numbers(runs):
         ("genrm", "ralign_ppe"),
         (INSPECT_GENRM, "ralign_helpsteer3"),
         (JSON_GENRM, "ralign_helpsteer3"),
+        (CLI_GENRM, "ralign_helpsteer3"),
     }
     lm_metrics = runs["lm"]["results"]
     for task in ("ralign_helpsteer3", "ralign_ppe"):
@@ -57,12 +49,33 @@ def test_both_harnesses_load_with_identical_numbers(runs):
             assert result.values[metric] == score.metrics[metric].value
             assert result.values[metric] == pytest.approx(expected)
         assert result.counts == {
+            "label_correct": 4,
+            "meta_correct": 1,
+            "meta_incorrect": 1,
             "genrm_call_fail": 1,
             "genrm_no_verdict": 1,
+            "genrm_truncated": 1,
             "meta_parse_fail": 1,
             "meta_call_fail": 1,
             "meta_unjudged": 0,
         }
+    # lm-eval does not say why generation stopped: truncation is unknown (blank), not 0.
+    assert found[("genrm", "ralign_helpsteer3")].counts["genrm_truncated"] is None
+    # A `ralign run` folder with the Inspect run's GenRM answers: the same numbers and CIs.
+    cli, inspect = (
+        found[(CLI_GENRM, "ralign_helpsteer3")],
+        found[(INSPECT_GENRM, "ralign_helpsteer3")],
+    )
+    assert cli.harness == "ralign" and len(cli.items) == 8
+    assert (cli.values, cli.ci, cli.counts, cli.n) == (
+        inspect.values,
+        inspect.ci,
+        inspect.counts,
+        inspect.n,
+    )
+    assert [(p.subset, p.values, p.ci) for p in cli.subsets] == [
+        (p.subset, p.values, p.ci) for p in inspect.subsets
+    ]
 
 
 def test_markdown_table_has_a_row_per_genrm_in_percent(runs, capsys):
@@ -74,7 +87,7 @@ def test_markdown_table_has_a_row_per_genrm_in_percent(runs, capsys):
     )
     assert "ppe L-Acc" in lines[0]
     rows = {line.split(" | ")[0].removeprefix("| "): line for line in lines[2:]}
-    assert set(rows) == {"genrm", INSPECT_GENRM, JSON_GENRM}
+    assert set(rows) == {"genrm", INSPECT_GENRM, JSON_GENRM, CLI_GENRM}
     assert "| 50.0 [" in rows["genrm"] and "| 16.7 [" in rows[INSPECT_GENRM]
     # The Inspect GenRM did not run ppe: blanks, not zeros.
     assert rows[INSPECT_GENRM].rstrip().endswith("|  |  |  |  |  |  |  |")
@@ -116,8 +129,8 @@ def test_by_subset_adds_a_row_per_subset(runs, capsys):
     assert code == 0
     rows = csv_rows(out)
     subsets = {row["subset"] for row in rows if row["genrm"] == "genrm"}
-    expected = {r.subset for r in load_benchmark("helpsteer3", sample_data_dir()).records}
-    expected |= {r.subset for r in load_benchmark("ralign_ppe", sample_data_dir()).records}
+    expected = {r.subset for r in load_task("helpsteer3", sample_data_dir()).records}
+    expected |= {r.subset for r in load_task("ralign_ppe", sample_data_dir()).records}
     assert subsets == {"", *expected}
     assert len(rows) > 3
 
@@ -145,7 +158,7 @@ def test_missing_metrics_are_blank_not_zero(runs, capsys):
 
 
 def test_cli_format_choices_match_the_renderers():
-    from ralign_tasks.cli import build_parser
+    from ralign_tasks.cli.main import build_parser
     from ralign_tasks.report.tables import RENDERERS
 
     report = build_parser()._subparsers._group_actions[0].choices["report"]
@@ -180,8 +193,9 @@ def test_a_rejudged_inspect_log_uses_the_latest_scorer(runs, capsys):
     def rejudge_as_all_wrong(log):
         for sample in log.samples:
             score = sample.scores["ralign_fidelity"].model_copy(deep=True)
-            score.value["label_correct"] = False
-            score.value["meta"] = None
+            for outcome in (score.value, score.metadata["outcome"]):
+                outcome["label_correct"] = False
+                outcome["meta"] = None
             sample.scores["ralign_fidelity1"] = score
 
     folder = write_inspect_variant(runs, "rejudged", rejudge_as_all_wrong)

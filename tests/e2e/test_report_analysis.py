@@ -15,8 +15,10 @@ from ralign_tasks.report.compare import compare, paired_items
 from ralign_tasks.report.runs import load_runs
 from ralign_tasks.scorers.meta_verdict import MetaStatus
 from ralign_tasks.scorers.metrics import ItemOutcome, compute_fidelity, paired_difference
-from tests.support.recorded_runs import INSPECT_GENRM, JSON_GENRM, VARIED_GENRM_NAMES
-from tests.test_report import csv_rows, report
+from tests.support.recorded_runs import CLI_GENRM, INSPECT_GENRM, JSON_GENRM, VARIED_GENRM_NAMES
+from tests.support.reports import csv_rows, report
+
+pytestmark = pytest.mark.slow  # the recorded harness runs (an lm_eval subprocess)
 
 STRONG, WEAK = VARIED_GENRM_NAMES
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -254,7 +256,7 @@ def test_one_command_prints_the_table_and_writes_csvs_and_plots(runs, capsys, tm
     assert code == 0
     assert all(line.startswith("written: ") for line in err.splitlines())
     assert "R-Align comparison" in out and STRONG in out and "87.5 [" in out
-    genrms = {"genrm", INSPECT_GENRM, JSON_GENRM, STRONG, WEAK}
+    genrms = {"genrm", INSPECT_GENRM, JSON_GENRM, CLI_GENRM, STRONG, WEAK}
     assert {row["genrm"] for row in csv_rows(table.read_text())} == genrms
     assert {row["model"] for row in csv_rows(summary.read_text())} == genrms
     assert len(list(plots.glob("*.png"))) == len(list(plots.glob("*.svg"))) == 2

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import pytest
 
-from ralign_tasks.data import load_benchmark, sample_data_dir
+from ralign_tasks.data import sample_data_dir
+from ralign_tasks.pipeline import judge_items
+from ralign_tasks.protocols import get_task, load_task
+from ralign_tasks.protocols.fidelity import FidelityJudgment
 from ralign_tasks.scorers import local_backends
 from ralign_tasks.scorers.config import EndpointConfig
 from ralign_tasks.scorers.engine import ChatRequest, run_chat_batch
 from ralign_tasks.scorers.meta_verdict import MetaStatus
-from ralign_tasks.scorers.metajudge import GenRMJudgment, judge_all
 from ralign_tasks.testing.random_model import build_random_llama
 
 pytestmark = pytest.mark.vllm
@@ -23,7 +25,7 @@ pytestmark = pytest.mark.vllm
 @pytest.fixture(scope="module")
 def vllm_config(tmp_path_factory):
     pytest.importorskip("vllm", reason="the vllm marker needs vllm installed")
-    records = load_benchmark("helpsteer3", sample_data_dir()).records
+    records = load_task("helpsteer3", sample_data_dir()).records
     corpus = [r.prompt + r.response_a + r.golden_rationale for r in records] * 4
     model = build_random_llama(tmp_path_factory.mktemp("tiny") / "llama", corpus)
     return EndpointConfig(
@@ -41,12 +43,12 @@ def test_vllm_backend_generates_for_every_request(vllm_config):
     results, stats = run_chat_batch(requests, vllm_config)
     rerun, rerun_stats = run_chat_batch(requests, vllm_config)
     assert rerun_stats.cache_hits == len(requests) - stats.failures
-    assert [r.text for r in rerun] == [r.text for r in results]
+    assert [r.answer for r in rerun] == [r.answer for r in results]
 
 
-def test_vllm_backend_through_judge_all(vllm_config):
-    records = load_benchmark("reward_bench2", sample_data_dir()).records[:4]
-    items = [GenRMJudgment.from_output(r, f"\\boxed{{{r.label}}}") for r in records]
-    verdicts, stats = judge_all(items, vllm_config)
+def test_vllm_backend_through_judge_items(vllm_config):
+    records = load_task("reward_bench2", sample_data_dir()).records[:4]
+    items = [FidelityJudgment.from_output(r, f"\\boxed{{{r.label}}}") for r in records]
+    verdicts, stats = judge_items(get_task("reward_bench2"), records, items, vllm_config)
     assert stats.requests == 4
-    assert {v.status for v in verdicts} <= {MetaStatus.PARSE_FAIL, MetaStatus.CALL_FAIL}
+    assert {v.outcome.meta for v in verdicts} <= {MetaStatus.PARSE_FAIL, MetaStatus.CALL_FAIL}

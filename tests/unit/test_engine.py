@@ -214,6 +214,7 @@ RESUME_SCRIPT = textwrap.dedent(
 )
 
 
+@pytest.mark.slow  # a subprocess of its own
 @pytest.mark.parametrize("stop_signal", [signal.SIGKILL, signal.SIGINT])
 def test_run_killed_midway_resumes_without_paying_twice(tmp_path, stop_signal):
     script = tmp_path / "judge_batch.py"

@@ -1,0 +1,164 @@
+"""The layout is the architecture: imports go one way (adapters and app → core → scorers), the
+harnesses are imported only by their adapters, every directly imported package is declared, and
+the lm-eval YAMLs list exactly their protocol's schema."""
+
+from __future__ import annotations
+
+import ast
+import sys
+from importlib.metadata import packages_distributions
+from pathlib import Path
+
+import pytest
+import tomllib
+import yaml
+
+from ralign_tasks.protocols import PROTOCOLS, TASKS, protocol_of
+from ralign_tasks.task_configs import include_path
+
+ROOT = Path(__file__).resolve().parents[2]
+# Source folder -> installed package name.
+PACKAGES = {ROOT / "ralign_tasks": "ralign_tasks", ROOT / "scorers": "ralign_tasks.scorers"}
+ADAPTERS = ("ralign_tasks.lm_eval_adapter", "ralign_tasks.inspect_adapter")
+APP = ("ralign_tasks.cli", "ralign_tasks.report", "ralign_tasks.testing")
+HARNESSES = ("lm_eval", "inspect_ai")
+
+
+def modules() -> dict[str, Path]:
+    """Every module of the package by its installed name."""
+    found = {}
+    for folder, package in PACKAGES.items():
+        for path in folder.rglob("*.py"):
+            parts = path.relative_to(folder).with_suffix("").parts
+            if parts[0] == "task_configs" or (package == "ralign_tasks" and parts[0] == "scorers"):
+                continue
+            name = ".".join((package, *parts)).removesuffix(".__init__")
+            found[name] = path
+    return found
+
+
+def imports(path: Path) -> set[str]:
+    """The absolute module names a file imports (at any depth: lazy imports count too)."""
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module)
+    return names
+
+
+def within(name: str, prefixes: tuple[str, ...]) -> bool:
+    return any(name == p or name.startswith(p + ".") for p in prefixes)
+
+
+MODULES = modules()
+
+
+def test_the_walk_finds_the_layout():
+    for name in ("ralign_tasks.protocols.base", "ralign_tasks.scorers.ask",
+                 "ralign_tasks.inspect_adapter.scorer", "ralign_tasks.cli.main"):  # fmt: skip
+        assert name in MODULES
+
+
+@pytest.mark.parametrize("name", sorted(MODULES))
+def test_only_the_adapters_import_a_harness(name):
+    if within(name, ADAPTERS):
+        return
+    harness = [m for m in imports(MODULES[name]) if within(m, HARNESSES)]
+    assert not harness, f"{name} imports {harness}: harness code belongs in an adapter folder"
+
+
+@pytest.mark.parametrize("name", sorted(MODULES))
+def test_imports_go_one_way(name):
+    """scorers/ (harness-free scoring) imports nothing else of the package; the core
+    (protocols, data, records, prompts, the pipeline) imports neither the adapters nor the
+    app; the adapters do not import the app."""
+    ours = {m for m in imports(MODULES[name]) if within(m, ("ralign_tasks",))}
+    if within(name, ("ralign_tasks.scorers",)):
+        allowed: tuple[str, ...] = ("ralign_tasks.scorers",)
+        wrong = [m for m in ours if not within(m, allowed)]
+    elif within(name, ADAPTERS):
+        wrong = [m for m in ours if within(m, APP)]
+    elif within(name, APP):
+        wrong = []
+    else:
+        wrong = [m for m in ours if within(m, ADAPTERS + APP)]
+    assert not wrong, f"{name} imports {wrong} against the direction of the layers"
+
+
+def test_every_directly_imported_package_is_declared():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    declared = {requirement for requirement in project["dependencies"]}
+    for extra in project["optional-dependencies"].values():
+        declared.update(extra)
+    declared_names = {
+        r.split(";")[0].split("[")[0].split("=")[0].split(">")[0].split("<")[0].strip().lower()
+        for r in declared
+    }
+    distributions = packages_distributions()
+    missing = set()
+    for name, path in MODULES.items():
+        for module in imports(path):
+            top = module.split(".")[0]
+            if top in sys.stdlib_module_names or top == "ralign_tasks":
+                continue
+            owners = {d.lower().replace("_", "-") for d in distributions.get(top, [top])}
+            if not owners & {n.replace("_", "-") for n in declared_names}:
+                missing.add(f"{top} (in {name})")
+    assert not missing, f"imported but not declared in pyproject.toml: {sorted(missing)}"
+
+
+def yaml_tasks() -> dict[str, dict]:
+    """Each task YAML merged with the template it includes (lm-eval's ``include:``)."""
+
+    class Loader(yaml.SafeLoader):
+        pass
+
+    Loader.add_constructor("!function", lambda loader, node: f"!function {node.value}")
+    configs = {}
+    for path in include_path().glob("*.yaml"):
+        config = yaml.load(path.read_text(), Loader=Loader)
+        if "include" in config:
+            base = yaml.load((path.parent / config.pop("include")).read_text(), Loader=Loader)
+            config = {**base, **config}
+        if "task" in config and isinstance(config["task"], str):
+            configs[config["task"]] = config
+    return configs
+
+
+def test_every_task_has_a_yaml_whose_metric_list_is_its_schema():
+    configs = yaml_tasks()
+    assert set(configs) == set(TASKS)
+    for task, config in configs.items():
+        schema = protocol_of(task).schema
+        listed = [
+            (m["metric"], m["aggregation"], m["higher_is_better"]) for m in config["metric_list"]
+        ]
+        expected = [
+            (
+                spec.name,
+                "!function ralign_tasks.lm_eval_adapter.tasks.count"
+                if spec.is_count
+                else spec.aggregation,
+                spec.higher_is_better,
+            )
+            for spec in schema
+        ]
+        assert listed == expected, task
+        assert config["dataset_kwargs"] == {"ralign_task": task}
+        assert config["class"] == "!function ralign_tasks.lm_eval_adapter.tasks.RalignTask"
+
+
+def test_every_family_is_one_definition():
+    """What the adapters need of a family is on its protocol: names are unique, each task has
+    its family's scorer, and each schema's headline is one of its metrics."""
+    assert (
+        len({p.name for p in PROTOCOLS})
+        == len({p.scorer_name for p in PROTOCOLS})
+        == len(PROTOCOLS)
+    )
+    for spec in TASKS.values():
+        protocol = protocol_of(spec)
+        assert spec in protocol.tasks
+        assert protocol.schema.headline in protocol.schema.metric_names
