@@ -283,21 +283,27 @@ def _title(spec: TaskSpec, options: dict[str, Any], source: str | None = None) -
     return f"{spec.task} ({', '.join(details)})" if details else spec.task
 
 
-def cmd_run(args: argparse.Namespace) -> None:
-    specs = [get_task(name) for name in args.benchmarks]
-    plans = [(spec, _family_options(args, spec)) for spec in specs]
-    judge = _judge_config(args)
-    genrm = EndpointConfig.from_sources(
+def _genrm_config(args: argparse.Namespace, spec: TaskSpec) -> EndpointConfig:
+    """The GenRM endpoint, with its family's official generation settings as defaults."""
+    protocol = protocol_of(spec)
+    return EndpointConfig.from_sources(
         GENRM_ENV_PREFIX,
         {
             "model": args.genrm_model,
             "base_url": args.genrm_base_url,
             "use_cache": False if args.no_cache else None,
         },
-        temperature=FIDELITY.genrm_temperature,
-        max_tokens=FIDELITY.genrm_max_tokens,
+        temperature=protocol.genrm_temperature,
+        max_tokens=protocol.genrm_max_tokens,
     ).require_model("GenRM", GENRM_ENV_PREFIX)
-    for spec, options in plans:
+
+
+def cmd_run(args: argparse.Namespace) -> None:
+    # Every setting is checked before the first call.
+    specs = [get_task(name) for name in args.benchmarks]
+    plans = [(spec, _family_options(args, spec), _genrm_config(args, spec)) for spec in specs]
+    judge = _judge_config(args)
+    for spec, options, genrm in plans:
         loaded = _load(spec, args, options)
         outputs, genrm_stats = generate_outputs(spec, loaded.records, genrm)
         run = score_outputs(spec, loaded.records, outputs, judge, options)

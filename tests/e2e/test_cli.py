@@ -19,6 +19,7 @@ from ralign_tasks.testing.loopback import (
     is_metajudge_prompt,
     play_both_roles,
 )
+from tests.support.reports import csv_rows
 from tests.support.scripted import EXPECTED_OFFICIAL, scripted_responder
 
 
@@ -187,3 +188,30 @@ def test_unknown_subset_is_a_clear_error(tmp_path, sample_records, capsys):
     code = main([*args, "--subset", "code", "--subset", "maths", "--output-dir", str(tmp_path)])
     assert code == 2
     assert "unknown subset(s) 'maths'" in capsys.readouterr().err
+
+
+def test_report_and_view_read_a_run_folder_without_loading_a_harness(scripted, tmp_path):
+    assert run_cli(scripted, tmp_path) == 0
+    results, _ = read_results(tmp_path)
+    out = tmp_path / "out"
+    script = (
+        "import sys, json\n"
+        "from ralign_tasks.cli import main\n"
+        f"assert main(['report', {str(out)!r}, '--format', 'csv',"
+        f" '--output', {str(tmp_path / 'table.csv')!r}]) == 0\n"
+        f"assert main(['view', {str(out)!r}, '--output-dir', {str(tmp_path / 'view')!r}]) == 0\n"
+        "print(json.dumps(sorted(m for m in ('inspect_ai', 'lm_eval') if m in sys.modules)))\n"
+    )
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    assert json.loads(run.stdout.splitlines()[-1]) == []  # neither harness was imported
+    (row,) = csv_rows((tmp_path / "table.csv").read_text())
+    overall = results["metrics"]["overall"]
+    assert row["genrm"] == "genrm" and row["ralign_helpsteer3.n"] == "8"
+    for metric in ("l_acc", "s_corr", "f_score"):
+        assert float(row[f"ralign_helpsteer3.{metric}"]) == pytest.approx(
+            overall[metric] * 100, abs=1e-4
+        )
+        low = float(row[f"ralign_helpsteer3.{metric}.ci_low"])
+        assert low == pytest.approx(overall["ci"][metric][0] * 100, abs=1e-4)
+    assert (tmp_path / "view" / "genrm__ralign_helpsteer3.html").is_file()

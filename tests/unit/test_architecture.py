@@ -162,3 +162,10 @@ def test_every_family_is_one_definition():
         protocol = protocol_of(spec)
         assert spec in protocol.tasks
         assert protocol.schema.headline in protocol.schema.metric_names
+
+
+def test_no_test_module_imports_another():
+    """Shared helpers live in tests/support; fixtures are registered once (conftest.py)."""
+    for path in (ROOT / "tests").rglob("test_*.py"):
+        wrong = [m for m in imports(path) if m.startswith("tests.") and "test_" in m]
+        assert not wrong, f"{path.relative_to(ROOT)} imports {wrong}"
