@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -140,6 +140,32 @@ def _item_results(
     return result
 
 
+def _sampled_result(
+    samples_file: Path,
+    genrm: str,
+    task: str,
+    harness: str,
+    record_and_item: Callable[[dict[str, Any]], tuple[Mapping[str, Any], Any]],
+    warnings: list[str],
+) -> TaskResult | None:
+    """A result from a samples file, ``record_and_item(row)`` picking each row's record and
+    judged-item record; ``None`` (with a warning) when the file cannot be read as such."""
+    protocol = protocol_of(task)
+    try:
+        items = [
+            RunItem.from_item(*record_and_item(row), protocol) for row in _read_rows(samples_file)
+        ]
+    except (ValueError, KeyError, TypeError, IndexError) as exc:
+        warnings.append(f"{samples_file}: unreadable samples ({exc}); using the aggregate numbers")
+        return None
+    return _item_results(items, genrm, task, harness, str(samples_file))
+
+
+def _lm_eval_record_and_item(row: dict[str, Any]) -> tuple[Mapping[str, Any], Any]:
+    """An lm-eval samples row's document and the judged-item record in its filtered response."""
+    return row["doc"], json.loads(row["filtered_resps"][0])
+
+
 def _read_rows(path: Path) -> list[dict[str, Any]]:
     """The JSON objects of a JSONL file, split on ``\\n`` only: a lone ``\\r`` or U+2028 inside
     a string (legal JSON) does not end a row."""
@@ -212,17 +238,9 @@ def read_lm_eval(results_file: Path, warnings: list[str]) -> list[TaskResult]:
         result = None
         samples_file = results_file.with_name(f"samples_{task}_{stamp}.jsonl")
         if stamp and samples_file.is_file():
-            protocol = protocol_of(task)
-            try:
-                items = [
-                    RunItem.from_item(row["doc"], json.loads(row["filtered_resps"][0]), protocol)
-                    for row in _read_rows(samples_file)
-                ]
-                result = _item_results(items, genrm, task, "lm-eval", str(samples_file))
-            except (ValueError, KeyError, TypeError, IndexError) as exc:
-                warnings.append(
-                    f"{samples_file}: unreadable samples ({exc}); using the aggregate numbers"
-                )
+            result = _sampled_result(
+                samples_file, genrm, task, "lm-eval", _lm_eval_record_and_item, warnings
+            )
         if result is None:
             flat = {key.split(",", 1)[0]: value for key, value in metrics.items() if "," in key}
             size = sizes.get(task) if isinstance(sizes.get(task), Mapping) else {}
@@ -299,17 +317,9 @@ def read_run_folder(results_file: Path, warnings: list[str]) -> list[TaskResult]
     samples_file = results_file.with_name(SAMPLES_FILE)
     result = None
     if samples_file.is_file():
-        protocol = protocol_of(task)
-        try:
-            items = [
-                RunItem.from_item(row["doc"], row["item"], protocol)
-                for row in _read_rows(samples_file)
-            ]
-            result = _item_results(items, genrm, task, "ralign", str(samples_file))
-        except (ValueError, KeyError, TypeError, IndexError) as exc:
-            warnings.append(
-                f"{samples_file}: unreadable samples ({exc}); using the aggregate numbers"
-            )
+        result = _sampled_result(
+            samples_file, genrm, task, "ralign", lambda row: (row["doc"], row["item"]), warnings
+        )
     if result is None:
         metrics = data["metrics"]
         result = _grouped_result(metrics["overall"], metrics["subsets"], genrm, task, "ralign",
