@@ -20,14 +20,15 @@ from ralign_tasks.scorers.verdict import strip_thinking
 FIVE_WAY = ("A>>B", "A>B", "A=B", "B>A", "B>>A")
 MAX_REASONS_SCORED = 5  # the model checklist is capped at its top 5 reasons
 MAX_REASONS_ALLOWED = 10  # longer lists are skipped, as in the paper
-RC_METRICS = ("rc", "rc_code", "rc_precision", "rc_f1")
+RC_METRICS = ("rc", "rc_code", "rc_precision", "rc_f1", "rc_ap")
 
 RC_SCHEMA = Schema(
     metrics=(
         MetricSpec("rc", "RC", True, "nanmean", description="paper: one-to-one matching"),
         MetricSpec("rc_code", "RC (code)", True, "nanmean", description="each R's best score"),
         MetricSpec("rc_precision", "Precision", True, "nanmean"),
-        MetricSpec("rc_f1", "F1", True, "nanmean"),
+        MetricSpec("rc_f1", "F1", True, "nanmean", description="per item, code P and R"),
+        MetricSpec("rc_ap", "AP", True, "nanmean", description="the code's average precision"),
         MetricSpec(
             "outcome_acc",
             "Outcome acc",
@@ -131,12 +132,21 @@ def parse_rc_answer(answer: str, n_rationales: int, n_reasons: int) -> list[tupl
 class RCScores:
     rc: float  # paper: optimal one-to-one matching
     rc_code: float  # reference code: each R's own best score
-    rc_precision: float
-    rc_f1: float
+    rc_precision: float  # reference code
+    rc_f1: float  # reference code: from its own precision and recall (rc_code)
+    rc_ap: float  # reference code: average precision
 
 
 def score_picks(picks: Sequence[tuple[int, float]], n_reasons: int) -> RCScores:
-    """Per-item scores from the MetaJudge's picks (one per human rationale)."""
+    """Per-item scores from the MetaJudge's picks (one ``(S index, score)`` per human
+    rationale; S index 0 = no match), SPEC §2.
+
+    ``rc`` is the paper's recall (optimal one-to-one matching); the others are the official
+    analysis script's: ``rc_code`` (each R's own best score), precision (Σ over matched S of
+    its best score ÷ min(|S|, 5)), F1 from that precision and ``rc_code``, and average
+    precision (the matched S in ascending order, the running mean of their best scores,
+    summed and divided by |R|).
+    """
     n_rationales = len(picks)
     matrix = np.zeros((n_rationales, n_reasons))
     for r, (s, value) in enumerate(picks):
@@ -147,8 +157,13 @@ def score_picks(picks: Sequence[tuple[int, float]], n_reasons: int) -> RCScores:
     recall_code = sum(value for s, value in picks if s > 0) / n_rationales
     best_per_reason = matrix.max(axis=0)
     precision = float(best_per_reason.sum()) / min(n_reasons, MAX_REASONS_SCORED)
-    f1 = 2 * precision * recall / (precision + recall) if precision + recall > 0 else 0.0
-    return RCScores(recall, recall_code, precision, f1)
+    total = precision + recall_code
+    f1 = 2 * precision * recall_code / total if total > 0 else 0.0
+    matched = sorted({s for s, _ in picks if s > 0})
+    best = [float(best_per_reason[s - 1]) for s in matched]
+    running_means = [sum(best[: i + 1]) / (i + 1) for i in range(len(best))]
+    average_precision = sum(running_means) / n_rationales
+    return RCScores(recall, recall_code, precision, f1, average_precision)
 
 
 @dataclass(frozen=True)

@@ -117,16 +117,17 @@ JUDGE = [
     block(*[(0, 0)] * 5),
     block((1, 1.0), (2, 1.0), (1, 0.75), (2, 0.25)),
 ]
-# Per scored item, by hand: (rc, rc_code, precision, F1) = one-to-one recall, per-R recall,
-# Σ best score per S ÷ min(|S|, 5), 2PR/(P+R).
+# Per scored item, by hand: (rc, rc_code, precision, F1, AP) = one-to-one recall, per-R recall,
+# Σ best score per S ÷ min(|S|, 5), 2PR/(P+R) with R = rc_code, and Σ over the matched S in
+# ascending order of the running mean of their best scores ÷ |R|.
 HAND = {
     # Assignment R1→S1 (1) + R3→S2 (0.75) over 4 R; per R: 1 + 0.5 + 0.75; S bests 1, 0.75.
-    0: RCScores(1.75 / 4, 2.25 / 4, 1.75 / 2, 7 / 12),
-    1: RCScores(1.25 / 3, 1.25 / 3, 1.25 / 2, 1 / 2),
-    5: RCScores(1 / 4, 1 / 4, 1 / 2, 1 / 3),
-    6: RCScores(0.0, 0.0, 0.0, 0.0),
+    0: RCScores(1.75 / 4, 2.25 / 4, 1.75 / 2, 63 / 92, (1 + 0.875) / 4),
+    1: RCScores(1.25 / 3, 1.25 / 3, 1.25 / 2, 1 / 2, (0.25 + 0.625) / 3),
+    5: RCScores(1 / 4, 1 / 4, 1 / 2, 1 / 3, (0.5 + 0.5) / 4),
+    6: RCScores(0.0, 0.0, 0.0, 0.0, 0.0),
     # Assignment R1→S1 + R2→S2 = 2 over 4 R; per R: 1 + 1 + 0.75 + 0.25.
-    7: RCScores(2 / 4, 3 / 4, 2 / 2, 2 / 3),
+    7: RCScores(2 / 4, 3 / 4, 2 / 2, 6 / 7, (1 + 1) / 4),
 }
 
 
@@ -231,7 +232,8 @@ def test_mock_run_matches_hand_computed_metrics_and_compute_rc(records, tmp_path
     assert metrics["rc"] == pytest.approx((7 / 16 + 5 / 12 + 1 / 4 + 0 + 1 / 2) / 5)
     assert metrics["rc_code"] == pytest.approx((9 / 16 + 5 / 12 + 1 / 4 + 0 + 3 / 4) / 5)
     assert metrics["rc_precision"] == pytest.approx((7 / 8 + 5 / 8 + 1 / 2 + 0 + 1) / 5)
-    assert metrics["rc_f1"] == pytest.approx((7 / 12 + 1 / 2 + 1 / 3 + 0 + 2 / 3) / 5)
+    assert metrics["rc_f1"] == pytest.approx((63 / 92 + 1 / 2 + 1 / 3 + 0 + 6 / 7) / 5)
+    assert metrics["rc_ap"] == pytest.approx((15 / 32 + 7 / 24 + 1 / 4 + 0 + 1 / 2) / 5)
     assert metrics["outcome_acc"] == pytest.approx(5 / 8)
     counts = ("scored", "skipped_empty", "skipped_long", "judge_failed")
     assert [metrics[name] for name in counts] == [5, 1, 1, 1]

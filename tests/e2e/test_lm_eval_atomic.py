@@ -80,10 +80,14 @@ def test_metrics_equal_hand_computed_values(atomic_run):
     assert task["rc_code,none"] > task["rc,none"]  # item 0: two rationales share S1
     precisions = [(1 + 0.75) / 2, 1.0, 0.25 / 2, 0.5, 0.0]
     assert task["rc_precision,none"] == pytest.approx(sum(precisions) / 5)
+    # The official script's F1: per item, from its precision and its recall (rc_code).
     f1 = [
-        2 * p * r / (p + r) if p + r else 0.0 for p, r in zip(precisions, per_item_rc, strict=True)
+        2 * p * r / (p + r) if p + r else 0.0
+        for p, r in zip(precisions, per_item_code, strict=True)
     ]
     assert task["rc_f1,none"] == pytest.approx(sum(f1) / 5)
+    average_precisions = [(1 + 0.875) / 4, 1 / 3, 0.25 / 4, 0.5 / 5, 0.0]
+    assert task["rc_ap,none"] == pytest.approx(sum(average_precisions) / 5)
     assert task["outcome_acc,none"] == pytest.approx(5 / 8)
     assert (task["skipped_empty,none"], task["skipped_long,none"]) == (1, 1)
     assert task["judge_failed,none"] == 1
@@ -96,7 +100,7 @@ def test_same_numbers_as_the_shared_scorer(atomic_run):
     rows = sorted(samples["ralign_helpsteer3_atomic"], key=lambda s: s["doc_id"])
     items = [json.loads(row["filtered_resps"][0]) for row in rows]
     shared = compute_rc([RATIONALE.outcome_from_item(item) for item in items])
-    for metric in ("rc", "rc_code", "rc_precision", "rc_f1", "outcome_acc"):
+    for metric in ("rc", "rc_code", "rc_precision", "rc_f1", "rc_ap", "outcome_acc"):
         assert task[f"{metric},none"] == shared[metric]
     statuses = [item["outcome"]["status"] for item in items]
     assert statuses == [
@@ -110,7 +114,7 @@ def test_report_reads_the_rc_run(atomic_run):
     results, warnings = load_runs([out])
     (result,) = [r for r in results if r.task == "ralign_helpsteer3_atomic"]
     assert result.genrm == "genrm" and result.n == 8
-    for metric in ("rc", "rc_code", "rc_precision", "rc_f1", "outcome_acc"):
+    for metric in ("rc", "rc_code", "rc_precision", "rc_f1", "rc_ap", "outcome_acc"):
         assert result.values[metric] == task[f"{metric},none"]
         assert result.ci[metric] is not None
     assert result.counts == {

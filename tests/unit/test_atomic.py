@@ -98,8 +98,11 @@ def test_one_to_one_and_per_rationale_definitions_differ():
     assert scores.rc == pytest.approx(1.75 / 3)
     assert scores.rc_code == pytest.approx(2.25 / 3)
     assert scores.rc_precision == pytest.approx((1.0 + 0.75) / 2)
-    p, r = 0.875, 1.75 / 3
-    assert scores.rc_f1 == pytest.approx(2 * p * r / (p + r))
+    # The script's F1: its own precision with its own recall (rc_code, not rc).
+    p, r = 0.875, 0.75
+    assert scores.rc_f1 == pytest.approx(2 * p * r / (p + r)) == pytest.approx(21 / 26)
+    # AP: matched S1, S2 with best scores 1.0, 0.75; running means 1.0, 0.875; ÷ |R| = 3.
+    assert scores.rc_ap == pytest.approx((1.0 + 0.875) / 3)
 
 
 def test_assignment_gives_the_shared_reason_to_the_better_match():
@@ -107,20 +110,40 @@ def test_assignment_gives_the_shared_reason_to_the_better_match():
     assert scores.rc == pytest.approx(1.0 / 2)  # R2 keeps S1
     assert scores.rc_code == pytest.approx(1.5 / 2)
     assert scores.rc_precision == pytest.approx(1.0)
-    assert scores.rc_f1 == pytest.approx(2 * 1.0 * 0.5 / 1.5)
+    assert scores.rc_f1 == pytest.approx(2 * 1.0 * 0.75 / 1.75)
+    assert scores.rc_ap == pytest.approx(1.0 / 2)  # S1 only, best 1.0, over 2 R
 
 
 def test_definitions_agree_without_conflicts_and_unmatched_reasons_lower_precision():
     scores = score_picks([(2, 1.0), (0, 0.0), (1, 0.25)], n_reasons=4)
     assert scores.rc == scores.rc_code == pytest.approx(1.25 / 3)
     assert scores.rc_precision == pytest.approx(1.25 / 4)
-    assert score_picks([(0, 0.0)], n_reasons=2) == RCScores(0.0, 0.0, 0.0, 0.0)
+    # AP takes the matched S in ascending order: S1 (0.25), then S2 (1.0).
+    assert scores.rc_ap == pytest.approx((0.25 + (0.25 + 1.0) / 2) / 3)
+    assert score_picks([(0, 0.0)], n_reasons=2) == RCScores(0.0, 0.0, 0.0, 0.0, 0.0)
+
+
+def test_f1_is_the_mean_of_per_item_f1_not_the_f1_of_the_means():
+    items = [score_picks([(1, 1.0)], n_reasons=1), score_picks([(0, 0.0), (0, 0.0)], 2)]
+    outcomes = [AtomicOutcome("Code", ItemStatus.SCORED, s, "A", "A>B") for s in items]
+    report = compute_rc(outcomes)
+    assert report["rc_f1"] == pytest.approx((1.0 + 0.0) / 2)
+    p, r = report["rc_precision"], report["rc_code"]  # 0.5 and 0.5: their F1 would be 0.5
+    assert (p, r) == (0.5, 0.5)
+    items = [score_picks([(1, 1.0), (0, 0.0)], 1), score_picks([(1, 0.25)], n_reasons=4)]
+    report = compute_rc([AtomicOutcome("C", ItemStatus.SCORED, s, "A", None) for s in items])
+    f1 = [2 * 1.0 * 0.5 / 1.5, 2 * (0.25 / 4) * 0.25 / (0.25 / 4 + 0.25)]
+    assert report["rc_f1"] == pytest.approx(sum(f1) / 2)
+    means = (report["rc_precision"], report["rc_code"])
+    assert report["rc_f1"] != pytest.approx(2 * means[0] * means[1] / sum(means))
 
 
 def test_compute_rc_means_over_scored_items_and_counts_the_rest():
     scored = [
-        AtomicOutcome("Code", ItemStatus.SCORED, RCScores(0.5, 0.75, 1.0, 2 / 3), "A", "A>B"),
-        AtomicOutcome("Code", ItemStatus.SCORED, RCScores(0.25, 0.25, 0.5, 1 / 3), "B", "A=B"),
+        AtomicOutcome("Code", ItemStatus.SCORED, RCScores(0.5, 0.75, 1.0, 6 / 7, 0.5), "A", "A>B"),
+        AtomicOutcome(
+            "Code", ItemStatus.SCORED, RCScores(0.25, 0.25, 0.5, 1 / 3, 0.25), "B", "A=B"
+        ),
     ]
     others = [
         AtomicOutcome("STEM", ItemStatus.SKIPPED_EMPTY, None, "B", "B>>A"),
@@ -130,6 +153,8 @@ def test_compute_rc_means_over_scored_items_and_counts_the_rest():
     report = compute_rc(scored + others)
     assert report["rc"] == pytest.approx(0.375) and report["rc_code"] == pytest.approx(0.5)
     assert report["rc_precision"] == pytest.approx(0.75)
+    assert report["rc_f1"] == pytest.approx((6 / 7 + 1 / 3) / 2)
+    assert report["rc_ap"] == pytest.approx(0.375)
     assert (report["scored"], report["skipped_empty"], report["skipped_long"]) == (2, 1, 1)
     assert report["judge_failed"] == 1
     # Outcome accuracy over the 4 labelled items: A>B right, A=B (tie), B>>A right, none.
