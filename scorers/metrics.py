@@ -77,6 +77,8 @@ class ItemOutcome:
     genrm_call_fail: bool = False
     # None: the harness does not say why generation stopped (lm-eval).
     genrm_truncated: bool | None = False
+    # False: the run had no meta-judge at all (S-Corr and F-Score are then undefined).
+    judged: bool = True
 
     @property
     def category(self) -> str:
@@ -149,6 +151,10 @@ def compute_fidelity(
     counts = np.array([tally[c] for c in CATEGORIES], dtype=np.int64)
     n = int(counts.sum())
     point = {name: _finite(v) for name, v in _metric_values(counts).items()}
+    if not all(outcome.judged for outcome in outcomes):
+        # Without a meta-judge there is no fidelity, also in a group where nothing was
+        # label-correct (whose F-Score would otherwise be a computed 0).
+        point["s_corr"] = point["f_score"] = None
     report: dict[str, Any] = {
         "n": n,
         "label_correct": n - int(tally["label_wrong"]),

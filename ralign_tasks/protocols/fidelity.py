@@ -174,6 +174,7 @@ class FidelityProtocol(Protocol[PairRecord, FidelityJudgment, ItemOutcome]):
             genrm_no_verdict=judgment.output is not None and judgment.verdict is None,
             genrm_call_fail=judgment.output is None,
             genrm_truncated=judgment.truncated,
+            judged=judged,
         )
 
     def explain(self, judgment: FidelityJudgment, call: JudgeCall[Any] | None) -> str:
@@ -209,6 +210,7 @@ class FidelityProtocol(Protocol[PairRecord, FidelityJudgment, ItemOutcome]):
             "genrm_no_verdict": outcome.genrm_no_verdict,
             "genrm_call_fail": outcome.genrm_call_fail,
             "genrm_truncated": outcome.genrm_truncated,
+            "judged": outcome.judged,
         }
 
     def outcome_from_item(self, item: Mapping[str, Any]) -> ItemOutcome:
@@ -222,6 +224,7 @@ class FidelityProtocol(Protocol[PairRecord, FidelityJudgment, ItemOutcome]):
             genrm_no_verdict=bool(stored["genrm_no_verdict"]),
             genrm_call_fail=bool(stored["genrm_call_fail"]),
             genrm_truncated=None if truncated is None else bool(truncated),
+            judged=bool(stored["judged"]),
         )
 
     def outcome_group(self, outcome: ItemOutcome) -> str:

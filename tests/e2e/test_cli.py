@@ -99,9 +99,14 @@ def test_run_strict_policy(scripted, tmp_path):
 
 def test_no_metajudge_reports_label_accuracy_only(scripted, tmp_path):
     assert run_cli(scripted, tmp_path, "--no-metajudge") == 0
-    overall = read_results(tmp_path)[0]["metrics"]["overall"]
+    metrics = read_results(tmp_path)[0]["metrics"]
+    overall = metrics["overall"]
     assert overall["l_acc"] == pytest.approx(0.5)
-    assert overall["s_corr"] is None and overall["f_score"] is None
+    # Null in every row: also in `multilingual`, where nothing is label-correct.
+    for group in (overall, *metrics["subsets"].values()):
+        assert group["s_corr"] is None and group["f_score"] is None
+        assert group["ci"]["f_score"] is None
+    assert metrics["subsets"]["multilingual"]["label_correct"] == 0
     assert not any(is_metajudge_prompt(b) for b in scripted.requests)
 
 
