@@ -99,12 +99,33 @@ def accept_any(text: str) -> str:
     return text
 
 
-def describe_error(exc: BaseException) -> str:
-    """``Type: message`` of an exception (a :class:`TransportGaveUp` is its inner error's)."""
+def _type_and_message(exc: BaseException) -> str:
     message = str(exc).strip()
-    if isinstance(exc, TransportGaveUp):
-        return message
     return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
+
+
+def root_cause(exc: BaseException) -> BaseException:
+    """The innermost exception an error was raised from."""
+    seen = {id(exc)}
+    while (inner := exc.__cause__ or exc.__context__) is not None and id(inner) not in seen:
+        seen.add(id(inner))
+        exc = inner
+    return exc
+
+
+def describe_error(exc: BaseException) -> str:
+    """``Type: message`` of an exception and, when it wraps another of another type, the
+    root cause first: a refused connection that the client reports as a timeout reads
+    ``ConnectionRefusedError: … (reported as APITimeoutError)``. A :class:`TransportGaveUp`
+    is described by its message (its inner error's description)."""
+    if isinstance(exc, TransportGaveUp):
+        return str(exc).strip()
+    if getattr(exc, "status_code", None) is not None:  # the server answered: its error is it
+        return _type_and_message(exc)
+    root = root_cause(exc)
+    if root is exc or type(root) is type(exc):
+        return _type_and_message(exc)
+    return f"{_type_and_message(root)} (reported as {type(exc).__name__})"
 
 
 def is_fatal(exc: BaseException) -> bool:

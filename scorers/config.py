@@ -10,7 +10,10 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
+from urllib.parse import urlsplit
 
+# Where the openai client sends requests when no base URL is given.
+OPENAI_DEFAULT_BASE_URL = "https://api.openai.com/v1"
 METAJUDGE_ENV_PREFIX = "RALIGN_METAJUDGE_"
 GENRM_ENV_PREFIX = "RALIGN_GENRM_"
 BACKENDS = ("openai", "vllm", "hf")
@@ -85,6 +88,17 @@ class EndpointConfig:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.timeout <= 0:
             raise ConfigError(f"timeout must be positive, got {self.timeout}")
+        if self.backend == "openai":
+            base = self.base_url or os.environ.get("OPENAI_BASE_URL") or ""
+            parts = urlsplit(base)
+            if parts.username is not None or parts.password is not None:
+                # The client always sends its key as a bearer token; aiohttp then refuses
+                # every request ("Cannot combine AUTHORIZATION header with … credentials").
+                raise ConfigError(
+                    f"the base URL of host {parts.hostname} carries credentials "
+                    "(user:password@): pass the key as the API_KEY setting (e.g. "
+                    "RALIGN_METAJUDGE_API_KEY) and remove it from the URL"
+                )
 
     def require_model(self, role: str, prefix: str) -> EndpointConfig:
         """Return self, or raise a clear error if no model is configured."""
@@ -97,6 +111,24 @@ class EndpointConfig:
 
     def with_(self, **changes: Any) -> EndpointConfig:
         return replace(self, **changes)
+
+    @property
+    def endpoint(self) -> str:
+        """Who answers: the base URL the openai client uses (never with credentials: see
+        ``__post_init__``), or the in-process backend. Part of every cache key, so two
+        endpoints that serve the same model name never share answers."""
+        if self.backend != "openai":
+            return f"in-process:{self.backend}"
+        base = self.base_url or os.environ.get("OPENAI_BASE_URL") or OPENAI_DEFAULT_BASE_URL
+        return base.rstrip("/")
+
+    @property
+    def host(self) -> str:
+        """``host:port`` of the endpoint (or the in-process backend), for messages."""
+        if self.backend != "openai":
+            return self.endpoint
+        parts = urlsplit(self.endpoint)
+        return parts.netloc or self.endpoint
 
 
 def _coerce(cls: type[EndpointConfig], prefix: str, name: str, value: Any) -> Any:

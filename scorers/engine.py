@@ -51,8 +51,11 @@ class ChatRequest:
     # A fresh ask of the same request (after an empty or malformed answer) has its own key.
     attempt: int = 0
 
-    def cache_key(self) -> str:
+    def cache_key(self, endpoint: str) -> str:
+        """The request's key in the cache: who answers (``EndpointConfig.endpoint``), the
+        model, the message, every generation setting and the attempt."""
         request: dict[str, object] = {
+            "endpoint": endpoint,
             "model": self.model,
             "messages": [{"role": "user", "content": self.prompt}],
             "temperature": self.temperature,
@@ -67,11 +70,17 @@ class ChatRequest:
         return replace(self, attempt=attempt)
 
 
+# Distinct failure reasons kept per batch (the rest are counted under "other").
+_MAX_REASONS = 5
+
+
 @dataclass
 class BatchStats:
-    """Totals of one batch: requests, those answered wholly from the cache, calls made (every
-    attempt), failures, tokens and time."""
+    """Totals of one batch: who answered (``host:port``, never credentials), requests, those
+    answered wholly from the cache, calls made (every attempt), failures and why, tokens and
+    time."""
 
+    endpoint: str = ""
     requests: int = 0
     cache_hits: int = 0
     calls: int = 0
@@ -79,17 +88,37 @@ class BatchStats:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     wall_s: float = 0.0
-    failure_examples: list[str] = field(default_factory=list)
+    failure_reasons: dict[str, int] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    @property
+    def failure_rate(self) -> float:
+        return self.failures / self.requests if self.requests else 0.0
+
+    def count_failure(self, reason: str, count: int) -> None:
+        self.failures += count
+        key = (
+            reason
+            if reason in self.failure_reasons or len(self.failure_reasons) < (_MAX_REASONS)
+            else "other errors"
+        )
+        self.failure_reasons[key] = self.failure_reasons.get(key, 0) + count
+
     def summary(self, role: str) -> str:
         return (
-            f"{role}: {self.requests} requests, {self.cache_hits} from cache, {self.calls} calls, "
-            f"{self.failures} failed, {self.prompt_tokens}+{self.completion_tokens} tokens, "
-            f"{self.wall_s:.1f}s"
+            f"{role} at {self.endpoint}: {self.requests} requests, {self.cache_hits} from "
+            f"cache, {self.calls} calls, {self.failures} failed, "
+            f"{self.prompt_tokens}+{self.completion_tokens} tokens, {self.wall_s:.1f}s"
         )
+
+    def failure_lines(self, role: str) -> list[str]:
+        """One line per distinct failure reason, with how many requests it failed."""
+        return [
+            f"{count} {role} request(s) to {self.endpoint} failed: {reason}"
+            for reason, count in self.failure_reasons.items()
+        ]
 
 
 class OpenAIChatBackend:
@@ -169,7 +198,8 @@ class _Batch:
         cache: ResponseCache | None,
     ) -> None:
         self.description = description
-        self.stats = BatchStats(requests=len(requests))
+        self.endpoint = config.endpoint
+        self.stats = BatchStats(endpoint=config.host, requests=len(requests))
         self.started = time.perf_counter()
         self.owns_cache = cache is None and config.use_cache
         self.cache = ResponseCache(config.cache_dir) if self.owns_cache else cache
@@ -180,7 +210,7 @@ class _Batch:
         # Identical requests are asked once: key -> (request, check, every position).
         self.unique: dict[str, tuple[ChatRequest, Check, list[int]]] = {}
         for index, (request, check) in enumerate(zip(requests, checks, strict=True)):
-            key = request.cache_key()
+            key = request.cache_key(self.endpoint)
             self.unique.setdefault(key, (request, check, []))[2].append(index)
         self.first_answers = self.cache.get_many(self.unique) if self.cache is not None else {}
         self.progress = tqdm(total=len(requests), desc=description, unit="req")
@@ -189,7 +219,7 @@ class _Batch:
         """The cached answer of this attempt of a request, if any."""
         if self.cache is None:
             return None
-        key = request.cache_key()
+        key = request.cache_key(self.endpoint)
         if request.attempt == 0:
             stored = self.first_answers.pop(key, None)
         else:
@@ -208,7 +238,7 @@ class _Batch:
         """Keep a non-empty answer (empty ones are asked again, never replayed)."""
         if self.cache is not None and answer.text.strip():
             self.cache.put(
-                request.cache_key(),
+                request.cache_key(self.endpoint),
                 request.model,
                 {
                     "text": answer.text,
@@ -243,9 +273,7 @@ class _Batch:
         if result.cached:
             stats.cache_hits += len(positions)
         if not result.ok:
-            stats.failures += len(positions)
-            if len(stats.failure_examples) < 5:
-                stats.failure_examples.append(str(result.error))
+            stats.count_failure(str(result.error), len(positions))
         for index in positions:
             self.results[index] = result
         self.progress.update(len(positions))
@@ -258,8 +286,8 @@ class _Batch:
     def finish(self) -> tuple[list[JudgeCall[Any]], BatchStats]:
         self.stats.wall_s = time.perf_counter() - self.started
         logger.info(self.stats.summary(self.description))
-        for example in self.stats.failure_examples:
-            logger.warning("%s call failed: %s", self.description, example)
+        for line in self.stats.failure_lines(self.description):
+            logger.warning(line)
         return [r for r in self.results if r is not None], self.stats
 
 

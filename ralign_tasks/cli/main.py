@@ -43,6 +43,9 @@ from ralign_tasks.scorers.config import (
 from ralign_tasks.scorers.verdict import VERDICT_POLICIES
 from ralign_tasks.task_configs import include_path
 
+# A run whose judge failed on more than this share of its requests exits with status 3.
+DEFAULT_MAX_JUDGE_FAILURE_RATE = 0.5
+JUDGE_FAILURE_EXIT = 3
 # `ralign run` with no names: the three R-Align fidelity benchmarks.
 DEFAULT_RUN = [spec.short for spec in FIDELITY.tasks]
 TASK_NAMES = ", ".join(spec.short for spec in TASKS.values())
@@ -85,6 +88,21 @@ def _add_data_options(parser: argparse.ArgumentParser, *, family_options: bool =
         help="report what needs no judge only (label accuracy, counts)",
     )
     parser.add_argument("--no-cache", action="store_true", help="neither read nor write the cache")
+    parser.add_argument(
+        "--max-judge-failure-rate",
+        type=_rate,
+        default=DEFAULT_MAX_JUDGE_FAILURE_RATE,
+        metavar="RATE",
+        help="exit with status 3 (after writing the results) when more than this share of a "
+        f"benchmark's judge requests failed (default {DEFAULT_MAX_JUDGE_FAILURE_RATE})",
+    )
+
+
+def _rate(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {text}")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -258,10 +276,31 @@ def _settings(
     }
 
 
-def _finish(run: ScoredRun, folder: Path, genrm: str, settings: dict[str, Any], title: str) -> None:
+def _finish(
+    run: ScoredRun,
+    folder: Path,
+    genrm: str,
+    settings: dict[str, Any],
+    title: str,
+    max_failure_rate: float,
+) -> bool:
+    """Write and print the results; false (after saying why on stderr) when the judge failed
+    on more than ``max_failure_rate`` of its requests."""
     write_run(run, folder, genrm, settings)
     print(format_run_table(title, protocol_of(run.spec), run.report))
     print(f"written: {folder}/results.json, {folder}/samples.jsonl\n")
+    stats = run.judge_stats
+    if stats is None or stats.failure_rate <= max_failure_rate:
+        return True
+    print(
+        f"ralign: error: {run.spec.task}: {stats.failures} of {stats.requests} judge requests "
+        f"to {stats.endpoint} failed ({stats.failure_rate:.0%}, more than "
+        f"--max-judge-failure-rate {max_failure_rate:g}); the numbers above are not usable:",
+        file=sys.stderr,
+    )
+    for reason, count in stats.failure_reasons.items():
+        print(f"  {count} request(s): {reason}", file=sys.stderr)
+    return False
 
 
 def _outputs_for(path: str, records: Sequence[Any]) -> list[GenRMOutput]:
@@ -298,22 +337,24 @@ def _genrm_config(args: argparse.Namespace, spec: TaskSpec) -> EndpointConfig:
     ).require_model("GenRM", GENRM_ENV_PREFIX)
 
 
-def cmd_run(args: argparse.Namespace) -> None:
+def cmd_run(args: argparse.Namespace) -> int:
     # Every setting is checked before the first call.
     specs = [get_task(name) for name in args.benchmarks]
     plans = [(spec, _family_options(args, spec), _genrm_config(args, spec)) for spec in specs]
     judge = _judge_config(args)
+    usable = True
     for spec, options, genrm in plans:
         loaded = _load(spec, args, options)
         outputs, genrm_stats = generate_outputs(spec, loaded.records, genrm)
         run = score_outputs(spec, loaded.records, outputs, judge, options)
         run.genrm_stats = genrm_stats
         settings = _settings(args, loaded, judge, options) | {"genrm_model": genrm.model}
-        _finish(run, _run_folder(args, spec, options), str(genrm.model), settings,
-                _title(spec, options))  # fmt: skip
+        usable &= _finish(run, _run_folder(args, spec, options), str(genrm.model), settings,
+                          _title(spec, options), args.max_judge_failure_rate)  # fmt: skip
+    return 0 if usable else JUDGE_FAILURE_EXIT
 
 
-def cmd_score(args: argparse.Namespace) -> None:
+def cmd_score(args: argparse.Namespace) -> int:
     spec = get_task(args.benchmark)
     options = _family_options(args, spec)
     judge = _judge_config(args)
@@ -322,10 +363,12 @@ def cmd_score(args: argparse.Namespace) -> None:
     run = score_outputs(spec, loaded.records, outputs, judge, options)
     genrm = args.genrm_name or Path(args.outputs).stem
     settings = _settings(args, loaded, judge, options) | {"outputs": args.outputs}
-    _finish(run, _run_folder(args, spec, options), genrm, settings, _title(spec, options))
+    usable = _finish(run, _run_folder(args, spec, options), genrm, settings,
+                     _title(spec, options), args.max_judge_failure_rate)  # fmt: skip
+    return 0 if usable else JUDGE_FAILURE_EXIT
 
 
-def cmd_rc_score(args: argparse.Namespace) -> None:
+def cmd_rc_score(args: argparse.Namespace) -> int:
     judge = _judge_config(args)
     if judge is None:
         raise ConfigError("rc-score needs a meta-judge: Rationale Consistency is its verdict")
@@ -344,8 +387,10 @@ def cmd_rc_score(args: argparse.Namespace) -> None:
         source, genrm = args.outputs, Path(args.outputs).stem
     run = score_judgments(RC_TASK, records, judgments, judge)
     settings = _settings(args, loaded, judge, options) | {"source": source}
-    _finish(run, _run_folder(args, RC_TASK, options), args.genrm_name or genrm, settings,
-            _title(RC_TASK, options, source))  # fmt: skip
+    usable = _finish(run, _run_folder(args, RC_TASK, options), args.genrm_name or genrm,
+                     settings, _title(RC_TASK, options, source),
+                     args.max_judge_failure_rate)  # fmt: skip
+    return 0 if usable else JUDGE_FAILURE_EXIT
 
 
 def _written(path: str | Path) -> None:
@@ -490,11 +535,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.command == "demo":
             return run_demo(args.output_dir)
         elif args.command == "run":
-            cmd_run(args)
+            return cmd_run(args)
         elif args.command == "score":
-            cmd_score(args)
+            return cmd_score(args)
         elif args.command == "rc-score":
-            cmd_rc_score(args)
+            return cmd_rc_score(args)
         elif args.command == "report":
             return cmd_report(args)
         elif args.command == "view":

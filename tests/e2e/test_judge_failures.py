@@ -6,6 +6,7 @@ gives the same numbers on the same answers."""
 from __future__ import annotations
 
 import json
+import socket
 from collections import Counter
 from pathlib import Path
 
@@ -124,3 +125,66 @@ def test_lm_eval_asks_again_and_gives_the_same_numbers(sample_records, tmp_path)
     task = json.loads(results_file.read_text())["results"]["ralign_helpsteer3"]
     check_numbers({name: task[f"{name},none"] for name in EXPECTED})
     assert judge.asks == {0: 2, 2: 2, 5: 2, 7: 1}
+
+
+def closed_port() -> int:
+    """A loopback port nothing listens on."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_a_dead_judge_is_named_and_the_run_exits_non_zero(sample_records, tmp_path, capsys,
+                                                          monkeypatch):  # fmt: skip
+    monkeypatch.setenv("RALIGN_METAJUDGE_MAX_ATTEMPTS", "1")
+    port = closed_port()
+    with LoopbackServer(lambda body: "A is better. \\boxed{A}") as server:
+        code = main(
+            ["run", "helpsteer3", "--sample", "--genrm-model", "g", "--genrm-base-url",
+             server.base_url, "--metajudge-model", "j",
+             "--metajudge-base-url", f"http://127.0.0.1:{port}/v1",
+             "--output-dir", str(tmp_path / "out")]
+        )  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 3
+    # The results are written all the same, with every judged item a counted CallFail.
+    results = json.loads((tmp_path / "out" / "helpsteer3" / "results.json").read_text())
+    assert results["metrics"]["overall"]["meta_call_fail"] == 4
+    assert f"4 of 4 judge requests to 127.0.0.1:{port} failed" in err
+    # The real error, not the client's "Request timed out".
+    assert "ConnectionRefusedError" in err and "(reported as APITimeoutError)" in err
+    assert results["usage"]["judge"]["endpoint"] == f"127.0.0.1:{port}"
+
+
+def test_a_judge_that_never_answers_in_format_fails_rc_score(tmp_path, capsys):
+    with LoopbackServer(lambda body: "Every reason is fine.") as server:
+        code = main(
+            ["rc-score", "--reference", "low_deceptive_alignment", "--sample",
+             "--metajudge-model", "j", "--metajudge-base-url", server.base_url,
+             "--output-dir", str(tmp_path)]
+        )  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 3
+    assert "8 of 8 judge requests" in err and "malformed answer: no <RESULT_START>" in err
+    results = json.loads((tmp_path / "helpsteer3_atomic_test" / "results.json").read_text())
+    assert results["metrics"]["overall"]["judge_failed"] == 8
+    # A higher tolerance accepts the same run.
+    with LoopbackServer(lambda body: "Every reason is fine.") as server:
+        assert main(
+            ["rc-score", "--reference", "low_deceptive_alignment", "--sample",
+             "--metajudge-model", "j", "--metajudge-base-url", server.base_url,
+             "--output-dir", str(tmp_path), "--max-judge-failure-rate", "1"]
+        ) == 0  # fmt: skip
+
+
+def test_credentials_in_the_base_url_stop_the_run_before_any_call(tmp_path, capsys):
+    with LoopbackServer(lambda body: "\\boxed{A}") as server:
+        url = server.base_url.replace("http://", "http://user:sk-secret-1234@")
+        code = main(
+            ["run", "helpsteer3", "--sample", "--genrm-model", "g", "--genrm-base-url",
+             server.base_url, "--metajudge-model", "j", "--metajudge-base-url", url,
+             "--output-dir", str(tmp_path / "out")]
+        )  # fmt: skip
+        assert server.requests == []
+    err = capsys.readouterr().err
+    assert code == 2 and "carries credentials" in err and "sk-secret-1234" not in err

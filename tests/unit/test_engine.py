@@ -292,3 +292,30 @@ def test_config_from_env_and_overrides(monkeypatch):
         EndpointConfig().require_model("meta-judge", "RALIGN_METAJUDGE_")
     with pytest.raises(ConfigError, match="concurrency must be at least 1"):
         EndpointConfig(concurrency=0)
+
+
+def test_two_endpoints_serving_one_model_name_never_share_answers():
+    with (
+        LoopbackServer(lambda body: "first") as first,
+        LoopbackServer(lambda body: "second") as second,
+    ):
+        results, _ = run_chat_batch(requests_for(2), config_for(first))
+        assert [r.value for r in results] == ["first", "first"]
+        results, stats = run_chat_batch(requests_for(2), config_for(second))
+        assert [r.value for r in results] == ["second", "second"] and stats.calls == 2
+        assert stats.endpoint == second.base_url.removeprefix("http://").removesuffix("/v1")
+        # The first endpoint's answers are still there for it.
+        _, stats = run_chat_batch(requests_for(2), config_for(first))
+        assert stats.calls == 0 and stats.cache_hits == 2
+
+
+def test_describe_error_names_the_root_cause_of_a_wrapped_error():
+    try:
+        try:
+            raise ConnectionRefusedError(111, "Connect call failed")
+        except OSError as inner:
+            raise TimeoutError("Request timed out.") from inner
+    except TimeoutError as exc:
+        text = ask.describe_error(exc)
+    assert text.startswith("ConnectionRefusedError: [Errno 111] Connect call failed")
+    assert text.endswith("(reported as TimeoutError)")
