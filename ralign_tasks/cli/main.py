@@ -33,7 +33,7 @@ from ralign_tasks.protocols.fidelity import FIDELITY
 from ralign_tasks.protocols.rationale import RC_TASK, AtomicJudgment
 from ralign_tasks.report.console import format_run_table
 from ralign_tasks.scorers.ask import FatalEndpointError
-from ralign_tasks.scorers.cache import default_cache_dir
+from ralign_tasks.scorers.cache import CacheError, default_cache_dir
 from ralign_tasks.scorers.config import (
     GENRM_ENV_PREFIX,
     METAJUDGE_ENV_PREFIX,
@@ -547,6 +547,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.command == "check-data":
             return cmd_check_data(args)
     except (
+        CacheError,
         DemoError,
         ConfigError,
         DataFormatError,

@@ -13,7 +13,7 @@ from ralign_tasks.pipeline import judge_items
 from ralign_tasks.protocols import get_task
 from ralign_tasks.protocols.fidelity import FidelityJudgment
 from ralign_tasks.scorers import ask
-from ralign_tasks.scorers.cache import ResponseCache
+from ralign_tasks.scorers.cache import CacheError, ResponseCache
 from ralign_tasks.scorers.config import ConfigError, EndpointConfig
 from ralign_tasks.scorers.engine import ChatRequest, FatalEndpointError, run_chat_batch
 from ralign_tasks.scorers.meta_verdict import MetaStatus
@@ -319,3 +319,28 @@ def test_describe_error_names_the_root_cause_of_a_wrapped_error():
         text = ask.describe_error(exc)
     assert text.startswith("ConnectionRefusedError: [Errno 111] Connect call failed")
     assert text.endswith("(reported as TimeoutError)")
+
+
+def test_an_unreadable_cache_row_is_dropped_and_asked_again(caplog):
+    with LoopbackServer(lambda body: "fresh") as server:
+        config = config_for(server)
+        run_chat_batch(requests_for(2), config)
+        cache = ResponseCache(os.environ["RALIGN_CACHE_DIR"])
+        cache._db.execute("UPDATE responses SET answer = '{not json' WHERE rowid = 1")
+        results, stats = run_chat_batch(requests_for(2), config)
+        assert [r.value for r in results] == ["fresh", "fresh"]
+        assert (stats.calls, stats.cache_hits) == (1, 1)
+        assert "1 unreadable answer(s) in the cache" in caplog.text
+        # Its fresh answer took its place: nothing is asked a third time.
+        _, stats = run_chat_batch(requests_for(2), config)
+        assert stats.calls == 0
+
+
+def test_a_cache_file_that_is_not_a_database_is_a_clear_error(tmp_path):
+    folder = tmp_path / "broken"
+    folder.mkdir()
+    (folder / "responses.sqlite").write_bytes(b"this is not a database" * 100)
+    with pytest.raises(CacheError) as info:
+        ResponseCache(folder)
+    message = str(info.value)
+    assert str(folder / "responses.sqlite") in message and "Delete that file" in message
