@@ -7,6 +7,7 @@ with ``skip_bad_rows=True``, is reported in :attr:`LoadResult.bad_rows` (never d
 
 from __future__ import annotations
 
+import codecs
 import json
 import logging
 import os
@@ -127,17 +128,21 @@ def read_jsonl_records(
 ) -> tuple[list[T], list[BadRow]]:
     """Parse every non-blank line with ``parse(row, line_no)`` (records must have an ``id``);
     a bad row raises :class:`DataFormatError` naming file and line, or is returned in the
-    bad-row list when ``skip_bad_rows``."""
+    bad-row list when ``skip_bad_rows``. Rows end at ``\\n`` only (a ``\\r`` or U+2028 inside a
+    string is JSON, not a line break); a UTF-8 byte-order mark is accepted; a line that is not
+    UTF-8 is a bad row like any other."""
     path_str = str(path)
     records: list[T] = []
     bad_rows: list[BadRow] = []
     first_line_of_id: dict[str, int] = {}
-    with open(path, encoding="utf-8") as handle:
-        for line_no, line in enumerate(handle, start=1):
-            if not line.strip():
+    with open(path, "rb") as handle:
+        for line_no, raw in enumerate(handle, start=1):
+            if line_no == 1:
+                raw = raw.removeprefix(codecs.BOM_UTF8)
+            if not raw.strip():
                 continue
             try:
-                record = parse(_decode_json(line), line_no)
+                record = parse(_decode_json(raw), line_no)
                 record_id = record.id  # type: ignore[attr-defined]
                 if record_id in first_line_of_id:
                     raise ValueError(
@@ -153,7 +158,13 @@ def read_jsonl_records(
     return records, bad_rows
 
 
-def _decode_json(line: str) -> Any:
+def _decode_json(raw: bytes) -> Any:
+    try:
+        line = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValueError(
+            f"not UTF-8 text (byte 0x{raw[exc.start]:02x} at byte column {exc.start + 1})"
+        ) from None
     try:
         return json.loads(line)
     except json.JSONDecodeError as exc:

@@ -253,3 +253,20 @@ def test_an_inspect_log_of_several_epochs_is_flagged(runs, capsys):
     folder = write_inspect_variant(runs, "epochs", two_epochs)
     code, _, err = report([str(folder), "--format", "csv"], capsys)
     assert code == 0 and "2 epochs: each (sample, epoch) counts as one item" in err
+
+
+def test_line_separators_inside_samples_do_not_break_the_report(runs, capsys, tmp_path):
+    """U+2028, U+2029 and NEL are legal inside JSON strings; rows end at newlines only."""
+    (results_file,) = (runs["root"] / "runs" / "lm_eval").glob("*/results_*.json")
+    folder = tmp_path / "genrm"
+    shutil.copytree(results_file.parent, folder)
+    (samples,) = folder.glob("samples_ralign_helpsteer3_*.jsonl")
+    rows = [json.loads(line) for line in samples.read_text(encoding="utf-8").splitlines()]
+    rows[0]["doc"]["prompt"] += "\u2028second line\u2029third\x85fourth"
+    samples.write_text(
+        "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows), encoding="utf-8"
+    )
+    code, out, err = report([str(folder), "--format", "csv"], capsys)
+    assert code == 0 and "unreadable samples" not in err
+    (row,) = csv_rows(out)
+    assert row["ralign_helpsteer3.l_acc.ci_low"] != ""  # read from the samples

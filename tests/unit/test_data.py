@@ -174,3 +174,26 @@ def test_every_loader_rejects_unknown_subset_and_domain_names():
     assert {d["subset"] for d in docs} == {"code"}
     with pytest.raises(ValueError, match=r"unknown domain\(s\) 'code'.*known: Code, General"):
         load_docs("ralign_helpsteer3_atomic", sample=True, domain="code")
+
+
+def test_bytes_that_are_not_utf8_are_a_bad_row_named_by_file_and_line(tmp_path):
+    path = tmp_path / "helpsteer3_aug.jsonl"
+    bad = json.dumps(row(id="x2")).encode().replace(b"9.11", b"9.\xff11")
+    path.write_bytes(json.dumps(GOOD_ROW).encode() + b"\n" + bad + b"\n")
+    with pytest.raises(DataFormatError) as info:
+        load_benchmark("helpsteer3", tmp_path)
+    assert str(info.value).startswith(f"{path}:2: not UTF-8 text (byte 0xff")
+    loaded = load_benchmark("helpsteer3", tmp_path, skip_bad_rows=True)
+    assert [r.id for r in loaded.records] == ["x1"] and loaded.bad_rows[0].line == 2
+
+
+def test_a_byte_order_mark_and_line_separators_inside_strings_are_fine(tmp_path):
+    tricky = row(id="x2", response_A="one\u2028two\u2029three\x85four")
+    # A lone carriage return between tokens is JSON whitespace, not the end of a row.
+    second = json.dumps(tricky, ensure_ascii=False).replace(', "', ',\r"', 1)
+    path = tmp_path / "helpsteer3_aug.jsonl"
+    text = json.dumps(GOOD_ROW) + "\n" + second + "\n"
+    path.write_bytes(b"\xef\xbb\xbf" + text.encode("utf-8"))
+    records = load_benchmark("helpsteer3", tmp_path).records
+    assert [r.id for r in records] == ["x1", "x2"]
+    assert records[1].response_a == "one\u2028two\u2029three\x85four"
