@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -11,12 +12,14 @@ from typing import Any
 
 from ralign_tasks.cli.demo import DemoError, run_demo
 from ralign_tasks.data import (
+    DATA_DIR_ENV,
     DataFormatError,
     DataUnavailableError,
     LoadResult,
     data_source,
     describe_bad_rows,
     keep_named,
+    resolve_data_file,
     warn_bad_rows,
 )
 from ralign_tasks.pipeline import (
@@ -66,7 +69,9 @@ def _add_data_options(parser: argparse.ArgumentParser, *, family_options: bool =
         action="append",
         help="keep only this source.subset (R-Align) or domain (HelpSteer3-Atomic); repeat",
     )
-    parser.add_argument("--limit", type=int, help="keep the first N items of each benchmark")
+    parser.add_argument(
+        "--limit", type=_positive, help="keep the first N items of each benchmark (N ≥ 1)"
+    )
     parser.add_argument(
         "--skip-bad-rows", action="store_true", help="skip malformed rows (each is reported)"
     )
@@ -96,6 +101,16 @@ def _add_data_options(parser: argparse.ArgumentParser, *, family_options: bool =
         help="exit with status 3 (after writing the results) when more than this share of a "
         f"benchmark's judge requests failed (default {DEFAULT_MAX_JUDGE_FAILURE_RATE})",
     )
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
 
 
 def _rate(text: str) -> float:
@@ -202,9 +217,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     view.add_argument("--output-dir", default="ralign_view", help="where the pages are written")
 
-    check = commands.add_parser("check-data", help="validate benchmark files and report bad rows")
-    check.add_argument("benchmarks", nargs="*", default=DEFAULT_RUN, help=f"any of {TASK_NAMES}")
-    check.add_argument("--data-dir")
+    check = commands.add_parser(
+        "check-data",
+        help="validate the benchmark files of a local folder and list every bad row",
+    )
+    check.add_argument(
+        "benchmarks", nargs="*", help=f"any of {TASK_NAMES} (default: every file present)"
+    )
+    check.add_argument("--data-dir", help="the folder (default: $RALIGN_DATA_DIR)")
     return parser
 
 
@@ -513,15 +533,45 @@ def cmd_view(args: argparse.Namespace) -> int:
 
 
 def cmd_check_data(args: argparse.Namespace) -> int:
-    bad_total = 0
-    for name in args.benchmarks:
-        spec = get_task(name)
-        loaded = protocol_of(spec).load(spec, args.data_dir, skip_bad_rows=True)
-        bad_total += len(loaded.bad_rows)
-        print(f"{loaded.path}: {len(loaded.records)} valid rows, {len(loaded.bad_rows)} bad")
-        if loaded.bad_rows:
-            print(describe_bad_rows(loaded.bad_rows, limit=50))
-    return 1 if bad_total else 0
+    """Validate the files of a local folder: the named benchmarks (each must be there), or
+    every benchmark file present (saying which benchmarks have none). 1 if any file has a bad
+    row or no row at all, or nothing was found."""
+    data_dir = args.data_dir or os.environ.get(DATA_DIR_ENV)
+    if not data_dir:
+        raise DataUnavailableError(
+            f"check-data checks local files: pass --data-dir DIR or set {DATA_DIR_ENV}"
+        )
+    specs = [get_task(name) for name in args.benchmarks] or list(TASKS.values())
+    problems, checked = 0, 0
+    for spec in specs:
+        protocol = protocol_of(spec)
+        present = []
+        for split, file_name in spec.files.items():
+            try:
+                present.append((split, resolve_data_file(file_name, data_dir, spec.task)))
+            except DataUnavailableError:
+                continue
+        if not present:
+            wanted = " or ".join(spec.files.values())
+            if args.benchmarks:
+                raise DataUnavailableError(f"{spec.task}: no {wanted} in {data_dir}")
+            print(f"{spec.task}: no file in {data_dir} (looked for {wanted})")
+            continue
+        for split, path in present:
+            loaded = protocol.load(spec, data_dir, split=split, skip_bad_rows=True)
+            checked += 1
+            if not loaded.records and not loaded.bad_rows:
+                print(f"{path}: error: empty file (no rows)")
+                problems += 1
+                continue
+            problems += bool(loaded.bad_rows)
+            print(f"{path}: {len(loaded.records)} valid rows, {len(loaded.bad_rows)} bad")
+            if loaded.bad_rows:
+                print(describe_bad_rows(loaded.bad_rows, limit=50))
+    if not checked:
+        print(f"ralign: error: no benchmark file found in {data_dir}", file=sys.stderr)
+        return 1
+    return 1 if problems else 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -10,6 +10,7 @@ import time
 import pytest
 
 from ralign_tasks.cli import main
+from ralign_tasks.data import sample_data_dir
 from ralign_tasks.scorers.cache import ResponseCache
 from ralign_tasks.task_configs import include_path
 from ralign_tasks.testing.loopback import (
@@ -220,3 +221,33 @@ def test_report_and_view_read_a_run_folder_without_loading_a_harness(scripted, t
         low = float(row[f"ralign_helpsteer3.{metric}.ci_low"])
         assert low == pytest.approx(overall["ci"][metric][0] * 100, abs=1e-4)
     assert (tmp_path / "view" / "genrm__ralign_helpsteer3.html").is_file()
+
+
+def test_limit_must_be_at_least_one(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["run", "helpsteer3", "--sample", "--limit", "0"])
+    assert info.value.code == 2
+    assert "--limit: must be at least 1, got 0" in capsys.readouterr().err
+
+
+def test_check_data_lists_bad_rows_empty_files_and_missing_benchmarks(tmp_path, capsys):
+    data = tmp_path / "data"
+    data.mkdir()
+    sample = sample_data_dir() / "data"
+    (data / "helpsteer3_aug.jsonl").write_bytes(
+        (sample / "helpsteer3_aug.jsonl").read_bytes() + b'{"id": "bad", \xff}\n'
+    )
+    (data / "ppe_human_preference_v1_aug.jsonl").write_text("", encoding="utf-8")
+    code = main(["check-data", "--data-dir", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert code == 1
+    assert "helpsteer3_aug.jsonl: 8 valid rows, 1 bad" in out
+    assert "helpsteer3_aug.jsonl:9: not UTF-8 text (byte 0xff" in out
+    assert "ppe_human_preference_v1_aug.jsonl: error: empty file (no rows)" in out
+    assert "ralign_rewardbench2: no file in" in out
+    assert "ralign_helpsteer3_atomic: no file in" in out
+    # Named benchmarks must be there; a clean file passes.
+    assert main(["check-data", "rewardbench2", "--data-dir", str(tmp_path)]) == 2
+    assert "ralign_rewardbench2: no reward_bench2_aug.jsonl" in capsys.readouterr().err
+    assert main(["check-data", "helpsteer3_atomic", "--data-dir", str(sample_data_dir())]) == 0
+    assert main(["check-data", "--data-dir", str(tmp_path / "nothing")]) == 1
