@@ -61,6 +61,7 @@ def generate_outputs(
             protocol.genrm_prompt(record, template),
             config.temperature,
             config.max_tokens,
+            with_reasoning=True,
         )
         for record in records
     ]

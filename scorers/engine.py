@@ -50,6 +50,9 @@ class ChatRequest:
     max_tokens: int
     # A fresh ask of the same request (after an empty or malformed answer) has its own key.
     attempt: int = 0
+    # Put a separate reasoning field of the answer back in front of it as <think>…</think>
+    # (for the GenRM: the official verdict rule reads the thinking too).
+    with_reasoning: bool = False
 
     def cache_key(self, endpoint: str) -> str:
         """The request's key in the cache: who answers (``EndpointConfig.endpoint``), the
@@ -63,6 +66,8 @@ class ChatRequest:
         }
         if self.attempt:
             request["attempt"] = self.attempt
+        if self.with_reasoning:
+            request["with_reasoning"] = True
         payload = json.dumps(request, sort_keys=True, ensure_ascii=False)
         return hashlib.sha256(payload.encode("utf-8")).hexdigest()
 
@@ -149,7 +154,7 @@ class OpenAIChatBackend:
         # the typed-parameter transform and response-model construction, which were most of
         # the per-request client CPU (see benchmarks/metajudge_throughput.py).
         response = await self.client.post("/chat/completions", body=body, cast_to=object)
-        return read_completion(response)
+        return read_completion(response, with_reasoning=request.with_reasoning)
 
     def redact(self, message: str) -> str:
         """Remove the API key from a message that may echo it."""
@@ -161,9 +166,15 @@ class OpenAIChatBackend:
         await self.client.close()
 
 
-def read_completion(response: Any) -> Answer:
+# Where servers with a reasoning parser put the thinking: vLLM and DeepSeek's API
+# `reasoning_content`, current vLLM `reasoning`.
+REASONING_FIELDS = ("reasoning_content", "reasoning")
+
+
+def read_completion(response: Any, *, with_reasoning: bool = False) -> Answer:
     """The answer in a chat completion body; ``ValueError`` if the body is not one (HTML, a
-    JSON value without ``choices``, …)."""
+    JSON value without ``choices``, …). With ``with_reasoning``, a separate reasoning field is
+    put back in front of the text as ``<think>…</think>``, as the model wrote it."""
     choices = response.get("choices") if isinstance(response, dict) else None
     if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
         raise ValueError(f"not a chat completion: {str(response)[:200]!r}")
@@ -171,8 +182,12 @@ def read_completion(response: Any) -> Answer:
     if not isinstance(message, dict):
         raise ValueError(f"not a chat completion (no message): {str(response)[:200]!r}")
     usage = response.get("usage") or {}
+    text = message.get("content") or ""
+    reasoning = next((message[f] for f in REASONING_FIELDS if message.get(f)), None)
+    if with_reasoning and isinstance(reasoning, str):
+        text = f"<think>{reasoning}</think>\n{text}"
     return Answer(
-        text=message.get("content") or "",
+        text=text,
         finish_reason=choices[0].get("finish_reason"),
         prompt_tokens=int(usage.get("prompt_tokens") or 0),
         completion_tokens=int(usage.get("completion_tokens") or 0),

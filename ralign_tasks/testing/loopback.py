@@ -31,6 +31,10 @@ class Reply:
     finish_reason: str = "stop"
     raw: bytes | None = None
     content_type: str = "application/json"
+    # A reasoning model behind a server's reasoning parser: the thinking in its own field
+    # (`reasoning_content`, or `reasoning` on current vLLM); `text` is then the answer only.
+    reasoning: str | None = None
+    reasoning_field: str = "reasoning_content"
 
 
 Responder = Callable[[dict[str, Any]], "Reply | str"]
@@ -156,6 +160,9 @@ class LoopbackServer:
 def _completion(body: dict[str, Any], reply: Reply) -> dict[str, Any]:
     prompt_tokens = len(prompt_of(body).split())
     completion_tokens = len(reply.text.split())
+    message: dict[str, Any] = {"role": "assistant", "content": reply.text}
+    if reply.reasoning is not None:
+        message[reply.reasoning_field] = reply.reasoning
     return {
         "id": "chatcmpl-loopback",
         "object": "chat.completion",
@@ -164,7 +171,7 @@ def _completion(body: dict[str, Any], reply: Reply) -> dict[str, Any]:
         "choices": [
             {
                 "index": 0,
-                "message": {"role": "assistant", "content": reply.text},
+                "message": message,
                 "finish_reason": reply.finish_reason,
             }
         ],

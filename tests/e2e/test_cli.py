@@ -17,8 +17,10 @@ from ralign_tasks.testing.loopback import (
     GENRM_PICKS_A,
     METAJUDGE_CORRECT,
     LoopbackServer,
+    Reply,
     is_metajudge_prompt,
     play_both_roles,
+    prompt_of,
 )
 from tests.support.reports import csv_rows
 from tests.support.scripted import EXPECTED_OFFICIAL, scripted_responder
@@ -251,3 +253,32 @@ def test_check_data_lists_bad_rows_empty_files_and_missing_benchmarks(tmp_path, 
     assert "ralign_rewardbench2: no reward_bench2_aug.jsonl" in capsys.readouterr().err
     assert main(["check-data", "helpsteer3_atomic", "--data-dir", str(sample_data_dir())]) == 0
     assert main(["check-data", "--data-dir", str(tmp_path / "nothing")]) == 1
+
+
+@pytest.mark.parametrize("field", ["reasoning_content", "reasoning"])
+def test_a_separate_reasoning_field_is_read_as_thinking(sample_records, tmp_path, field):
+    """A server with a reasoning parser returns the thinking in its own field: the GenRM's
+    verdict is read as the official scripts read the raw output (thinking first), and the
+    meta-judge still never sees the thinking."""
+
+    def respond(body):
+        if is_metajudge_prompt(body):
+            return METAJUDGE_CORRECT
+        cut = sample_records[3].prompt in prompt_of(body)
+        return Reply("The answer: \\boxed{A}", reasoning="Hmm, \\boxed{B}?",
+                     reasoning_field=field, finish_reason="length" if cut else "stop")  # fmt: skip
+
+    with LoopbackServer(respond) as server:
+        assert run_cli(server, tmp_path) == 0
+        meta_prompts = [prompt_of(b) for b in server.requests if is_metajudge_prompt(b)]
+    results, samples = read_results(tmp_path)
+    # The first box is the thinking's B: the B-labelled items (1, 3, 4, 6) are label-correct.
+    assert [s["genrm"]["verdict"] for s in samples] == ["B"] * 8
+    assert results["metrics"]["overall"]["label_correct"] == 4
+    assert (
+        samples[0]["genrm"]["output"] == "<think>Hmm, \\boxed{B}?</think>\nThe answer: \\boxed{A}"
+    )
+    assert (
+        samples[3]["genrm"]["truncated"] and results["metrics"]["overall"]["genrm_truncated"] == 1
+    )
+    assert len(meta_prompts) == 4 and not any("Hmm" in p for p in meta_prompts)
