@@ -82,8 +82,8 @@ _MAX_REASONS = 5
 @dataclass
 class BatchStats:
     """Totals of one batch: who answered (``host:port``, never credentials), requests, those
-    answered wholly from the cache, calls made (every attempt), failures and why, tokens and
-    time."""
+    answered wholly from the cache, calls made (every request sent, the HTTP client's own
+    retries included), failures and why, tokens and time."""
 
     endpoint: str = ""
     requests: int = 0
@@ -131,6 +131,8 @@ class OpenAIChatBackend:
 
     def __init__(self, config: EndpointConfig) -> None:
         self._secret = config.api_key
+        # Every HTTP request sent, the client's own retries included.
+        self.http_requests = 0
         self.client = openai.AsyncOpenAI(
             api_key=config.api_key or "EMPTY",
             base_url=config.base_url,
@@ -138,8 +140,13 @@ class OpenAIChatBackend:
             max_retries=config.max_attempts - 1,
             # aiohttp as the transport: about half the client CPU per request of the default
             # one, which is what limits throughput against a fast endpoint on a small machine.
-            http_client=openai.DefaultAioHttpClient(timeout=config.timeout),
+            http_client=openai.DefaultAioHttpClient(
+                timeout=config.timeout, event_hooks={"request": [self._count_request]}
+            ),
         )
+
+    async def _count_request(self, request: Any) -> None:
+        self.http_requests += 1
 
     async def complete(self, request: ChatRequest) -> Answer:
         """One answer; raises what the client raises, or ``ValueError`` for a 200 whose body
@@ -266,14 +273,14 @@ class _Batch:
     def asker(
         self, request: ChatRequest, call: Callable[[ChatRequest], Any]
     ) -> Callable[[int], Any]:
-        """``ask(attempt)`` for the loop: the cache first, else ``call`` (counted)."""
+        """``ask(attempt)`` for the loop: the cache first, else ``call`` (the backends count
+        their calls)."""
 
         async def ask(attempt: int) -> Answer:
             attempt_request = request.with_attempt(request.attempt + attempt)
             cached = self.lookup(attempt_request)
             if cached is not None:
                 return cached
-            self.stats.calls += 1
             answer = await call(attempt_request)
             self.store(attempt_request, answer)
             return answer
@@ -347,6 +354,7 @@ async def _run_openai(batch: _Batch, config: EndpointConfig) -> None:
         await _gather_all([answer(key) for key in batch.unique])
     finally:
         if backend is not None:
+            batch.stats.calls = backend.http_requests
             await backend.aclose()
 
 
@@ -361,11 +369,13 @@ class _LocalBatcher:
         self.config = config
         self.backend: Any = None
         self.live = live
+        self.calls = 0
         self.queue: list[tuple[ChatRequest, asyncio.Future[Answer]]] = []
         self.running = False
         self.generation: asyncio.Task[None] | None = None  # kept: the loop holds tasks weakly
 
     async def ask(self, request: ChatRequest) -> Answer:
+        self.calls += 1
         future: asyncio.Future[Answer] = asyncio.get_running_loop().create_future()
         self.queue.append((request, future))
         self._start_when_ready()
@@ -429,7 +439,10 @@ async def _run_local(batch: _Batch, config: EndpointConfig) -> None:
             batcher.finished()
         batch.record(key, result)
 
-    await _gather_all([answer(key) for key in batch.unique])
+    try:
+        await _gather_all([answer(key) for key in batch.unique])
+    finally:
+        batch.stats.calls = batcher.calls
 
 
 def run_chat_batch(

@@ -63,6 +63,7 @@ def test_transient_errors_are_retried():
     assert [r.value for r in results] == ["fine"] * 3
     assert hits == {"q0": 3, "q1": 3, "q2": 3}
     assert stats.failures == 0
+    assert stats.calls == 9  # every request the server saw, the client's retries included
 
 
 def test_permanent_failure_becomes_a_counted_call_failure():
