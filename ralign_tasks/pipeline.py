@@ -87,7 +87,8 @@ def judge_items(
     calls: list[Any] = [None] * len(judgments)
     stats = None
     if config is not None:
-        prompts = [protocol.judge_prompt(j, config.template) for j in judgments]
+        template = protocol.judge_template(config)
+        prompts = [protocol.judge_prompt(j, template) for j in judgments]
         todo = [index for index, prompt in enumerate(prompts) if prompt is not None]
         requests = [
             ChatRequest(str(config.model), prompts[i], config.temperature, config.max_tokens)

@@ -167,7 +167,8 @@ async def ask_until_valid(
             message = redact(describe_error(exc))
             if is_fatal(exc):
                 raise FatalEndpointError(message) from None
-            call.error, from_cache = message, False
+            # The record pairs the last error with the last answer: this attempt had none.
+            call.error, call.answer, call.finish_reason, from_cache = message, None, None, False
             if gave_up(exc):
                 break
             if pause and attempt + 1 < max_attempts:

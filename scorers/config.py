@@ -36,7 +36,9 @@ class EndpointConfig:
     max_attempts: int = 3
     temperature: float = 0.4
     max_tokens: int = 16384
+    # Judge prompt templates, one per family (each family's variables differ).
     template: str | None = None
+    rc_template: str | None = None
     cache_dir: str | None = None
     use_cache: bool = True
     # In-process backends (vllm, hf): passed through to vllm.LLM / transformers.

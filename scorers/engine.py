@@ -408,11 +408,15 @@ class _LocalBatcher:
                     )
                 )
                 await asyncio.sleep(0)  # let the finished items cache their answers
+            unanswered = FatalEndpointError(
+                f"{self.config.backend} backend: no answer to a request it was given"
+            )
         except Exception as exc:  # a model that fails to load or run fails every item alike
-            error = FatalEndpointError(f"{self.config.backend} backend: {describe_error(exc)}")
+            unanswered = FatalEndpointError(f"{self.config.backend} backend: {describe_error(exc)}")
+        try:
             for _, future in batch:
                 if not future.done():
-                    future.set_exception(error)
+                    future.set_exception(unanswered)
         finally:
             self.running = False
             self._start_when_ready()

@@ -222,6 +222,10 @@ def paired_difference(
         return _metric_values(table.sum(axis=-1)), _metric_values(table.sum(axis=-2))
 
     point_first, point_second = metrics_of(cells)
+    # A run without a meta-judge has no S-Corr or F-Score to compare (see compute_fidelity).
+    for point, outcomes in ((point_first, first), (point_second, second)):
+        if not all(outcome.judged for outcome in outcomes):
+            point["s_corr"] = point["f_score"] = np.array(np.nan)
     draws_first = draws_second = None
     if n > 0 and n_bootstrap > 0:
         rng = np.random.default_rng(seed)

@@ -33,7 +33,7 @@ from tenacity import RetryError
 
 from ralign_tasks.inspect_adapter.compat import PrerequisiteError
 from ralign_tasks.item import checked_item
-from ralign_tasks.protocols import PROTOCOLS, Protocol, get_task
+from ralign_tasks.protocols import PROTOCOLS, Protocol, TaskSpec, get_task
 from ralign_tasks.protocols.base import GenRMOutput
 from ralign_tasks.scorers.ask import Answer, TransportGaveUp, ask_until_valid, describe_error
 from ralign_tasks.scorers.config import EndpointConfig
@@ -167,7 +167,7 @@ def score_sample(
 
     async def score(state: TaskState, target: Target) -> Score:
         judge = meta_judge_model()  # no scores at all without a meta-judge
-        spec = get_task(state.metadata[TASK_KEY])
+        spec = _task_of(state.metadata, protocol)
         record = protocol.record_from_dict(state.metadata)
         output = genrm_full_text(state.output)
         truncated = output is not None and state.output.stop_reason == "max_tokens"
@@ -192,6 +192,13 @@ def score_sample(
         )
 
     return score
+
+
+def _task_of(metadata: dict[str, Any], protocol: Protocol[Any, Any, Any]) -> TaskSpec:
+    """The task of a sample: named in its metadata, or (a log of an earlier release, re-judged
+    with ``inspect score``) its record's benchmark, or the family's only task."""
+    name = metadata.get(TASK_KEY) or metadata.get("benchmark")
+    return get_task(name) if name else protocol.tasks[0]
 
 
 def _scorer_factory(protocol: Protocol[Any, Any, Any]) -> Callable[..., Scorer]:

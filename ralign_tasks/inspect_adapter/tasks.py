@@ -19,6 +19,7 @@ from inspect_ai.dataset import MemoryDataset, Sample
 from inspect_ai.log import HeadlineMetric
 from inspect_ai.model import ChatMessageUser, GenerateConfig
 from inspect_ai.solver import Generate, Solver, TaskState, generate, solver
+from jinja2 import TemplateError
 
 from ralign_tasks import __version__
 from ralign_tasks.data import DataUnavailableError, data_source, keep_named
@@ -89,6 +90,7 @@ def build_task(spec: TaskSpec, **params: Any) -> Task:
         meta_judge_model()
     try:
         options = protocol.option_values(params, spec.task)
+        protocol.check_templates(params["genrm_template"], params["metajudge_template"])
         dataset = task_dataset(
             spec,
             data_dir=params["data_dir"],
@@ -97,7 +99,7 @@ def build_task(spec: TaskSpec, **params: Any) -> Task:
             split=options.get("split"),
             genrm_template=params["genrm_template"],
         )
-    except (DataUnavailableError, ValueError, FileNotFoundError) as exc:
+    except (DataUnavailableError, ValueError, FileNotFoundError, TemplateError) as exc:
         raise TaskSetupError(str(exc)) from exc
     scoring = {o.name: options[o.name] for o in protocol.options_of("scoring")}
     return Task(

@@ -123,6 +123,10 @@ class RalignTask(ConfigurableTask):
         # Fail before any generation when the scoring settings are unusable.
         self.options = self.protocol.option_values(metadata, self.spec.task)
         self.judge_config = judge_config(metadata)
+        judge_template = (
+            self.protocol.judge_template(self.judge_config) if self.judge_config else None
+        )
+        self.protocol.check_templates(None, judge_template)
 
     def apply_filters(self) -> Any:
         result = super().apply_filters()

@@ -20,7 +20,9 @@ from typing import Any, ClassVar, Generic, Literal, TypeVar
 
 from ralign_tasks.data import LoadResult, locate_data_file, read_jsonl_records
 from ralign_tasks.item import ITEM_VERSION
+from ralign_tasks.prompts import load_template
 from ralign_tasks.scorers.ask import JudgeCall
+from ralign_tasks.scorers.config import EndpointConfig
 from ralign_tasks.scorers.schema import Schema
 
 RecordT = TypeVar("RecordT")
@@ -127,6 +129,12 @@ class Protocol(ABC, Generic[RecordT, JudgmentT, OutcomeT]):
     # Official GenRM generation settings (overridable in every harness).
     genrm_temperature: ClassVar[float] = 0.4
     genrm_max_tokens: ClassVar[int] = 8192
+    # The bundled prompt templates, the environment variable that replaces the GenRM's (if
+    # any), and the judge endpoint setting (EndpointConfig field) that replaces the judge's.
+    genrm_template_file: ClassVar[str]
+    judge_template_file: ClassVar[str]
+    genrm_template_env: ClassVar[str | None] = None
+    judge_template_setting: ClassVar[str]
 
     # --- records ---------------------------------------------------------------------------
 
@@ -182,6 +190,19 @@ class Protocol(ABC, Generic[RecordT, JudgmentT, OutcomeT]):
         self, record: RecordT, output: GenRMOutput, options: Mapping[str, Any]
     ) -> JudgmentT:
         """What the GenRM said about one item, parsed."""
+
+    # --- prompt templates ------------------------------------------------------------------
+
+    def judge_template(self, config: EndpointConfig) -> str | None:
+        """This family's judge template in the judge's settings (``None``: the bundled one)."""
+        return getattr(config, self.judge_template_setting)
+
+    def check_templates(self, genrm: str | None, judge: str | None) -> None:
+        """Compile the prompt templates a run will use, so that a missing or broken file
+        stops it before any generation (``FileNotFoundError``, ``jinja2.TemplateError``)."""
+        env = os.environ.get(self.genrm_template_env) if self.genrm_template_env else None
+        load_template(genrm or env, self.genrm_template_file)
+        load_template(judge, self.judge_template_file)
 
     # --- the judge -------------------------------------------------------------------------
 

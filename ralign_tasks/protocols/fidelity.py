@@ -9,7 +9,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from ralign_tasks.data import parse_turns, require_str
-from ralign_tasks.prompts import render_genrm_prompt, render_metajudge_prompt
+from ralign_tasks.prompts import (
+    GENRM_TEMPLATE,
+    GENRM_TEMPLATE_ENV,
+    METAJUDGE_TEMPLATE,
+    render_genrm_prompt,
+    render_metajudge_prompt,
+)
 from ralign_tasks.protocols.base import GenRMOutput, Option, Protocol, TaskSpec
 from ralign_tasks.records import PairRecord
 from ralign_tasks.scorers.ask import JudgeCall
@@ -78,6 +84,10 @@ class FidelityProtocol(Protocol[PairRecord, FidelityJudgment, ItemOutcome]):
     judge_step = "meta_judge"
     schema = FIDELITY_SCHEMA
     group_field = "subset"
+    genrm_template_file = GENRM_TEMPLATE
+    judge_template_file = METAJUDGE_TEMPLATE
+    genrm_template_env = GENRM_TEMPLATE_ENV
+    judge_template_setting = "template"  # RALIGN_METAJUDGE_TEMPLATE, metajudge_template
     tasks = (
         _spec("ralign_helpsteer3", "HelpSteer3", "helpsteer3_aug", "helpsteer3"),
         _spec("ralign_rewardbench2", "RewardBench 2", "reward_bench2_aug", "reward_bench2"),

@@ -14,7 +14,12 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from ralign_tasks.data import parse_turns, require_str
-from ralign_tasks.prompts import render_atomic_genrm_prompt, render_rc_prompt
+from ralign_tasks.prompts import (
+    ATOMIC_GENRM_TEMPLATE,
+    ATOMIC_METAJUDGE_TEMPLATE,
+    render_atomic_genrm_prompt,
+    render_rc_prompt,
+)
 from ralign_tasks.protocols.base import GenRMOutput, Option, Protocol, TaskSpec
 from ralign_tasks.records import AtomicRecord, ReferenceOutput
 from ralign_tasks.scorers.ask import JudgeCall
@@ -107,6 +112,9 @@ class RationaleProtocol(Protocol[AtomicRecord, AtomicJudgment, AtomicOutcome]):
     judge_step = "rc_meta_judge"
     schema = RC_SCHEMA
     group_field = "domain"
+    genrm_template_file = ATOMIC_GENRM_TEMPLATE
+    judge_template_file = ATOMIC_METAJUDGE_TEMPLATE
+    judge_template_setting = "rc_template"  # RALIGN_METAJUDGE_RC_TEMPLATE, metajudge_rc_template
     tasks = (RC_TASK,)
     options = (
         Option("split", "test", "test (1,000 items) or full (22,116)", ("test", "full"), "data"),

@@ -53,7 +53,10 @@ class RunItem:
         item = checked_item(item)
         judge = item["judge"][-1] if item["judge"] else {}
         return cls(
-            record=dict(record),
+            # The record's own form, whatever a harness added next to it (lm-eval documents
+            # and Inspect sample metadata carry the task name), so runs of different paths
+            # compare item by item.
+            record=protocol.record_to_dict(protocol.record_from_dict(record)),
             output=item["genrm"]["output"],
             verdict=item["genrm"]["verdict"],
             outcome=protocol.outcome_from_item(item),
@@ -291,11 +294,15 @@ def read_inspect(log_file: Path, warnings: list[str]) -> list[TaskResult]:
             f"{log_file}: the run's status is {log.status!r}: {len(log.scored)} of "
             f"{total if total is not None else '?'} samples scored; its numbers cover those"
         )
+    result = None
     if log.scored:
         protocol = protocol_of(log.task)
-        items = [RunItem.from_item(record, item, protocol) for record, item in log.scored]
-        result = _item_results(items, log.genrm, log.task, "inspect", source)
-    else:
+        try:
+            items = [RunItem.from_item(record, item, protocol) for record, item in log.scored]
+            result = _item_results(items, log.genrm, log.task, "inspect", source)
+        except (ValueError, KeyError, TypeError) as exc:  # e.g. a log of an older release
+            warnings.append(f"{log_file}: unreadable scores ({exc}); using the aggregate numbers")
+    if result is None:
         n = log.completed_samples or None
         result = _aggregate_result(log.metrics, log.genrm, log.task, "inspect", source, n)
     result.created = log.created

@@ -385,3 +385,8 @@ def test_cli_eval_against_the_loopback_server(records, tmp_path):
     for name in ("rc", "rc_code", "rc_precision", "rc_f1"):
         assert result.values[name] == pytest.approx(metrics[name], nan_ok=True)
     assert (result.counts["skipped_empty"], result.counts["judge_failed"]) == (1, 1)
+
+
+def test_a_missing_judge_template_stops_the_task_before_generation(tmp_path):
+    with pytest.raises(TaskSetupError, match="prompt template not found"):
+        ralign_helpsteer3_atomic(sample=True, metajudge_template=str(tmp_path / "typo.jinja"))

@@ -137,6 +137,18 @@ def test_compare_renders_tables_and_keeps_shared_benchmarks(runs, capsys):
     assert "ppe" not in out  # only benchmarks both ran
 
 
+def test_compare_pairs_items_across_paths(runs, capsys):
+    """A `ralign run` folder against an Inspect log of the same GenRM answers: every item
+    pairs (the harness's extra metadata is not part of the record), and nothing differs."""
+    code, out, err = report(
+        [*all_runs(runs), "--compare", CLI_GENRM, INSPECT_GENRM, "--format", "csv"], capsys
+    )
+    assert code == 0 and "different data" not in err and "only in" not in err
+    rows = csv_rows(out)
+    assert {row["n"] for row in rows} == {"8"}
+    assert {row["a_minus_b"] for row in rows} == {"0.0"}
+
+
 def test_compare_errors_name_the_problem(runs, capsys):
     code, _, err = report([*all_runs(runs), "--compare", "nobody", WEAK], capsys)
     assert code == 2 and "nobody" in err and STRONG in err

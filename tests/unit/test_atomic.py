@@ -281,3 +281,38 @@ def test_rc_score_command_scores_a_reference_model(tmp_path, capsys):
     assert "ralign_helpsteer3_atomic (split test, reference low_deceptive_alignment)" in (
         capsys.readouterr().out
     )
+
+
+def test_each_family_reads_its_own_judge_template(tmp_path):
+    """One judge serves a whole lm-eval group: the fidelity template (``template``,
+    RALIGN_METAJUDGE_TEMPLATE) must not replace the Rationale Consistency prompt, whose
+    variables differ; ``rc_template`` does."""
+    records = load_task("helpsteer3_atomic", sample_data_dir()).records[:1]
+    judgments = [AtomicJudgment.from_output(records[0], "1. a point\n\\boxed{A>B}")]
+    fidelity_template = tmp_path / "fidelity.jinja"
+    fidelity_template.write_text("FIDELITY {{ golden_rationale }}")
+    rc_template = tmp_path / "rc.jinja"
+    rc_template.write_text("MINE {{ reasons | length }} {{ rationales | length }}")
+    prompts = []
+
+    def respond(body):
+        prompts.append(prompt_of(body))
+        return rc_block(*(f"- R{k}@S0: 0" for k in range(1, len(records[0].checklist) + 1)))
+
+    with LoopbackServer(respond) as server:
+        config = EndpointConfig(
+            model="j", base_url=server.base_url, template=str(fidelity_template)
+        )
+        (item,), _ = judge_items(RC_TASK, records, judgments, config)
+        assert item.outcome.status is ItemStatus.SCORED and "<RESULT_START>" in prompts[0]
+        config = config.with_(rc_template=str(rc_template))
+        judge_items(RC_TASK, records, judgments, config)
+    assert prompts[1] == f"MINE 1 {len(records[0].checklist)}"
+
+
+def test_a_missing_template_is_found_before_anything_runs(tmp_path):
+    from ralign_tasks.protocols.rationale import RATIONALE
+
+    with pytest.raises(FileNotFoundError, match="prompt template not found"):
+        RATIONALE.check_templates(None, str(tmp_path / "typo.jinja"))
+    RATIONALE.check_templates(None, None)  # the bundled ones
