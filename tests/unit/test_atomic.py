@@ -231,18 +231,18 @@ def test_malformed_answers_are_asked_again_then_fail(tmp_path):
     with LoopbackServer(respond) as server:
         config = EndpointConfig(model="j", base_url=server.base_url, max_attempts=3)
         verdicts, _ = judge_items(RC_TASK, records, judgments, config)
+        sent = len(server.requests)
+        # A rerun pays for nothing: every well-formed answer and every re-ask is cached.
+        again, _ = judge_items(RC_TASK, records, judgments, config)
+        assert len(server.requests) == sent
     assert [v.outcome.status for v in verdicts] == [
         ItemStatus.SCORED, ItemStatus.SCORED, ItemStatus.JUDGE_FAILED,
     ]  # fmt: skip
+    assert [v.outcome for v in again] == [v.outcome for v in verdicts]
     assert asks == {0: 1, 1: 2, 2: 3}
     assert verdicts[0].outcome.scores.rc == pytest.approx(1 / len(records[0].checklist))
     assert "malformed answer: no <RESULT_START>" in verdicts[2].call.error
     assert verdicts[2].item["judge"][0]["attempts"] == 3
-    # A rerun pays for nothing: every well-formed answer and every re-ask is cached.
-    with LoopbackServer(respond) as server:
-        config = EndpointConfig(model="j", base_url=server.base_url, max_attempts=3)
-        judge_items(RC_TASK, records, judgments, config)
-        assert len(server.requests) == 0
 
 
 def test_reference_outputs_are_scored_without_a_genrm():
