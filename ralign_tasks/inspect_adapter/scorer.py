@@ -33,14 +33,12 @@ from tenacity import RetryError
 
 from ralign_tasks.inspect_adapter.compat import PrerequisiteError
 from ralign_tasks.item import checked_item
-from ralign_tasks.protocols import PROTOCOLS, Protocol, TaskSpec, get_task
+from ralign_tasks.protocols import PROTOCOLS, TASK_KEY, Protocol, TaskSpec, get_task
 from ralign_tasks.protocols.base import GenRMOutput
 from ralign_tasks.scorers.ask import Answer, TransportGaveUp, ask_until_valid, describe_error
 from ralign_tasks.scorers.config import EndpointConfig
 
 META_JUDGE_ROLE = "meta_judge"
-# The task a sample belongs to, in its metadata next to the record.
-TASK_KEY = "ralign_task"
 # The official judge settings (SPEC §1), as the CLI and lm-eval use them.
 META_JUDGE_DEFAULTS = EndpointConfig()
 

@@ -24,13 +24,8 @@ from jinja2 import TemplateError
 from ralign_tasks import __version__
 from ralign_tasks.data import DataUnavailableError, data_source, keep_named
 from ralign_tasks.inspect_adapter.compat import PrerequisiteError, active_model
-from ralign_tasks.inspect_adapter.scorer import (
-    SCORERS,
-    TASK_KEY,
-    bound_with_defaults,
-    meta_judge_model,
-)
-from ralign_tasks.protocols import TASKS, Protocol, TaskSpec, protocol_of
+from ralign_tasks.inspect_adapter.scorer import SCORERS, bound_with_defaults, meta_judge_model
+from ralign_tasks.protocols import TASK_KEY, TASKS, Protocol, TaskSpec, protocol_of
 
 
 class TaskSetupError(PrerequisiteError):

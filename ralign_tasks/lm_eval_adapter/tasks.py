@@ -25,7 +25,7 @@ from ralign_tasks.data import data_source, keep_named, warn_bad_rows
 from ralign_tasks.item import checked_item
 from ralign_tasks.lm_eval_adapter import compat
 from ralign_tasks.pipeline import judge_items
-from ralign_tasks.protocols import PROTOCOLS, get_task, protocol_of
+from ralign_tasks.protocols import PROTOCOLS, TASK_KEY, get_task, protocol_of
 from ralign_tasks.protocols.base import GenRMOutput
 from ralign_tasks.scorers.config import METAJUDGE_ENV_PREFIX, ConfigError, EndpointConfig
 from ralign_tasks.scorers.schema import merged_specs
@@ -36,8 +36,6 @@ logger = logging.getLogger("ralign_tasks.lm_eval")
 # mapping, so a bare `model` or `base_url` there would be the GenRM's own.
 METADATA_PREFIX = "metajudge_"
 METAJUDGE_SWITCH = "metajudge"  # `metajudge: none` reports what needs no judge only
-# The task a document belongs to (documents reach doc_to_text without their task).
-TASK_KEY = "ralign_task"
 
 
 def load_docs(

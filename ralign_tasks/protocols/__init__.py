@@ -15,6 +15,9 @@ from ralign_tasks.protocols.rationale import RATIONALE
 from ralign_tasks.scorers.schema import MetricSpec, merged_specs
 
 PROTOCOLS: tuple[Protocol[Any, Any, Any], ...] = (FIDELITY, RATIONALE)
+# The key that names a record's task next to it where a harness carries records (lm-eval
+# documents, Inspect sample metadata).
+TASK_KEY = "ralign_task"
 
 TASKS: dict[str, TaskSpec] = {spec.task: spec for p in PROTOCOLS for spec in p.tasks}
 _BY_NAME: dict[str, TaskSpec] = {name: spec for spec in TASKS.values() for name in spec.names}
@@ -62,6 +65,7 @@ __all__ = [
     "PROTOCOLS",
     "SPECS",
     "TASKS",
+    "TASK_KEY",
     "Protocol",
     "TaskSpec",
     "get_task",

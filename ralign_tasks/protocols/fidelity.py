@@ -250,3 +250,4 @@ class FidelityProtocol(Protocol[PairRecord, FidelityJudgment, ItemOutcome]):
 
 
 FIDELITY = FidelityProtocol()
+FIDELITY_TASKS = tuple(spec.task for spec in FIDELITY.tasks)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ralign_tasks.protocols import metric_label
-from ralign_tasks.protocols.fidelity import FIDELITY
+from ralign_tasks.protocols.fidelity import FIDELITY_TASKS
 from ralign_tasks.report.runs import (
     RunItem,
     TaskResult,
@@ -22,9 +22,6 @@ from ralign_tasks.report.runs import (
 )
 from ralign_tasks.report.tables import markdown_text, rich_text
 from ralign_tasks.scorers.metrics import DEFAULT_BOOTSTRAP, FIDELITY_METRICS, paired_difference
-
-# The paired bootstrap is over the fidelity outcome categories.
-FIDELITY_TASKS = tuple(spec.task for spec in FIDELITY.tasks)
 
 
 @dataclass(frozen=True)

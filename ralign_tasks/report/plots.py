@@ -20,12 +20,10 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from ralign_tasks.protocols import TASKS, get_task, metric_label, protocol_of
-from ralign_tasks.protocols.fidelity import FIDELITY
+from ralign_tasks.protocols.fidelity import FIDELITY_TASKS
 from ralign_tasks.report.runs import TaskResult, finite_or_none
 from ralign_tasks.report.tables import markdown_text, rich_text
 
-# The L-Acc / F-Score figures are about the fidelity tasks.
-FIDELITY_TASKS = tuple(spec.task for spec in FIDELITY.tasks)
 MIN_CORRELATION_POINTS = 3  # r of two points is ±1 by construction
 _LABEL_FONT = 7
 _LABEL_CHARS = 28  # longer GenRM names are cut at the front (their end tells models apart)

@@ -16,13 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from ralign_tasks.protocols import SPECS, metric_label
-from ralign_tasks.protocols.fidelity import FIDELITY
+from ralign_tasks.protocols.fidelity import FIDELITY_TASKS
 from ralign_tasks.report.runs import RunItem, TaskResult, no_samples_hint
 from ralign_tasks.scorers.meta_verdict import MetaStatus
 from ralign_tasks.scorers.metrics import FIDELITY_METRICS, ItemOutcome
-
-# The page shows pairwise items with a golden rationale: the fidelity family's.
-FIDELITY_TASKS = tuple(spec.task for spec in FIDELITY.tasks)
 
 # The viewer's outcome filters, in display order: key -> button label. Every item is in
 # exactly one of them (see :func:`view_outcome`).
@@ -30,6 +27,7 @@ OUTCOMES = {
     "faithful": "faithful",
     "spurious": "spurious-correct",
     "label-wrong": "label-wrong",
+    "unjudged": "not judged",  # shown only for a run with such items (no meta-judge)
     "failures": "failures",
 }
 _PLACEHOLDER = re.compile(r"__RALIGN_(TITLE|DATA)__")
@@ -42,12 +40,15 @@ _MAX_NAME = 120
 
 def view_outcome(outcome: ItemOutcome) -> str:
     """The viewer's outcome of one item: ``failures`` when the GenRM call failed or gave no
-    verdict, ``label-wrong`` when its verdict picks the worse answer, else the meta-judge's
-    verdict on the rationale (``faithful``/``spurious``), ``failures`` when it has none."""
+    verdict, ``label-wrong`` when its verdict picks the worse answer, ``unjudged`` when it was
+    never sent to a meta-judge (a run without one), else the meta-judge's verdict on the
+    rationale (``faithful``/``spurious``), ``failures`` when its call or answer failed."""
     if outcome.genrm_call_fail or outcome.genrm_no_verdict:
         return "failures"
     if not outcome.label_correct:
         return "label-wrong"
+    if outcome.meta is None:
+        return "unjudged"
     if outcome.meta is MetaStatus.CORRECT:
         return "faithful"
     if outcome.meta is MetaStatus.INCORRECT:
@@ -102,6 +103,8 @@ def _item_data(item: RunItem) -> dict[str, Any]:
 
 def page_data(result: TaskResult) -> dict[str, Any]:
     """Everything the page shows, as plain JSON types; metric cells are preformatted."""
+    items = [_item_data(item) for item in result.items]
+    shown = {item["outcome"] for item in items}
     subsets = [
         {
             "subset": part.subset,
@@ -127,8 +130,12 @@ def page_data(result: TaskResult) -> dict[str, Any]:
         "metric_names": [metric_label(m) for m in FIDELITY_METRICS],
         "subsets": subsets,
         "failures": _failure_counts(result),
-        "outcomes": [{"key": key, "label": label} for key, label in OUTCOMES.items()],
-        "items": [_item_data(item) for item in result.items],
+        "outcomes": [
+            {"key": key, "label": label}
+            for key, label in OUTCOMES.items()
+            if key != "unjudged" or key in shown
+        ],
+        "items": items,
     }
 
 

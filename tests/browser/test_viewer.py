@@ -23,7 +23,7 @@ from ralign_tasks.cli import main
 from ralign_tasks.protocols import metric_label
 from ralign_tasks.protocols.rationale import RC_TASK
 from ralign_tasks.report.runs import RunItem, TaskResult, load_runs
-from ralign_tasks.report.viewer import OUTCOMES, script_json, write_views
+from ralign_tasks.report.viewer import OUTCOMES, page_data, script_json, write_views
 from ralign_tasks.scorers.metrics import ItemOutcome
 from tests.support.cdp import Page, chromium
 from tests.support.recorded_runs import CLI_GENRM, INSPECT_GENRM, JSON_GENRM
@@ -61,13 +61,19 @@ def expected_outcome(outcome: ItemOutcome) -> str:
     """The filter an item belongs in, from the metrics' category and the GenRM flags."""
     if outcome.genrm_call_fail or outcome.genrm_no_verdict:
         return "failures"
-    named = {"correct": "faithful", "incorrect": "spurious", "label_wrong": "label-wrong"}
+    named = {
+        "correct": "faithful",
+        "incorrect": "spurious",
+        "label_wrong": "label-wrong",
+        "unjudged": "unjudged",
+    }
     return named.get(outcome.category, "failures")
 
 
 def expected_counts(result: TaskResult) -> dict[str, int]:
     tally = Counter(expected_outcome(item.outcome) for item in result.items)
-    return {key: tally[key] for key in OUTCOMES}
+    # "not judged" is a filter only of runs without a meta-judge.
+    return {key: tally[key] for key in OUTCOMES if key != "unjudged" or tally[key]}
 
 
 @pytest.fixture(scope="module")
@@ -127,7 +133,8 @@ def test_embedded_data_has_every_item_and_its_outcome(runs, results, pages):
                 assert shown[field] == getattr(item, field)
             assert shown["outcome"] == expected_outcome(item.outcome)
         shown_counts = Counter(i["outcome"] for i in data["items"])
-        assert {key: shown_counts[key] for key in OUTCOMES} == expected_counts(result)
+        assert {k: shown_counts[k] for k in expected_counts(result)} == expected_counts(result)
+        assert sum(shown_counts.values()) == len(result.items)
         failures = {f["label"]: f["count"] for f in data["failures"]}
         for name in ("genrm_no_verdict", "meta_parse_fail", "meta_call_fail"):
             assert failures[metric_label(name)] == result.counts[name]
@@ -327,3 +334,19 @@ def test_untrusted_text_is_shown_as_text(browser, results, tmp_path):
         "title": "<b>GenRM</b> · ralign_helpsteer3 — R-Align viewer",
         "markup": 0,
     }
+
+
+def test_a_run_without_a_meta_judge_has_a_not_judged_filter(results):
+    base = results[(INSPECT_GENRM, "ralign_helpsteer3")]
+    items = [
+        dataclasses.replace(i, outcome=dataclasses.replace(i.outcome, meta=None, judged=False))
+        for i in base.items
+    ]
+    data = page_data(dataclasses.replace(base, items=items))
+    assert "unjudged" in [o["key"] for o in data["outcomes"]]
+    verdict_ok = [
+        i.outcome.label_correct and not (i.outcome.genrm_call_fail or i.outcome.genrm_no_verdict)
+        for i in items
+    ]
+    assert sum(i["outcome"] == "unjudged" for i in data["items"]) == sum(verdict_ok) > 0
+    assert "unjudged" not in [o["key"] for o in page_data(base)["outcomes"]]
