@@ -30,10 +30,10 @@ from ralign_tasks.pipeline import (
     score_outputs,
     write_run,
 )
-from ralign_tasks.protocols import TASKS, TaskSpec, get_task, protocol_of
-from ralign_tasks.protocols.base import GenRMOutput
+from ralign_tasks.protocols import PROTOCOLS, TASKS, Protocol, TaskSpec, get_task, protocol_of
+from ralign_tasks.protocols.base import GenRMOutput, Option
 from ralign_tasks.protocols.fidelity import FIDELITY
-from ralign_tasks.protocols.rationale import RC_TASK, AtomicJudgment
+from ralign_tasks.protocols.rationale import RATIONALE, RC_TASK, AtomicJudgment
 from ralign_tasks.report.console import format_run_table
 from ralign_tasks.scorers.ask import FatalEndpointError
 from ralign_tasks.scorers.cache import CacheError, default_cache_dir
@@ -43,7 +43,6 @@ from ralign_tasks.scorers.config import (
     ConfigError,
     EndpointConfig,
 )
-from ralign_tasks.scorers.verdict import VERDICT_POLICIES
 from ralign_tasks.task_configs import include_path
 
 # A run whose judge failed on more than this share of its requests exits with status 3.
@@ -54,7 +53,14 @@ DEFAULT_RUN = [spec.short for spec in FIDELITY.tasks]
 TASK_NAMES = ", ".join(spec.short for spec in TASKS.values())
 
 
-def _add_data_options(parser: argparse.ArgumentParser, *, family_options: bool = True) -> None:
+def _add_data_options(
+    parser: argparse.ArgumentParser,
+    protocols: Sequence[Protocol[Any, Any, Any]] = PROTOCOLS,
+    *,
+    judge_optional: bool = True,
+) -> None:
+    """The options of a command over the tasks of ``protocols``: data source and filters,
+    their families' options (generated from the protocols), judge and output settings."""
     source = parser.add_mutually_exclusive_group()
     source.add_argument(
         "--sample", action="store_true", help="use the bundled sample (8 rows per benchmark)"
@@ -62,12 +68,15 @@ def _add_data_options(parser: argparse.ArgumentParser, *, family_options: bool =
     source.add_argument(
         "--data-dir", help="local copy of the dataset (default: $RALIGN_DATA_DIR, then the hub)"
     )
+    groups = {protocol.group_field: protocol.title for protocol in protocols}
     parser.add_argument(
-        "--subset",
-        "--domain",
+        *(f"--{field}" for field in groups),
         dest="groups",
+        metavar="NAME",
         action="append",
-        help="keep only this source.subset (R-Align) or domain (HelpSteer3-Atomic); repeat",
+        help="keep only this "
+        + " or ".join(f"{field} ({title})" for field, title in groups.items())
+        + "; repeat for several",
     )
     parser.add_argument(
         "--limit", type=_positive, help="keep the first N items of each benchmark (N ≥ 1)"
@@ -75,23 +84,21 @@ def _add_data_options(parser: argparse.ArgumentParser, *, family_options: bool =
     parser.add_argument(
         "--skip-bad-rows", action="store_true", help="skip malformed rows (each is reported)"
     )
-    if family_options:
+    for name, (option, titles) in _family_options_of(protocols).items():
         parser.add_argument(
-            "--verdict-policy",
-            choices=VERDICT_POLICIES,
-            help="R-Align: how the GenRM's verdict is read (default: official)",
-        )
-        parser.add_argument(
-            "--split", choices=("test", "full"), help="HelpSteer3-Atomic: the split (test)"
+            f"--{name.replace('_', '-')}",
+            choices=option.choices or None,
+            help=f"{' / '.join(titles)}: {option.help} (default: {option.default})",
         )
     parser.add_argument("--output-dir", default="ralign_results", help="where results are written")
     parser.add_argument("--metajudge-model", help=f"overrides {METAJUDGE_ENV_PREFIX}MODEL")
     parser.add_argument("--metajudge-base-url", help=f"overrides {METAJUDGE_ENV_PREFIX}BASE_URL")
-    parser.add_argument(
-        "--no-metajudge",
-        action="store_true",
-        help="report what needs no judge only (label accuracy, counts)",
-    )
+    if judge_optional:
+        parser.add_argument(
+            "--no-metajudge",
+            action="store_true",
+            help="report what needs no judge only (label accuracy, counts)",
+        )
     parser.add_argument("--no-cache", action="store_true", help="neither read nor write the cache")
     parser.add_argument(
         "--max-judge-failure-rate",
@@ -101,6 +108,17 @@ def _add_data_options(parser: argparse.ArgumentParser, *, family_options: bool =
         help="exit with status 3 (after writing the results) when more than this share of a "
         f"benchmark's judge requests failed (default {DEFAULT_MAX_JUDGE_FAILURE_RATE})",
     )
+
+
+def _family_options_of(
+    protocols: Sequence[Protocol[Any, Any, Any]],
+) -> dict[str, tuple[Option, list[str]]]:
+    """Every family option of ``protocols`` by name, with the families that have it."""
+    found: dict[str, tuple[Option, list[str]]] = {}
+    for protocol in protocols:
+        for option in protocol.options:
+            found.setdefault(option.name, (option, []))[1].append(protocol.title)
+    return found
 
 
 def _positive(text: str) -> int:
@@ -165,8 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
     rc.add_argument(
         "--genrm-name", help="the GenRM's name in reports (default: the outputs file's name)"
     )
-    rc.add_argument("--split", choices=("test", "full"), default="test")
-    _add_data_options(rc, family_options=False)
+    _add_data_options(rc, [RATIONALE], judge_optional=False)
 
     report = commands.add_parser(
         "report",
@@ -235,7 +252,7 @@ def _family_options(args: argparse.Namespace, spec: TaskSpec) -> dict[str, Any]:
     known = {option.name for option in protocol.options}
     given = {
         name: getattr(args, name)
-        for name in ("verdict_policy", "split")
+        for name in _family_options_of(PROTOCOLS)
         if getattr(args, name, None) is not None
     }
     for name in given:
@@ -262,7 +279,7 @@ def _load(spec: TaskSpec, args: argparse.Namespace, options: dict[str, Any]) -> 
 
 
 def _judge_config(args: argparse.Namespace) -> EndpointConfig | None:
-    if args.no_metajudge:
+    if getattr(args, "no_metajudge", False):
         return None
     config = EndpointConfig.from_sources(
         METAJUDGE_ENV_PREFIX,
@@ -276,8 +293,13 @@ def _judge_config(args: argparse.Namespace) -> EndpointConfig | None:
 
 
 def _run_folder(args: argparse.Namespace, spec: TaskSpec, options: dict[str, Any]) -> Path:
-    suffix = f"_{options['split']}" if "split" in options else ""
-    return Path(args.output_dir) / f"{spec.folder}{suffix}"
+    """``OUT/<benchmark>``, then its data options (``_test``) and any scoring option that is
+    not the default (``_strict``), so that runs of other settings never overwrite it."""
+    parts = [spec.folder]
+    for option in protocol_of(spec).options:
+        if option.stage == "data" or options[option.name] != option.default:
+            parts.append(str(options[option.name]))
+    return Path(args.output_dir) / "_".join(parts)
 
 
 def _settings(
@@ -358,13 +380,13 @@ def _genrm_config(args: argparse.Namespace, spec: TaskSpec) -> EndpointConfig:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    # Every setting is checked before the first call.
+    # Every setting and every data file is checked before the first call.
     specs = [get_task(name) for name in args.benchmarks]
     plans = [(spec, _family_options(args, spec), _genrm_config(args, spec)) for spec in specs]
     judge = _judge_config(args)
+    loads = [_load(spec, args, options) for spec, options, _ in plans]
     usable = True
-    for spec, options, genrm in plans:
-        loaded = _load(spec, args, options)
+    for (spec, options, genrm), loaded in zip(plans, loads, strict=True):
         outputs, genrm_stats = generate_outputs(spec, loaded.records, genrm)
         run = score_outputs(spec, loaded.records, outputs, judge, options)
         run.genrm_stats = genrm_stats
@@ -390,9 +412,8 @@ def cmd_score(args: argparse.Namespace) -> int:
 
 def cmd_rc_score(args: argparse.Namespace) -> int:
     judge = _judge_config(args)
-    if judge is None:
-        raise ConfigError("rc-score needs a meta-judge: Rationale Consistency is its verdict")
-    options = {"split": args.split}
+    assert judge is not None  # rc-score has no --no-metajudge: RC is the judge's verdict
+    options = _family_options(args, RC_TASK)
     loaded = _load(RC_TASK, args, options)
     records = loaded.records
     if args.reference:

@@ -53,9 +53,9 @@ def run_cli(server, tmp_path, *extra):
     )
 
 
-def read_results(tmp_path):
+def read_results(tmp_path, folder_name="helpsteer3"):
     """results.json and the judged-item records of samples.jsonl."""
-    folder = tmp_path / "out" / "helpsteer3"
+    folder = tmp_path / "out" / folder_name
     results = json.loads((folder / "results.json").read_text())
     rows = [json.loads(line) for line in (folder / "samples.jsonl").read_text().splitlines()]
     assert all(row["item"]["ralign_item"] == 1 for row in rows)
@@ -91,7 +91,9 @@ def test_run_official_policy_matches_hand_computed_metrics(scripted, tmp_path, c
 
 def test_run_strict_policy(scripted, tmp_path):
     assert run_cli(scripted, tmp_path, "--verdict-policy", "strict") == 0
-    overall = read_results(tmp_path)[0]["metrics"]["overall"]
+    # A folder of its own: a strict run never overwrites the official one.
+    assert not (tmp_path / "out" / "helpsteer3").exists()
+    overall = read_results(tmp_path, "helpsteer3_strict")[0]["metrics"]["overall"]
     # Strict: item 2 (no backslash) has no verdict, item 7's final box (A) counts.
     assert overall["label_correct"] == 4
     assert (overall["meta_correct"], overall["meta_incorrect"]) == (2, 1)
