@@ -196,6 +196,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="lm-eval output folders, Inspect logs, ralign run folders, or folders holding them",
     )
     report.add_argument("--by-subset", action="store_true", help="add one row per subset")
+    report.add_argument(
+        "--details",
+        action="store_true",
+        help="add the failure counts to the terminal table (Markdown and CSV always have them)",
+    )
     report.add_argument("--format", choices=("table", "markdown", "csv"), default="table")
     report.add_argument("--output", help="write the table here instead of printing it")
     report.add_argument("--csv", help="also write the table as CSV (what --format csv prints)")
@@ -517,7 +522,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     if not results:
         print("ralign: error: no R-Align results found", file=sys.stderr)
         return 1
-    table = build_table(results, args.by_subset)
+    table = build_table(results, args.by_subset, args.details)
     _emit(RENDERERS[args.format](table), args.output)
     if args.csv:
         Path(args.csv).write_text(render_csv(table), encoding="utf-8")

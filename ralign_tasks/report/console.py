@@ -9,10 +9,10 @@ from typing import Any
 from ralign_tasks.protocols import Protocol
 
 
-def percent_text(value: float | None, ci: Sequence[float] | None) -> str:
-    """``50.0 [25.0, 75.0]``; ``n/a`` when undefined."""
+def percent_text(value: float | None, ci: Sequence[float] | None, missing: str = "n/a") -> str:
+    """A fraction in percent with its CI, ``50.0 [25.0, 75.0]``; ``missing`` when undefined."""
     if value is None:
-        return "n/a"
+        return missing
     interval = f" [{ci[0] * 100:.1f}, {ci[1] * 100:.1f}]" if ci else ""
     return f"{value * 100:.1f}{interval}"
 

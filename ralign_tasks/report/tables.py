@@ -9,8 +9,9 @@ import io
 from dataclasses import dataclass
 from typing import Any
 
-from ralign_tasks.protocols import TASKS, get_task, metric_label
+from ralign_tasks.protocols import TASKS, get_task, metric_label, protocol_of
 from ralign_tasks.protocols.fidelity import FIDELITY
+from ralign_tasks.report.console import percent_text
 from ralign_tasks.report.runs import TaskResult, task_columns
 
 # The R-Align repository's benchmark names in results_summary.csv.
@@ -35,14 +36,16 @@ class Column:
 
 @dataclass
 class Table:
-    """Header columns and rows of (GenRM, subset, results by task)."""
+    """Header columns and rows of (GenRM, subset, results by task); ``details`` adds the
+    failure counts to the terminal table (Markdown and CSV always have them)."""
 
     columns: list[Column]
     rows: list[tuple[str, str, dict[str, TaskResult]]]
     by_subset: bool
+    details: bool = False
 
 
-def build_table(results: list[TaskResult], by_subset: bool) -> Table:
+def build_table(results: list[TaskResult], by_subset: bool, details: bool = False) -> Table:
     """Arrange results (one per GenRM and task: see :func:`latest_runs`) by GenRM, and by
     subset with ``by_subset``."""
     rows: dict[tuple[str, str], dict[str, TaskResult]] = {}
@@ -58,7 +61,7 @@ def build_table(results: list[TaskResult], by_subset: bool) -> Table:
         columns += [Column(task, m, True) for m in metrics]
         columns += [Column(task, c, False) for c in ("n", *counts)]
     ordered = sorted(rows.items(), key=lambda item: item[0])
-    return Table(columns, [(g, s, r) for (g, s), r in ordered], by_subset)
+    return Table(columns, [(g, s, r) for (g, s), r in ordered], by_subset, details)
 
 
 def _value(result: TaskResult | None, column: Column) -> Any:
@@ -75,13 +78,9 @@ def cell_text(result: TaskResult | None, column: Column) -> str:
     """A metric in percent with its 95% CI (``50.0 [25.0, 75.0]``) or a count; blank when
     unknown or undefined."""
     value = _value(result, column)
-    if value is None:
-        return ""
-    if not column.is_metric:
-        return str(value)
-    ci = result.ci.get(column.key) if result else None
-    interval = f" [{ci[0] * 100:.1f}, {ci[1] * 100:.1f}]" if ci else ""
-    return f"{value * 100:.1f}{interval}"
+    if value is None or not column.is_metric:
+        return "" if value is None else str(value)
+    return percent_text(value, result.ci.get(column.key) if result else None, missing="")
 
 
 def _text_rows(table: Table) -> tuple[list[str], list[list[str]]]:
@@ -94,18 +93,22 @@ def _text_rows(table: Table) -> tuple[list[str], list[list[str]]]:
     return header, rows
 
 
-def rich_text(title: str, header: list[str], rows: list[list[str]]) -> str:
-    """Rows as a rich table (first two columns left-aligned, the rest right-aligned), as wide
-    as its content and title: a wide report scrolls rather than folding its cells."""
+def rich_text(title: str, header: list[str], rows: list[list[str]], left: int = 2) -> str:
+    """Rows as a rich table (the first ``left`` columns left-aligned, the rest
+    right-aligned), as wide as its content and title: a wide report scrolls rather than
+    folding its cells."""
     from rich.console import Console
     from rich.table import Table as RichTable
 
     grid = RichTable(title=title)
     for index, name in enumerate(header):
-        grid.add_column(name, justify="left" if index < 2 else "right", overflow="fold")
+        grid.add_column(name, justify="left" if index < left else "right", overflow="fold")
     for row in rows:
         grid.add_row(*row)
-    widths = [max(len(text) for text in column) for column in zip(header, *rows, strict=True)]
+    widths = [
+        max(len(line) for text in column for line in text.splitlines() or [""])
+        for column in zip(header, *rows, strict=True)
+    ]
     width = max(sum(w + 3 for w in widths) + 1, len(title) + 4)
     console = Console(file=io.StringIO(), width=width, record=True)
     console.print(grid)
@@ -120,9 +123,46 @@ def markdown_text(header: list[str], rows: list[list[str]], title: str | None = 
     return "\n".join(lines) + "\n"
 
 
+# The terminal table's target width; a metric's CI goes under its value when one line per row
+# would be wider.
+TERMINAL_COLUMNS = 120
+
+
 def render_rich(table: Table) -> str:
-    """The table as rich renders it for a terminal."""
-    return rich_text("R-Align comparison (percent, 95% CI)", *_text_rows(table))
+    """The table for a terminal: one table per benchmark family, a row per GenRM (and subset)
+    and benchmark, the family's metrics in percent with 95% CIs, the item count, and with
+    ``details`` the failure counts; about 120 columns wide without them."""
+    families: dict[str, list[str]] = {}
+    for column in table.columns:
+        tasks = families.setdefault(protocol_of(column.task).name, [])
+        if column.task not in tasks:
+            tasks.append(column.task)
+    parts = []
+    for tasks in families.values():
+        protocol = protocol_of(tasks[0])
+        metrics, counts = task_columns(tasks[0], details=False)
+        keys = [*metrics, "n", *(counts if table.details else ())]
+        header = [
+            "GenRM",
+            *(["subset"] if table.by_subset else []),
+            "benchmark",
+            *(metric_label(k) for k in keys),
+        ]
+        rows = [
+            [genrm, *([subset or "(all)"] if table.by_subset else []), get_task(task).short]
+            + [cell_text(results[task], Column(task, k, k in metrics)) for k in keys]
+            for genrm, subset, results in table.rows
+            for task in tasks
+            if task in results
+        ]
+        title = f"{protocol.title} (percent, 95% CI)"
+        left = len(header) - len(keys)
+        text = rich_text(title, header, rows, left)
+        if max(len(line) for line in text.splitlines()) > TERMINAL_COLUMNS:
+            stacked = [[cell.replace(" [", "\n[", 1) for cell in row] for row in rows]
+            text = rich_text(title, header, stacked, left)
+        parts.append(text)
+    return "\n".join(parts)
 
 
 def render_markdown(table: Table) -> str:

@@ -8,6 +8,7 @@ from collections import Counter
 
 import pytest
 
+from ralign_tasks.cli import main
 from ralign_tasks.data import sample_data_dir
 from ralign_tasks.protocols import load_task
 from ralign_tasks.protocols.rationale import RATIONALE
@@ -109,7 +110,7 @@ def test_same_numbers_as_the_shared_scorer(atomic_run):
     ]  # fmt: skip
 
 
-def test_report_reads_the_rc_run(atomic_run):
+def test_report_reads_the_rc_run(atomic_run, capsys):
     task, _, _, out = atomic_run
     results, warnings = load_runs([out])
     (result,) = [r for r in results if r.task == "ralign_helpsteer3_atomic"]
@@ -122,3 +123,8 @@ def test_report_reads_the_rc_run(atomic_run):
         "outcome_tie": 1, "outcome_no_verdict": 1,
     }  # fmt: skip
     assert not warnings
+    # The terminal table: one table for the family, within 120 columns.
+    assert main(["report", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "Rationale Consistency (percent, 95% CI)" in printed
+    assert max(len(line) for line in printed.splitlines()) <= 120

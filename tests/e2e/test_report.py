@@ -270,3 +270,11 @@ def test_line_separators_inside_samples_do_not_break_the_report(runs, capsys, tm
     assert code == 0 and "unreadable samples" not in err
     (row,) = csv_rows(out)
     assert row["ralign_helpsteer3.l_acc.ci_low"] != ""  # read from the samples
+
+
+def test_terminal_table_fits_120_columns_and_details_add_the_counts(runs, capsys):
+    code, out, _ = report([str(runs["root"] / "runs")], capsys)
+    assert code == 0 and max(len(line) for line in out.splitlines()) <= 120
+    assert "benchmark" in out and "meta CF" not in out
+    code, out, _ = report([str(runs["root"] / "runs"), "--details"], capsys)
+    assert code == 0 and "meta CF" in out and "GenRM fail" in out

@@ -267,7 +267,8 @@ def test_one_command_prints_the_table_and_writes_csvs_and_plots(runs, capsys, tm
     code, out, err = report(args, capsys)
     assert code == 0
     assert all(line.startswith("written: ") for line in err.splitlines())
-    assert "R-Align comparison" in out and STRONG in out and "87.5 [" in out
+    assert "R-Align rationale fidelity (percent, 95% CI)" in out and STRONG in out
+    assert "87.5 [" in out and max(len(line) for line in out.splitlines()) <= 120
     genrms = {"genrm", INSPECT_GENRM, JSON_GENRM, CLI_GENRM, STRONG, WEAK}
     assert {row["genrm"] for row in csv_rows(table.read_text())} == genrms
     assert {row["model"] for row in csv_rows(summary.read_text())} == genrms
