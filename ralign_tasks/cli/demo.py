@@ -114,4 +114,10 @@ def run_demo(output_dir: str) -> int:
     }
     returncode = subprocess.run(command, env=env).returncode
     print(f"\n{DISCLAIMER}")
+    if returncode == 0:
+        print(
+            f"\nResults (with every judged item) are in {output_dir}/. Next:\n"
+            f"  ralign report {output_dir}                          # the comparison table\n"
+            f"  ralign view {output_dir} --output-dir ralign_view   # read every rationale"
+        )
     return returncode

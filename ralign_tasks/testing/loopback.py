@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import threading
 import time
@@ -60,6 +61,47 @@ def is_metajudge_prompt(body: dict[str, Any]) -> bool:
 def play_both_roles(genrm_text: str, metajudge_text: str) -> Responder:
     """A responder that answers meta-judge requests and GenRM requests differently."""
     return lambda body: metajudge_text if is_metajudge_prompt(body) else genrm_text
+
+
+# HelpSteer3-Atomic: the GenRM lists reasons and a five-way verdict; the RC MetaJudge's
+# request lists the human rationales as `R<n>: …` lines.
+RC_GENRM_REASONS = (
+    "1. Assistant A gets the decisive fact right.\n"
+    "2. Assistant B ignores an explicit instruction.\n"
+    "\\boxed{A>B}"
+)
+_RC_RATIONALE = re.compile(r"^R\d+: ", re.MULTILINE)
+
+
+def is_rc_judge_prompt(body: dict[str, Any]) -> bool:
+    """Whether a request is a Rationale Consistency MetaJudge request."""
+    prompt = prompt_of(body)
+    return "<RESULT_START>" in prompt and bool(_RC_RATIONALE.search(prompt))
+
+
+def is_atomic_genrm_prompt(body: dict[str, Any]) -> bool:
+    """Whether a request asks a GenRM for reasons and a five-way verdict."""
+    return "\\boxed{A>>B}" in prompt_of(body)
+
+
+def rc_judge_answer(body: dict[str, Any]) -> str:
+    """A well-formed RC answer: R1 fully made by S1, R2 half by S2, the rest by none."""
+    count = len(_RC_RATIONALE.findall(prompt_of(body)))
+    picks = ["- R1@S1: 1", "- R2@S2: 0.5"][:count]
+    picks += [f"- R{n}@S0: 0" for n in range(len(picks) + 1, count + 1)]
+    return "<RESULT_START>\n" + "\n".join(picks) + "\n<RESULT_END>"
+
+
+def stand_in(body: dict[str, Any]) -> str:
+    """The stand-in of ``python -m ralign_tasks.testing.loopback``: an R-Align GenRM that
+    always picks A and a meta-judge that always says Correct; a HelpSteer3-Atomic GenRM
+    that lists two reasons and an RC MetaJudge that matches them to the first two human
+    rationales."""
+    if is_rc_judge_prompt(body):
+        return rc_judge_answer(body)
+    if is_metajudge_prompt(body):
+        return METAJUDGE_CORRECT
+    return RC_GENRM_REASONS if is_atomic_genrm_prompt(body) else GENRM_PICKS_A
 
 
 class _Server(ThreadingHTTPServer):
@@ -185,13 +227,13 @@ def _completion(body: dict[str, Any], reply: Reply) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
-        description="Scripted OpenAI-compatible server: the GenRM always picks A, "
-        "the meta-judge always says Correct."
+        description="Scripted OpenAI-compatible server for every ralign task: the R-Align "
+        "GenRM always picks A and its meta-judge always says Correct; the HelpSteer3-Atomic "
+        "GenRM lists two reasons, which the RC MetaJudge matches to the first two rationales."
     )
     parser.add_argument("--latency", type=float, default=0.0, help="seconds per request")
     args = parser.parse_args(argv)
-    responder = play_both_roles(GENRM_PICKS_A, METAJUDGE_CORRECT)
-    with LoopbackServer(responder, args.latency) as server:
+    with LoopbackServer(stand_in, args.latency) as server:
         print(server.base_url, flush=True)
         try:
             threading.Event().wait()

@@ -21,6 +21,7 @@ from ralign_tasks.testing.loopback import (
     is_metajudge_prompt,
     play_both_roles,
     prompt_of,
+    stand_in,
 )
 from tests.support.reports import csv_rows
 from tests.support.scripted import EXPECTED_OFFICIAL, scripted_responder
@@ -284,3 +285,21 @@ def test_a_separate_reasoning_field_is_read_as_thinking(sample_records, tmp_path
         samples[3]["genrm"]["truncated"] and results["metrics"]["overall"]["genrm_truncated"] == 1
     )
     assert len(meta_prompts) == 4 and not any("Hmm" in p for p in meta_prompts)
+
+
+def test_the_stand_in_server_plays_every_role(tmp_path):
+    """`python -m ralign_tasks.testing.loopback` serves both families, so Rationale
+    Consistency can be seen working offline too."""
+    with LoopbackServer(stand_in) as server:
+        code = main(
+            ["run", "helpsteer3", "helpsteer3_atomic", "--sample",
+             "--genrm-model", "g", "--genrm-base-url", server.base_url,
+             "--metajudge-model", "j", "--metajudge-base-url", server.base_url,
+             "--output-dir", str(tmp_path / "out")]
+        )  # fmt: skip
+    assert code == 0
+    rc = json.loads((tmp_path / "out" / "helpsteer3_atomic_test" / "results.json").read_text())
+    overall = rc["metrics"]["overall"]
+    assert overall["scored"] == 8 and 0 < overall["rc"] < 1
+    fidelity = json.loads((tmp_path / "out" / "helpsteer3" / "results.json").read_text())
+    assert fidelity["metrics"]["overall"]["f_score"] == 0.5
