@@ -464,6 +464,8 @@ def run_chat_batch(
     run = _run_openai if config.backend == "openai" else _run_local
     try:
         asyncio.run(run(batch, config))
+    except FatalEndpointError as exc:  # name who refused, for every caller
+        raise FatalEndpointError(f"{description} at {config.host}: {exc}") from None
     finally:
         batch.close()
     return batch.finish()

@@ -174,6 +174,10 @@ class LoopbackServer:
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length", 0))
                 body = json.loads(self.rfile.read(length) or b"{}")
+                if self.path.rstrip("/") != "/v1/chat/completions":  # a wrong base URL
+                    error = {"error": {"message": f"no route {self.path}", "type": "x"}}
+                    self._send(404, error, {})
+                    return
                 with server._lock:
                     server.requests.append(body)
                     server.in_flight += 1

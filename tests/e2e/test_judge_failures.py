@@ -188,3 +188,17 @@ def test_credentials_in_the_base_url_stop_the_run_before_any_call(tmp_path, caps
         assert server.requests == []
     err = capsys.readouterr().err
     assert code == 2 and "carries credentials" in err and "sk-secret-1234" not in err
+
+
+def test_a_wrong_judge_url_stops_the_run_naming_the_endpoint(tmp_path, capsys):
+    with LoopbackServer(lambda body: "A is better. \\boxed{A}") as server:
+        wrong = server.base_url.removesuffix("/v1") + "/api"
+        code = main(
+            ["run", "helpsteer3", "--sample", "--genrm-model", "g", "--genrm-base-url",
+             server.base_url, "--metajudge-model", "j", "--metajudge-base-url", wrong,
+             "--output-dir", str(tmp_path / "out")]
+        )  # fmt: skip
+        host = server.base_url.removeprefix("http://").removesuffix("/v1")
+    err = capsys.readouterr().err
+    assert code == 2 and f"meta-judge at {host}: NotFoundError: Error code: 404" in err
+    assert not (tmp_path / "out" / "helpsteer3" / "results.json").exists()
