@@ -12,9 +12,11 @@ score, failures included, so the counts cover all samples.
 from __future__ import annotations
 
 import inspect as signatures
+import logging
 import math
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import urlsplit
 
 from inspect_ai.model import (
     CachePolicy,
@@ -37,6 +39,8 @@ from ralign_tasks.protocols import PROTOCOLS, TASK_KEY, Protocol, TaskSpec, get_
 from ralign_tasks.protocols.base import GenRMOutput
 from ralign_tasks.scorers.ask import Answer, TransportGaveUp, ask_until_valid, describe_error
 from ralign_tasks.scorers.config import EndpointConfig
+
+logger = logging.getLogger("ralign_tasks.inspect")
 
 META_JUDGE_ROLE = "meta_judge"
 # The official judge settings (SPEC §1), as the CLI and lm-eval use them.
@@ -128,6 +132,12 @@ def bound_with_defaults(signature: signatures.Signature, given: dict[str, Any]) 
     return dict(bound.arguments)
 
 
+def _host(model: Model) -> str:
+    """``host:port`` of a model's API, or its provider where there is no base URL."""
+    base_url = getattr(model.api, "base_url", None)
+    return urlsplit(base_url).netloc or base_url if base_url else model.api.__class__.__name__
+
+
 def _number(value: float | int | None) -> float:
     return math.nan if value is None else float(value)
 
@@ -181,6 +191,12 @@ def score_sample(
                 judge_attempts(config),
                 gave_up=lambda exc: isinstance(exc, TransportGaveUp),
             )
+        if call is not None and not call.ok:
+            logger.warning(
+                "%s request to %s (%s) failed after %d attempt(s): %s",
+                protocol.judge_step.replace("_", "-"), judge, _host(judge), call.attempts,
+                call.error,
+            )  # fmt: skip
         run = protocol.run_item(spec.task, record, judgment, call, True, str(judge))
         return Score(
             value=run.item["outcome"],

@@ -103,6 +103,10 @@ def test_inspect_completes_with_success_and_the_same_numbers(sample_records, tmp
     assert [s.value["meta"] for s in scores] == [
         "correct", None, "call_fail", None, None, "incorrect", None, "correct",
     ]  # fmt: skip
+    # The persistent failure is named with the judge's endpoint in the log's events.
+    host = server.base_url.removeprefix("http://").removesuffix("/v1")
+    messages = [e.message.message for e in log.samples[2].events if e.event == "logger"]
+    assert any(f"({host}) failed after" in m and "502 Bad Gateway" in m for m in messages)
     # The report reads the log to the same numbers.
     (result,) = load_runs([tmp_path / "logs"])[0]
     for name in ("l_acc", "s_corr", "f_score"):
