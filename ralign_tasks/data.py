@@ -1,8 +1,9 @@
 """Finding and reading benchmark files; each family's row parser lives in its protocol.
 
 Sources, in order: an explicit ``data_dir``, ``RALIGN_DATA_DIR``, else the Hugging Face dataset
-at its pinned revision. Every row is validated; a bad row is an error naming file and line, or,
-with ``skip_bad_rows=True``, is reported in :attr:`LoadResult.bad_rows` (never dropped silently).
+at the task's revision (``RALIGN_HF_REVISION`` overrides it). Every row is validated; a bad
+row is an error naming file and line, or, with ``skip_bad_rows=True``, is reported in
+:attr:`LoadResult.bad_rows` (never dropped silently).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import Any, TypeVar
 from ralign_tasks.records import Turn
 
 DATA_DIR_ENV = "RALIGN_DATA_DIR"
-# Overrides every task's pinned dataset revision.
+# Overrides every task's dataset revision.
 HF_REVISION_ENV = "RALIGN_HF_REVISION"
 
 
@@ -81,7 +82,7 @@ def resolve_data_file(file_name: str, data_dir: str | os.PathLike[str], task: st
 
 
 def download_data_file(file_name: str, task: str, repo_id: str, revision: str) -> Path:
-    """Fetch ``data/<file_name>`` of a Hugging Face dataset at its pinned revision
+    """Fetch ``data/<file_name>`` of a Hugging Face dataset at ``revision``
     (``RALIGN_HF_REVISION`` overrides it)."""
     from huggingface_hub import hf_hub_download
 

@@ -56,7 +56,7 @@ def load_task(
     skip_bad_rows: bool = False,
 ) -> LoadResult:
     """The validated records of a task (any of its names): ``data_dir``, else
-    ``RALIGN_DATA_DIR``, else its Hugging Face dataset at the pinned revision."""
+    ``RALIGN_DATA_DIR``, else its Hugging Face dataset at its revision."""
     spec = get_task(name)
     return protocol_of(spec).load(spec, data_dir, split=split, skip_bad_rows=skip_bad_rows)
 

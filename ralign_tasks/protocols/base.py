@@ -160,7 +160,7 @@ class Protocol(ABC, Generic[RecordT, JudgmentT, OutcomeT]):
         skip_bad_rows: bool = False,
     ) -> LoadResult:
         """Validated records of one task's split: ``data_dir``, else ``RALIGN_DATA_DIR``, else
-        the Hugging Face dataset at its pinned revision."""
+        the Hugging Face dataset at the task's revision (``RALIGN_HF_REVISION`` overrides it)."""
         split = split or spec.default_split
         path = locate_data_file(
             spec.file_name(split), spec.task, data_dir, spec.hf_dataset, spec.hf_revision
