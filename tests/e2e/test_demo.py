@@ -25,4 +25,5 @@ def test_demo_runs_offline_and_prints_the_fidelity_table(tmp_path):
     for text in ("|Groups|", "ralign_helpsteer3", "l_acc", "s_corr", "f_score", "meta_call_fail"):
         assert text in run.stdout
     assert DISCLAIMER in run.stdout
+    assert f"ralign report {tmp_path / 'out'}" in run.stdout  # where to go next
     assert list((tmp_path / "out").glob("*/results_*.json"))
