@@ -125,6 +125,11 @@ def test_lm_eval_asks_again_and_gives_the_same_numbers(sample_records, tmp_path)
         }
         run = lm_eval_run(server, tmp_path, "ralign_helpsteer3", metadata)
     assert run.returncode == 0, run.stderr[-3000:]
+    # The console names the persistent failure and the judge's endpoint.
+    host = server.base_url.removeprefix("http://").removesuffix("/v1")
+    assert f"1 meta-judge request(s) to {host} failed: ValueError: not a chat completion" in (
+        run.stderr
+    )
     (results_file,) = Path(tmp_path).glob("*/results_*.json")
     task = json.loads(results_file.read_text())["results"]["ralign_helpsteer3"]
     check_numbers({name: task[f"{name},none"] for name in EXPECTED})

@@ -4,8 +4,7 @@ from pathlib import Path
 import pytest
 
 from ralign_tasks.data import DataFormatError, DataUnavailableError, sample_data_dir
-from ralign_tasks.protocols import TASKS, get_task
-from ralign_tasks.protocols import load_task as load_benchmark
+from ralign_tasks.protocols import TASKS, get_task, load_task
 from ralign_tasks.protocols.fidelity import FIDELITY
 
 GOOD_ROW = {
@@ -39,7 +38,7 @@ def row(**changes):
 
 @pytest.mark.parametrize("name", [spec.task for spec in FIDELITY.tasks])
 def test_bundled_sample_loads_every_benchmark(name):
-    loaded = load_benchmark(name, sample_data_dir())
+    loaded = load_task(name, sample_data_dir())
     assert len(loaded.records) == 8
     assert not loaded.bad_rows
     assert len({r.subset for r in loaded.records}) >= 4
@@ -61,7 +60,7 @@ def test_normalised_record(tmp_path):
         gt_label=" A\n",
     )
     write_rows(tmp_path / "data", [GOOD_ROW, multi])
-    records = load_benchmark("ralign_helpsteer3", tmp_path).records
+    records = load_task("ralign_helpsteer3", tmp_path).records
     first, second = records
     assert first.id == "x1" and first.label == "B" and first.subset == "stem"
     assert first.context == () and first.prompt == "Which is larger, 9.9 or 9.11?"
@@ -74,14 +73,14 @@ def test_normalised_record(tmp_path):
 
 def test_data_dir_may_hold_the_files_directly_or_under_data(tmp_path, monkeypatch):
     write_rows(tmp_path / "flat", [GOOD_ROW])
-    assert len(load_benchmark("helpsteer3", tmp_path / "flat").records) == 1
+    assert len(load_task("helpsteer3", tmp_path / "flat").records) == 1
     monkeypatch.setenv("RALIGN_DATA_DIR", str(tmp_path / "flat"))
-    assert len(load_benchmark("helpsteer3").records) == 1
+    assert len(load_task("helpsteer3").records) == 1
 
 
 def test_missing_file_names_both_places(tmp_path):
     with pytest.raises(DataUnavailableError) as info:
-        load_benchmark("reward_bench2", tmp_path)
+        load_task("reward_bench2", tmp_path)
     message = str(info.value)
     assert str(tmp_path / "data" / "reward_bench2_aug.jsonl") in message
     assert str(tmp_path / "reward_bench2_aug.jsonl") in message
@@ -110,7 +109,7 @@ BAD_ROWS = [
 def test_bad_row_error_names_file_line_and_reason(tmp_path, bad, reason):
     path = write_rows(tmp_path, [GOOD_ROW, "", bad])
     with pytest.raises(DataFormatError) as info:
-        load_benchmark("helpsteer3", tmp_path)
+        load_task("helpsteer3", tmp_path)
     assert info.value.line == 3
     assert str(info.value).startswith(f"{path}:3: ")
     assert reason in str(info.value)
@@ -119,13 +118,13 @@ def test_bad_row_error_names_file_line_and_reason(tmp_path, bad, reason):
 def test_duplicate_ids_are_an_error(tmp_path):
     write_rows(tmp_path, [GOOD_ROW, GOOD_ROW])
     with pytest.raises(DataFormatError, match=r":2: duplicate id 'x1' \(first on line 1\)"):
-        load_benchmark("helpsteer3", tmp_path)
+        load_task("helpsteer3", tmp_path)
 
 
 def test_skip_bad_rows_reports_each_one(tmp_path):
     rows = [GOOD_ROW, "not json", row(id="x2", gt_label="C"), row(id="x3")]
     path = write_rows(tmp_path, rows)
-    loaded = load_benchmark("helpsteer3", tmp_path, skip_bad_rows=True)
+    loaded = load_task("helpsteer3", tmp_path, skip_bad_rows=True)
     assert [r.id for r in loaded.records] == ["x1", "x3"]
     assert [(b.line, b.path) for b in loaded.bad_rows] == [(2, str(path)), (3, str(path))]
     assert "invalid JSON" in loaded.bad_rows[0].reason
@@ -134,7 +133,7 @@ def test_skip_bad_rows_reports_each_one(tmp_path):
 
 def test_hub_path_fails_clearly_offline():
     with pytest.raises(DataUnavailableError) as info:
-        load_benchmark("helpsteer3")
+        load_task("helpsteer3")
     message = str(info.value)
     assert "lyn22333/R-Align-BMK" in message
     assert "hf download lyn22333/R-Align-BMK --repo-type dataset" in message
@@ -181,9 +180,9 @@ def test_bytes_that_are_not_utf8_are_a_bad_row_named_by_file_and_line(tmp_path):
     bad = json.dumps(row(id="x2")).encode().replace(b"9.11", b"9.\xff11")
     path.write_bytes(json.dumps(GOOD_ROW).encode() + b"\n" + bad + b"\n")
     with pytest.raises(DataFormatError) as info:
-        load_benchmark("helpsteer3", tmp_path)
+        load_task("helpsteer3", tmp_path)
     assert str(info.value).startswith(f"{path}:2: not UTF-8 text (byte 0xff")
-    loaded = load_benchmark("helpsteer3", tmp_path, skip_bad_rows=True)
+    loaded = load_task("helpsteer3", tmp_path, skip_bad_rows=True)
     assert [r.id for r in loaded.records] == ["x1"] and loaded.bad_rows[0].line == 2
 
 
@@ -194,6 +193,6 @@ def test_a_byte_order_mark_and_line_separators_inside_strings_are_fine(tmp_path)
     path = tmp_path / "helpsteer3_aug.jsonl"
     text = json.dumps(GOOD_ROW) + "\n" + second + "\n"
     path.write_bytes(b"\xef\xbb\xbf" + text.encode("utf-8"))
-    records = load_benchmark("helpsteer3", tmp_path).records
+    records = load_task("helpsteer3", tmp_path).records
     assert [r.id for r in records] == ["x1", "x2"]
     assert records[1].response_a == "one\u2028two\u2029three\x85four"
