@@ -1,4 +1,5 @@
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -196,3 +197,20 @@ def test_a_byte_order_mark_and_line_separators_inside_strings_are_fine(tmp_path)
     records = load_task("helpsteer3", tmp_path).records
     assert [r.id for r in records] == ["x1", "x2"]
     assert records[1].response_a == "one\u2028two\u2029three\x85four"
+
+
+def test_every_loader_reports_non_utf8_rows_by_file_and_line(tmp_path):
+    """The CLI, lm-eval and Inspect share one reader: the same bad row, the same message."""
+    from ralign_tasks.inspect_adapter.tasks import TaskSetupError, ralign_helpsteer3
+    from ralign_tasks.lm_eval_adapter.tasks import load_docs
+
+    path = tmp_path / "helpsteer3_aug.jsonl"
+    bad = json.dumps(row(id="x2")).encode().replace(b"9.11", b"9.\xff11")
+    path.write_bytes(json.dumps(GOOD_ROW).encode() + b"\n" + bad + b"\n")
+    message = f"{path}:2: not UTF-8 text (byte 0xff"
+    with pytest.raises(DataFormatError, match=re.escape(message)):
+        load_docs("ralign_helpsteer3", data_dir=str(tmp_path))
+    with pytest.raises(TaskSetupError, match=re.escape(message)):
+        ralign_helpsteer3(data_dir=str(tmp_path))
+    docs = load_docs("ralign_helpsteer3", data_dir=str(tmp_path), skip_bad_rows=True)["test"]
+    assert [d["id"] for d in docs] == ["x1"]
