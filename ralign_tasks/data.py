@@ -8,8 +8,6 @@ row is an error naming file and line, or, with ``skip_bad_rows=True``, is report
 
 from __future__ import annotations
 
-import codecs
-import json
 import logging
 import os
 from collections.abc import Callable, Iterable, Sequence
@@ -19,6 +17,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from ralign_tasks.records import Turn
+from ralign_tasks.scorers.jsonl import decode_json_line, jsonl_lines
 
 DATA_DIR_ENV = "RALIGN_DATA_DIR"
 # Overrides every task's dataset revision.
@@ -129,47 +128,28 @@ def read_jsonl_records(
 ) -> tuple[list[T], list[BadRow]]:
     """Parse every non-blank line with ``parse(row, line_no)`` (records must have an ``id``);
     a bad row raises :class:`DataFormatError` naming file and line, or is returned in the
-    bad-row list when ``skip_bad_rows``. Rows end at ``\\n`` only (a ``\\r`` or U+2028 inside a
-    string is JSON, not a line break); a UTF-8 byte-order mark is accepted; a line that is not
-    UTF-8 is a bad row like any other."""
+    bad-row list when ``skip_bad_rows``. Lines are read as :mod:`ralign_tasks.scorers.jsonl`
+    reads them (a line that is not UTF-8 is a bad row like any other)."""
     path_str = str(path)
     records: list[T] = []
     bad_rows: list[BadRow] = []
     first_line_of_id: dict[str, int] = {}
-    with open(path, "rb") as handle:
-        for line_no, raw in enumerate(handle, start=1):
-            if line_no == 1:
-                raw = raw.removeprefix(codecs.BOM_UTF8)
-            if not raw.strip():
-                continue
-            try:
-                record = parse(_decode_json(raw), line_no)
-                record_id = record.id  # type: ignore[attr-defined]
-                if record_id in first_line_of_id:
-                    raise ValueError(
-                        f"duplicate id {record_id!r} (first on line {first_line_of_id[record_id]})"
-                    )
-            except ValueError as exc:
-                if not skip_bad_rows:
-                    raise DataFormatError(path_str, line_no, str(exc)) from None
-                bad_rows.append(BadRow(path_str, line_no, str(exc)))
-                continue
-            first_line_of_id[record_id] = line_no
-            records.append(record)
+    for line_no, raw in jsonl_lines(path):
+        try:
+            record = parse(decode_json_line(raw), line_no)
+            record_id = record.id  # type: ignore[attr-defined]
+            if record_id in first_line_of_id:
+                raise ValueError(
+                    f"duplicate id {record_id!r} (first on line {first_line_of_id[record_id]})"
+                )
+        except ValueError as exc:
+            if not skip_bad_rows:
+                raise DataFormatError(path_str, line_no, str(exc)) from None
+            bad_rows.append(BadRow(path_str, line_no, str(exc)))
+            continue
+        first_line_of_id[record_id] = line_no
+        records.append(record)
     return records, bad_rows
-
-
-def _decode_json(raw: bytes) -> Any:
-    try:
-        line = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise ValueError(
-            f"not UTF-8 text (byte 0x{raw[exc.start]:02x} at byte column {exc.start + 1})"
-        ) from None
-    try:
-        return json.loads(line)
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"invalid JSON ({exc.msg} at column {exc.colno})") from None
 
 
 def require_str(row: dict[str, Any], key: str, where: str = "") -> str:

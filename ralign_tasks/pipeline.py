@@ -18,6 +18,7 @@ from ralign_tasks.protocols import Protocol, TaskSpec, protocol_of
 from ralign_tasks.protocols.base import GenRMOutput, ItemRun
 from ralign_tasks.scorers.config import EndpointConfig
 from ralign_tasks.scorers.engine import BatchStats, ChatRequest, run_chat_batch
+from ralign_tasks.scorers.jsonl import read_jsonl
 
 RUN_VERSION = 1
 RESULTS_FILE = "results.json"
@@ -180,20 +181,13 @@ def read_outputs_file(path: str | os.PathLike[str]) -> dict[str, str | None]:
     """Read precomputed GenRM outputs: JSONL rows ``{"id": …, "output": …}`` (output may be null
     for a failed call). Errors name file and line."""
     outputs: dict[str, str | None] = {}
-    with open(path, encoding="utf-8") as handle:
-        for line_no, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"{path}:{line_no}: invalid JSON ({exc.msg})") from None
-            if not isinstance(row, dict) or "id" not in row or "output" not in row:
-                raise ValueError(f"{path}:{line_no}: expected an object with 'id' and 'output'")
-            if row["output"] is not None and not isinstance(row["output"], str):
-                raise ValueError(f"{path}:{line_no}: 'output' must be a string or null")
-            key = str(row["id"])
-            if key in outputs:
-                raise ValueError(f"{path}:{line_no}: duplicate id {key!r}")
-            outputs[key] = row["output"]
+    for line_no, row in read_jsonl(path):
+        if not isinstance(row, dict) or "id" not in row or "output" not in row:
+            raise ValueError(f"{path}:{line_no}: expected an object with 'id' and 'output'")
+        if row["output"] is not None and not isinstance(row["output"], str):
+            raise ValueError(f"{path}:{line_no}: 'output' must be a string or null")
+        key = str(row["id"])
+        if key in outputs:
+            raise ValueError(f"{path}:{line_no}: duplicate id {key!r}")
+        outputs[key] = row["output"]
     return outputs

@@ -7,12 +7,13 @@ Harness-free and model-free: these functions take decisions (strings or ``None``
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+from ralign_tasks.scorers.jsonl import read_jsonl
 
 LABELS = ("A>B", "B>A")
 # Category of a pair by the prefix of its `source`, in report order.
@@ -120,28 +121,21 @@ def read_judgebench_outputs(path: str | os.PathLike[str]) -> list[PairOutcome]:
     and line."""
     seen: dict[str, int] = {}
     outcomes = []
-    with open(path, encoding="utf-8") as handle:
-        for line_no, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-                pair_id, label = row["pair_id"], row["label"]
-                games = row["judgments"]
-                if label not in LABELS:
-                    raise ValueError(f"label must be one of {LABELS}, got {label!r}")
-                if not isinstance(games, list) or len(games) != 2:
-                    raise ValueError("judgments must hold the two games (both orders)")
-                decisions = [game.get("decision") if game else None for game in games]
-                category = category_of(row["source"])
-            except (ValueError, KeyError, TypeError, AttributeError) as exc:
-                raise ValueError(
-                    f"{path}:{line_no}: not a JudgeBench judge output ({exc})"
-                ) from None
-            if pair_id in seen:
-                raise ValueError(
-                    f"{path}:{line_no}: pair {pair_id} again (first on line {seen[pair_id]})"
-                )
-            seen[pair_id] = line_no
-            outcomes.append(PairOutcome(category, label, decisions[0], decisions[1]))
+    for line_no, row in read_jsonl(path):
+        try:
+            pair_id, label = row["pair_id"], row["label"]
+            games = row["judgments"]
+            if label not in LABELS:
+                raise ValueError(f"label must be one of {LABELS}, got {label!r}")
+            if not isinstance(games, list) or len(games) != 2:
+                raise ValueError("judgments must hold the two games (both orders)")
+            decisions = [game.get("decision") if game else None for game in games]
+            category = category_of(row["source"])
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise ValueError(f"{path}:{line_no}: not a JudgeBench judge output ({exc})") from None
+        if pair_id in seen:
+            first = seen[pair_id]
+            raise ValueError(f"{path}:{line_no}: pair {pair_id} again (first on line {first})")
+        seen[pair_id] = line_no
+        outcomes.append(PairOutcome(category, label, decisions[0], decisions[1]))
     return outcomes

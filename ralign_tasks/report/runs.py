@@ -19,6 +19,7 @@ from typing import Any
 from ralign_tasks.item import checked_item
 from ralign_tasks.pipeline import RESULTS_FILE, SAMPLES_FILE, is_run_results
 from ralign_tasks.protocols import TASKS, Protocol, protocol_of
+from ralign_tasks.scorers.jsonl import read_jsonl
 
 # lm-eval names its results `results_<date id>.json`, or `<stem>_<date id>.json` for an
 # `--output_path <stem>.json`; the samples files share the date id.
@@ -156,7 +157,8 @@ def _sampled_result(
     protocol = protocol_of(task)
     try:
         items = [
-            RunItem.from_item(*record_and_item(row), protocol) for row in _read_rows(samples_file)
+            RunItem.from_item(*record_and_item(row), protocol)
+            for _, row in read_jsonl(samples_file)
         ]
     except (ValueError, KeyError, TypeError, IndexError) as exc:
         warnings.append(f"{samples_file}: unreadable samples ({exc}); using the aggregate numbers")
@@ -167,13 +169,6 @@ def _sampled_result(
 def _lm_eval_record_and_item(row: dict[str, Any]) -> tuple[Mapping[str, Any], Any]:
     """An lm-eval samples row's document and the judged-item record in its filtered response."""
     return row["doc"], json.loads(row["filtered_resps"][0])
-
-
-def _read_rows(path: Path) -> list[dict[str, Any]]:
-    """The JSON objects of a JSONL file, split on ``\\n`` only: a lone ``\\r`` or U+2028 inside
-    a string (legal JSON) does not end a row."""
-    with path.open(encoding="utf-8", newline="\n") as handle:
-        return [json.loads(line) for line in handle if line.strip()]
 
 
 def _aggregate_result(

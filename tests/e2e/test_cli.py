@@ -303,3 +303,17 @@ def test_the_stand_in_server_plays_every_role(tmp_path):
     assert overall["scored"] == 8 and 0 < overall["rc"] < 1
     fidelity = json.loads((tmp_path / "out" / "helpsteer3" / "results.json").read_text())
     assert fidelity["metrics"]["overall"]["f_score"] == 0.5
+
+
+def test_an_outputs_file_is_read_like_the_data(tmp_path, sample_records, capsys):
+    """GenRM outputs with a byte-order mark, a \\r between tokens and a row that is not UTF-8."""
+    rows = [json.dumps({"id": r.id, "output": "\\boxed{A}"}) for r in sample_records]
+    rows[1] = rows[1].replace(', "', ',\r"', 1)
+    path = tmp_path / "outputs.jsonl"
+    path.write_bytes(b"\xef\xbb\xbf" + "\n".join(rows).encode() + b"\n")
+    args = ["score", "helpsteer3", "--sample", "--outputs", str(path), "--no-metajudge",
+            "--output-dir", str(tmp_path / "out")]  # fmt: skip
+    assert main(args) == 0
+    path.write_bytes("\n".join(rows).encode() + b'\n{"id": "\xff"}\n')
+    assert main(args) == 2
+    assert f"{path}:9: not UTF-8 text (byte 0xff" in capsys.readouterr().err
