@@ -41,7 +41,11 @@ class InvalidAnswer(ValueError):
     """An answer that breaks the judge's output protocol: it is asked again."""
 
 
-class FatalEndpointError(RuntimeError):
+class StopRun(RuntimeError):
+    """An error that ends the run at once instead of being counted per request."""
+
+
+class FatalEndpointError(StopRun):
     """An error that every further call would repeat (authentication, unknown model/route)."""
 
 
@@ -107,7 +111,13 @@ def _type_and_message(exc: BaseException) -> str:
 def root_cause(exc: BaseException) -> BaseException:
     """The innermost exception an error was raised from."""
     seen = {id(exc)}
-    while (inner := exc.__cause__ or exc.__context__) is not None and id(inner) not in seen:
+
+    def inner_of(error: BaseException) -> BaseException | None:
+        if error.__cause__ is not None:
+            return error.__cause__
+        return None if error.__suppress_context__ else error.__context__
+
+    while (inner := inner_of(exc)) is not None and id(inner) not in seen:
         seen.add(id(inner))
         exc = inner
     return exc
@@ -161,7 +171,7 @@ async def ask_until_valid(
         call.attempts = attempt + 1
         try:
             answer = await ask(attempt)
-        except FatalEndpointError:
+        except StopRun:
             raise
         except Exception as exc:  # counted below; only fatal ones stop the run
             message = redact(describe_error(exc))

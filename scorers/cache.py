@@ -20,6 +20,8 @@ from typing import Any
 
 import platformdirs
 
+from ralign_tasks.scorers.ask import StopRun
+
 logger = logging.getLogger("ralign_tasks.cache")
 
 CACHE_DIR_ENV = "RALIGN_CACHE_DIR"
@@ -33,8 +35,20 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get(CACHE_DIR_ENV) or platformdirs.user_cache_dir("ralign-tasks"))
 
 
-class CacheError(RuntimeError):
-    """The cache file cannot be used (not a database, damaged, not writable)."""
+def _usable(stored: Any) -> bool:
+    """Whether a stored answer has the fields a replay reads, of the right types."""
+    return (
+        isinstance(stored, dict)
+        and isinstance(stored.get("text"), str)
+        and all(
+            isinstance(stored.get(key) or 0, int) for key in ("prompt_tokens", "completion_tokens")
+        )
+    )
+
+
+class CacheError(StopRun):
+    """The cache file cannot be used (not a database, damaged, not writable): the run stops,
+    never counting it as a failed call or losing an answer already paid for."""
 
 
 class ResponseCache:
@@ -84,7 +98,7 @@ class ResponseCache:
                         stored = json.loads(answer)
                     except (TypeError, ValueError):
                         stored = None
-                    if isinstance(stored, dict) and isinstance(stored.get("text"), str):
+                    if _usable(stored):
                         found[key] = stored
                     else:
                         unreadable.append(key)

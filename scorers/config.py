@@ -73,7 +73,22 @@ class EndpointConfig:
             values["api_key"] = os.environ.get("OPENAI_API_KEY")
         if values.get("backend") == "hf" and "temperature" not in given:
             values["temperature"] = 0.0  # transformers judging is greedy unless asked otherwise
-        return cls(**{name: _coerce(cls, prefix, name, value) for name, value in values.items()})
+        config = cls(**{name: _coerce(cls, prefix, name, value) for name, value in values.items()})
+        config.check_credentials(prefix)
+        return config
+
+    def check_credentials(self, prefix: str) -> None:
+        """Refuse a base URL that carries credentials: the client always sends its key as a
+        bearer token, and aiohttp then refuses every request ("Cannot combine AUTHORIZATION
+        header with … credentials"); the key belongs in ``<prefix>API_KEY``."""
+        if self.backend != "openai":
+            return
+        parts = urlsplit(self.base_url or os.environ.get("OPENAI_BASE_URL") or "")
+        if parts.username is not None or parts.password is not None:
+            raise ConfigError(
+                f"the base URL of host {parts.hostname} carries credentials (user:password@): "
+                f"pass the key as {prefix}API_KEY and remove it from the URL"
+            )
 
     def __post_init__(self) -> None:
         if self.backend not in BACKENDS:
@@ -90,17 +105,6 @@ class EndpointConfig:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.timeout <= 0:
             raise ConfigError(f"timeout must be positive, got {self.timeout}")
-        if self.backend == "openai":
-            base = self.base_url or os.environ.get("OPENAI_BASE_URL") or ""
-            parts = urlsplit(base)
-            if parts.username is not None or parts.password is not None:
-                # The client always sends its key as a bearer token; aiohttp then refuses
-                # every request ("Cannot combine AUTHORIZATION header with … credentials").
-                raise ConfigError(
-                    f"the base URL of host {parts.hostname} carries credentials "
-                    "(user:password@): pass the key as the API_KEY setting (e.g. "
-                    "RALIGN_METAJUDGE_API_KEY) and remove it from the URL"
-                )
 
     def require_model(self, role: str, prefix: str) -> EndpointConfig:
         """Return self, or raise a clear error if no model is configured."""
@@ -127,10 +131,7 @@ class EndpointConfig:
     @property
     def host(self) -> str:
         """``host:port`` of the endpoint (or the in-process backend), for messages."""
-        if self.backend != "openai":
-            return self.endpoint
-        parts = urlsplit(self.endpoint)
-        return parts.netloc or self.endpoint
+        return host_of(self.endpoint) if self.backend == "openai" else self.endpoint
 
 
 def _coerce(cls: type[EndpointConfig], prefix: str, name: str, value: Any) -> Any:
@@ -155,3 +156,12 @@ def _coerce(cls: type[EndpointConfig], prefix: str, name: str, value: Any) -> An
             f"{prefix}{name.upper()} (or {name!r}) must be of type {kind}, got {value!r}"
         ) from None
     return value
+
+
+def host_of(url: str) -> str:
+    """``host:port`` of a URL, never its user name or password (the URL itself when it has no
+    host)."""
+    parts = urlsplit(url)
+    if not parts.hostname:
+        return url
+    return f"{parts.hostname}:{parts.port}" if parts.port else parts.hostname

@@ -10,6 +10,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from jinja2 import TemplateError
+
 from ralign_tasks.cli.demo import DemoError, run_demo
 from ralign_tasks.data import (
     DATA_DIR_ENV,
@@ -45,9 +47,9 @@ from ralign_tasks.scorers.config import (
 )
 from ralign_tasks.task_configs import include_path
 
-# A run whose judge failed on more than this share of its requests exits with status 3.
-DEFAULT_MAX_JUDGE_FAILURE_RATE = 0.5
-JUDGE_FAILURE_EXIT = 3
+# A run whose GenRM or judge failed on more than this share of its requests exits with 3.
+DEFAULT_MAX_FAILURE_RATE = 0.5
+FAILURE_EXIT = 3
 # `ralign run` with no names: the three R-Align fidelity benchmarks.
 DEFAULT_RUN = [spec.short for spec in FIDELITY.tasks]
 TASK_NAMES = ", ".join(spec.short for spec in TASKS.values())
@@ -68,16 +70,13 @@ def _add_data_options(
     source.add_argument(
         "--data-dir", help="local copy of the dataset (default: $RALIGN_DATA_DIR, then the hub)"
     )
-    groups = {protocol.group_field: protocol.title for protocol in protocols}
-    parser.add_argument(
-        *(f"--{field}" for field in groups),
-        dest="groups",
-        metavar="NAME",
-        action="append",
-        help="keep only this "
-        + " or ".join(f"{field} ({title})" for field, title in groups.items())
-        + "; repeat for several",
-    )
+    for field, titles in _group_fields(protocols).items():
+        parser.add_argument(
+            f"--{field}",
+            metavar="NAME",
+            action="append",
+            help=f"keep only this {field} ({' / '.join(titles)}); repeat for several",
+        )
     parser.add_argument(
         "--limit", type=_positive, help="keep the first N items of each benchmark (N ≥ 1)"
     )
@@ -101,13 +100,24 @@ def _add_data_options(
         )
     parser.add_argument("--no-cache", action="store_true", help="neither read nor write the cache")
     parser.add_argument(
+        "--max-failure-rate",
         "--max-judge-failure-rate",
+        dest="max_failure_rate",
         type=_rate,
-        default=DEFAULT_MAX_JUDGE_FAILURE_RATE,
+        default=DEFAULT_MAX_FAILURE_RATE,
         metavar="RATE",
         help="exit with status 3 (after writing the results) when more than this share of a "
-        f"benchmark's judge requests failed (default {DEFAULT_MAX_JUDGE_FAILURE_RATE})",
+        "benchmark's GenRM or judge requests failed (default "
+        f"{DEFAULT_MAX_FAILURE_RATE})",
     )
+
+
+def _group_fields(protocols: Sequence[Protocol[Any, Any, Any]]) -> dict[str, list[str]]:
+    """Each family's group filter option (``subset``, ``domain``) with the families using it."""
+    fields: dict[str, list[str]] = {}
+    for protocol in protocols:
+        fields.setdefault(protocol.group_field, []).append(protocol.title)
+    return fields
 
 
 def _family_options_of(
@@ -266,6 +276,15 @@ def _family_options(args: argparse.Namespace, spec: TaskSpec) -> dict[str, Any]:
     return protocol.option_values(given, spec.task)
 
 
+def _check_templates(spec: TaskSpec, judge: EndpointConfig | None) -> None:
+    """A missing or broken prompt template stops the run before any call."""
+    protocol = protocol_of(spec)
+    try:
+        protocol.check_templates(None, protocol.judge_template(judge) if judge else None)
+    except TemplateError as exc:
+        raise ConfigError(f"{spec.task}: prompt template: {exc}") from None
+
+
 def _load(spec: TaskSpec, args: argparse.Namespace, options: dict[str, Any]) -> LoadResult:
     protocol = protocol_of(spec)
     loaded = protocol.load(
@@ -275,7 +294,11 @@ def _load(spec: TaskSpec, args: argparse.Namespace, options: dict[str, Any]) -> 
         skip_bad_rows=args.skip_bad_rows,
     )
     warn_bad_rows(loaded.path, loaded.bad_rows)
-    loaded.records = keep_named(loaded.records, protocol.group_field, args.groups, loaded.path)
+    for field in _group_fields(PROTOCOLS):
+        if field != protocol.group_field and getattr(args, field, None):
+            raise ValueError(f"--{field} does not apply to {spec.task}")
+    wanted = getattr(args, protocol.group_field, None)
+    loaded.records = keep_named(loaded.records, protocol.group_field, wanted, loaded.path)
     if args.limit is not None:
         loaded.records = loaded.records[: args.limit]
     if not loaded.records:
@@ -319,7 +342,7 @@ def _settings(
         "skipped_bad_rows": [str(row) for row in loaded.bad_rows],
         **options,
         "meta_judge_model": judge.model if judge else None,
-        "meta_judge_base_url": judge.base_url if judge else None,
+        "meta_judge_endpoint": judge.endpoint if judge else None,
     }
 
 
@@ -331,23 +354,25 @@ def _finish(
     title: str,
     max_failure_rate: float,
 ) -> bool:
-    """Write and print the results; false (after saying why on stderr) when the judge failed
-    on more than ``max_failure_rate`` of its requests."""
+    """Write and print the results; false (after saying why on stderr) when the GenRM or the
+    judge failed on more than ``max_failure_rate`` of its requests."""
     write_run(run, folder, genrm, settings)
     print(format_run_table(title, protocol_of(run.spec), run.report))
     print(f"written: {folder}/results.json, {folder}/samples.jsonl\n")
-    stats = run.judge_stats
-    if stats is None or stats.failure_rate <= max_failure_rate:
-        return True
-    print(
-        f"ralign: error: {run.spec.task}: {stats.failures} of {stats.requests} judge requests "
-        f"to {stats.endpoint} failed ({stats.failure_rate:.0%}, more than "
-        f"--max-judge-failure-rate {max_failure_rate:g}); the numbers above are not usable:",
-        file=sys.stderr,
-    )
-    for reason, count in stats.failure_reasons.items():
-        print(f"  {count} request(s): {reason}", file=sys.stderr)
-    return False
+    usable = True
+    for role, stats in (("GenRM", run.genrm_stats), ("judge", run.judge_stats)):
+        if stats is None or stats.failure_rate <= max_failure_rate:
+            continue
+        usable = False
+        print(
+            f"ralign: error: {run.spec.task}: {stats.failures} of {stats.requests} {role} "
+            f"requests to {stats.endpoint} failed ({stats.failure_rate:.0%}, more than "
+            f"--max-failure-rate {max_failure_rate:g}); the numbers above are not usable:",
+            file=sys.stderr,
+        )
+        for reason, count in stats.failure_reasons.items():
+            print(f"  {count} request(s): {reason}", file=sys.stderr)
+    return usable
 
 
 def _outputs_for(path: str, records: Sequence[Any]) -> list[GenRMOutput]:
@@ -389,35 +414,42 @@ def cmd_run(args: argparse.Namespace) -> int:
     specs = [get_task(name) for name in args.benchmarks]
     plans = [(spec, _family_options(args, spec), _genrm_config(args, spec)) for spec in specs]
     judge = _judge_config(args)
+    for spec, _, _ in plans:
+        _check_templates(spec, judge)
     loads = [_load(spec, args, options) for spec, options, _ in plans]
     usable = True
     for (spec, options, genrm), loaded in zip(plans, loads, strict=True):
         outputs, genrm_stats = generate_outputs(spec, loaded.records, genrm)
         run = score_outputs(spec, loaded.records, outputs, judge, options)
         run.genrm_stats = genrm_stats
-        settings = _settings(args, loaded, judge, options) | {"genrm_model": genrm.model}
+        settings = _settings(args, loaded, judge, options) | {
+            "genrm_model": genrm.model,
+            "genrm_endpoint": genrm.endpoint,
+        }
         usable &= _finish(run, _run_folder(args, spec, options), str(genrm.model), settings,
-                          _title(spec, options), args.max_judge_failure_rate)  # fmt: skip
-    return 0 if usable else JUDGE_FAILURE_EXIT
+                          _title(spec, options), args.max_failure_rate)  # fmt: skip
+    return 0 if usable else FAILURE_EXIT
 
 
 def cmd_score(args: argparse.Namespace) -> int:
     spec = get_task(args.benchmark)
     options = _family_options(args, spec)
     judge = _judge_config(args)
+    _check_templates(spec, judge)
     loaded = _load(spec, args, options)
     outputs = _outputs_for(args.outputs, loaded.records)
     run = score_outputs(spec, loaded.records, outputs, judge, options)
     genrm = args.genrm_name or Path(args.outputs).stem
     settings = _settings(args, loaded, judge, options) | {"outputs": args.outputs}
     usable = _finish(run, _run_folder(args, spec, options), genrm, settings,
-                     _title(spec, options), args.max_judge_failure_rate)  # fmt: skip
-    return 0 if usable else JUDGE_FAILURE_EXIT
+                     _title(spec, options), args.max_failure_rate)  # fmt: skip
+    return 0 if usable else FAILURE_EXIT
 
 
 def cmd_rc_score(args: argparse.Namespace) -> int:
     judge = _judge_config(args)
     assert judge is not None  # rc-score has no --no-metajudge: RC is the judge's verdict
+    _check_templates(RC_TASK, judge)
     options = _family_options(args, RC_TASK)
     loaded = _load(RC_TASK, args, options)
     records = loaded.records
@@ -435,8 +467,8 @@ def cmd_rc_score(args: argparse.Namespace) -> int:
     settings = _settings(args, loaded, judge, options) | {"source": source}
     usable = _finish(run, _run_folder(args, RC_TASK, options), args.genrm_name or genrm,
                      settings, _title(RC_TASK, options, source),
-                     args.max_judge_failure_rate)  # fmt: skip
-    return 0 if usable else JUDGE_FAILURE_EXIT
+                     args.max_failure_rate)  # fmt: skip
+    return 0 if usable else FAILURE_EXIT
 
 
 def _written(path: str | Path) -> None:

@@ -16,7 +16,6 @@ import logging
 import math
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import urlsplit
 
 from inspect_ai.model import (
     CachePolicy,
@@ -38,7 +37,7 @@ from ralign_tasks.item import checked_item
 from ralign_tasks.protocols import PROTOCOLS, TASK_KEY, Protocol, TaskSpec, get_task
 from ralign_tasks.protocols.base import GenRMOutput
 from ralign_tasks.scorers.ask import Answer, TransportGaveUp, ask_until_valid, describe_error
-from ralign_tasks.scorers.config import EndpointConfig
+from ralign_tasks.scorers.config import EndpointConfig, host_of
 
 logger = logging.getLogger("ralign_tasks.inspect")
 
@@ -133,9 +132,10 @@ def bound_with_defaults(signature: signatures.Signature, given: dict[str, Any]) 
 
 
 def _host(model: Model) -> str:
-    """``host:port`` of a model's API, or its provider where there is no base URL."""
+    """``host:port`` of a model's API (never credentials), or its provider where there is no
+    base URL."""
     base_url = getattr(model.api, "base_url", None)
-    return urlsplit(base_url).netloc or base_url if base_url else model.api.__class__.__name__
+    return host_of(base_url) if base_url else model.api.__class__.__name__
 
 
 def _number(value: float | int | None) -> float:

@@ -135,6 +135,9 @@ class Protocol(ABC, Generic[RecordT, JudgmentT, OutcomeT]):
     judge_template_file: ClassVar[str]
     genrm_template_env: ClassVar[str | None] = None
     judge_template_setting: ClassVar[str]
+    # The environment variable that replaces the judge's template where no setting is given
+    # (Inspect's scorer parameter), as EndpointConfig reads it for the CLI and lm-eval.
+    judge_template_env: ClassVar[str]
 
     # --- records ---------------------------------------------------------------------------
 
@@ -202,7 +205,11 @@ class Protocol(ABC, Generic[RecordT, JudgmentT, OutcomeT]):
         stops it before any generation (``FileNotFoundError``, ``jinja2.TemplateError``)."""
         env = os.environ.get(self.genrm_template_env) if self.genrm_template_env else None
         load_template(genrm or env, self.genrm_template_file)
-        load_template(judge, self.judge_template_file)
+        load_template(self.resolved_judge_template(judge), self.judge_template_file)
+
+    def resolved_judge_template(self, template: str | None) -> str | None:
+        """``template``, else the family's environment variable (``None``: the bundled one)."""
+        return template or os.environ.get(self.judge_template_env) or None
 
     # --- the judge -------------------------------------------------------------------------
 

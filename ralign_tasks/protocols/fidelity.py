@@ -13,6 +13,7 @@ from ralign_tasks.prompts import (
     GENRM_TEMPLATE,
     GENRM_TEMPLATE_ENV,
     METAJUDGE_TEMPLATE,
+    METAJUDGE_TEMPLATE_ENV,
     render_genrm_prompt,
     render_metajudge_prompt,
 )
@@ -88,6 +89,7 @@ class FidelityProtocol(Protocol[PairRecord, FidelityJudgment, ItemOutcome]):
     judge_template_file = METAJUDGE_TEMPLATE
     genrm_template_env = GENRM_TEMPLATE_ENV
     judge_template_setting = "template"  # RALIGN_METAJUDGE_TEMPLATE, metajudge_template
+    judge_template_env = METAJUDGE_TEMPLATE_ENV
     tasks = (
         _spec("ralign_helpsteer3", "HelpSteer3", "helpsteer3_aug", "helpsteer3"),
         _spec("ralign_rewardbench2", "RewardBench 2", "reward_bench2_aug", "reward_bench2"),

@@ -115,6 +115,7 @@ class RationaleProtocol(Protocol[AtomicRecord, AtomicJudgment, AtomicOutcome]):
     genrm_template_file = ATOMIC_GENRM_TEMPLATE
     judge_template_file = ATOMIC_METAJUDGE_TEMPLATE
     judge_template_setting = "rc_template"  # RALIGN_METAJUDGE_RC_TEMPLATE, metajudge_rc_template
+    judge_template_env = "RALIGN_METAJUDGE_RC_TEMPLATE"
     tasks = (RC_TASK,)
     options = (
         Option("split", "test", "test (1,000 items) or full (22,116)", ("test", "full"), "data"),
@@ -181,7 +182,8 @@ class RationaleProtocol(Protocol[AtomicRecord, AtomicJudgment, AtomicOutcome]):
         """Items with no reason or more than 10 are skipped without a call."""
         if judgment.skip_status is not None:
             return None
-        return render_rc_prompt(judgment.scored_reasons, list(judgment.record.checklist), template)
+        reasons, rationales = judgment.scored_reasons, list(judgment.record.checklist)
+        return render_rc_prompt(reasons, rationales, self.resolved_judge_template(template))
 
     def check(self, judgment: AtomicJudgment) -> Callable[[str], list[tuple[int, float]]]:
         n_rationales, n_reasons = len(judgment.record.checklist), len(judgment.scored_reasons)

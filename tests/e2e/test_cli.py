@@ -317,3 +317,14 @@ def test_an_outputs_file_is_read_like_the_data(tmp_path, sample_records, capsys)
     path.write_bytes("\n".join(rows).encode() + b'\n{"id": "\xff"}\n')
     assert main(args) == 2
     assert f"{path}:9: not UTF-8 text (byte 0xff" in capsys.readouterr().err
+
+
+def test_a_group_filter_of_another_family_is_an_error(tmp_path, sample_records, capsys):
+    outputs = tmp_path / "outputs.jsonl"
+    outputs.write_text(
+        "\n".join(json.dumps({"id": r.id, "output": "\\boxed{A}"}) for r in sample_records),
+        encoding="utf-8",
+    )
+    args = ["score", "helpsteer3", "--sample", "--outputs", str(outputs), "--no-metajudge"]
+    assert main([*args, "--domain", "stem", "--output-dir", str(tmp_path)]) == 2
+    assert "--domain does not apply to ralign_helpsteer3" in capsys.readouterr().err

@@ -211,3 +211,31 @@ def test_a_wrong_judge_url_stops_the_run_naming_the_endpoint(tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 2 and f"meta-judge at {host}: NotFoundError: Error code: 404" in err
     assert not (tmp_path / "out" / "helpsteer3" / "results.json").exists()
+
+
+def test_a_dead_genrm_fails_the_run_too(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("RALIGN_GENRM_MAX_ATTEMPTS", "1")
+    port = closed_port()
+    with LoopbackServer(lambda body: "unused") as server:
+        code = main(
+            ["run", "helpsteer3", "--sample", "--genrm-model", "g",
+             "--genrm-base-url", f"http://127.0.0.1:{port}/v1", "--metajudge-model", "j",
+             "--metajudge-base-url", server.base_url, "--output-dir", str(tmp_path / "out")]
+        )  # fmt: skip
+    assert code == 3
+    assert f"8 of 8 GenRM requests to 127.0.0.1:{port} failed" in capsys.readouterr().err
+    results = json.loads((tmp_path / "out" / "helpsteer3" / "results.json").read_text())
+    assert results["metrics"]["overall"]["genrm_call_fail"] == 8
+    assert results["settings"]["genrm_endpoint"] == f"http://127.0.0.1:{port}/v1"
+
+
+def test_a_broken_judge_template_stops_the_run_before_any_call(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("RALIGN_METAJUDGE_TEMPLATE", str(tmp_path / "typo.jinja"))
+    with LoopbackServer(lambda body: "\\boxed{A}") as server:
+        code = main(
+            ["run", "helpsteer3", "--sample", "--genrm-model", "g", "--genrm-base-url",
+             server.base_url, "--metajudge-model", "j", "--metajudge-base-url", server.base_url,
+             "--output-dir", str(tmp_path / "out")]
+        )  # fmt: skip
+        assert server.requests == []
+    assert code == 2 and "prompt template not found" in capsys.readouterr().err

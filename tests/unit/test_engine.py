@@ -345,3 +345,28 @@ def test_a_cache_file_that_is_not_a_database_is_a_clear_error(tmp_path):
         ResponseCache(folder)
     message = str(info.value)
     assert str(folder / "responses.sqlite") in message and "Delete that file" in message
+
+
+def test_describe_error_honours_from_none_and_hosts_never_show_credentials():
+    from ralign_tasks.scorers.config import host_of
+
+    try:
+        try:
+            raise KeyError("x")
+        except KeyError:
+            raise ValueError("clear message") from None
+    except ValueError as exc:
+        assert ask.describe_error(exc) == "ValueError: clear message"
+    assert host_of("http://user:sk-secret@judge.example:8000/v1") == "judge.example:8000"
+    assert host_of("https://api.openai.com/v1") == "api.openai.com"
+
+
+def test_a_cache_that_fails_mid_run_stops_it_and_keeps_the_answer_count_honest(monkeypatch):
+    def broken_put(self, key, model, answer):
+        raise CacheError("the answer cache /x cannot be used (disk I/O error)")
+
+    monkeypatch.setattr(ResponseCache, "put", broken_put)
+    with LoopbackServer(lambda body: "fine") as server:
+        with pytest.raises(CacheError, match="disk I/O error"):
+            run_chat_batch(requests_for(1), config_for(server, max_attempts=3))
+        assert len(server.requests) == 1  # not asked again as if the call had failed
