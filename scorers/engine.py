@@ -75,7 +75,7 @@ class ChatRequest:
         return replace(self, attempt=attempt)
 
 
-# Distinct failure reasons kept per batch (the rest are counted under "other").
+# Distinct failure reasons kept per batch (the rest are counted under "other errors").
 _MAX_REASONS = 5
 
 

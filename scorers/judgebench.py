@@ -39,7 +39,7 @@ class ArenaHardParse:
 def parse_arena_hard(text: str) -> ArenaHardParse:
     """Every ``[[label]]`` in the text; one distinct label is the decision, several are
     ``None`` (no retry), none is ``None`` with ``found`` false."""
-    labels = {match for match in _ARENA_HARD_LABEL.findall(text) if match}
+    labels = set(_ARENA_HARD_LABEL.findall(text))
     if not labels:
         return ArenaHardParse(None, False)
     if len(labels) > 1:

@@ -96,7 +96,7 @@ def read_rmbench_file(path: str | os.PathLike[str], domain: str | None = None) -
     (no ``domain`` field, integer ids: the domain comes from the file name or ``domain``).
     Errors name the file and the row."""
     path = Path(path)
-    rows = json.loads(path.read_text(encoding="utf-8"))
+    rows = json.loads(path.read_text(encoding="utf-8-sig"))
     if not isinstance(rows, list):
         raise ValueError(f"{path}: an RM-Bench file is one JSON array")
     items = []

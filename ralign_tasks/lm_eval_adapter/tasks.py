@@ -11,7 +11,6 @@ schema and lm-eval logs with ``--log_samples``.
 from __future__ import annotations
 
 import json
-import logging
 import math
 import os
 from collections.abc import Mapping, Sequence
@@ -29,8 +28,6 @@ from ralign_tasks.protocols import PROTOCOLS, TASK_KEY, get_task, protocol_of
 from ralign_tasks.protocols.base import GenRMOutput
 from ralign_tasks.scorers.config import METAJUDGE_ENV_PREFIX, ConfigError, EndpointConfig
 from ralign_tasks.scorers.schema import merged_specs
-
-logger = logging.getLogger("ralign_tasks.lm_eval")
 
 # Judge keys in --metadata carry this prefix: lm-eval merges --model_args into the same
 # mapping, so a bare `model` or `base_url` there would be the GenRM's own.
@@ -135,9 +132,7 @@ class RalignTask(ConfigurableTask):
             self.protocol.judgment(record, GenRMOutput(output, truncated=None), self.options)
             for record, (_, _, output) in zip(records, slots, strict=True)
         ]
-        items, stats = judge_items(self.spec, records, judgments, self.judge_config)
-        if stats is not None:
-            logger.info("%s: %s", self.spec.task, stats.summary(self.protocol.judge_step))
+        items, _ = judge_items(self.spec, records, judgments, self.judge_config)
         for (instance, key, _), item in zip(slots, items, strict=True):
             compat.replace_filtered_response(
                 instance, key, json.dumps(item.item, ensure_ascii=False)

@@ -295,7 +295,7 @@ def read_inspect(log_file: Path, warnings: list[str]) -> list[TaskResult]:
         try:
             items = [RunItem.from_item(record, item, protocol) for record, item in log.scored]
             result = _item_results(items, log.genrm, log.task, "inspect", source)
-        except (ValueError, KeyError, TypeError) as exc:  # e.g. a log of an older release
+        except (ValueError, KeyError, TypeError, IndexError) as exc:  # e.g. an older release
             warnings.append(f"{log_file}: unreadable scores ({exc}); using the aggregate numbers")
     if result is None:
         n = log.completed_samples or None

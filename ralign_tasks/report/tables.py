@@ -142,14 +142,17 @@ def render_rich(table: Table) -> str:
         protocol = protocol_of(tasks[0])
         metrics, counts = task_columns(tasks[0], details=False)
         keys = [*metrics, "n", *(counts if table.details else ())]
+        # A family of one task is named by the title: no benchmark column.
+        benchmark = ["benchmark"] if len(protocol.tasks) > 1 else []
         header = [
             "GenRM",
             *(["subset"] if table.by_subset else []),
-            "benchmark",
+            *benchmark,
             *(metric_label(k) for k in keys),
         ]
         rows = [
-            [genrm, *([subset or "(all)"] if table.by_subset else []), get_task(task).short]
+            [genrm, *([subset or "(all)"] if table.by_subset else [])]
+            + ([get_task(task).short] if benchmark else [])
             + [cell_text(results[task], Column(task, k, k in metrics)) for k in keys]
             for genrm, subset, results in table.rows
             for task in tasks
@@ -159,7 +162,10 @@ def render_rich(table: Table) -> str:
         left = len(header) - len(keys)
         text = rich_text(title, header, rows, left)
         if max(len(line) for line in text.splitlines()) > TERMINAL_COLUMNS:
-            stacked = [[cell.replace(" [", "\n[", 1) for cell in row] for row in rows]
+            # The CIs of the metric cells under their values.
+            stacked = [
+                row[:left] + [cell.replace(" [", "\n[", 1) for cell in row[left:]] for row in rows
+            ]
             text = rich_text(title, header, stacked, left)
         parts.append(text)
     return "\n".join(parts)

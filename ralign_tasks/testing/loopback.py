@@ -174,7 +174,8 @@ class LoopbackServer:
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length", 0))
                 body = json.loads(self.rfile.read(length) or b"{}")
-                if self.path.rstrip("/") != "/v1/chat/completions":  # a wrong base URL
+                route = self.path.split("?", 1)[0].rstrip("/")
+                if route != "/v1/chat/completions":  # a wrong base URL
                     error = {"error": {"message": f"no route {self.path}", "type": "x"}}
                     self._send(404, error, {})
                     return
