@@ -21,7 +21,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-import openai
 from tqdm.auto import tqdm
 
 from ralign_tasks.scorers.ask import (
@@ -130,6 +129,10 @@ class OpenAIChatBackend:
     """Calls ``/chat/completions`` of any OpenAI-compatible endpoint with ``AsyncOpenAI``."""
 
     def __init__(self, config: EndpointConfig) -> None:
+        # Imported where used: the client takes half a second to import, which commands
+        # that never call an endpoint (`ralign --help`, report, view) need not pay.
+        import openai
+
         self._secret = config.api_key
         # Every HTTP request sent, the client's own retries included.
         self.http_requests = 0
@@ -204,6 +207,8 @@ def read_completion(response: Any, *, with_reasoning: bool = False) -> Answer:
 def _transport_gave_up(exc: BaseException) -> bool:
     # The openai client raises its APIError types after its own retries of what is retryable
     # (and at once for what is not, such as a 400); asking again would repeat them.
+    import openai
+
     return isinstance(exc, openai.APIError)
 
 

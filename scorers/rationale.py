@@ -11,7 +11,6 @@ from enum import Enum
 from typing import Any
 
 import numpy as np
-from scipy.optimize import linear_sum_assignment
 
 from ralign_tasks.scorers.ask import InvalidAnswer
 from ralign_tasks.scorers.schema import MetricSpec, Schema
@@ -147,6 +146,9 @@ def score_picks(picks: Sequence[tuple[int, float]], n_reasons: int) -> RCScores:
     precision (the matched S in ascending order, the running mean of their best scores,
     summed and divided by |R|).
     """
+    # Imported here: scipy.optimize takes a third of a second, which `ralign --help` need not pay.
+    from scipy.optimize import linear_sum_assignment
+
     n_rationales = len(picks)
     matrix = np.zeros((n_rationales, n_reasons))
     for r, (s, value) in enumerate(picks):

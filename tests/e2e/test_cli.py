@@ -328,3 +328,17 @@ def test_a_group_filter_of_another_family_is_an_error(tmp_path, sample_records, 
     args = ["score", "helpsteer3", "--sample", "--outputs", str(outputs), "--no-metajudge"]
     assert main([*args, "--domain", "stem", "--output-dir", str(tmp_path)]) == 2
     assert "--domain does not apply to ralign_helpsteer3" in capsys.readouterr().err
+
+
+def test_help_loads_neither_a_client_nor_a_solver():
+    """`ralign --help` stays fast: openai, scipy.optimize and the harnesses load where used."""
+    script = (
+        "import sys, json\n"
+        "from ralign_tasks.cli.main import build_parser\n"
+        "build_parser().format_help()\n"
+        "heavy = ('openai', 'scipy.optimize', 'lm_eval', 'inspect_ai', 'matplotlib')\n"
+        "print(json.dumps([m for m in heavy if m in sys.modules]))\n"
+    )
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    assert json.loads(run.stdout) == []
