@@ -179,7 +179,8 @@ def score_sample(
         record = protocol.record_from_dict(state.metadata)
         output = genrm_full_text(state.output)
         truncated = output is not None and state.output.stop_reason == "max_tokens"
-        judgment = protocol.judgment(record, GenRMOutput(output, truncated), options)
+        error = None if output is not None else state.output.error or "no answer"
+        judgment = protocol.judgment(record, GenRMOutput(output, truncated, error), options)
         prompt = protocol.judge_prompt(judgment, metajudge_template)
         call = None
         if prompt is not None:

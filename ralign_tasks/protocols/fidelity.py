@@ -54,6 +54,7 @@ class FidelityJudgment:
     output: str | None
     verdict: Verdict | None
     truncated: bool | None = False
+    error: str | None = None  # why the GenRM call failed
 
     @classmethod
     def from_output(
@@ -62,8 +63,9 @@ class FidelityJudgment:
         output: str | None,
         policy: VerdictPolicy = "official",
         truncated: bool | None = False,
+        error: str | None = None,
     ) -> FidelityJudgment:
-        return cls(record, output, parse_verdict(output, policy), truncated)
+        return cls(record, output, parse_verdict(output, policy), truncated, error)
 
     @property
     def label_correct(self) -> bool:
@@ -158,7 +160,9 @@ class FidelityProtocol(Protocol[PairRecord, FidelityJudgment, ItemOutcome]):
         self, record: PairRecord, output: GenRMOutput, options: Mapping[str, Any]
     ) -> FidelityJudgment:
         policy = options.get("verdict_policy", "official")
-        return FidelityJudgment.from_output(record, output.text, policy, output.truncated)
+        return FidelityJudgment.from_output(
+            record, output.text, policy, output.truncated, output.error
+        )
 
     # --- the meta-judge --------------------------------------------------------------------
 
@@ -210,6 +214,7 @@ class FidelityProtocol(Protocol[PairRecord, FidelityJudgment, ItemOutcome]):
             "output": judgment.output,
             "verdict": judgment.verdict,
             "truncated": judgment.truncated,
+            "error": judgment.error,
         }
 
     def judge_value(self, value: MetaStatus) -> str:

@@ -59,12 +59,18 @@ class AtomicJudgment:
     reasons: tuple[str, ...]
     verdict: str | None
     truncated: bool | None = False
+    error: str | None = None  # why the GenRM call failed
 
     @classmethod
     def from_output(
-        cls, record: AtomicRecord, output: str | None, truncated: bool | None = False
+        cls,
+        record: AtomicRecord,
+        output: str | None,
+        truncated: bool | None = False,
+        error: str | None = None,
     ) -> AtomicJudgment:
-        return cls(record, output, tuple(parse_reasons(output)), parse_five_way(output), truncated)
+        reasons, verdict = tuple(parse_reasons(output)), parse_five_way(output)
+        return cls(record, output, reasons, verdict, truncated, error)
 
     @classmethod
     def from_reference(cls, record: AtomicRecord, model: str) -> AtomicJudgment:
@@ -174,7 +180,7 @@ class RationaleProtocol(Protocol[AtomicRecord, AtomicJudgment, AtomicOutcome]):
     def judgment(
         self, record: AtomicRecord, output: GenRMOutput, options: Mapping[str, Any]
     ) -> AtomicJudgment:
-        return AtomicJudgment.from_output(record, output.text, output.truncated)
+        return AtomicJudgment.from_output(record, output.text, output.truncated, output.error)
 
     # --- the MetaJudge ---------------------------------------------------------------------
 
@@ -240,6 +246,7 @@ class RationaleProtocol(Protocol[AtomicRecord, AtomicJudgment, AtomicOutcome]):
             "output": judgment.output,
             "verdict": judgment.verdict,
             "truncated": judgment.truncated,
+            "error": judgment.error,
             "reasons": list(judgment.reasons),
         }
 

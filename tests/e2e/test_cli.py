@@ -82,6 +82,7 @@ def test_run_official_policy_matches_hand_computed_metrics(scripted, tmp_path, c
     # 4 label-correct items; the failing one is asked max_attempts (3) times.
     assert len(meta_prompts) == 3 + 3
     assert samples[6]["genrm"]["output"] is None
+    assert "scripted failure" in samples[6]["genrm"]["error"]  # why the GenRM call failed
     judge = samples[0]["judge"][0]
     assert judge["prompt_tokens"] > 100 and judge["wall_s"] > 0 and judge["model"] == "judge"
     assert judge["cached"] is False and judge["attempts"] == 1 and samples[3]["judge"] == []

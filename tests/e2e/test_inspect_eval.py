@@ -137,8 +137,11 @@ def test_api_run_matches_hand_computed_metrics_and_the_cli_pipeline(scripted, tm
 
     # The ralign CLI's pipeline on the same GenRM outputs gives the very same numbers.
     outputs = [
-        GenRMOutput(s.metadata["genrm"]["output"], s.value["genrm_truncated"]) for s in scores
-    ]
+        GenRMOutput(s.metadata["genrm"]["output"], s.value["genrm_truncated"],
+                    s.metadata["genrm"]["error"])
+        for s in scores
+    ]  # fmt: skip
+    assert scores[6].metadata["genrm"]["error"]  # the failed GenRM call says why
     records = [PairRecord.from_dict(sample.metadata) for sample in log.samples]
     config = EndpointConfig(
         model="judge", base_url=scripted.base_url, api_key="x", max_attempts=1, use_cache=False
