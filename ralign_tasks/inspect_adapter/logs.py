@@ -21,8 +21,9 @@ SCORER_NAME = re.compile(rf"^({'|'.join(re.escape(p.scorer_name) for p in PROTOC
 @dataclass
 class LogRun:
     """One Inspect log: its task (without the package prefix), model, creation time, status,
-    the scorers found (latest last), and per scored sample its metadata (the record) and its
-    score metadata (the judged-item record); the latest scorer's aggregate metrics."""
+    the scorers found (latest last), the task's arguments (``-T``), and per scored sample its
+    metadata (the record) and its score metadata (the judged-item record); the latest
+    scorer's aggregate metrics."""
 
     task: str
     genrm: str
@@ -31,6 +32,7 @@ class LogRun:
     epochs: int
     dataset_samples: int | None
     scorers: list[str]
+    task_args: dict[str, Any] = field(default_factory=dict)
     scored: list[tuple[dict[str, Any], Any]] = field(default_factory=list)
     metrics: dict[str, Any] = field(default_factory=dict)
     completed_samples: int | None = None
@@ -63,6 +65,7 @@ def read_log(log_file: Path) -> LogRun:
         epochs=log.eval.config.epochs or 1,
         dataset_samples=log.eval.dataset.samples,
         scorers=scorers,
+        task_args=dict(log.eval.task_args or {}),
         completed_samples=log.results.completed_samples if log.results else None,
     )
     for sample in samples:

@@ -295,6 +295,16 @@ class Protocol(ABC, Generic[RecordT, JudgmentT, OutcomeT]):
         item = self.item(task, record, judgment, call, outcome, judge_model)
         return ItemRun(judgment, call, outcome, item)
 
+    def variant(self, given: Mapping[str, Any]) -> str:
+        """The family options in ``given`` that differ from their defaults, as
+        ``name=value`` (``verdict_policy=strict``, ``split=full``); ``""`` for a default run.
+        Reports name a run by its GenRM and this, so runs of other settings never shadow it."""
+        return ", ".join(
+            f"{option.name}={given[option.name]}"
+            for option in self.options
+            if given.get(option.name) not in (None, option.default)
+        )
+
     def options_of(self, stage: str) -> tuple[Option, ...]:
         return tuple(option for option in self.options if option.stage == stage)
 

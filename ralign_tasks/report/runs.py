@@ -85,6 +85,13 @@ class TaskResult:
     created: float | None = None  # when the run was made (epoch seconds), if known
 
 
+def run_name(genrm: str, task: str, options: Any) -> str:
+    """The GenRM's name in reports, with the run's non-default family options (``Qwen3-8B
+    (verdict_policy=strict)``), so that runs of other settings are rows of their own."""
+    variant = protocol_of(task).variant(options if isinstance(options, Mapping) else {})
+    return f"{genrm} ({variant})" if variant else genrm
+
+
 def finite_or_none(value: Any) -> float | None:
     """A number as a float; ``None`` for a missing, textual, NaN or infinite value."""
     if value is None or isinstance(value, str):
@@ -225,14 +232,17 @@ def read_lm_eval(results_file: Path, warnings: list[str]) -> list[TaskResult]:
     data = json.loads(results_file.read_text(encoding="utf-8"))
     if not is_lm_eval_results(data):
         raise ValueError("not an lm-eval results file")
-    genrm = lm_eval_genrm(data, results_file)
+    model = lm_eval_genrm(data, results_file)
     stamp = _lm_eval_stamp(results_file)
     created = finite_or_none(data.get("date"))
     sizes = data.get("n-samples") or {}
     found = []
+    configs = data.get("configs") if isinstance(data.get("configs"), Mapping) else {}
     for task, metrics in data["results"].items():
         if task not in TASKS:
             continue
+        config = configs.get(task) if isinstance(configs.get(task), Mapping) else {}
+        genrm = run_name(model, task, config.get("metadata"))
         result = None
         samples_file = results_file.with_name(f"samples_{task}_{stamp}.jsonl")
         if stamp and samples_file.is_file():
@@ -274,6 +284,7 @@ def read_inspect(log_file: Path, warnings: list[str]) -> list[TaskResult]:
     if log.task not in TASKS:
         raise ValueError(f"an Inspect log of task {log.task!r}, not an R-Align task")
     source = str(log_file)
+    genrm = run_name(log.genrm, log.task, log.task_args)
     if len(log.scorers) > 1:
         warnings.append(
             f"{log_file}: scored by {', '.join(log.scorers)}; using {log.scorers[-1]}, the latest"
@@ -294,12 +305,12 @@ def read_inspect(log_file: Path, warnings: list[str]) -> list[TaskResult]:
         protocol = protocol_of(log.task)
         try:
             items = [RunItem.from_item(record, item, protocol) for record, item in log.scored]
-            result = _item_results(items, log.genrm, log.task, "inspect", source)
+            result = _item_results(items, genrm, log.task, "inspect", source)
         except (ValueError, KeyError, TypeError, IndexError) as exc:  # e.g. an older release
             warnings.append(f"{log_file}: unreadable scores ({exc}); using the aggregate numbers")
     if result is None:
         n = log.completed_samples or None
-        result = _aggregate_result(log.metrics, log.genrm, log.task, "inspect", source, n)
+        result = _aggregate_result(log.metrics, genrm, log.task, "inspect", source, n)
     result.created = log.created
     return [result]
 
@@ -313,9 +324,10 @@ def read_run_folder(results_file: Path, warnings: list[str]) -> list[TaskResult]
     data = json.loads(results_file.read_text(encoding="utf-8"))
     if not is_run_results(data):
         raise ValueError("not the results.json of a ralign run folder")
-    task, genrm, source = data["task"], str(data["genrm"]), str(results_file)
+    task, source = data["task"], str(results_file)
     if task not in TASKS:
         raise ValueError(f"a run of task {task!r}, not one this ralign-tasks knows")
+    genrm = run_name(str(data["genrm"]), task, data.get("settings"))
     samples_file = results_file.with_name(SAMPLES_FILE)
     result = None
     if samples_file.is_file():

@@ -343,3 +343,20 @@ def test_help_loads_neither_a_client_nor_a_solver():
     run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
     assert run.returncode == 0, run.stderr
     assert json.loads(run.stdout) == []
+
+
+def test_runs_of_other_settings_are_rows_of_their_own_in_the_report(scripted, tmp_path, capsys):
+    """An official and a strict run of one GenRM: two folders, two report rows, no run
+    shadowing the other."""
+    assert run_cli(scripted, tmp_path) == 0
+    assert run_cli(scripted, tmp_path, "--verdict-policy", "strict") == 0
+    capsys.readouterr()
+    assert main(["report", str(tmp_path / "out"), "--format", "csv"]) == 0
+    captured = capsys.readouterr()
+    rows = {row["genrm"]: row for row in csv_rows(captured.out)}
+    assert set(rows) == {"genrm", "genrm (verdict_policy=strict)"}
+    assert "also ran" not in captured.err
+    # Strict: item 2 (no backslash) has no verdict, item 7's final box counts (as above).
+    assert float(rows["genrm (verdict_policy=strict)"]["ralign_helpsteer3.f_score"]) == (
+        pytest.approx(200 / 7, abs=1e-4)
+    )

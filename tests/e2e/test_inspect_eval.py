@@ -15,6 +15,7 @@ from ralign_tasks.pipeline import score_outputs
 from ralign_tasks.protocols import get_task
 from ralign_tasks.protocols.base import GenRMOutput
 from ralign_tasks.records import PairRecord
+from ralign_tasks.report.runs import load_runs
 from ralign_tasks.scorers.config import EndpointConfig
 from ralign_tasks.testing.loopback import (
     LoopbackServer,
@@ -163,6 +164,10 @@ def test_api_run_strict_policy(scripted, tmp_path):
     assert metrics["s_corr"] == pytest.approx(1 / 3)
     assert metrics["f_score"] == pytest.approx(2 / 7)
     assert metrics["genrm_no_verdict"] == 2
+    # The report names the run by its GenRM and its non-default setting.
+    (result,), _ = load_runs([tmp_path / "logs"])
+    assert result.genrm == "openai-api/loop/genrm (verdict_policy=strict)"
+    assert result.values["f_score"] == pytest.approx(2 / 7)
 
 
 def test_undefined_metric_is_nan_not_zero(scripted, tmp_path):

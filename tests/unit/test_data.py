@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from ralign_tasks.data import DataFormatError, DataUnavailableError, sample_data_dir
-from ralign_tasks.protocols import TASKS, get_task, load_task
+from ralign_tasks.protocols import TASKS, get_task, load_task, protocol_of
 from ralign_tasks.protocols.fidelity import FIDELITY
 
 GOOD_ROW = {
@@ -214,3 +214,13 @@ def test_every_loader_reports_non_utf8_rows_by_file_and_line(tmp_path):
         ralign_helpsteer3(data_dir=str(tmp_path))
     docs = load_docs("ralign_helpsteer3", data_dir=str(tmp_path), skip_bad_rows=True)["test"]
     assert [d["id"] for d in docs] == ["x1"]
+
+
+def test_a_run_variant_names_its_non_default_options():
+    fidelity, rationale = protocol_of("helpsteer3"), protocol_of("helpsteer3_atomic")
+    assert fidelity.variant({"verdict_policy": "official"}) == ""
+    assert fidelity.variant({"verdict_policy": "strict", "split": "full"}) == (
+        "verdict_policy=strict"
+    )
+    assert rationale.variant({"split": "full"}) == "split=full"
+    assert rationale.variant({}) == ""
