@@ -54,6 +54,14 @@ def run_cli(server, tmp_path, *extra):
     )
 
 
+def write_outputs(tmp_path, records, output="\\boxed{A}"):
+    """A GenRM outputs file (``ralign score --outputs``) giving every record ``output``."""
+    path = tmp_path / "outputs.jsonl"
+    rows = [json.dumps({"id": r.id, "output": output}) for r in records]
+    path.write_text("\n".join(rows), encoding="utf-8")
+    return path
+
+
 def read_results(tmp_path, folder_name="helpsteer3"):
     """results.json and the judged-item records of samples.jsonl."""
     folder = tmp_path / "out" / folder_name
@@ -118,9 +126,7 @@ def test_no_metajudge_reports_label_accuracy_only(scripted, tmp_path):
 
 
 def test_score_precomputed_outputs(scripted, sample_records, tmp_path):
-    outputs = tmp_path / "outputs.jsonl"
-    rows = [{"id": r.id, "output": "\\boxed{A}"} for r in sample_records]
-    outputs.write_text("\n".join(json.dumps(r) for r in rows), encoding="utf-8")
+    outputs = write_outputs(tmp_path, sample_records)
     code = main(
         ["score", "helpsteer3", "--sample", "--outputs", str(outputs),
          "--metajudge-model", "judge", "--metajudge-base-url", scripted.base_url,
@@ -191,11 +197,7 @@ def test_ctrl_c_keeps_finished_answers_and_rerun_resumes(tmp_path):
 
 
 def test_unknown_subset_is_a_clear_error(tmp_path, sample_records, capsys):
-    outputs = tmp_path / "outputs.jsonl"
-    outputs.write_text(
-        "\n".join(json.dumps({"id": r.id, "output": "\\boxed{A}"}) for r in sample_records),
-        encoding="utf-8",
-    )
+    outputs = write_outputs(tmp_path, sample_records)
     args = ["score", "helpsteer3", "--sample", "--outputs", str(outputs), "--no-metajudge"]
     code = main([*args, "--subset", "code", "--subset", "maths", "--output-dir", str(tmp_path)])
     assert code == 2
@@ -321,11 +323,7 @@ def test_an_outputs_file_is_read_like_the_data(tmp_path, sample_records, capsys)
 
 
 def test_a_group_filter_of_another_family_is_an_error(tmp_path, sample_records, capsys):
-    outputs = tmp_path / "outputs.jsonl"
-    outputs.write_text(
-        "\n".join(json.dumps({"id": r.id, "output": "\\boxed{A}"}) for r in sample_records),
-        encoding="utf-8",
-    )
+    outputs = write_outputs(tmp_path, sample_records)
     args = ["score", "helpsteer3", "--sample", "--outputs", str(outputs), "--no-metajudge"]
     assert main([*args, "--domain", "stem", "--output-dir", str(tmp_path)]) == 2
     assert "--domain does not apply to ralign_helpsteer3" in capsys.readouterr().err
