@@ -69,10 +69,14 @@ def sample_data_dir() -> Path:
     return Path(str(resources.files("ralign_tasks") / "samples"))
 
 
-def resolve_data_file(file_name: str, data_dir: str | os.PathLike[str], task: str) -> Path:
-    """Find ``<data_dir>/data/<file>`` or ``<data_dir>/<file>``; error naming both if neither."""
+def resolve_data_file(
+    file_names: str | Sequence[str], data_dir: str | os.PathLike[str], task: str
+) -> Path:
+    """Find ``<data_dir>/data/<file>`` or ``<data_dir>/<file>`` for the first of ``file_names``
+    present; an error naming every place tried if none is."""
+    names = [file_names] if isinstance(file_names, str) else list(file_names)
     root = Path(data_dir).expanduser()
-    candidates = [root / "data" / file_name, root / file_name]
+    candidates = [folder / name for name in names for folder in (root / "data", root)]
     for candidate in candidates:
         if candidate.is_file():
             return candidate
@@ -80,44 +84,79 @@ def resolve_data_file(file_name: str, data_dir: str | os.PathLike[str], task: st
     raise DataUnavailableError(f"{task}: no data file at {tried}")
 
 
-def download_data_file(file_name: str, task: str, repo_id: str, revision: str) -> Path:
-    """Fetch ``data/<file_name>`` of a Hugging Face dataset at ``revision``
+def _offline_advice(repo_id: str, include: str) -> str:
+    return (
+        "Offline or behind a firewall? Download it once with\n"
+        f"  hf download {repo_id} --repo-type dataset --local-dir DIR --include '{include}'\n"
+        f"and point at it with {DATA_DIR_ENV}=DIR (lm-eval: --metadata "
+        f'\'{{"data_dir": "DIR"}}\', Inspect: -T data_dir=DIR).'
+    )
+
+
+def download_data_file(
+    file_name: str, task: str, repo_id: str, revision: str, folder: str = "data"
+) -> Path:
+    """Fetch ``<folder>/<file_name>`` of a Hugging Face dataset at ``revision``
     (``RALIGN_HF_REVISION`` overrides it)."""
     from huggingface_hub import hf_hub_download
 
     revision = os.environ.get(HF_REVISION_ENV, revision)
+    path_in_repo = f"{folder}/{file_name}" if folder else file_name
     try:
         return Path(
             hf_hub_download(
                 repo_id=repo_id,
                 repo_type="dataset",
-                filename=f"data/{file_name}",
+                filename=path_in_repo,
                 revision=revision,
             )
         )
     except Exception as exc:  # the hub raises many types; all mean "not available here"
         raise DataUnavailableError(
-            f"{task}: could not get data/{file_name} from the Hugging Face "
+            f"{task}: could not get {path_in_repo} from the Hugging Face "
             f"dataset {repo_id}@{revision} ({type(exc).__name__}: {exc}). "
-            f"Offline or behind a firewall? Download it once with\n"
-            f"  hf download {repo_id} --repo-type dataset --local-dir DIR --include 'data/**'\n"
-            f"and point at it with {DATA_DIR_ENV}=DIR (lm-eval: --metadata "
-            f'\'{{"data_dir": "DIR"}}\', Inspect: -T data_dir=DIR).'
+            + _offline_advice(repo_id, f"{folder}/**" if folder else path_in_repo)
         ) from exc
 
 
+def download_data_files(pattern: str, task: str, repo_id: str, revision: str) -> list[Path]:
+    """Fetch the files of a Hugging Face dataset matching ``pattern`` (``data/test-*``) at
+    ``revision`` (``RALIGN_HF_REVISION`` overrides it), sorted by name."""
+    from huggingface_hub import snapshot_download
+
+    revision = os.environ.get(HF_REVISION_ENV, revision)
+    try:
+        root = Path(
+            snapshot_download(
+                repo_id=repo_id, repo_type="dataset", revision=revision, allow_patterns=[pattern]
+            )
+        )
+    except Exception as exc:  # as above: every hub failure means "not available here"
+        raise DataUnavailableError(
+            f"{task}: could not get {pattern} from the Hugging Face dataset "
+            f"{repo_id}@{revision} ({type(exc).__name__}: {exc}). "
+            + _offline_advice(repo_id, pattern)
+        ) from exc
+    found = sorted(root.glob(pattern))
+    if not found:
+        raise DataUnavailableError(f"{task}: {repo_id}@{revision} has no file {pattern}")
+    return found
+
+
 def locate_data_file(
-    file_name: str,
+    file_names: str | Sequence[str],
     task: str,
     data_dir: str | os.PathLike[str] | None,
     repo_id: str,
     revision: str,
+    hub_folder: str = "data",
 ) -> Path:
-    """``data_dir``, else ``RALIGN_DATA_DIR``, else the hub."""
+    """``data_dir``, else ``RALIGN_DATA_DIR``, else the hub (the first of ``file_names``)."""
     data_dir = data_dir or os.environ.get(DATA_DIR_ENV) or None
     if data_dir:
-        return resolve_data_file(file_name, data_dir, task)
-    return download_data_file(file_name, task, repo_id, revision)
+        return resolve_data_file(file_names, data_dir, task)
+    first = file_names if isinstance(file_names, str) else file_names[0]
+    return download_data_file(first, task, repo_id, revision, hub_folder)
 
 
 def read_jsonl_records(

@@ -10,7 +10,7 @@ import json
 import os
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -52,19 +52,25 @@ def generate_outputs(
     spec: TaskSpec,
     records: Sequence[Any],
     config: EndpointConfig,
+    options: Mapping[str, Any] | None = None,
     template: str | None = None,
-) -> tuple[list[GenRMOutput], BatchStats]:
-    """Ask the GenRM about every record (concurrent, cached, retried like the judge)."""
+) -> tuple[list[list[GenRMOutput]], BatchStats]:
+    """Ask the GenRM every prompt of every record (concurrent, cached, retried like the
+    judge), and once more where the protocol asks a follow-up question after an answer; the
+    outputs of each record in the order of its prompts."""
     protocol = protocol_of(spec)
+    options = protocol.option_values(options or {}, spec.task)
+    prompts = [protocol.genrm_prompts(record, options, template) for record in records]
     requests = [
         ChatRequest(
             str(config.model),
-            protocol.genrm_prompt(record, template),
+            prompt,
             config.temperature,
             config.max_tokens,
             with_reasoning=True,
         )
-        for record in records
+        for item in prompts
+        for prompt in item
     ]
     calls, stats = run_chat_batch(requests, config, description="GenRM")
     outputs = [
@@ -73,7 +79,34 @@ def generate_outputs(
         else GenRMOutput(None, False, call.error)
         for call in calls
     ]
-    return outputs, stats
+    follow_ups = [
+        (index, question)
+        for index, output in enumerate(outputs)
+        if output.text is not None
+        and (question := protocol.follow_up(options, output.text)) is not None
+    ]
+    if follow_ups:
+        second = [
+            replace(
+                requests[index],
+                prompt=question,
+                history=(("user", requests[index].prompt), ("assistant", str(outputs[index].text))),
+            )
+            for index, question in follow_ups
+        ]
+        answers, more = run_chat_batch(second, config, description="GenRM follow-up")
+        stats.add(more)
+        for (index, _), call in zip(follow_ups, answers, strict=True):
+            if call.ok:  # a failed follow-up leaves the first answer, which has no verdict
+                first = outputs[index]
+                outputs[index] = GenRMOutput(
+                    f"{first.text}\n{call.value}", call.finish_reason == "length"
+                )
+    grouped, start = [], 0
+    for item in prompts:
+        grouped.append(outputs[start : start + len(item)])
+        start += len(item)
+    return grouped, stats
 
 
 def judge_items(
@@ -115,12 +148,13 @@ def judge_items(
 def score_outputs(
     spec: TaskSpec,
     records: Sequence[Any],
-    outputs: Sequence[GenRMOutput],
+    outputs: Sequence[Sequence[GenRMOutput]],
     judge_config: EndpointConfig | None,
     options: Mapping[str, Any] | None = None,
 ) -> ScoredRun:
-    """Parse the GenRM outputs, judge what the protocol sends (unless ``judge_config`` is
-    ``None``) and compute the metrics overall and per group."""
+    """Parse the GenRM outputs (those of each record, in the order of its prompts), judge
+    what the protocol sends (unless ``judge_config`` is ``None``) and compute the metrics
+    overall and per group."""
     protocol = protocol_of(spec)
     options = protocol.option_values(options or {}, spec.task)
     judgments = [
@@ -177,17 +211,19 @@ def is_run_results(data: Any) -> bool:
     return isinstance(data, dict) and data.get("ralign_run") == RUN_VERSION
 
 
-def read_outputs_file(path: str | os.PathLike[str]) -> dict[str, str | None]:
+def read_outputs_file(path: str | os.PathLike[str]) -> dict[str, list[str | None]]:
     """Read precomputed GenRM outputs: JSONL rows ``{"id": …, "output": …}`` (output may be null
-    for a failed call). Errors name file and line."""
-    outputs: dict[str, str | None] = {}
+    for a failed call), or ``{"id": …, "outputs": [...]}`` for a family that asks several
+    prompts per item (in the order of its prompts). Errors name file and line."""
+    outputs: dict[str, list[str | None]] = {}
     for line_no, row in read_jsonl(path):
-        if not isinstance(row, dict) or "id" not in row or "output" not in row:
+        if not isinstance(row, dict) or "id" not in row or not ({"output", "outputs"} & set(row)):
             raise ValueError(f"{path}:{line_no}: expected an object with 'id' and 'output'")
-        if row["output"] is not None and not isinstance(row["output"], str):
+        texts = row["outputs"] if "outputs" in row else [row["output"]]
+        if not isinstance(texts, list) or not all(t is None or isinstance(t, str) for t in texts):
             raise ValueError(f"{path}:{line_no}: 'output' must be a string or null")
         key = str(row["id"])
         if key in outputs:
             raise ValueError(f"{path}:{line_no}: duplicate id {key!r}")
-        outputs[key] = row["output"]
+        outputs[key] = texts
     return outputs

@@ -52,14 +52,23 @@ class ChatRequest:
     # Put a separate reasoning field of the answer back in front of it as <think>…</think>
     # (for the GenRM: the official verdict rule reads the thinking too).
     with_reasoning: bool = False
+    # Earlier turns of the conversation, as (role, content), before ``prompt`` (a follow-up
+    # question after a first answer).
+    history: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def messages(self) -> list[dict[str, str]]:
+        """The chat messages sent: the earlier turns, then the prompt as the user's turn."""
+        turns = [{"role": role, "content": content} for role, content in self.history]
+        return [*turns, {"role": "user", "content": self.prompt}]
 
     def cache_key(self, endpoint: str) -> str:
         """The request's key in the cache: who answers (``EndpointConfig.endpoint``), the
-        model, the message, every generation setting and the attempt."""
+        model, the messages, every generation setting and the attempt."""
         request: dict[str, object] = {
             "endpoint": endpoint,
             "model": self.model,
-            "messages": [{"role": "user", "content": self.prompt}],
+            "messages": self.messages,
             "temperature": self.temperature,
             "max_tokens": self.max_tokens,
         }
@@ -100,6 +109,14 @@ class BatchStats:
     @property
     def failure_rate(self) -> float:
         return self.failures / self.requests if self.requests else 0.0
+
+    def add(self, other: BatchStats) -> None:
+        """Count ``other`` (a later batch to the same endpoint) into these totals."""
+        for name in ("requests", "cache_hits", "calls", "prompt_tokens", "completion_tokens"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.wall_s += other.wall_s
+        for reason, count in other.failure_reasons.items():
+            self.count_failure(reason, count)
 
     def count_failure(self, reason: str, count: int) -> None:
         self.failures += count
@@ -156,7 +173,7 @@ class OpenAIChatBackend:
         is not a chat completion."""
         body = {
             "model": request.model,
-            "messages": [{"role": "user", "content": request.prompt}],
+            "messages": request.messages,
             "temperature": request.temperature,
             "max_tokens": request.max_tokens,
         }

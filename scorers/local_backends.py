@@ -38,10 +38,6 @@ class LocalBackend(Protocol):
     ) -> Iterator[tuple[int, Completion, float]]: ...
 
 
-def _messages(request: ChatRequest) -> list[dict[str, str]]:
-    return [{"role": "user", "content": request.prompt}]
-
-
 def _by_settings(requests: Sequence[ChatRequest]) -> dict[tuple[float, int], list[int]]:
     """Positions grouped by generation settings (one judge batch normally has one group)."""
     groups: dict[tuple[float, int], list[int]] = {}
@@ -78,7 +74,7 @@ class VLLMBackend:
             for start in range(0, len(positions), VLLM_CHUNK):
                 chunk = positions[start : start + VLLM_CHUNK]
                 began = time.perf_counter()
-                outputs = self.llm.chat([_messages(requests[p]) for p in chunk], params)
+                outputs = self.llm.chat([requests[p].messages for p in chunk], params)
                 wall_s = time.perf_counter() - began
                 for position, output in zip(chunk, outputs, strict=True):
                     choice = output.outputs[0]
@@ -112,7 +108,7 @@ class HFBackend:
 
     def _encode(self, request: ChatRequest) -> list[int]:
         text = self.tokenizer.apply_chat_template(
-            _messages(request), tokenize=False, add_generation_prompt=True
+            request.messages, tokenize=False, add_generation_prompt=True
         )
         return self.tokenizer(text, add_special_tokens=False)["input_ids"]
 

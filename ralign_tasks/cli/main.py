@@ -306,8 +306,12 @@ def _load(spec: TaskSpec, args: argparse.Namespace, options: dict[str, Any]) -> 
     return loaded
 
 
-def _judge_config(args: argparse.Namespace) -> EndpointConfig | None:
+def _judge_config(args: argparse.Namespace, specs: Sequence[TaskSpec]) -> EndpointConfig | None:
+    """The judge of the run; ``None`` with ``--no-metajudge`` or when no task of ``specs``
+    has a judge step (the label benchmarks)."""
     if getattr(args, "no_metajudge", False):
+        return None
+    if not any(protocol_of(spec).uses_judge for spec in specs):
         return None
     config = EndpointConfig.from_sources(
         METAJUDGE_ENV_PREFIX,
@@ -375,9 +379,11 @@ def _finish(
     return usable
 
 
-def _outputs_for(path: str, records: Sequence[Any]) -> list[GenRMOutput]:
-    """The stored output of every record (truncation unknown); an error naming what is
-    missing."""
+def _outputs_for(
+    path: str, spec: TaskSpec, records: Sequence[Any], options: dict[str, Any]
+) -> list[list[GenRMOutput]]:
+    """The stored outputs of every record (truncation unknown), one per prompt of its family;
+    an error naming what is missing or miscounted."""
     outputs = read_outputs_file(path)
     missing = [r.id for r in records if r.id not in outputs]
     if missing:
@@ -385,7 +391,21 @@ def _outputs_for(path: str, records: Sequence[Any]) -> list[GenRMOutput]:
             f"{path}: no output for {len(missing)} of {len(records)} items "
             f"(first: {', '.join(missing[:5])})"
         )
-    return [GenRMOutput(outputs[r.id], truncated=None) for r in records]
+    protocol = protocol_of(spec)
+    for record in records:
+        expected = len(protocol.genrm_prompts(record, options))
+        if len(outputs[record.id]) != expected:
+            raise ValueError(
+                f"{path}: item {record.id} has {len(outputs[record.id])} output(s); "
+                f"{spec.task} asks {expected} prompt(s) per item (give them as 'outputs', a "
+                "list in the order of the prompts)"
+            )
+    return [[GenRMOutput(text, truncated=None) for text in outputs[r.id]] for r in records]
+
+
+def _judge_of(spec: TaskSpec, judge: EndpointConfig | None) -> EndpointConfig | None:
+    """The run's judge for a task whose family has a judge step; ``None`` otherwise."""
+    return judge if protocol_of(spec).uses_judge else None
 
 
 def _title(spec: TaskSpec, options: dict[str, Any], source: str | None = None) -> str:
@@ -413,14 +433,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     # Every setting and every data file is checked before the first call.
     specs = [get_task(name) for name in args.benchmarks]
     plans = [(spec, _family_options(args, spec), _genrm_config(args, spec)) for spec in specs]
-    judge = _judge_config(args)
+    judge = _judge_config(args, specs)
     for spec, _, _ in plans:
         _check_templates(spec, judge)
     loads = [_load(spec, args, options) for spec, options, _ in plans]
     usable = True
     for (spec, options, genrm), loaded in zip(plans, loads, strict=True):
-        outputs, genrm_stats = generate_outputs(spec, loaded.records, genrm)
-        run = score_outputs(spec, loaded.records, outputs, judge, options)
+        outputs, genrm_stats = generate_outputs(spec, loaded.records, genrm, options)
+        run = score_outputs(spec, loaded.records, outputs, _judge_of(spec, judge), options)
         run.genrm_stats = genrm_stats
         settings = _settings(args, loaded, judge, options) | {
             "genrm_model": genrm.model,
@@ -434,10 +454,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_score(args: argparse.Namespace) -> int:
     spec = get_task(args.benchmark)
     options = _family_options(args, spec)
-    judge = _judge_config(args)
+    judge = _judge_config(args, [spec])
     _check_templates(spec, judge)
     loaded = _load(spec, args, options)
-    outputs = _outputs_for(args.outputs, loaded.records)
+    outputs = _outputs_for(args.outputs, spec, loaded.records, options)
     run = score_outputs(spec, loaded.records, outputs, judge, options)
     genrm = args.genrm_name or Path(args.outputs).stem
     settings = _settings(args, loaded, judge, options) | {"outputs": args.outputs}
@@ -447,7 +467,7 @@ def cmd_score(args: argparse.Namespace) -> int:
 
 
 def cmd_rc_score(args: argparse.Namespace) -> int:
-    judge = _judge_config(args)
+    judge = _judge_config(args, [RC_TASK])
     assert judge is not None  # rc-score has no --no-metajudge: RC is the judge's verdict
     _check_templates(RC_TASK, judge)
     options = _family_options(args, RC_TASK)
@@ -458,7 +478,7 @@ def cmd_rc_score(args: argparse.Namespace) -> int:
         source, genrm = f"reference {args.reference}", f"reference/{args.reference}"
     else:
         protocol = protocol_of(RC_TASK)
-        outputs = _outputs_for(args.outputs, records)
+        outputs = _outputs_for(args.outputs, RC_TASK, records, options)
         judgments = [
             protocol.judgment(r, o, options) for r, o in zip(records, outputs, strict=True)
         ]

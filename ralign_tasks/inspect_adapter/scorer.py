@@ -42,6 +42,10 @@ from ralign_tasks.scorers.config import EndpointConfig, host_of
 logger = logging.getLogger("ralign_tasks.inspect")
 
 META_JUDGE_ROLE = "meta_judge"
+# A sample's generation options (metadata), and the GenRM's outputs of a family that asks
+# several prompts per item (store; one {text, truncated, error} per prompt, in order).
+OPTIONS_KEY = "ralign_options"
+OUTPUTS_STORE_KEY = "ralign_genrm_outputs"
 # The official judge settings (SPEC §1), as the CLI and lm-eval use them.
 META_JUDGE_DEFAULTS = EndpointConfig()
 
@@ -79,6 +83,18 @@ def genrm_full_text(output: ModelOutput) -> str | None:
     # A reasoning part's text is its reasoning inside <think>…</think>.
     parts = [part.text for part in content if isinstance(part, ContentReasoning | ContentText)]
     return "\n".join(parts)
+
+
+def genrm_outputs(state: TaskState) -> list[GenRMOutput]:
+    """The GenRM's outputs of a sample, one per prompt: those the ``ask_genrm`` solver stored,
+    or the sample's own output."""
+    stored = state.store.get(OUTPUTS_STORE_KEY)
+    if stored is not None:
+        return [GenRMOutput(o["text"], o["truncated"], o["error"]) for o in stored]
+    output = genrm_full_text(state.output)
+    truncated = output is not None and state.output.stop_reason == "max_tokens"
+    error = None if output is not None else state.output.error or "no answer"
+    return [GenRMOutput(output, truncated, error)]
 
 
 def judge_generate_config(attempts: int, timeout: int) -> GenerateConfig:
@@ -174,16 +190,18 @@ def score_sample(
     """The scoring function of one protocol's scorer."""
 
     async def score(state: TaskState, target: Target) -> Score:
-        judge = meta_judge_model()  # no scores at all without a meta-judge
+        # No scores at all without a meta-judge, for a family that has a judge step.
+        judge = meta_judge_model() if protocol.uses_judge else None
         spec = _task_of(state.metadata, protocol)
         record = protocol.record_from_dict(state.metadata)
-        output = genrm_full_text(state.output)
-        truncated = output is not None and state.output.stop_reason == "max_tokens"
-        error = None if output is not None else state.output.error or "no answer"
-        judgment = protocol.judgment(record, GenRMOutput(output, truncated, error), options)
+        judgment = protocol.judgment(
+            record,
+            genrm_outputs(state),
+            {**options, **(state.metadata.get(OPTIONS_KEY) or {})},
+        )
         prompt = protocol.judge_prompt(judgment, metajudge_template)
         call = None
-        if prompt is not None:
+        if prompt is not None and judge is not None:
             # A role's own config (--model-role meta_judge="{model: …, temperature: 0}") wins.
             config = defaults.merge(judge.config)
             call = await ask_until_valid(
@@ -198,7 +216,9 @@ def score_sample(
                 protocol.judge_step.replace("_", "-"), judge, _host(judge), call.attempts,
                 call.error,
             )  # fmt: skip
-        run = protocol.run_item(spec.task, record, judgment, call, True, str(judge))
+        run = protocol.run_item(
+            spec.task, record, judgment, call, judge is not None, str(judge) if judge else None
+        )
         return Score(
             value=run.item["outcome"],
             answer=run.item["genrm"]["verdict"],
@@ -224,14 +244,15 @@ def _scorer_factory(protocol: Protocol[Any, Any, Any]) -> Callable[..., Scorer]:
     def factory(**given: Any) -> Scorer:
         kwargs = bound_with_defaults(signature, given)
         options = protocol.option_values(kwargs, protocol.scorer_name)
+        if not protocol.uses_judge:
+            return score_sample(protocol, options, None, False, GenerateConfig())
         defaults = judge_generate_config(kwargs["metajudge_attempts"], kwargs["metajudge_timeout"])
         return score_sample(
             protocol, options, kwargs["metajudge_template"], kwargs["metajudge_cache"], defaults
         )
 
     keyword = signatures.Parameter.KEYWORD_ONLY
-    parameters = [
-        *(signatures.Parameter(o.name, keyword, default=o.default) for o in scoring),
+    judge_parameters = [
         signatures.Parameter("metajudge_template", keyword, default=None),
         signatures.Parameter("metajudge_cache", keyword, default=False),
         signatures.Parameter(
@@ -241,18 +262,28 @@ def _scorer_factory(protocol: Protocol[Any, Any, Any]) -> Callable[..., Scorer]:
             "metajudge_timeout", keyword, default=int(META_JUDGE_DEFAULTS.timeout)
         ),
     ]
+    parameters = [
+        *(signatures.Parameter(o.name, keyword, default=o.default) for o in scoring),
+        *(judge_parameters if protocol.uses_judge else []),
+    ]
     signature = signatures.Signature(parameters)
     factory.__signature__ = signature  # type: ignore[attr-defined]
     factory.__name__ = factory.__qualname__ = protocol.scorer_name
     option_docs = "".join(f"\n      {o.name}: {o.help}" for o in scoring)
-    factory.__doc__ = (
-        f"{protocol.title}: parse the GenRM's output and have the judge (role ``meta_judge``) "
-        f"grade it.\n\n    Args:{option_docs}\n"
+    judge_docs = (
         "      metajudge_template: path of a Jinja2 template replacing the judge prompt.\n"
         "      metajudge_cache: keep the judge's answers in Inspect's model cache.\n"
         "      metajudge_attempts: asks per judge request, for errors, empty and malformed "
         "answers (a ``max_retries`` in the role's own config takes precedence).\n"
         "      metajudge_timeout: seconds per judge attempt.\n"
+    )
+    what = (
+        "parse the GenRM's output and have the judge (role ``meta_judge``) grade it"
+        if protocol.uses_judge
+        else "parse the GenRM's verdicts and score them by the benchmark's official rule"
+    )
+    factory.__doc__ = f"{protocol.title}: {what}.\n\n    Args:{option_docs}\n" + (
+        judge_docs if protocol.uses_judge else ""
     )
     return scorer(metrics=[ralign_metrics(protocol.name)], name=protocol.scorer_name)(factory)
 

@@ -11,20 +11,27 @@ from __future__ import annotations
 
 import inspect as signatures
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from inspect_ai import Task, task
 from inspect_ai.dataset import MemoryDataset, Sample
 from inspect_ai.log import HeadlineMetric
 from inspect_ai.model import ChatMessageUser, GenerateConfig
-from inspect_ai.solver import Generate, Solver, TaskState, generate, solver
+from inspect_ai.solver import Generate, Solver, TaskState, fork, generate, solver
 from jinja2 import TemplateError
 
 from ralign_tasks import __version__
 from ralign_tasks.data import DataUnavailableError, data_source, keep_named
 from ralign_tasks.inspect_adapter.compat import PrerequisiteError, active_model
-from ralign_tasks.inspect_adapter.scorer import SCORERS, bound_with_defaults, meta_judge_model
+from ralign_tasks.inspect_adapter.scorer import (
+    OPTIONS_KEY,
+    OUTPUTS_STORE_KEY,
+    SCORERS,
+    bound_with_defaults,
+    genrm_full_text,
+    meta_judge_model,
+)
 from ralign_tasks.protocols import TASK_KEY, TASKS, Protocol, TaskSpec, protocol_of
 
 
@@ -50,7 +57,7 @@ def task_dataset(
     data_dir: str | os.PathLike[str] | None = None,
     sample: bool = False,
     group_filter: str | Sequence[str] | None = None,
-    split: str | None = None,
+    options: Mapping[str, Any] | None = None,
     genrm_template: str | None = None,
 ) -> MemoryDataset:
     """A task's records (bundled sample, ``data_dir``, ``RALIGN_DATA_DIR`` or the hub) as an
@@ -58,15 +65,27 @@ def task_dataset(
     carries its record (and task) in ``metadata``, so a scorer, also one run later by
     ``inspect score`` on a log, rebuilds the record without the data files."""
     protocol = protocol_of(spec)
-    loaded = protocol.load(spec, data_source(sample, data_dir), split=split)
+    options = protocol.option_values(options or {}, spec.task)
+    generation = {o.name: options[o.name] for o in protocol.options_of("generation")}
+    loaded = protocol.load(spec, data_source(sample, data_dir), split=options.get("split"))
     records = keep_named(loaded.records, protocol.group_field, group_filter, loaded.path)
     return MemoryDataset(
         [
             Sample(
                 id=record.id,
-                input=[ChatMessageUser(content=protocol.genrm_prompt(record, genrm_template))],
+                # The first prompt; a family that asks several per item asks them all in
+                # its solver (ask_genrm).
+                input=[
+                    ChatMessageUser(
+                        content=protocol.genrm_prompts(record, options, genrm_template)[0]
+                    )
+                ],
                 target=protocol.target(record),
-                metadata={**protocol.record_to_dict(record), TASK_KEY: spec.task},
+                metadata={
+                    **protocol.record_to_dict(record),
+                    TASK_KEY: spec.task,
+                    OPTIONS_KEY: generation,
+                },
             )
             for record in records
         ],
@@ -75,37 +94,83 @@ def task_dataset(
     )
 
 
+@solver
+def ask_genrm(genrm_template: str | None = None) -> Solver:
+    """Ask the GenRM every prompt of the sample's item, each in a fork of the sample (in
+    parallel, within the model's connection limit), with the protocol's follow-up question
+    as a second turn where it asks one. The outputs, in the order of the prompts, go to the
+    sample's store for the scorer; the first prompt's conversation stays the sample's."""
+
+    async def solve(state: TaskState, generate: Generate) -> TaskState:
+        protocol = protocol_of(state.metadata[TASK_KEY])
+        options = protocol.option_values(state.metadata.get(OPTIONS_KEY) or {}, protocol.name)
+        record = protocol.record_from_dict(state.metadata)
+        prompts = protocol.genrm_prompts(record, options, genrm_template)
+        finished = await fork(state, [_ask_one(prompt, options) for prompt in prompts])
+        state.messages = finished[0].messages
+        state.output = finished[0].output
+        state.store.set(
+            OUTPUTS_STORE_KEY, [forked.store.get(OUTPUTS_STORE_KEY) for forked in finished]
+        )
+        return state
+
+    return solve
+
+
+def _ask_one(prompt: str, options: Mapping[str, Any]) -> Solver:
+    async def ask(state: TaskState, generate: Generate) -> TaskState:
+        protocol = protocol_of(state.metadata[TASK_KEY])
+        state.messages = [ChatMessageUser(content=prompt)]
+        state = await generate(state)
+        text = genrm_full_text(state.output)
+        if text is not None and (question := protocol.follow_up(options, text)) is not None:
+            state.messages.append(ChatMessageUser(content=question))
+            state = await generate(state)
+            second = genrm_full_text(state.output)
+            text = text if second is None else f"{text}\n{second}"
+        truncated = text is not None and state.output.stop_reason == "max_tokens"
+        error = None if text is not None else state.output.error or "no answer"
+        state.store.set(OUTPUTS_STORE_KEY, {"text": text, "truncated": truncated, "error": error})
+        return state
+
+    return ask
+
+
 def build_task(spec: TaskSpec, **params: Any) -> Task:
     """The Inspect task of one registered task (the body of every generated ``@task``)."""
     protocol = protocol_of(spec)
     # Inside `inspect eval` (an active model is set while tasks are created) the model roles
     # are known already: a missing judge stops the run before it starts. A Task built by hand
     # before eval() gets the same error from its setup step, before any generation.
-    if active_model() is not None:
+    if active_model() is not None and protocol.uses_judge:
         meta_judge_model()
     try:
         options = protocol.option_values(params, spec.task)
-        protocol.check_templates(params["genrm_template"], params["metajudge_template"])
+        protocol.check_templates(params["genrm_template"], params.get("metajudge_template"))
         dataset = task_dataset(
             spec,
             data_dir=params["data_dir"],
             sample=params["sample"],
             group_filter=params[protocol.group_field],
-            split=options.get("split"),
+            options=options,
             genrm_template=params["genrm_template"],
         )
     except (DataUnavailableError, ValueError, FileNotFoundError, TemplateError) as exc:
         raise TaskSetupError(str(exc)) from exc
     scoring = {o.name: options[o.name] for o in protocol.options_of("scoring")}
+    judge_params = (
+        {
+            "metajudge_template": params["metajudge_template"],
+            "metajudge_cache": params["metajudge_cache"],
+        }
+        if protocol.uses_judge
+        else {}
+    )
     return Task(
         dataset=dataset,
-        setup=require_meta_judge(),
-        solver=generate(),
-        scorer=SCORERS[protocol.scorer_name](
-            **scoring,
-            metajudge_template=params["metajudge_template"],
-            metajudge_cache=params["metajudge_cache"],
-        ),
+        setup=require_meta_judge() if protocol.uses_judge else None,
+        solver=ask_genrm(params["genrm_template"]) if protocol.asks_several else generate(),
+        scorer=SCORERS[protocol.scorer_name](**scoring, **judge_params),
         # The official GenRM settings; --temperature, --max-tokens etc. override them.
         config=GenerateConfig(
             temperature=protocol.genrm_temperature, max_tokens=protocol.genrm_max_tokens
@@ -125,14 +190,14 @@ def _task_parameters(protocol: Protocol[Any, Any, Any]) -> list[signatures.Param
     def parameter(name: str, default: Any) -> signatures.Parameter:
         return signatures.Parameter(name, keyword, default=default)
 
+    judge = [parameter("metajudge_template", None), parameter("metajudge_cache", False)]
     return [
         parameter("data_dir", None),
         parameter("sample", False),
         parameter(protocol.group_field, None),
         *(parameter(option.name, option.default) for option in protocol.options),
         parameter("genrm_template", None),
-        parameter("metajudge_template", None),
-        parameter("metajudge_cache", False),
+        *(judge if protocol.uses_judge else []),
     ]
 
 
@@ -147,14 +212,17 @@ def _task_function(spec: TaskSpec) -> Callable[..., Task]:
     factory.__signature__ = signature  # type: ignore[attr-defined]
     factory.__name__ = factory.__qualname__ = spec.task
     option_docs = "".join(f"\n      {o.name}: {o.help}" for o in protocol.options)
+    judge_docs = (
+        "      metajudge_template: path of a Jinja2 template replacing the judge prompt.\n"
+        "      metajudge_cache: keep the judge's answers in Inspect's model cache.\n"
+    )
     factory.__doc__ = (
         f"{spec.title}: {protocol.title} of a GenRM.\n\n    Args:\n"
         "      data_dir: local copy of the dataset (default: $RALIGN_DATA_DIR, then the hub).\n"
         "      sample: use the bundled sample.\n"
         f"      {protocol.group_field}: keep only these (one name or a list).{option_docs}\n"
         "      genrm_template: path of a Jinja2 template replacing the GenRM prompt.\n"
-        "      metajudge_template: path of a Jinja2 template replacing the judge prompt.\n"
-        "      metajudge_cache: keep the judge's answers in Inspect's model cache.\n"
+        + (judge_docs if protocol.uses_judge else "")
     )
     return task(name=spec.task)(factory)
 

@@ -9,7 +9,7 @@ inside ``apply_filters`` and replaces each filtered response with its judged-ite
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from lm_eval.api.instance import Instance
@@ -26,3 +26,28 @@ def filtered_responses(task: ConfigurableTask) -> Iterator[tuple[Instance, str, 
 def replace_filtered_response(instance: Instance, key: str, value: str) -> None:
     """What ``process_results`` receives (and the samples log shows) for one filter key."""
     instance.filtered_resps[key] = value
+
+
+# The keyword arguments of ``ConfigurableTask.build_all_requests`` that shape a prompt's
+# context (system instruction, chat template): ``construct_requests`` does not receive them
+# all, and a task that asks several prompts per document builds its other contexts with them.
+CONTEXT_SETTINGS = ("system_instruction", "apply_chat_template", "fewshot_as_multiturn",
+                    "chat_template")  # fmt: skip
+
+
+def context_settings(build_kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    """The context settings among ``build_all_requests``'s keyword arguments."""
+    return {name: build_kwargs[name] for name in CONTEXT_SETTINGS if name in build_kwargs}
+
+
+def prompt_context(task: ConfigurableTask, doc: dict[str, Any], settings: Mapping[str, Any]) -> Any:
+    """The context of ``doc`` as lm-eval builds it for a document's first request (zero-shot,
+    with the run's system instruction and chat template)."""
+    return task.fewshot_context(doc, num_fewshot=0, gen_prefix=task.doc_to_prefix(doc), **settings)
+
+
+def with_index(instance: Instance, index: int) -> Instance:
+    """The request ``instance`` as the ``index``-th of its document (``process_results`` gets
+    a document's filtered responses in this order)."""
+    instance.idx = index
+    return instance

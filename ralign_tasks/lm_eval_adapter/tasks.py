@@ -33,6 +33,10 @@ from ralign_tasks.scorers.schema import merged_specs
 # mapping, so a bare `model` or `base_url` there would be the GenRM's own.
 METADATA_PREFIX = "metajudge_"
 METAJUDGE_SWITCH = "metajudge"  # `metajudge: none` reports what needs no judge only
+# A document's generation options (JSON) and, in the copy doc_to_text gets for a document's
+# later requests, which of its prompts to render.
+OPTIONS_KEY = "ralign_options"
+PROMPT_INDEX_KEY = "ralign_prompt"
 
 
 def load_docs(
@@ -61,14 +65,26 @@ def load_docs(
     warn_bad_rows(loaded.path, loaded.bad_rows)
     group_filter = metadata.get(protocol.group_field) or None
     records = keep_named(loaded.records, protocol.group_field, group_filter, loaded.path)
-    docs = [{**protocol.record_to_dict(r), TASK_KEY: spec.task} for r in records]
+    # The generation options travel with every document: doc_to_text sees only the document.
+    generation = json.dumps({o.name: options[o.name] for o in protocol.options_of("generation")})
+    docs = [
+        {**protocol.record_to_dict(r), TASK_KEY: spec.task, OPTIONS_KEY: generation}
+        for r in records
+    ]
     return {"test": datasets.Dataset.from_list(docs)}
 
 
-def doc_to_text(doc: Mapping[str, Any]) -> str:
-    """The GenRM prompt (``RALIGN_GENRM_TEMPLATE`` replaces the bundled R-Align template)."""
+def document_prompts(doc: Mapping[str, Any]) -> list[str]:
+    """Every GenRM prompt of a document, in its protocol's order."""
     protocol = protocol_of(doc[TASK_KEY])
-    return protocol.genrm_prompt(protocol.record_from_dict(doc))
+    options = protocol.option_values(json.loads(doc.get(OPTIONS_KEY) or "{}"), doc[TASK_KEY])
+    return protocol.genrm_prompts(protocol.record_from_dict(doc), options)
+
+
+def doc_to_text(doc: Mapping[str, Any]) -> str:
+    """The GenRM prompt of a document's request (the first, unless the document names
+    another: a label benchmark asks several per document)."""
+    return document_prompts(doc)[doc.get(PROMPT_INDEX_KEY, 0)]
 
 
 def doc_to_target(doc: Mapping[str, Any]) -> str:
@@ -117,25 +133,56 @@ class RalignTask(ConfigurableTask):
         self.protocol = protocol_of(self.spec)
         # Fail before any generation when the scoring settings are unusable.
         self.options = self.protocol.option_values(metadata, self.spec.task)
-        self.judge_config = judge_config(metadata)
+        self.judge_config = judge_config(metadata) if self.protocol.uses_judge else None
+        self._context_settings: dict[str, Any] = {}
         judge_template = (
             self.protocol.judge_template(self.judge_config) if self.judge_config else None
         )
         self.protocol.check_templates(None, judge_template)
 
+    def build_all_requests(self, **kwargs: Any) -> None:
+        self._context_settings = compat.context_settings(kwargs)
+        super().build_all_requests(**kwargs)
+
+    def construct_requests(self, doc: dict[str, Any], ctx: Any, **kwargs: Any) -> Any:
+        """One generation request per GenRM prompt of the document: the first from lm-eval's
+        context, the others from contexts built the same way for the other prompts."""
+        first = super().construct_requests(doc, ctx, **kwargs)
+        count = len(document_prompts(doc))
+        if count == 1:
+            return first
+        requests = [first]
+        for index in range(1, count):
+            context = compat.prompt_context(
+                self, {**doc, PROMPT_INDEX_KEY: index}, self._context_settings
+            )
+            request = super().construct_requests(doc, context, **kwargs)
+            requests.append(compat.with_index(request, index))
+        return requests
+
     def apply_filters(self) -> Any:
         result = super().apply_filters()
-        slots = list(compat.filtered_responses(self))
-        records = [self.protocol.record_from_dict(instance.doc) for instance, _, _ in slots]
+        # Each document's outputs, per filter, in the order of its prompts.
+        documents: dict[tuple[str, int], list[tuple[int, Any, Any]]] = {}
+        for instance, key, output in compat.filtered_responses(self):
+            documents.setdefault((key, instance.doc_id), []).append(
+                (instance.idx, instance, output)
+            )
+        slots = [sorted(found, key=lambda entry: entry[0]) for found in documents.values()]
+        records = [self.protocol.record_from_dict(found[0][1].doc) for found in slots]
         judgments = [
             # lm-eval does not tell a task why generation stopped: truncation is unknown.
-            self.protocol.judgment(record, GenRMOutput(output, truncated=None), self.options)
-            for record, (_, _, output) in zip(records, slots, strict=True)
-        ]
+            self.protocol.judgment(
+                record, [GenRMOutput(output, truncated=None) for _, _, output in found],
+                self.options,
+            )
+            for record, found in zip(records, slots, strict=True)
+        ]  # fmt: skip
         items, _ = judge_items(self.spec, records, judgments, self.judge_config)
-        for (instance, key, _), item in zip(slots, items, strict=True):
+        for (key, _), found, item in zip(documents, slots, items, strict=True):
+            # The document's first request carries its judged-item record.
             compat.replace_filtered_response(
-                instance, key, json.dumps(item.item, ensure_ascii=False)
+                found[0][1], key, json.dumps(item.item, ensure_ascii=False)
             )
         return result
 

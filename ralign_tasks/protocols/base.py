@@ -46,6 +46,11 @@ class TaskSpec:
     hf_dataset: str
     hf_revision: str = "main"
     aliases: tuple[str, ...] = ()
+    # Other names a split's file may have in a local folder (the official repository's names
+    # where they differ from the hub's), tried after ``files``.
+    local_files: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    # The folder of ``files`` in the hub dataset (``""``: its root).
+    hub_folder: str = "data"
 
     @property
     def short(self) -> str:
@@ -68,20 +73,33 @@ class TaskSpec:
             )
         return self.files[split]
 
+    def file_names(self, split: str) -> tuple[str, ...]:
+        """Every name the split's file may have in a local folder, the hub's first."""
+        return (self.file_name(split), *self.local_files.get(split, ()))
+
 
 @dataclass(frozen=True)
 class Option:
     """A setting of a family beyond the common ones (task parameter, lm-eval metadata key, CLI
-    option): ``data`` settings choose what is loaded (``split``), ``scoring`` settings how
-    outputs are read (``verdict_policy``; also a parameter of the Inspect scorer)."""
+    option): ``data`` settings choose what is loaded (``split``), ``generation`` settings what
+    the GenRM is asked (``verdict_format``, ``mode``, ``seed``; every record carries them to
+    the scorer), ``scoring`` settings how outputs are read (``verdict_policy``; also a
+    parameter of the Inspect scorer). An ``int`` option accepts whole numbers only (a string
+    of digits, as a command line gives it, too)."""
 
     name: str
     default: Any
     help: str
     choices: tuple[str, ...] = ()
-    stage: Literal["data", "scoring"] = "scoring"
+    stage: Literal["data", "generation", "scoring"] = "scoring"
+    kind: type = str
 
     def validate(self, value: Any, where: str) -> Any:
+        if self.kind is int:
+            if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+                value = int(value)
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ValueError(f"{where}: {self.name} must be a whole number, got {value!r}")
         if self.choices and value not in self.choices:
             raise ValueError(f"{where}: {self.name} must be one of {self.choices}, got {value!r}")
         return value
@@ -117,8 +135,8 @@ class Protocol(ABC, Generic[RecordT, JudgmentT, OutcomeT]):
     title: ClassVar[str]
     # The Inspect scorer's registered name (``inspect score --scorer ralign_tasks/<name>``).
     scorer_name: ClassVar[str]
-    # The judge step's name in judged-item records.
-    judge_step: ClassVar[str]
+    # The judge step's name in judged-item records (``""``: the family has no judge step).
+    judge_step: ClassVar[str] = ""
     schema: ClassVar[Schema]
     # The record attribute that groups items for per-group metrics; also the name of the filter
     # option (``subset`` / ``domain``).
@@ -130,14 +148,25 @@ class Protocol(ABC, Generic[RecordT, JudgmentT, OutcomeT]):
     genrm_temperature: ClassVar[float] = 0.4
     genrm_max_tokens: ClassVar[int] = 8192
     # The bundled prompt templates, the environment variable that replaces the GenRM's (if
-    # any), and the judge endpoint setting (EndpointConfig field) that replaces the judge's.
+    # any), and the judge endpoint setting (EndpointConfig field) that replaces the judge's;
+    # a family without a judge step has no judge template.
     genrm_template_file: ClassVar[str]
-    judge_template_file: ClassVar[str]
+    judge_template_file: ClassVar[str | None] = None
     genrm_template_env: ClassVar[str | None] = None
-    judge_template_setting: ClassVar[str]
+    judge_template_setting: ClassVar[str | None] = None
     # The environment variable that replaces the judge's template where no setting is given
     # (Inspect's scorer parameter), as EndpointConfig reads it for the CLI and lm-eval.
-    judge_template_env: ClassVar[str]
+    judge_template_env: ClassVar[str | None] = None
+
+    # Whether an item may need more than one GenRM request (several prompts, or a follow-up
+    # question): Inspect then asks them in a solver of its own instead of one ``generate()``.
+    asks_several: ClassVar[bool] = False
+
+    @property
+    def uses_judge(self) -> bool:
+        """Whether items go to a judge (meta-judge, MetaJudge); the label benchmarks score the
+        GenRM's verdicts alone, and no harness asks for a judge for them."""
+        return bool(self.judge_step)
 
     # --- records ---------------------------------------------------------------------------
 
@@ -166,8 +195,9 @@ class Protocol(ABC, Generic[RecordT, JudgmentT, OutcomeT]):
         the Hugging Face dataset at the task's revision (``RALIGN_HF_REVISION`` overrides it)."""
         split = split or spec.default_split
         path = locate_data_file(
-            spec.file_name(split), spec.task, data_dir, spec.hf_dataset, spec.hf_revision
-        )
+            spec.file_names(split), spec.task, data_dir, spec.hf_dataset, spec.hf_revision,
+            spec.hub_folder,
+        )  # fmt: skip
         records, bad_rows = read_jsonl_records(
             path,
             lambda row, line: self.parse_row(row, line, spec, split),
@@ -181,8 +211,19 @@ class Protocol(ABC, Generic[RecordT, JudgmentT, OutcomeT]):
     # --- the GenRM -------------------------------------------------------------------------
 
     @abstractmethod
-    def genrm_prompt(self, record: RecordT, template: str | None = None) -> str:
-        """The GenRM's prompt (one user message)."""
+    def genrm_prompts(
+        self, record: RecordT, options: Mapping[str, Any], template: str | None = None
+    ) -> list[str]:
+        """The GenRM's prompts for one item (one user message each), in a fixed order: one
+        for most families; a label benchmark asks several (both orders of a pair, the nine
+        style cells of an item, each completion to rate). ``options`` are the family's."""
+
+    def follow_up(self, options: Mapping[str, Any], answer: str) -> str | None:
+        """A second user turn after the GenRM's first ``answer`` to a prompt, where the
+        protocol asks once more (``None``: no second turn, the default). A harness that
+        allows a second turn sends it and hands :meth:`judgment` both answers joined by a
+        newline."""
+        return None
 
     @abstractmethod
     def target(self, record: RecordT) -> str:
@@ -190,26 +231,36 @@ class Protocol(ABC, Generic[RecordT, JudgmentT, OutcomeT]):
 
     @abstractmethod
     def judgment(
-        self, record: RecordT, output: GenRMOutput, options: Mapping[str, Any]
+        self, record: RecordT, outputs: Sequence[GenRMOutput], options: Mapping[str, Any]
     ) -> JudgmentT:
-        """What the GenRM said about one item, parsed."""
+        """What the GenRM said about one item, parsed: ``outputs`` answer
+        :meth:`genrm_prompts`, in its order."""
 
     # --- prompt templates ------------------------------------------------------------------
 
     def judge_template(self, config: EndpointConfig) -> str | None:
         """This family's judge template in the judge's settings (``None``: the bundled one)."""
-        return getattr(config, self.judge_template_setting)
+        return getattr(config, self.judge_template_setting) if self.judge_template_setting else None
+
+    def genrm_template_files(self) -> tuple[str, ...]:
+        """The bundled GenRM templates the family may render (all are checked up front)."""
+        return (self.genrm_template_file,)
 
     def check_templates(self, genrm: str | None, judge: str | None) -> None:
         """Compile the prompt templates a run will use, so that a missing or broken file
         stops it before any generation (``FileNotFoundError``, ``jinja2.TemplateError``)."""
         env = os.environ.get(self.genrm_template_env) if self.genrm_template_env else None
-        load_template(genrm or env, self.genrm_template_file)
-        load_template(self.resolved_judge_template(judge), self.judge_template_file)
+        if genrm or env:
+            load_template(genrm or env, self.genrm_template_file)
+        for name in self.genrm_template_files():
+            load_template(None, name)
+        if self.judge_template_file is not None:
+            load_template(self.resolved_judge_template(judge), self.judge_template_file)
 
     def resolved_judge_template(self, template: str | None) -> str | None:
         """``template``, else the family's environment variable (``None``: the bundled one)."""
-        return template or os.environ.get(self.judge_template_env) or None
+        env = os.environ.get(self.judge_template_env) if self.judge_template_env else None
+        return template or env or None
 
     # --- the judge -------------------------------------------------------------------------
 

@@ -150,15 +150,18 @@ class FidelityProtocol(Protocol[PairRecord, FidelityJudgment, ItemOutcome]):
 
     # --- the GenRM -------------------------------------------------------------------------
 
-    def genrm_prompt(self, record: PairRecord, template: str | None = None) -> str:
-        return render_genrm_prompt(record, template)
+    def genrm_prompts(
+        self, record: PairRecord, options: Mapping[str, Any], template: str | None = None
+    ) -> list[str]:
+        return [render_genrm_prompt(record, template)]
 
     def target(self, record: PairRecord) -> str:
         return record.label
 
     def judgment(
-        self, record: PairRecord, output: GenRMOutput, options: Mapping[str, Any]
+        self, record: PairRecord, outputs: Sequence[GenRMOutput], options: Mapping[str, Any]
     ) -> FidelityJudgment:
+        (output,) = outputs
         policy = options.get("verdict_policy", "official")
         return FidelityJudgment.from_output(
             record, output.text, policy, output.truncated, output.error

@@ -171,15 +171,18 @@ class RationaleProtocol(Protocol[AtomicRecord, AtomicJudgment, AtomicOutcome]):
 
     # --- the GenRM -------------------------------------------------------------------------
 
-    def genrm_prompt(self, record: AtomicRecord, template: str | None = None) -> str:
-        return render_atomic_genrm_prompt(record, template)
+    def genrm_prompts(
+        self, record: AtomicRecord, options: Mapping[str, Any], template: str | None = None
+    ) -> list[str]:
+        return [render_atomic_genrm_prompt(record, template)]
 
     def target(self, record: AtomicRecord) -> str:
         return record.label or ""  # items without a human preference have no label
 
     def judgment(
-        self, record: AtomicRecord, output: GenRMOutput, options: Mapping[str, Any]
+        self, record: AtomicRecord, outputs: Sequence[GenRMOutput], options: Mapping[str, Any]
     ) -> AtomicJudgment:
+        (output,) = outputs
         return AtomicJudgment.from_output(record, output.text, output.truncated, output.error)
 
     # --- the MetaJudge ---------------------------------------------------------------------

@@ -138,8 +138,8 @@ def test_api_run_matches_hand_computed_metrics_and_the_cli_pipeline(scripted, tm
 
     # The ralign CLI's pipeline on the same GenRM outputs gives the very same numbers.
     outputs = [
-        GenRMOutput(s.metadata["genrm"]["output"], s.value["genrm_truncated"],
-                    s.metadata["genrm"]["error"])
+        [GenRMOutput(s.metadata["genrm"]["output"], s.value["genrm_truncated"],
+                     s.metadata["genrm"]["error"])]
         for s in scores
     ]  # fmt: skip
     assert scores[6].metadata["genrm"]["error"]  # the failed GenRM call says why
