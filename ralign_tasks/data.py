@@ -164,18 +164,25 @@ def read_jsonl_records(
     parse: Callable[[Any, int], T],
     *,
     skip_bad_rows: bool = False,
+    rows: Sequence[Any] | None = None,
 ) -> tuple[list[T], list[BadRow]]:
     """Parse every non-blank line with ``parse(row, line_no)`` (records must have an ``id``);
     a bad row raises :class:`DataFormatError` naming file and line, or is returned in the
     bad-row list when ``skip_bad_rows``. Lines are read as :mod:`ralign_tasks.scorers.jsonl`
-    reads them (a line that is not UTF-8 is a bad row like any other)."""
+    reads them (a line that is not UTF-8 is a bad row like any other). ``rows``: the file's
+    rows already decoded (a parquet file; row numbers count from 1)."""
     path_str = str(path)
     records: list[T] = []
     bad_rows: list[BadRow] = []
     first_line_of_id: dict[str, int] = {}
-    for line_no, raw in jsonl_lines(path):
+    numbered: Iterable[tuple[int, Any]] = (
+        ((line_no, lambda raw=raw: decode_json_line(raw)) for line_no, raw in jsonl_lines(path))
+        if rows is None
+        else ((index, lambda row=row: row) for index, row in enumerate(rows, 1))
+    )
+    for line_no, decoded in numbered:
         try:
-            record = parse(decode_json_line(raw), line_no)
+            record = parse(decoded(), line_no)
             record_id = record.id  # type: ignore[attr-defined]
             if record_id in first_line_of_id:
                 raise ValueError(

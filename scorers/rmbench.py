@@ -62,21 +62,21 @@ def compute_rmbench(
     four domains of each domain's triangle) and ``average`` (the mean of the four domain
     scores). A domain without items is ``None``, and so are the values that need all four
     (the official code raises there); ``missing`` names such domains."""
-    matrices: dict[str, list[np.ndarray]] = {domain: [] for domain in DOMAINS}
-    for domain, cells in items:
-        matrix = np.asarray(cells, dtype=float)
-        if matrix.shape != (STYLES, STYLES):
-            raise ValueError(f"an item's cells must be 3x3, got shape {matrix.shape}")
-        matrices[domain_of(domain)].append(matrix)
+    cells = np.asarray([item_cells for _, item_cells in items], dtype=float).reshape(-1, 9)
+    if cells.shape[0] != len(items):
+        raise ValueError("an item's cells must be 3x3")
+    cells = cells.reshape(-1, STYLES, STYLES)
+    domains = np.asarray([domain_of(domain) for domain, _ in items])
+    matrices = {domain: cells[domains == domain] for domain in DOMAINS}
     report: dict[str, Any] = {"n": len(items), "missing": []}
     triangles: dict[str, list[float]] = {"hard": [], "normal": [], "easy": []}
     for domain, found in matrices.items():
-        if not found:
+        if not len(found):
             report[domain] = None
             report[f"{domain}_counts"] = None
             report["missing"].append(domain)
             continue
-        counts = np.sum(found, axis=0)
+        counts = found.sum(axis=0)
         mean = counts / len(found)
         report[domain] = float(mean.mean())
         report[f"{domain}_counts"] = counts.astype(int).tolist()

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Literal
 
-Aggregation = Literal["mean", "nanmean", "count"]
+Aggregation = Literal["mean", "nanmean", "count", "summary"]
 
 
 @dataclass(frozen=True)
@@ -19,7 +19,9 @@ class MetricSpec:
     """One reported number.
 
     ``aggregation`` is how lm-eval combines per-document values: ``mean``, ``nanmean`` (NaN =
-    outside the metric's denominator) or ``count`` (per-document 0/1, summed). ``needs_judge``
+    outside the metric's denominator), ``count`` (per-document counts, summed) or ``summary``
+    (the protocol's own computation over every document's outcome: metrics that are not a
+    mean of per-document values, such as RM-Bench's mean over four domains). ``needs_judge``
     is false for numbers that exist without a judge step (label accuracy, GenRM failures).
     ``detail`` marks a breakdown count (C, I, label-correct) that a run's own table shows and
     the comparison table of several runs leaves out.

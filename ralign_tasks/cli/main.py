@@ -35,6 +35,11 @@ from ralign_tasks.pipeline import (
 from ralign_tasks.protocols import PROTOCOLS, TASKS, Protocol, TaskSpec, get_task, protocol_of
 from ralign_tasks.protocols.base import GenRMOutput, Option
 from ralign_tasks.protocols.fidelity import FIDELITY
+from ralign_tasks.protocols.judgebench import (
+    JUDGEBENCH_TASK,
+    official_line,
+    read_official_outputs,
+)
 from ralign_tasks.protocols.rationale import RATIONALE, RC_TASK, AtomicJudgment
 from ralign_tasks.report.console import format_run_table
 from ralign_tasks.scorers.ask import FatalEndpointError
@@ -83,11 +88,17 @@ def _add_data_options(
     parser.add_argument(
         "--skip-bad-rows", action="store_true", help="skip malformed rows (each is reported)"
     )
-    for name, (option, titles) in _family_options_of(protocols).items():
+    for name, found in _family_options_of(protocols).items():
+        # Families may share an option name with choices of their own (split: test | full
+        # for HelpSteer3-Atomic, gpt | claude for JudgeBench); each family checks its own.
+        choices = [choice for option, _ in found for choice in option.choices]
         parser.add_argument(
             f"--{name.replace('_', '-')}",
-            choices=option.choices or None,
-            help=f"{' / '.join(titles)}: {option.help} (default: {option.default})",
+            choices=list(dict.fromkeys(choices)) or None,
+            help="; ".join(
+                f"{' / '.join(titles)}: {option.help} (default: {option.default})"
+                for option, titles in found
+            ),
         )
     parser.add_argument("--output-dir", default="ralign_results", help="where results are written")
     parser.add_argument("--metajudge-model", help=f"overrides {METAJUDGE_ENV_PREFIX}MODEL")
@@ -122,12 +133,19 @@ def _group_fields(protocols: Sequence[Protocol[Any, Any, Any]]) -> dict[str, lis
 
 def _family_options_of(
     protocols: Sequence[Protocol[Any, Any, Any]],
-) -> dict[str, tuple[Option, list[str]]]:
-    """Every family option of ``protocols`` by name, with the families that have it."""
-    found: dict[str, tuple[Option, list[str]]] = {}
+) -> dict[str, list[tuple[Option, list[str]]]]:
+    """Every family option of ``protocols`` by name: each distinct definition with the
+    families that have it."""
+    found: dict[str, list[tuple[Option, list[str]]]] = {}
     for protocol in protocols:
         for option in protocol.options:
-            found.setdefault(option.name, (option, []))[1].append(protocol.title)
+            definitions = found.setdefault(option.name, [])
+            for known, titles in definitions:
+                if known == option:
+                    titles.append(protocol.title)
+                    break
+            else:
+                definitions.append((option, [protocol.title]))
     return found
 
 
@@ -173,7 +191,18 @@ def build_parser() -> argparse.ArgumentParser:
         "score", help="judge and report precomputed GenRM outputs (JSONL of id, output)"
     )
     score.add_argument("benchmark", help=f"one of {TASK_NAMES}")
-    score.add_argument("--outputs", required=True, help="JSONL rows {'id': ..., 'output': ...}")
+    stored_outputs = score.add_mutually_exclusive_group(required=True)
+    stored_outputs.add_argument(
+        "--outputs",
+        help="JSONL rows {'id': ..., 'output': ...}; for a benchmark that asks several prompts "
+        "per item {'id': ..., 'outputs': [...]} in the order of its prompts",
+    )
+    stored_outputs.add_argument(
+        "--judgebench-outputs",
+        metavar="FILE",
+        help="judgebench only: one of JudgeBench's own judge-output files (both orders), "
+        "scored by the official rule from its stored decisions",
+    )
     score.add_argument(
         "--genrm-name", help="the GenRM's name in reports (default: the outputs file's name)"
     )
@@ -453,6 +482,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_score(args: argparse.Namespace) -> int:
     spec = get_task(args.benchmark)
+    if args.judgebench_outputs:
+        return _score_judgebench_outputs(args, spec)
     options = _family_options(args, spec)
     judge = _judge_config(args, [spec])
     _check_templates(spec, judge)
@@ -463,6 +494,23 @@ def cmd_score(args: argparse.Namespace) -> int:
     settings = _settings(args, loaded, judge, options) | {"outputs": args.outputs}
     usable = _finish(run, _run_folder(args, spec, options), genrm, settings,
                      _title(spec, options), args.max_failure_rate)  # fmt: skip
+    return 0 if usable else FAILURE_EXIT
+
+
+def _score_judgebench_outputs(args: argparse.Namespace, spec: TaskSpec) -> int:
+    """The official JudgeBench numbers of one of its judge-output files, as a run folder."""
+    if spec is not JUDGEBENCH_TASK:
+        raise ValueError(f"--judgebench-outputs applies to judgebench, not {spec.task}")
+    path = args.judgebench_outputs
+    records, judgments, judge = read_official_outputs(path)
+    models = {r.response_model for r in records}
+    options = _family_options(args, spec) | {"verdict_format": "arena_hard", "split": "claude" if any(
+        "claude" in model for model in models) else "gpt"}  # fmt: skip
+    run = score_judgments(spec, records, judgments, None)
+    settings = {"judgebench_outputs": path, "items": len(records), **options}
+    usable = _finish(run, _run_folder(args, spec, options), args.genrm_name or judge, settings,
+                     _title(spec, options, path), args.max_failure_rate)  # fmt: skip
+    print(official_line(run.report["overall"]))
     return 0 if usable else FAILURE_EXIT
 
 

@@ -188,7 +188,16 @@ class RalignTask(ConfigurableTask):
 
     def process_results(self, doc: dict[str, Any], results: list[Any]) -> dict[str, Any]:
         item = checked_item(json.loads(results[0]))
-        values = self.protocol.document_values(self.protocol.outcome_from_item(item))
+        values: dict[str, Any] = self.protocol.document_values(
+            self.protocol.outcome_from_item(item)
+        )
+        # A summary metric's value is what the protocol's computation needs of the document:
+        # one object shared by all of them, so that `summary` computes once per task.
+        scored = {"task": self.spec.task, "subset": item["subset"], "label": item["label"],
+                  "outcome": item["outcome"]}  # fmt: skip
+        for spec in self.protocol.schema:
+            if spec.aggregation == "summary":
+                values[spec.name] = (spec.name, scored)
         if self.judge_config is None:  # a run without a judge reports what needs none
             return {spec.name: values[spec.name] for spec in self.protocol.schema
                     if not spec.needs_judge}  # fmt: skip
@@ -200,6 +209,26 @@ def count(items: Sequence[float]) -> float:
     every document (e.g. truncation, which lm-eval does not report)."""
     known = [item for item in items if not math.isnan(item)]
     return float(sum(known)) if known or not items else math.nan
+
+
+_summaries: dict[tuple[str, tuple[int, ...]], dict[str, Any]] = {}
+
+
+def summary(items: Sequence[tuple[str, Mapping[str, Any]]]) -> float:
+    """Aggregation of a ``summary`` metric: the protocol's own metric over every document's
+    outcome (NaN where undefined). All of a task's summary metrics share the per-document
+    objects, so the computation runs once per task, not once per metric."""
+    if not items:
+        return math.nan
+    name, first = items[0]
+    documents = [document for _, document in items]
+    key = (str(first["task"]), tuple(map(id, documents)))
+    if key not in _summaries:
+        protocol = protocol_of(key[0])
+        _summaries.clear()  # one task's documents at a time: nothing outlives its aggregation
+        _summaries[key] = protocol.values([protocol.outcome_from_item(d) for d in documents])
+    value = _summaries[key][name]
+    return math.nan if value is None else float(value)
 
 
 def per_document(items: Any) -> Any:

@@ -11,10 +11,13 @@ from typing import Any
 from ralign_tasks.data import LoadResult
 from ralign_tasks.protocols.base import Protocol, TaskSpec
 from ralign_tasks.protocols.fidelity import FIDELITY
+from ralign_tasks.protocols.judgebench import JUDGEBENCH
 from ralign_tasks.protocols.rationale import RATIONALE
+from ralign_tasks.protocols.rewardbench2 import RB2
+from ralign_tasks.protocols.rmbench import RMBENCH
 from ralign_tasks.scorers.schema import MetricSpec, merged_specs
 
-PROTOCOLS: tuple[Protocol[Any, Any, Any], ...] = (FIDELITY, RATIONALE)
+PROTOCOLS: tuple[Protocol[Any, Any, Any], ...] = (FIDELITY, RATIONALE, JUDGEBENCH, RMBENCH, RB2)
 # The key that names a record's task next to it where a harness carries records (lm-eval
 # documents, Inspect sample metadata).
 TASK_KEY = "ralign_task"

@@ -138,8 +138,8 @@ def test_every_task_has_a_yaml_whose_metric_list_is_its_schema():
         expected = [
             (
                 spec.name,
-                "!function ralign_tasks.lm_eval_adapter.tasks.count"
-                if spec.is_count
+                f"!function ralign_tasks.lm_eval_adapter.tasks.{spec.aggregation}"
+                if spec.aggregation in ("count", "summary")
                 else spec.aggregation,
                 spec.higher_is_better,
             )

@@ -1,0 +1,315 @@
+"""JudgeBench (ScalerLab, SPEC_COMPANIONS §2): response pairs on knowledge, reasoning, math and
+coding questions; every pair judged in both orders, the pair correct iff the net vote over the
+two games is positive; accuracy pooled over pairs and per category."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ralign_tasks.data import require_str
+from ralign_tasks.protocols.base import GenRMOutput, Option, TaskSpec
+from ralign_tasks.protocols.label import (
+    ARENA_HARD_TEMPLATE,
+    PAIRWISE_TEMPLATE,
+    REQUEST_COUNTS,
+    VERDICT_FORMAT_OPTION,
+    Game,
+    LabelJudgment,
+    LabelProtocol,
+    RequestCounts,
+    count_requests,
+    pair_decision,
+    pair_follow_up,
+    render_pair,
+    summary_metric,
+)
+from ralign_tasks.scorers.jsonl import read_jsonl
+from ralign_tasks.scorers.judgebench import (
+    CATEGORIES,
+    LABELS,
+    PairOutcome,
+    category_of,
+    compute_judgebench,
+    flip,
+)
+from ralign_tasks.scorers.schema import MetricSpec, Schema
+
+JUDGEBENCH_TASK = TaskSpec(
+    task="ralign_judgebench",
+    family="judgebench",
+    title="JudgeBench",
+    files={"gpt": "gpt-00000-of-00001.jsonl", "claude": "claude-00000-of-00001.jsonl"},
+    local_files={
+        "gpt": ("dataset=judgebench,response_model=gpt-4o-2024-05-13.jsonl",),
+        "claude": ("dataset=judgebench,response_model=claude-3-5-sonnet-20240620.jsonl",),
+    },
+    folder="judgebench",
+    hf_dataset="ScalerLab/JudgeBench",
+)
+
+JUDGEBENCH_SCHEMA = Schema(
+    metrics=(
+        summary_metric("accuracy", "Accuracy", "pairs whose net vote over both orders is > 0, "
+                       "pooled over all pairs"),
+        summary_metric("knowledge", "Knowledge", "the Knowledge category (MMLU-Pro)"),
+        summary_metric("reasoning", "Reasoning", "the Reasoning category (LiveBench)"),
+        summary_metric("math", "Math", "the Math group of items"),
+        summary_metric("coding", "Coding", "the Coding category (LiveCodeBench)"),
+        summary_metric("accuracy_first_order", "1st order",
+                       "pairs whose first game (the official order) names the label"),
+    ),
+    counts=(
+        MetricSpec("inconsistent", "inconsistent", False, "count", needs_judge=False,
+                   description="pairs whose two games disagree once mapped back"),
+        MetricSpec("vote_ties", "ties", False, "count", needs_judge=False,
+                   description="pairs with a net vote of 0"),
+        MetricSpec("vote_incorrect", "wrong", False, "count", needs_judge=False, detail=True,
+                   description="pairs with a negative net vote"),
+        MetricSpec("nulls", "nulls", False, "count", needs_judge=False, detail=True,
+                   description="pairs with a game without a decision"),
+        *REQUEST_COUNTS,
+    ),
+    headline="accuracy",
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class JudgeBenchRecord:
+    """One JudgeBench pair: ``label`` is ``A>B`` or ``B>A``."""
+
+    id: str
+    source: str
+    category: str
+    question: str
+    response_a: str
+    response_b: str
+    label: str
+    response_model: str = ""  # who wrote the two responses (names the split)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "response_model": self.response_model,
+            "source": self.source,
+            "category": self.category,
+            "label": self.label,
+            "question": self.question,
+            "response_a": self.response_a,
+            "response_b": self.response_b,
+        }
+
+
+@dataclass(frozen=True)
+class JudgeBenchOutcome:
+    """A pair's two decisions (game 2 in its own naming) and its GenRM request counts."""
+
+    pair: PairOutcome
+    requests: RequestCounts
+
+    @property
+    def category(self) -> str:
+        return self.pair.category
+
+
+class JudgeBenchProtocol(LabelProtocol[JudgeBenchRecord, JudgeBenchOutcome]):
+    name = "judgebench"
+    title = "JudgeBench"
+    scorer_name = "ralign_judgebench_scorer"
+    schema = JUDGEBENCH_SCHEMA
+    group_field = "category"
+    genrm_template_file = PAIRWISE_TEMPLATE
+    tasks = (JUDGEBENCH_TASK,)
+    options = (
+        Option(
+            "split",
+            "gpt",
+            "gpt (350 GPT-4o pairs, the headline) or claude (270 Claude-3.5-Sonnet pairs)",
+            ("gpt", "claude"),
+            "data",
+        ),
+        VERDICT_FORMAT_OPTION,
+    )
+
+    def genrm_template_files(self) -> tuple[str, ...]:
+        return (PAIRWISE_TEMPLATE, ARENA_HARD_TEMPLATE)
+
+    # --- records ---------------------------------------------------------------------------
+
+    def parse_row(self, row: Any, line: int, spec: TaskSpec, split: str) -> JudgeBenchRecord:
+        if not isinstance(row, dict):
+            raise ValueError(f"row must be a JSON object, got {type(row).__name__}")
+        label = require_str(row, "label")
+        if label not in LABELS:
+            raise ValueError(f"field 'label' must be one of {LABELS}, got {label!r}")
+        source = require_str(row, "source")
+        return JudgeBenchRecord(
+            id=require_str(row, "pair_id"),
+            source=source,
+            category=category_of(source),
+            question=require_str(row, "question"),
+            response_a=require_str(row, "response_A"),
+            response_b=require_str(row, "response_B"),
+            label=label,
+            response_model=str(row.get("response_model") or ""),
+        )
+
+    def record_from_dict(self, data: Mapping[str, Any]) -> JudgeBenchRecord:
+        fields = ("id", "source", "category", "question", "response_a", "response_b", "label")
+        return JudgeBenchRecord(
+            **{key: str(data[key]) for key in fields},
+            response_model=str(data.get("response_model") or ""),
+        )
+
+    def record_to_dict(self, record: JudgeBenchRecord) -> dict[str, Any]:
+        return record.to_dict()
+
+    def target(self, record: JudgeBenchRecord) -> str:
+        return record.label
+
+    # --- the GenRM: two games, the answers swapped in the second ----------------------------
+
+    def games(self, record: JudgeBenchRecord, options: Mapping[str, Any]) -> list[dict[str, Any]]:
+        return [{"order": 1, "first": "A"}, {"order": 2, "first": "B"}]
+
+    def render(self, record: JudgeBenchRecord, shown: Mapping[str, Any],
+               options: Mapping[str, Any], template: str | None) -> str:  # fmt: skip
+        answers = (record.response_a, record.response_b)
+        if shown["first"] == "B":
+            answers = answers[::-1]
+        return render_pair(options["verdict_format"], record.question, *answers, template)
+
+    def read(self, shown: Mapping[str, Any], text: str | None, options: Mapping[str, Any]) -> Any:
+        return pair_decision(options["verdict_format"], text)
+
+    def follow_up(self, options: Mapping[str, Any], answer: str) -> str | None:
+        return pair_follow_up(options["verdict_format"], answer)
+
+    def summary(self, record: JudgeBenchRecord, games: Sequence[Game]) -> str | None:
+        first, second = (game.verdict for game in games)
+        return f"{first or '-'} | {flip(second) or '-'}"
+
+    # --- outcome and metrics ---------------------------------------------------------------
+
+    def label_outcome(self, judgment: LabelJudgment) -> JudgeBenchOutcome:
+        record: JudgeBenchRecord = judgment.record
+        first, second = (game.verdict for game in judgment.games)
+        return JudgeBenchOutcome(
+            PairOutcome(record.category, record.label, first, second),
+            RequestCounts.of(judgment.games),
+        )
+
+    def outcome_to_dict(self, outcome: JudgeBenchOutcome) -> dict[str, Any]:
+        pair = outcome.pair
+        return {
+            "first": pair.first,
+            "second": pair.second,
+            "net_vote": pair.net_vote,
+            "correct": pair.correct,
+            "first_order_correct": pair.first_order_correct,
+            "requests_failed": outcome.requests.failed,
+            "requests_no_verdict": outcome.requests.no_verdict,
+            "requests_truncated": outcome.requests.truncated,
+        }
+
+    def outcome_from_item(self, item: Mapping[str, Any]) -> JudgeBenchOutcome:
+        stored = item["outcome"]
+        return JudgeBenchOutcome(
+            PairOutcome(str(item["subset"]), str(item["label"]), stored["first"], stored["second"]),
+            RequestCounts(
+                stored["requests_failed"], stored["requests_no_verdict"],
+                stored["requests_truncated"],
+            ),
+        )  # fmt: skip
+
+    def outcome_group(self, outcome: JudgeBenchOutcome) -> str:
+        return outcome.category
+
+    def document_values(self, outcome: JudgeBenchOutcome) -> dict[str, float]:
+        pair = outcome.pair
+        return {
+            "inconsistent": float(pair.first != flip(pair.second)),
+            "vote_ties": float(pair.net_vote == 0),
+            "vote_incorrect": float(pair.net_vote < 0),
+            "nulls": float(pair.first is None or pair.second is None),
+            **outcome.requests.values(),
+        }
+
+    def values(self, outcomes: Sequence[JudgeBenchOutcome]) -> dict[str, Any]:
+        report = compute_judgebench([o.pair for o in outcomes])
+        return {
+            "n": report["n"],
+            **{name: report[name] for name in self.schema.metric_names},
+            "inconsistent": report["inconsistent"],
+            "vote_ties": report["ties"],
+            "vote_incorrect": report["incorrect"],
+            "nulls": report["nulls"],
+            **count_requests([o.requests for o in outcomes]),
+        }
+
+    def strata(self, outcomes: Sequence[JudgeBenchOutcome]) -> dict[str, list[list[Any]]]:
+        strata: dict[str, list[list[Any]]] = {name: [] for name, _ in CATEGORIES}
+        for outcome in outcomes:
+            strata[outcome.category].append([outcome])
+        return strata
+
+
+JUDGEBENCH = JudgeBenchProtocol()
+
+
+def read_official_outputs(
+    path: str | os.PathLike[str],
+) -> tuple[list[JudgeBenchRecord], list[LabelJudgment], str]:
+    """The pairs and stored decisions of one of JudgeBench's own judge-output files (JSONL:
+    the pair row plus ``judge_name`` and ``judgments``, one entry per game, ``null`` for a
+    game that raised), as records and judgments of this protocol (each game's output is the
+    judge's stored response, its verdict the stored decision, not re-parsed), with the
+    judge's name. Lines are in completion order: keyed by ``pair_id``; a repeated pair and a
+    single-game file are errors naming file and line."""
+    records, judgments = [], []
+    seen: dict[str, int] = {}
+    judge = ""
+    for line_no, row in read_jsonl(path):
+        try:
+            record = JUDGEBENCH.parse_row(row, line_no, JUDGEBENCH_TASK, "")
+            games = row.get("judgments")
+            if not isinstance(games, list) or len(games) != 2:
+                raise ValueError("'judgments' must hold the two games (both orders)")
+            if not all(game is None or isinstance(game, dict) for game in games):
+                raise ValueError("each game of 'judgments' must be an object or null")
+        except ValueError as exc:
+            raise ValueError(f"{path}:{line_no}: not a JudgeBench judge output ({exc})") from None
+        if record.id in seen:
+            raise ValueError(
+                f"{path}:{line_no}: pair {record.id} again (first on line {seen[record.id]})"
+            )
+        seen[record.id] = line_no
+        played = []
+        for shown, game in zip(JUDGEBENCH.games(record, {}), games, strict=True):
+            stored = (game or {}).get("judgment") or {}
+            judge = judge or str(stored.get("judge_model") or "")
+            output = GenRMOutput(
+                stored.get("response") if game else None,
+                truncated=None,
+                error=None if game else "the judge raised (a null game in the output file)",
+            )
+            played.append(Game.of(shown, output, game.get("decision") if game else None))
+        records.append(record)
+        judgments.append(LabelJudgment(record, tuple(played), JUDGEBENCH.summary(record, played)))
+    if not records:
+        raise ValueError(f"{path}: no pairs")
+    name = str(row.get("judge_name") or "judge")
+    return records, judgments, f"{name}/{judge}" if judge else name
+
+
+def official_line(report: Mapping[str, Any]) -> str:
+    """The overall and category accuracies as JudgeBench prints them (percent, two
+    decimals)."""
+    parts = [
+        f"{name.capitalize()} {report[name] * 100:.2f}"
+        for name in (*(n for n, _ in CATEGORIES), "accuracy")
+        if report[name] is not None
+    ]
+    return "JudgeBench, official rule: " + " / ".join(parts).replace("Accuracy", "Overall")

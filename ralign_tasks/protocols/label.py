@@ -1,0 +1,314 @@
+"""What the three label benchmarks (JudgeBench, RM-Bench, RewardBench 2) share: no judge step
+(each scores the GenRM's verdicts by the benchmark's official rule), several GenRM prompts per
+item, each one a *game* recorded with what was shown where, answer positions drawn from a
+generator seeded per item, the two pairwise verdict formats, and stratified bootstrap CIs.
+
+lm-eval aggregates these metrics with :func:`ralign_tasks.lm_eval_adapter.tasks.summary`: each
+document's value carries its judged-item record, and the aggregation computes the protocol's own
+metrics over them, so the numbers cannot differ from the CLI's and Inspect's.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from abc import abstractmethod
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any, TypeVar
+
+import numpy as np
+
+from ralign_tasks.prompts import load_template
+from ralign_tasks.protocols.base import GenRMOutput, Option, Protocol
+from ralign_tasks.scorers.ask import JudgeCall
+from ralign_tasks.scorers.judgebench import parse_arena_hard
+from ralign_tasks.scorers.schema import MetricSpec
+from ralign_tasks.scorers.verdict import parse_verdict
+
+logger = logging.getLogger("ralign_tasks.label")
+
+RecordT = TypeVar("RecordT")
+OutcomeT = TypeVar("OutcomeT")
+
+PAIRWISE_TEMPLATE = "genrm_pairwise.jinja"
+ARENA_HARD_TEMPLATE = "arena_hard_genrm.jinja"
+VERDICT_FORMATS = ("pairwise", "arena_hard")
+# The one follow-up turn of the Arena-Hard judge when its first answer has no label.
+ARENA_HARD_FOLLOW_UP = (
+    "Please continue your evaluation and finish with your final verdict: exactly one label "
+    "in double square brackets, [[A>>B]], [[A>B]], [[A=B]], [[B>A]] or [[B>>A]]."
+)
+DEFAULT_SEED = 20260101
+BOOTSTRAP_DRAWS = 1000
+
+VERDICT_FORMAT_OPTION = Option(
+    "verdict_format",
+    "pairwise",
+    "pairwise: our pairwise prompt, \\boxed{A|B} (no ties); arena_hard: the Arena-Hard "
+    "five-label [[A>>B]] ... [[B>>A]] verdict with its official parse (one distinct label; one "
+    "follow-up turn when there is none, except under lm-eval)",
+    VERDICT_FORMATS,
+    "generation",
+)
+SEED_OPTION = Option(
+    "seed",
+    DEFAULT_SEED,
+    "seeds where each item's answers are shown (drawn per item, recorded in every game)",
+    stage="generation",
+    kind=int,
+)
+
+# Counts every label benchmark reports: GenRM requests (games), not items.
+REQUEST_COUNTS = (
+    MetricSpec("requests_failed", "GenRM fail", False, "count", needs_judge=False,
+               description="GenRM requests whose call failed"),
+    MetricSpec("requests_no_verdict", "no-verdict", False, "count", needs_judge=False,
+               description="GenRM answers without a readable verdict"),
+    MetricSpec("requests_truncated", "truncated", False, "count", needs_judge=False,
+               description="GenRM answers cut off at the token limit"),
+)  # fmt: skip
+
+
+def summary_metric(name: str, label: str, description: str) -> MetricSpec:
+    """A metric lm-eval aggregates with the protocol's own computation (see the module doc)."""
+    return MetricSpec(name, label, True, "summary", needs_judge=False, description=description)
+
+
+def draw(seed: int, *keys: object) -> random.Random:
+    """A generator for one item (and cell): seeded by the run's seed and the item's keys, so an
+    item's draw is the same whatever else is in the run (filters, limits, order)."""
+    return random.Random("|".join(map(str, (seed, *keys))))
+
+
+def render_pair(
+    verdict_format: str, prompt: str, first: str, second: str, template: str | None = None
+) -> str:
+    """A pairwise GenRM prompt showing ``first`` as Assistant A and ``second`` as B."""
+    name = ARENA_HARD_TEMPLATE if verdict_format == "arena_hard" else PAIRWISE_TEMPLATE
+    variables = {"context": [], "prompt": prompt, "response_a": first, "response_b": second}
+    return load_template(template, name).render(**variables).strip()
+
+
+def pair_decision(verdict_format: str, text: str | None) -> str | None:
+    """A pairwise verdict in JudgeBench's naming: ``A>B``, ``B>A``, ``A=B`` or another
+    Arena-Hard token verbatim; ``None`` for no verdict (no label, or several distinct ones).
+    The pairwise format reads the first ``\\boxed{A|B}`` (the R-Align rule)."""
+    if text is None:
+        return None
+    if verdict_format == "arena_hard":
+        return parse_arena_hard(text).decision
+    return {"A": "A>B", "B": "B>A"}.get(parse_verdict(text, "official") or "")
+
+
+def pair_follow_up(verdict_format: str, text: str) -> str | None:
+    """The Arena-Hard follow-up turn when the first answer has no ``[[label]]`` at all."""
+    if verdict_format == "arena_hard" and not parse_arena_hard(text).found:
+        return ARENA_HARD_FOLLOW_UP
+    return None
+
+
+@dataclass(frozen=True)
+class Game:
+    """One GenRM request of an item and its answer: ``shown`` says what was shown where (and
+    anything else needed to re-score it), ``verdict`` is the parsed answer (``None``: none)."""
+
+    shown: dict[str, Any]
+    output: str | None
+    verdict: Any
+    truncated: bool | None = False
+    error: str | None = None
+
+    @classmethod
+    def of(cls, shown: dict[str, Any], output: GenRMOutput, verdict: Any) -> Game:
+        return cls(shown, output.text, verdict, output.truncated, output.error)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class LabelJudgment:
+    """An item's games and the credit its benchmark's rule gives them."""
+
+    record: Any
+    games: tuple[Game, ...]
+    verdict: str | None  # a short summary for tables and Inspect's answer column
+
+
+@dataclass(frozen=True)
+class RequestCounts:
+    """GenRM requests of one item that failed, had no verdict, or were cut off (``None`` when
+    the harness does not say why generation stopped)."""
+
+    failed: int = 0
+    no_verdict: int = 0
+    truncated: int | None = 0
+
+    @classmethod
+    def of(cls, games: Sequence[Game]) -> RequestCounts:
+        flags = [game.truncated for game in games]
+        return cls(
+            failed=sum(game.output is None for game in games),
+            no_verdict=sum(game.output is not None and game.verdict is None for game in games),
+            truncated=None if any(flag is None for flag in flags) else sum(map(bool, flags)),
+        )
+
+    def values(self) -> dict[str, float]:
+        return {
+            "requests_failed": float(self.failed),
+            "requests_no_verdict": float(self.no_verdict),
+            "requests_truncated": float("nan") if self.truncated is None else float(self.truncated),
+        }
+
+
+def count_requests(counts: Sequence[RequestCounts]) -> dict[str, int | None]:
+    known = [c.truncated for c in counts if c.truncated is not None]
+    return {
+        "requests_failed": sum(c.failed for c in counts),
+        "requests_no_verdict": sum(c.no_verdict for c in counts),
+        "requests_truncated": sum(known) if known or not counts else None,
+    }
+
+
+def stratified_bootstrap(
+    strata: Mapping[str, Sequence[Any]],
+    statistic: Callable[[list[Any]], Mapping[str, float | None]],
+    names: Sequence[str],
+    *,
+    draws: int = BOOTSTRAP_DRAWS,
+    seed: int = DEFAULT_SEED,
+) -> tuple[dict[str, float | None], dict[str, list[float] | None]]:
+    """Standard errors and 95% percentile CIs of ``statistic`` over units (items, or items
+    that must be drawn together) resampled with replacement within each stratum (subset,
+    domain, category: their sizes stay fixed, as in the benchmark). A unit is a list of
+    outcomes. ``None`` where the statistic is undefined or there are too few units."""
+    rng = np.random.default_rng(seed)
+    groups = [list(units) for units in strata.values() if units]
+    samples: dict[str, list[float]] = {name: [] for name in names}
+    if sum(len(units) for units in groups) >= 2:
+        for _ in range(draws):
+            drawn = [
+                outcome
+                for units in groups
+                for index in rng.integers(0, len(units), len(units))
+                for outcome in units[index]
+            ]
+            values = statistic(drawn)
+            for name in names:
+                if values.get(name) is not None:
+                    samples[name].append(float(values[name]))  # type: ignore[arg-type]
+    stderr: dict[str, float | None] = {}
+    ci: dict[str, list[float] | None] = {}
+    for name, found in samples.items():
+        if len(found) < draws:  # undefined in some draws (or never drawn): no honest interval
+            stderr[name], ci[name] = None, None
+            continue
+        low, high = np.percentile(found, [2.5, 97.5])
+        stderr[name] = float(np.std(found, ddof=1))
+        ci[name] = [float(low), float(high)]
+    return stderr, ci
+
+
+class LabelProtocol(Protocol[RecordT, LabelJudgment, OutcomeT]):
+    """A label benchmark: no judge step; several prompts per item; metrics by the official
+    rule with stratified bootstrap CIs."""
+
+    asks_several = True
+    genrm_temperature = 0.0  # the official value of JudgeBench and RewardBench 2
+    genrm_max_tokens = 4096
+
+    # --- the GenRM -------------------------------------------------------------------------
+
+    @abstractmethod
+    def games(self, record: RecordT, options: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """What each prompt of an item shows (its ``shown`` record), in prompt order."""
+
+    @abstractmethod
+    def render(self, record: RecordT, shown: Mapping[str, Any], options: Mapping[str, Any],
+               template: str | None) -> str:  # fmt: skip
+        """The prompt of one game."""
+
+    @abstractmethod
+    def read(self, shown: Mapping[str, Any], text: str | None, options: Mapping[str, Any]) -> Any:
+        """One game's verdict (``None``: none)."""
+
+    @abstractmethod
+    def summary(self, record: RecordT, games: Sequence[Game]) -> str | None:
+        """A short summary of an item's verdicts (the record's ``verdict``)."""
+
+    def genrm_prompts(
+        self, record: RecordT, options: Mapping[str, Any], template: str | None = None
+    ) -> list[str]:
+        games = self.games(record, options)
+        return [self.render(record, shown, options, template) for shown in games]
+
+    def judgment(
+        self, record: RecordT, outputs: Sequence[GenRMOutput], options: Mapping[str, Any]
+    ) -> LabelJudgment:
+        shown = self.games(record, options)
+        if len(outputs) != len(shown):
+            raise ValueError(
+                f"item {record.id}: {len(outputs)} GenRM output(s) for {len(shown)} prompts"  # type: ignore[attr-defined]
+            )
+        games = tuple(
+            Game.of(s, output, self.read(s, output.text, options))
+            for s, output in zip(shown, outputs, strict=True)
+        )
+        return LabelJudgment(record, games, self.summary(record, games))
+
+    # --- no judge --------------------------------------------------------------------------
+
+    def judge_prompt(self, judgment: LabelJudgment, template: str | None = None) -> str | None:
+        return None
+
+    def check(self, judgment: LabelJudgment) -> Callable[[str], Any]:
+        raise NotImplementedError(f"{self.title} has no judge step")
+
+    def judge_value(self, value: Any) -> Any:
+        raise NotImplementedError(f"{self.title} has no judge step")
+
+    def outcome(
+        self, judgment: LabelJudgment, call: JudgeCall[Any] | None, judged: bool
+    ) -> OutcomeT:
+        return self.label_outcome(judgment)
+
+    @abstractmethod
+    def label_outcome(self, judgment: LabelJudgment) -> OutcomeT:
+        """The scored facts of one item."""
+
+    def genrm_fields(self, judgment: LabelJudgment) -> dict[str, Any]:
+        games = judgment.games
+        truncated = [game.truncated for game in games]
+        return {
+            "output": games[0].output if games else None,
+            "verdict": judgment.verdict,
+            "truncated": None if None in truncated else any(truncated),
+            "error": next((game.error for game in games if game.error), None),
+            "games": [game.to_dict() for game in games],
+        }
+
+    def explain(self, judgment: LabelJudgment, call: JudgeCall[Any] | None) -> str:
+        lines = []
+        for number, game in enumerate(judgment.games, 1):
+            shown = ", ".join(f"{key} {value}" for key, value in game.shown.items())
+            result = game.error if game.output is None else f"verdict {game.verdict}"
+            lines.append(f"game {number} ({shown}): {result}")
+        return "\n".join(lines)
+
+    # --- metrics ---------------------------------------------------------------------------
+
+    @abstractmethod
+    def values(self, outcomes: Sequence[OutcomeT]) -> dict[str, Any]:
+        """The metric values and counts of a group of items (no CIs)."""
+
+    @abstractmethod
+    def strata(self, outcomes: Sequence[OutcomeT]) -> dict[str, list[list[OutcomeT]]]:
+        """The bootstrap's units (lists of outcomes drawn together) per stratum."""
+
+    def summarize(self, outcomes: Sequence[OutcomeT]) -> dict[str, Any]:
+        report = self.values(outcomes)
+        stderr, ci = stratified_bootstrap(
+            self.strata(outcomes), self.values, self.schema.metric_names
+        )
+        return {**report, "stderr": stderr, "ci": ci}
