@@ -503,9 +503,9 @@ def _score_judgebench_outputs(args: argparse.Namespace, spec: TaskSpec) -> int:
         raise ValueError(f"--judgebench-outputs applies to judgebench, not {spec.task}")
     path = args.judgebench_outputs
     records, judgments, judge = read_official_outputs(path)
-    models = {r.response_model for r in records}
-    options = _family_options(args, spec) | {"verdict_format": "arena_hard", "split": "claude" if any(
-        "claude" in model for model in models) else "gpt"}  # fmt: skip
+    # The official files come from the Arena-Hard judge; the responses' author names the split.
+    split = "claude" if any("claude" in r.response_model for r in records) else "gpt"
+    options = _family_options(args, spec) | {"verdict_format": "arena_hard", "split": split}
     run = score_judgments(spec, records, judgments, None)
     settings = {"judgebench_outputs": path, "items": len(records), **options}
     usable = _finish(run, _run_folder(args, spec, options), args.genrm_name or judge, settings,
