@@ -173,7 +173,7 @@ def count_requests(counts: Sequence[RequestCounts]) -> dict[str, int | None]:
 
 def stratified_bootstrap(
     strata: Mapping[str, Sequence[Any]],
-    statistic: Callable[[list[Any]], Mapping[str, float | None]],
+    statistic: Callable[[list[list[Any]]], Mapping[str, float | None]],
     names: Sequence[str],
     *,
     draws: int = BOOTSTRAP_DRAWS,
@@ -182,17 +182,17 @@ def stratified_bootstrap(
     """Standard errors and 95% percentile CIs of ``statistic`` over units (items, or items
     that must be drawn together) resampled with replacement within each stratum (subset,
     domain, category: their sizes stay fixed, as in the benchmark). A unit is a list of
-    outcomes. ``None`` where the statistic is undefined or there are too few units."""
+    outcomes; ``statistic`` gets the drawn units (a unit drawn twice appears twice). ``None``
+    where the statistic is undefined or there are too few units."""
     rng = np.random.default_rng(seed)
     groups = [list(units) for units in strata.values() if units]
     samples: dict[str, list[float]] = {name: [] for name in names}
     if sum(len(units) for units in groups) >= 2:
         for _ in range(draws):
             drawn = [
-                outcome
+                units[index]
                 for units in groups
                 for index in rng.integers(0, len(units), len(units))
-                for outcome in units[index]
             ]
             values = statistic(drawn)
             for name in names:
@@ -306,9 +306,15 @@ class LabelProtocol(Protocol[RecordT, LabelJudgment, OutcomeT]):
     def strata(self, outcomes: Sequence[OutcomeT]) -> dict[str, list[list[OutcomeT]]]:
         """The bootstrap's units (lists of outcomes drawn together) per stratum."""
 
+    def drawn(self, units: list[list[OutcomeT]]) -> list[OutcomeT]:
+        """The outcomes of one bootstrap draw of units (a unit may be drawn several times)."""
+        return [outcome for unit in units for outcome in unit]
+
     def summarize(self, outcomes: Sequence[OutcomeT]) -> dict[str, Any]:
         report = self.values(outcomes)
         stderr, ci = stratified_bootstrap(
-            self.strata(outcomes), self.values, self.schema.metric_names
+            self.strata(outcomes),
+            lambda units: self.values(self.drawn(units)),
+            self.schema.metric_names,
         )
         return {**report, "stderr": stderr, "ci": ci}

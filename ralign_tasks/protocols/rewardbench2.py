@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -372,6 +372,15 @@ class RB2Protocol(LabelProtocol[RB2Record, RB2Outcome]):
             **count_requests([o.requests for o in outcomes]),
         }
 
+    def drawn(self, units: list[list[RB2Outcome]]) -> list[RB2Outcome]:
+        """A Ties prompt drawn twice counts as two prompts: its rows are renumbered by their
+        place in the draw, so the formula pairs each copy's ``ref`` and ``tied`` rows."""
+        return [
+            _renumbered(outcome, place) if outcome.subset == "ties" else outcome
+            for place, unit in enumerate(units)
+            for outcome in unit
+        ]
+
     def strata(self, outcomes: Sequence[RB2Outcome]) -> dict[str, list[list[Any]]]:
         """One unit per item; a Ties prompt's ``ref`` and ``tied`` rows are drawn together
         (its margin terms pair them)."""
@@ -384,6 +393,11 @@ class RB2Protocol(LabelProtocol[RB2Record, RB2Outcome]):
                 strata[outcome.subset].append([outcome])
         strata["ties"] = list(prompts.values())
         return strata
+
+
+def _renumbered(outcome: RB2Outcome, number: int) -> RB2Outcome:
+    kind, _ = parse_ties_id(outcome.source_id)
+    return replace(outcome, source_id=f"{kind}:{number}")
 
 
 def _won(game: Game) -> bool | None:

@@ -92,16 +92,39 @@ def rc_judge_answer(body: dict[str, Any]) -> str:
     return "<RESULT_START>\n" + "\n".join(picks) + "\n<RESULT_END>"
 
 
+# The label benchmarks' other verdict formats: Arena-Hard labels (JudgeBench, RM-Bench), the
+# 4-way ranking and the 1-10 rating (RewardBench 2).
+ARENA_HARD_PICKS_A = "Assistant A is more accurate.\n\nFinal verdict: [[A>B]]"
+RANKING_PICKS_A = "Assistant A answers best.\n\n[[A]]"
+RATING_EIGHT = "The answer is correct and clear.\n\n8"
+
+
+def label_genrm_answer(body: dict[str, Any]) -> str | None:
+    """The stand-in's answer to a label benchmark's Arena-Hard, ranking or rating prompt
+    (``None`` for any other request)."""
+    prompt = prompt_of(body)
+    if "[[A>>B]]" in prompt:
+        return ARENA_HARD_PICKS_A
+    if "[[D]]" in prompt:
+        return RANKING_PICKS_A
+    if "rating from 1" in prompt:
+        return RATING_EIGHT
+    return None
+
+
 def stand_in(body: dict[str, Any]) -> str:
     """The stand-in of ``python -m ralign_tasks.testing.loopback``: an R-Align GenRM that
     always picks A and a meta-judge that always says Correct; a HelpSteer3-Atomic GenRM
     that lists two reasons and an RC MetaJudge that matches them to the first two human
-    rationales."""
+    rationales; for the label benchmarks a GenRM that always prefers Assistant A and rates
+    every answer 8."""
     if is_rc_judge_prompt(body):
         return rc_judge_answer(body)
     if is_metajudge_prompt(body):
         return METAJUDGE_CORRECT
-    return RC_GENRM_REASONS if is_atomic_genrm_prompt(body) else GENRM_PICKS_A
+    if is_atomic_genrm_prompt(body):
+        return RC_GENRM_REASONS
+    return label_genrm_answer(body) or GENRM_PICKS_A
 
 
 class _Server(ThreadingHTTPServer):
@@ -234,7 +257,8 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         description="Scripted OpenAI-compatible server for every ralign task: the R-Align "
         "GenRM always picks A and its meta-judge always says Correct; the HelpSteer3-Atomic "
-        "GenRM lists two reasons, which the RC MetaJudge matches to the first two rationales."
+        "GenRM lists two reasons, which the RC MetaJudge matches to the first two rationales; "
+        "the label benchmarks' GenRM prefers Assistant A and rates every answer 8."
     )
     parser.add_argument("--latency", type=float, default=0.0, help="seconds per request")
     args = parser.parse_args(argv)
