@@ -220,7 +220,13 @@ def score_sample(
             spec.task, record, judgment, call, judge is not None, str(judge) if judge else None
         )
         return Score(
-            value=run.item["outcome"],
+            # A score value holds scalars only; the whole outcome (an RM-Bench item's nine
+            # cells, ratings) is in the judged-item record, which the metric reads.
+            value={
+                key: value
+                for key, value in run.item["outcome"].items()
+                if value is None or isinstance(value, str | int | float | bool)
+            },
             answer=run.item["genrm"]["verdict"],
             explanation=protocol.explain(judgment, call),
             metadata=run.item,

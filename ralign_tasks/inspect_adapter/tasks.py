@@ -103,23 +103,34 @@ def ask_genrm(genrm_template: str | None = None) -> Solver:
 
     async def solve(state: TaskState, generate: Generate) -> TaskState:
         protocol = protocol_of(state.metadata[TASK_KEY])
-        options = protocol.option_values(state.metadata.get(OPTIONS_KEY) or {}, protocol.name)
-        record = protocol.record_from_dict(state.metadata)
-        prompts = protocol.genrm_prompts(record, options, genrm_template)
-        finished = await fork(state, [_ask_one(prompt, options) for prompt in prompts])
+        options = _generation_options(protocol, state)
+        prompts = protocol.genrm_prompts(protocol.record_from_dict(state.metadata), options)
+        games = [genrm_game(index, genrm_template) for index in range(len(prompts))]
+        finished = await fork(state, games)
         state.messages = finished[0].messages
         state.output = finished[0].output
-        state.store.set(
-            OUTPUTS_STORE_KEY, [forked.store.get(OUTPUTS_STORE_KEY) for forked in finished]
-        )
+        outputs = [forked.store.get(OUTPUTS_STORE_KEY) for forked in finished]
+        state.store.set(OUTPUTS_STORE_KEY, outputs)
         return state
 
     return solve
 
 
-def _ask_one(prompt: str, options: Mapping[str, Any]) -> Solver:
+def _generation_options(protocol: Protocol[Any, Any, Any], state: TaskState) -> dict[str, Any]:
+    return protocol.option_values(state.metadata.get(OPTIONS_KEY) or {}, protocol.name)
+
+
+@solver
+def genrm_game(index: int, genrm_template: str | None = None) -> Solver:
+    """Ask the GenRM the ``index``-th prompt of the sample's item (in a fork of the sample),
+    and the protocol's follow-up question as a second turn where it asks one; the output
+    goes to the fork's store."""
+
     async def ask(state: TaskState, generate: Generate) -> TaskState:
         protocol = protocol_of(state.metadata[TASK_KEY])
+        options = _generation_options(protocol, state)
+        record = protocol.record_from_dict(state.metadata)
+        prompt = protocol.genrm_prompts(record, options, genrm_template)[index]
         state.messages = [ChatMessageUser(content=prompt)]
         state = await generate(state)
         text = genrm_full_text(state.output)

@@ -76,3 +76,18 @@ def oracle(correct: Collection[str], rating: Callable[[bool], str] | None = None
         return pairwise_reply(prompt, "A>B" if first in correct else "B>A")
 
     return respond
+
+
+def length_everything(body: dict) -> str:
+    """A GenRM that likes long answers in every format: pairs as :func:`length_judge` (the
+    pairwise format's ties go to A), the longest of four ranked answers (the first on a tie),
+    and a rating growing with the answer's length."""
+    prompt = prompt_of(body)
+    if "[[D]]" in prompt:
+        ranked = _RANKED.findall(prompt)
+        best = max(ranked, key=lambda entry: len(entry[1]))[0]
+        return f"The most thorough answer is {best}.\n[[{best}]]"
+    rated = _RATED.search(prompt)
+    if rated:
+        return f"Thorough enough.\n{min(10, 1 + len(rated[1]) // 15)}"
+    return length_judge(body)
