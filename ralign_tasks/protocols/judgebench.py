@@ -224,6 +224,19 @@ class JudgeBenchProtocol(LabelProtocol[JudgeBenchRecord, JudgeBenchOutcome]):
             ),
         )  # fmt: skip
 
+    def credit(self, outcome: JudgeBenchOutcome) -> float | None:
+        return float(outcome.pair.correct)
+
+    def view_prompt(self, record: JudgeBenchRecord) -> str:
+        return record.question
+
+    def view_answers(self, record: JudgeBenchRecord) -> list[dict[str, str]]:
+        better = record.label[0]
+        return [
+            {"title": f"Response {side}" + (" (better)" if side == better else ""), "text": text}
+            for side, text in (("A", record.response_a), ("B", record.response_b))
+        ]
+
     def outcome_group(self, outcome: JudgeBenchOutcome) -> str:
         return outcome.category
 

@@ -15,7 +15,7 @@ import random
 from abc import abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 
@@ -295,6 +295,68 @@ class LabelProtocol(Protocol[RecordT, LabelJudgment, OutcomeT]):
             result = game.error if game.output is None else f"verdict {game.verdict}"
             lines.append(f"game {number} ({shown}): {result}")
         return "\n".join(lines)
+
+    # --- the viewer ------------------------------------------------------------------------
+
+    # The viewer's outcome filters, key -> label; every item is in exactly one.
+    view_outcomes: ClassVar[dict[str, str]] = {
+        "right": "right",
+        "partial": "partial credit",
+        "wrong": "wrong",
+        "set": "scored as a set",  # shown only where there are such items (RB2's Ties)
+        "failures": "failures",
+    }
+
+    @abstractmethod
+    def credit(self, outcome: OutcomeT) -> float | None:
+        """An item's share of credit in [0, 1] (``None``: scored only as part of a set)."""
+
+    @abstractmethod
+    def view_answers(self, record: RecordT) -> list[dict[str, str]]:
+        """The answers of an item as the viewer lists them: ``title`` and ``text``."""
+
+    def view_item(
+        self, record: Mapping[str, Any], outcome: OutcomeT, genrm: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        """One item as the viewer's page shows it (``record`` in its dict form, ``genrm`` the
+        judged-item record's part): its answers and its games (what each showed where, the
+        GenRM's output and verdict), filed under one outcome."""
+        games = genrm.get("games") or []
+        failed = any(game["output"] is None or game["verdict"] is None for game in games)
+        credit = self.credit(outcome)
+        key = (
+            "failures" if failed
+            else "set" if credit is None
+            else "right" if credit == 1
+            else "wrong" if credit == 0
+            else "partial"
+        )  # fmt: skip
+        parsed = self.record_from_dict(record)
+        return {
+            "kind": "games",
+            "id": str(record["id"]),
+            "subset": self.outcome_group(outcome),
+            "label": record.get("label") or "",
+            "verdict": genrm.get("verdict"),
+            "outcome": key,
+            "credit": credit,
+            "prompt": self.view_prompt(parsed),
+            "answers": self.view_answers(parsed),
+            "games": [
+                {
+                    "shown": ", ".join(f"{name} {value}" for name, value in game["shown"].items()),
+                    "output": game["output"],
+                    "verdict": None if game["verdict"] is None else str(game["verdict"]),
+                    "error": game["error"],
+                    "truncated": game["truncated"],
+                }
+                for game in games
+            ],
+            "truncated": bool(genrm.get("truncated")),
+        }
+
+    def view_prompt(self, record: RecordT) -> str:
+        return str(record.prompt)  # type: ignore[attr-defined]
 
     # --- metrics ---------------------------------------------------------------------------
 

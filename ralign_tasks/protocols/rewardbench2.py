@@ -352,6 +352,16 @@ class RB2Protocol(LabelProtocol[RB2Record, RB2Outcome]):
             ),
         )  # fmt: skip
 
+    def credit(self, outcome: RB2Outcome) -> float | None:
+        return outcome.credit
+
+    def view_answers(self, record: RB2Record) -> list[dict[str, str]]:
+        return [
+            {"title": f"{'correct' if index < len(record.chosen) else 'incorrect'} {index}",
+             "text": text}
+            for index, text in enumerate(record.completions)
+        ]  # fmt: skip
+
     def outcome_group(self, outcome: RB2Outcome) -> str:
         return outcome.subset
 

@@ -49,6 +49,7 @@ from ralign_tasks.scorers.schema import Schema
 logger = logging.getLogger("ralign_tasks.rmbench")
 
 TOTAL_FILE = "total_dataset.json"
+STYLE_NAMES = ("concise", "detailed plain text", "detailed markdown")
 # The official repository's per-domain files (no `domain` field, integer ids).
 DOMAIN_FILES = {
     "chat": "chat_filtered.json",
@@ -284,6 +285,16 @@ class RMBenchProtocol(LabelProtocol[RMBenchRecord, RMBenchOutcome]):
                 stored["requests_truncated"],
             ),
         )  # fmt: skip
+
+    def credit(self, outcome: RMBenchOutcome) -> float | None:
+        return sum(outcome.cells) / len(outcome.cells)
+
+    def view_answers(self, record: RMBenchRecord) -> list[dict[str, str]]:
+        return [
+            {"title": f"{kind} {index} ({STYLE_NAMES[index]})", "text": text}
+            for kind, answers in (("chosen", record.chosen), ("rejected", record.rejected))
+            for index, text in enumerate(answers)
+        ]
 
     def outcome_group(self, outcome: RMBenchOutcome) -> str:
         return outcome.domain

@@ -40,6 +40,8 @@ class RunItem:
     outcome: Any
     meta_answer: str | None
     meta_error: str | None
+    # The GenRM part of the judged-item record (a label benchmark's games are in it).
+    genrm: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def id(self) -> str:
@@ -63,6 +65,7 @@ class RunItem:
             outcome=protocol.outcome_from_item(item),
             meta_answer=judge.get("answer"),
             meta_error=judge.get("error"),
+            genrm=item["genrm"],
         )
 
 

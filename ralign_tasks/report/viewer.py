@@ -1,6 +1,7 @@
-"""``ralign view``: one self-contained static HTML page per fidelity run, listing every judged
-item (prompt, both answers, golden rationale, GenRM output, meta-judge analysis) with filters
-by outcome, subset and text.
+"""``ralign view``: one self-contained static HTML page per run of the R-Align fidelity tasks
+(every judged item: prompt, both answers, golden rationale, GenRM output, meta-judge analysis)
+or of the label benchmarks (every item: its answers and its games, what each showed where
+and the GenRM's verdict), with filters by outcome, subset and text.
 
 The page is ``viewer_page.html`` with the run embedded as JSON; its script renders all item
 text with ``textContent`` because the text is untrusted model output, and the JSON is escaped
@@ -15,11 +16,12 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from ralign_tasks.protocols import SPECS, metric_label
-from ralign_tasks.protocols.fidelity import FIDELITY_TASKS
+from ralign_tasks.protocols import SPECS, metric_label, protocol_of
+from ralign_tasks.protocols.fidelity import FIDELITY
+from ralign_tasks.protocols.label import LabelProtocol
 from ralign_tasks.report.runs import RunItem, TaskResult, no_samples_hint
 from ralign_tasks.scorers.meta_verdict import MetaStatus
-from ralign_tasks.scorers.metrics import FIDELITY_METRICS, ItemOutcome
+from ralign_tasks.scorers.metrics import ItemOutcome
 
 # The viewer's outcome filters, in display order: key -> button label. Every item is in
 # exactly one of them (see :func:`view_outcome`).
@@ -74,9 +76,17 @@ def _failure_counts(result: TaskResult) -> list[dict[str, Any]]:
     ]
 
 
+def viewed(task: str) -> bool:
+    """Whether the viewer has pages for a task's family (the R-Align fidelity tasks and the
+    label benchmarks; not HelpSteer3-Atomic)."""
+    protocol = protocol_of(task)
+    return protocol is FIDELITY or isinstance(protocol, LabelProtocol)
+
+
 def _item_data(item: RunItem) -> dict[str, Any]:
     record, outcome = item.record, item.outcome
     return {
+        "kind": "fidelity",
         "id": item.id,
         "subset": outcome.subset,
         "label": record.get("label"),
@@ -103,13 +113,20 @@ def _item_data(item: RunItem) -> dict[str, Any]:
 
 def page_data(result: TaskResult) -> dict[str, Any]:
     """Everything the page shows, as plain JSON types; metric cells are preformatted."""
-    items = [_item_data(item) for item in result.items]
+    protocol = protocol_of(result.task)
+    metric_names = protocol.schema.metric_names
+    if isinstance(protocol, LabelProtocol):
+        outcomes = protocol.view_outcomes
+        items = [protocol.view_item(item.record, item.outcome, item.genrm) for item in result.items]
+    else:
+        outcomes = OUTCOMES
+        items = [_item_data(item) for item in result.items]
     shown = {item["outcome"] for item in items}
     subsets = [
         {
             "subset": part.subset,
             "n": part.n,
-            "cells": [_percent(part.values.get(m)) for m in FIDELITY_METRICS],
+            "cells": [_percent(part.values.get(m)) for m in metric_names],
         }
         for part in result.subsets
     ]
@@ -125,15 +142,16 @@ def page_data(result: TaskResult) -> dict[str, Any]:
                 "value": _percent(result.values.get(m)),
                 "ci": _interval(result.ci.get(m)),
             }
-            for m in FIDELITY_METRICS
+            for m in metric_names
         ],
-        "metric_names": [metric_label(m) for m in FIDELITY_METRICS],
+        "metric_names": [metric_label(m) for m in metric_names],
         "subsets": subsets,
         "failures": _failure_counts(result),
         "outcomes": [
             {"key": key, "label": label}
-            for key, label in OUTCOMES.items()
-            if key != "unjudged" or key in shown
+            for key, label in outcomes.items()
+            # Filters of items only some runs have ("not judged", "scored as a set").
+            if key not in ("unjudged", "set") or key in shown
         ],
         "items": items,
     }
@@ -148,7 +166,7 @@ def script_json(data: Any) -> str:
 
 
 def render_page(result: TaskResult) -> str:
-    """The page of one fidelity run with items."""
+    """The page of one run with items."""
     template = (
         resources.files("ralign_tasks.report").joinpath("viewer_page.html").read_text("utf-8")
     )
@@ -174,18 +192,19 @@ def page_name(result: TaskResult, taken: set[str]) -> str:
 
 
 def _skip_reason(result: TaskResult) -> str:
-    if result.task not in FIDELITY_TASKS:
-        return f"the viewer covers the R-Align fidelity tasks ({', '.join(FIDELITY_TASKS)})"
+    if not viewed(result.task):
+        return "the viewer covers the R-Align fidelity tasks and the label benchmarks"
     return no_samples_hint(result)
 
 
 def write_views(results: list[TaskResult], out_dir: Path, warnings: list[str]) -> list[Path]:
-    """Write one page per fidelity result with items into ``out_dir``; every other result
-    gets a warning saying why it has no page. Returns the pages written."""
+    """Write one page per result of a viewed family (:func:`viewed`) with items into
+    ``out_dir``; every other result gets a warning saying why it has no page. Returns the
+    pages written."""
     pages: list[Path] = []
     taken: set[str] = set()
     for result in results:
-        if result.task not in FIDELITY_TASKS or not result.items:
+        if not viewed(result.task) or not result.items:
             warnings.append(
                 f"{result.source}: {result.genrm} on {result.task} not viewed: "
                 f"{_skip_reason(result)}"
