@@ -38,7 +38,7 @@ PAGES = {
     (JSON_GENRM, "ralign_helpsteer3"): "openai-api_loop_other-json__ralign_helpsteer3.html",
 }
 ITEM_FIELDS = {
-    "id", "subset", "label", "verdict", "outcome", "context", "prompt", "response_a",
+    "kind", "id", "subset", "label", "verdict", "outcome", "context", "prompt", "response_a",
     "response_b", "golden_rationale", "output", "call_fail", "no_verdict", "truncated",
     "label_correct", "meta", "meta_answer", "meta_error",
 }  # fmt: skip
