@@ -15,9 +15,9 @@ from ralign_tasks.cli import main
 from ralign_tasks.report.runs import load_runs
 from ralign_tasks.report.viewer import page_data
 from ralign_tasks.testing.loopback import LoopbackServer
-from tests.browser.test_viewer import BUTTON_COUNTS, SHOWN, VISIBLE_OUTCOMES
 from tests.support.cdp import chromium
 from tests.support.label_judges import length_everything
+from tests.support.viewer_page import BUTTON_COUNTS, SHOWN, VISIBLE_OUTCOMES
 
 pytestmark = pytest.mark.slow  # Chromium
 

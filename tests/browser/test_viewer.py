@@ -27,6 +27,7 @@ from ralign_tasks.report.viewer import OUTCOMES, page_data, script_json, write_v
 from ralign_tasks.scorers.metrics import ItemOutcome
 from tests.support.cdp import Page, chromium
 from tests.support.recorded_runs import CLI_GENRM, INSPECT_GENRM, JSON_GENRM
+from tests.support.viewer_page import BUTTON_COUNTS, SHOWN, VISIBLE_OUTCOMES
 
 pytestmark = pytest.mark.slow  # the recorded harness runs (an lm_eval subprocess) and Chromium
 
@@ -190,16 +191,6 @@ def test_embedded_json_cannot_end_its_script_element():
 
 
 # --- in a real browser ---------------------------------------------------------------------
-
-SHOWN = "+document.getElementById('shown').dataset.count"
-VISIBLE_OUTCOMES = (
-    "[...document.querySelectorAll('details.item')]"
-    ".filter((c) => c.checkVisibility()).map((c) => c.dataset.outcome)"
-)
-BUTTON_COUNTS = (
-    "Object.fromEntries([...document.querySelectorAll('#outcome-filter button')]"
-    ".map((b) => [b.value, +b.dataset.count]))"
-)
 
 
 def test_outcome_filter_and_an_opened_item_in_chromium(browser, results, pages):
