@@ -21,7 +21,6 @@ from ralign_tasks.data import (
     data_source,
     describe_bad_rows,
     keep_named,
-    resolve_data_file,
     warn_bad_rows,
 )
 from ralign_tasks.pipeline import (
@@ -671,27 +670,26 @@ def cmd_check_data(args: argparse.Namespace) -> int:
     problems, checked = 0, 0
     for spec in specs:
         protocol = protocol_of(spec)
-        present = []
-        for split, file_name in spec.files.items():
+        found = []
+        for split in spec.files:
+            # Each family finds its own files (official names, per-domain files, parquet).
             try:
-                present.append((split, resolve_data_file(file_name, data_dir, spec.task)))
-            except DataUnavailableError:
-                continue
-        if not present:
-            wanted = " or ".join(spec.files.values())
+                found.append(protocol.load(spec, data_dir, split=split, skip_bad_rows=True))
+            except DataUnavailableError as exc:
+                missing = str(exc)
+        if not found:
             if args.benchmarks:
-                raise DataUnavailableError(f"{spec.task}: no {wanted} in {data_dir}")
-            print(f"{spec.task}: no file in {data_dir} (looked for {wanted})")
+                raise DataUnavailableError(missing)
+            print(missing)
             continue
-        for split, path in present:
-            loaded = protocol.load(spec, data_dir, split=split, skip_bad_rows=True)
+        for loaded in found:
             checked += 1
             if not loaded.records and not loaded.bad_rows:
-                print(f"{path}: error: empty file (no rows)")
+                print(f"{loaded.path}: error: empty file (no rows)")
                 problems += 1
                 continue
             problems += bool(loaded.bad_rows)
-            print(f"{path}: {len(loaded.records)} valid rows, {len(loaded.bad_rows)} bad")
+            print(f"{loaded.path}: {len(loaded.records)} valid rows, {len(loaded.bad_rows)} bad")
             if loaded.bad_rows:
                 print(describe_bad_rows(loaded.bad_rows, limit=50))
     if not checked:

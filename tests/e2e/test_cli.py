@@ -252,12 +252,16 @@ def test_check_data_lists_bad_rows_empty_files_and_missing_benchmarks(tmp_path, 
     assert "helpsteer3_aug.jsonl: 8 valid rows, 1 bad" in out
     assert "helpsteer3_aug.jsonl:9: not UTF-8 text (byte 0xff" in out
     assert "ppe_human_preference_v1_aug.jsonl: error: empty file (no rows)" in out
-    assert "ralign_rewardbench2: no file in" in out
-    assert "ralign_helpsteer3_atomic: no file in" in out
+    assert "ralign_rewardbench2: no data file at" in out
+    assert "ralign_helpsteer3_atomic: no data file at" in out
+    assert "ralign_rmbench: no RM-Bench file" in out
     # Named benchmarks must be there; a clean file passes.
     assert main(["check-data", "rewardbench2", "--data-dir", str(tmp_path)]) == 2
-    assert "ralign_rewardbench2: no reward_bench2_aug.jsonl" in capsys.readouterr().err
+    assert "ralign_rewardbench2: no data file at" in capsys.readouterr().err
     assert main(["check-data", "helpsteer3_atomic", "--data-dir", str(sample_data_dir())]) == 0
+    # The label benchmarks find their own files: official names, per-domain files.
+    for name in ("judgebench", "rmbench", "rb2"):
+        assert main(["check-data", name, "--data-dir", str(sample_data_dir())]) == 0
     assert main(["check-data", "--data-dir", str(tmp_path / "nothing")]) == 1
 
 
