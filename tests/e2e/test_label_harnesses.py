@@ -105,3 +105,35 @@ def test_inspect_gives_the_cli_numbers(server, expected, task, tmp_path, monkeyp
         prompts = protocol.genrm_prompts(record, protocol.option_values({}, task))
         games = sample.scores[protocol.scorer_name].metadata["genrm"]["games"]
         assert len(games) == len(prompts) and all(g["output"] for g in games)
+
+
+def test_inspect_asks_the_arena_hard_follow_up_turn(tmp_path, monkeypatch):
+    """An answer without a label gets one follow-up turn (its first answer as history), and
+    the decision is read from both answers, as in the CLI."""
+
+    def respond(body):
+        messages = body["messages"]
+        if len(messages) == 3:
+            assert messages[1]["role"] == "assistant"
+            return "Final verdict: [[A>B]]"
+        return "Let me think about it; no label yet."
+
+    with LoopbackServer(respond) as server:
+        monkeypatch.setenv("LOOP_BASE_URL", server.base_url)
+        monkeypatch.setenv("LOOP_API_KEY", "unused")
+        monkeypatch.chdir(tmp_path)
+        (log,) = inspect_eval(
+            TASK_FUNCTIONS["ralign_judgebench"](sample=True, verdict_format="arena_hard"),
+            model="openai-api/loop/genrm",
+            log_dir=str(tmp_path / "logs"),
+            display="none",
+        )
+        follow_ups = [b for b in server.requests if len(b["messages"]) == 3]
+    assert log.status == "success", log.error
+    assert len(follow_ups) == 16  # every game of the 8 pairs
+    for sample in log.samples:
+        games = sample.scores["ralign_judgebench_scorer"].metadata["genrm"]["games"]
+        assert [g["verdict"] for g in games] == ["A>B", "A>B"]
+        assert all(g["output"].endswith("Final verdict: [[A>B]]") for g in games)
+    # A>B in both orders: a position-biased judge, inconsistent on every pair.
+    assert log.results.scores[0].metrics["inconsistent"].value == 8
