@@ -115,33 +115,43 @@ def judge_items(
     judgments: Sequence[Any],
     config: EndpointConfig | None,
 ) -> tuple[list[ItemRun[Any, Any]], BatchStats | None]:
-    """Send every item the protocol wants judged to the judge in one concurrent batch (none
-    when ``config`` is ``None``); outcomes and judged-item records of all items, in order."""
+    """Send every request the protocol wants judged (each item's slots) to the judge in one
+    concurrent batch (none when ``config`` is ``None``); outcomes and judged-item records of
+    all items, in order."""
     protocol = protocol_of(spec)
-    calls: list[Any] = [None] * len(judgments)
+    calls: list[list[Any]] = []
     stats = None
-    if config is not None:
+    if config is None:
+        calls = [[None] * len(protocol.judge_prompts(j)) for j in judgments]
+    else:
         template = protocol.judge_template(config)
-        prompts = [protocol.judge_prompt(j, template) for j in judgments]
-        todo = [index for index, prompt in enumerate(prompts) if prompt is not None]
+        prompts = [protocol.judge_prompts(j, template) for j in judgments]
+        calls = [[None] * len(slots) for slots in prompts]
+        todo = [
+            (index, slot)
+            for index, slots in enumerate(prompts)
+            for slot, prompt in enumerate(slots)
+            if prompt is not None
+        ]
         requests = [
-            ChatRequest(str(config.model), prompts[i], config.temperature, config.max_tokens)
-            for i in todo
+            ChatRequest(str(config.model), prompts[i][slot], config.temperature, config.max_tokens)
+            for i, slot in todo
         ]
         results, stats = run_chat_batch(
             requests,
             config,
-            checks=[protocol.check(judgments[i]) for i in todo],
+            checks=[protocol.check(judgments[i], slot) for i, slot in todo],
             description=protocol.judge_step.replace("_", "-"),
         )
-        for index, result in zip(todo, results, strict=True):
-            calls[index] = result
+        for (index, slot), result in zip(todo, results, strict=True):
+            calls[index][slot] = result
     items = [
         protocol.run_item(
-            spec.task, record, judgment, call, config is not None, config.model if config else None
+            spec.task, record, judgment, item_calls, config is not None,
+            config.model if config else None,
         )
-        for record, judgment, call in zip(records, judgments, calls, strict=True)
-    ]
+        for record, judgment, item_calls in zip(records, judgments, calls, strict=True)
+    ]  # fmt: skip
     return items, stats
 
 

@@ -11,6 +11,7 @@ score, failures included, so the counts cover all samples.
 
 from __future__ import annotations
 
+import asyncio
 import inspect as signatures
 import logging
 import math
@@ -36,7 +37,13 @@ from ralign_tasks.inspect_adapter.compat import PrerequisiteError
 from ralign_tasks.item import checked_item
 from ralign_tasks.protocols import PROTOCOLS, TASK_KEY, Protocol, TaskSpec, get_task
 from ralign_tasks.protocols.base import GenRMOutput
-from ralign_tasks.scorers.ask import Answer, TransportGaveUp, ask_until_valid, describe_error
+from ralign_tasks.scorers.ask import (
+    Answer,
+    JudgeCall,
+    TransportGaveUp,
+    ask_until_valid,
+    describe_error,
+)
 from ralign_tasks.scorers.config import EndpointConfig, host_of
 
 logger = logging.getLogger("ralign_tasks.inspect")
@@ -199,25 +206,32 @@ def score_sample(
             genrm_outputs(state),
             {**options, **(state.metadata.get(OPTIONS_KEY) or {})},
         )
-        prompt = protocol.judge_prompt(judgment, metajudge_template)
-        call = None
-        if prompt is not None and judge is not None:
+        prompts = protocol.judge_prompts(judgment, metajudge_template)
+        calls: list[JudgeCall[Any] | None] = [None] * len(prompts)
+        if judge is not None:
             # A role's own config (--model-role meta_judge="{model: …, temperature: 0}") wins.
             config = defaults.merge(judge.config)
-            call = await ask_until_valid(
-                lambda attempt: ask_judge(judge, prompt, config, metajudge_cache, attempt),
-                protocol.check(judgment),
-                judge_attempts(config),
-                gave_up=lambda exc: isinstance(exc, TransportGaveUp),
+
+            async def ask_slot(slot: int, prompt: str) -> None:
+                call = await ask_until_valid(
+                    lambda attempt: ask_judge(judge, prompt, config, metajudge_cache, attempt),
+                    protocol.check(judgment, slot),
+                    judge_attempts(config),
+                    gave_up=lambda exc: isinstance(exc, TransportGaveUp),
+                )
+                calls[slot] = call
+                if not call.ok:
+                    logger.warning(
+                        "%s request to %s (%s) failed after %d attempt(s): %s",
+                        protocol.judge_step.replace("_", "-"), judge, _host(judge),
+                        call.attempts, call.error,
+                    )  # fmt: skip
+
+            await asyncio.gather(
+                *(ask_slot(slot, p) for slot, p in enumerate(prompts) if p is not None)
             )
-        if call is not None and not call.ok:
-            logger.warning(
-                "%s request to %s (%s) failed after %d attempt(s): %s",
-                protocol.judge_step.replace("_", "-"), judge, _host(judge), call.attempts,
-                call.error,
-            )  # fmt: skip
         run = protocol.run_item(
-            spec.task, record, judgment, call, judge is not None, str(judge) if judge else None
+            spec.task, record, judgment, calls, judge is not None, str(judge) if judge else None
         )
         return Score(
             # A score value holds scalars only; the whole outcome (an RM-Bench item's nine
@@ -228,7 +242,7 @@ def score_sample(
                 if value is None or isinstance(value, str | int | float | bool)
             },
             answer=run.item["genrm"]["verdict"],
-            explanation=protocol.explain(judgment, call),
+            explanation=protocol.explain(judgment, calls),
             metadata=run.item,
         )
 

@@ -116,13 +116,18 @@ class GenRMOutput:
     error: str | None = None
 
 
+# The judge calls of one item, one per judge request slot (``None``: that slot not sent).
+JudgeCalls = Sequence["JudgeCall[Any] | None"]
+
+
 @dataclass
 class ItemRun(Generic[JudgmentT, OutcomeT]):
-    """One item through a protocol: its judgment, the judge call (``None`` when not judged),
-    its outcome and its judged-item record."""
+    """One item through a protocol: its judgment, its judge calls (one per slot of
+    :meth:`Protocol.judge_prompts`, ``None`` where not sent), its outcome and its judged-item
+    record."""
 
     judgment: JudgmentT
-    call: JudgeCall[Any] | None
+    calls: JudgeCalls
     outcome: OutcomeT
     item: dict[str, Any] = field(default_factory=dict)
 
@@ -265,21 +270,22 @@ class Protocol(ABC, Generic[RecordT, JudgmentT, OutcomeT]):
     # --- the judge -------------------------------------------------------------------------
 
     @abstractmethod
-    def judge_prompt(self, judgment: JudgmentT, template: str | None = None) -> str | None:
-        """The judge request of one item, or ``None`` when the item is not sent to the judge."""
+    def judge_prompts(self, judgment: JudgmentT, template: str | None = None) -> list[str | None]:
+        """The judge requests of one item, one per slot (``None``: that slot is not sent; an
+        item of a swapped run has one slot per order); empty for a family without a judge."""
 
     @abstractmethod
-    def check(self, judgment: JudgmentT) -> Callable[[str], Any]:
-        """The judge answer's parser for this item: returns the answer's value, or raises
+    def check(self, judgment: JudgmentT, slot: int) -> Callable[[str], Any]:
+        """The parser of the judge's answer to one slot: returns the answer's value, or raises
         :class:`~ralign_tasks.scorers.ask.InvalidAnswer` to have it asked again."""
 
     @abstractmethod
-    def outcome(self, judgment: JudgmentT, call: JudgeCall[Any] | None, judged: bool) -> OutcomeT:
-        """The scored facts of one item. ``call`` is ``None`` when the item was not sent;
-        ``judged`` is false when the run has no judge at all."""
+    def outcome(self, judgment: JudgmentT, calls: JudgeCalls, judged: bool) -> OutcomeT:
+        """The scored facts of one item. ``calls`` answer :meth:`judge_prompts` slot by slot
+        (``None`` where not sent); ``judged`` is false when the run has no judge at all."""
 
     @abstractmethod
-    def explain(self, judgment: JudgmentT, call: JudgeCall[Any] | None) -> str:
+    def explain(self, judgment: JudgmentT, calls: JudgeCalls) -> str:
         """One readable paragraph on how the item was scored."""
 
     # --- the judged-item record ------------------------------------------------------------
@@ -305,22 +311,24 @@ class Protocol(ABC, Generic[RecordT, JudgmentT, OutcomeT]):
         task: str,
         record: RecordT,
         judgment: JudgmentT,
-        call: JudgeCall[Any] | None,
+        calls: JudgeCalls,
         outcome: OutcomeT,
         judge_model: str | None = None,
     ) -> dict[str, Any]:
         """The judged-item record: what every path writes per item (the CLI's samples.jsonl,
-        lm-eval's filtered response, Inspect's score metadata) and the report reads."""
-        judge = []
-        if call is not None:
-            judge.append(
-                {
-                    "step": self.judge_step,
-                    "model": judge_model,
-                    **call.to_dict(),
-                    "value": self.judge_value(call.value) if call.ok else None,
-                }
-            )
+        lm-eval's filtered response, Inspect's score metadata) and the report reads. Its
+        ``judge`` list has one entry per call made, with the ``slot`` it answers."""
+        judge = [
+            {
+                "step": self.judge_step,
+                "slot": slot,
+                "model": judge_model,
+                **call.to_dict(),
+                "value": self.judge_value(call.value) if call.ok else None,
+            }
+            for slot, call in enumerate(calls)
+            if call is not None
+        ]
         return {
             "ralign_item": ITEM_VERSION,
             "task": task,
@@ -337,14 +345,14 @@ class Protocol(ABC, Generic[RecordT, JudgmentT, OutcomeT]):
         task: str,
         record: RecordT,
         judgment: JudgmentT,
-        call: JudgeCall[Any] | None,
+        calls: JudgeCalls,
         judged: bool,
         judge_model: str | None = None,
     ) -> ItemRun[JudgmentT, OutcomeT]:
-        """Outcome and judged-item record of one item whose judge call (if any) is done."""
-        outcome = self.outcome(judgment, call, judged)
-        item = self.item(task, record, judgment, call, outcome, judge_model)
-        return ItemRun(judgment, call, outcome, item)
+        """Outcome and judged-item record of one item whose judge calls (if any) are done."""
+        outcome = self.outcome(judgment, calls, judged)
+        item = self.item(task, record, judgment, calls, outcome, judge_model)
+        return ItemRun(judgment, calls, outcome, item)
 
     def variant(self, given: Mapping[str, Any]) -> str:
         """The family options in ``given`` that differ from their defaults, as

@@ -17,9 +17,8 @@ from ralign_tasks.prompts import (
     render_genrm_prompt,
     render_metajudge_prompt,
 )
-from ralign_tasks.protocols.base import GenRMOutput, Option, Protocol, TaskSpec
+from ralign_tasks.protocols.base import GenRMOutput, JudgeCalls, Option, Protocol, TaskSpec
 from ralign_tasks.records import PairRecord
-from ralign_tasks.scorers.ask import JudgeCall
 from ralign_tasks.scorers.meta_verdict import MetaStatus, parse_meta_verdict
 from ralign_tasks.scorers.metrics import FIDELITY_SCHEMA, ItemOutcome, compute_fidelity
 from ralign_tasks.scorers.verdict import (
@@ -169,20 +168,21 @@ class FidelityProtocol(Protocol[PairRecord, FidelityJudgment, ItemOutcome]):
 
     # --- the meta-judge --------------------------------------------------------------------
 
-    def judge_prompt(self, judgment: FidelityJudgment, template: str | None = None) -> str | None:
+    def judge_prompts(
+        self, judgment: FidelityJudgment, template: str | None = None
+    ) -> list[str | None]:
         """Only label-correct items are sent (SPEC §1)."""
         if not judgment.label_correct:
-            return None
+            return [None]
         assert judgment.output is not None  # a verdict implies an output
-        return render_metajudge_prompt(judgment.record, judgment.output, template)
+        return [render_metajudge_prompt(judgment.record, judgment.output, template)]
 
-    def check(self, judgment: FidelityJudgment) -> Callable[[str], MetaStatus]:
+    def check(self, judgment: FidelityJudgment, slot: int) -> Callable[[str], MetaStatus]:
         # Every non-empty answer is final: a ParseFail is a counted outcome, not asked again.
         return parse_meta_verdict
 
-    def outcome(
-        self, judgment: FidelityJudgment, call: JudgeCall[Any] | None, judged: bool
-    ) -> ItemOutcome:
+    def outcome(self, judgment: FidelityJudgment, calls: JudgeCalls, judged: bool) -> ItemOutcome:
+        (call,) = calls
         meta = None
         if call is not None:
             meta = call.value if call.ok else MetaStatus.CALL_FAIL
@@ -196,7 +196,8 @@ class FidelityProtocol(Protocol[PairRecord, FidelityJudgment, ItemOutcome]):
             judged=judged,
         )
 
-    def explain(self, judgment: FidelityJudgment, call: JudgeCall[Any] | None) -> str:
+    def explain(self, judgment: FidelityJudgment, calls: JudgeCalls) -> str:
+        (call,) = calls
         if judgment.output is None:
             return "GenRM call failed: label wrong, not meta-judged."
         if judgment.verdict is None:

@@ -20,8 +20,7 @@ from typing import Any, ClassVar, TypeVar
 import numpy as np
 
 from ralign_tasks.prompts import load_template
-from ralign_tasks.protocols.base import GenRMOutput, Option, Protocol
-from ralign_tasks.scorers.ask import JudgeCall
+from ralign_tasks.protocols.base import GenRMOutput, JudgeCalls, Option, Protocol
 from ralign_tasks.scorers.judgebench import parse_arena_hard
 from ralign_tasks.scorers.schema import MetricSpec
 from ralign_tasks.scorers.verdict import parse_verdict
@@ -259,18 +258,18 @@ class LabelProtocol(Protocol[RecordT, LabelJudgment, OutcomeT]):
 
     # --- no judge --------------------------------------------------------------------------
 
-    def judge_prompt(self, judgment: LabelJudgment, template: str | None = None) -> str | None:
-        return None
+    def judge_prompts(
+        self, judgment: LabelJudgment, template: str | None = None
+    ) -> list[str | None]:
+        return []
 
-    def check(self, judgment: LabelJudgment) -> Callable[[str], Any]:
+    def check(self, judgment: LabelJudgment, slot: int) -> Callable[[str], Any]:
         raise NotImplementedError(f"{self.title} has no judge step")
 
     def judge_value(self, value: Any) -> Any:
         raise NotImplementedError(f"{self.title} has no judge step")
 
-    def outcome(
-        self, judgment: LabelJudgment, call: JudgeCall[Any] | None, judged: bool
-    ) -> OutcomeT:
+    def outcome(self, judgment: LabelJudgment, calls: JudgeCalls, judged: bool) -> OutcomeT:
         return self.label_outcome(judgment)
 
     @abstractmethod
@@ -288,7 +287,7 @@ class LabelProtocol(Protocol[RecordT, LabelJudgment, OutcomeT]):
             "games": [game.to_dict() for game in games],
         }
 
-    def explain(self, judgment: LabelJudgment, call: JudgeCall[Any] | None) -> str:
+    def explain(self, judgment: LabelJudgment, calls: JudgeCalls) -> str:
         lines = []
         for number, game in enumerate(judgment.games, 1):
             shown = ", ".join(f"{key} {value}" for key, value in game.shown.items())

@@ -20,9 +20,8 @@ from ralign_tasks.prompts import (
     render_atomic_genrm_prompt,
     render_rc_prompt,
 )
-from ralign_tasks.protocols.base import GenRMOutput, Option, Protocol, TaskSpec
+from ralign_tasks.protocols.base import GenRMOutput, JudgeCalls, Option, Protocol, TaskSpec
 from ralign_tasks.records import AtomicRecord, ReferenceOutput
-from ralign_tasks.scorers.ask import JudgeCall
 from ralign_tasks.scorers.rationale import (
     MAX_REASONS_ALLOWED,
     MAX_REASONS_SCORED,
@@ -187,21 +186,24 @@ class RationaleProtocol(Protocol[AtomicRecord, AtomicJudgment, AtomicOutcome]):
 
     # --- the MetaJudge ---------------------------------------------------------------------
 
-    def judge_prompt(self, judgment: AtomicJudgment, template: str | None = None) -> str | None:
+    def judge_prompts(
+        self, judgment: AtomicJudgment, template: str | None = None
+    ) -> list[str | None]:
         """Items with no reason or more than 10 are skipped without a call."""
         if judgment.skip_status is not None:
-            return None
+            return [None]
         reasons, rationales = judgment.scored_reasons, list(judgment.record.checklist)
-        return render_rc_prompt(reasons, rationales, self.resolved_judge_template(template))
+        return [render_rc_prompt(reasons, rationales, self.resolved_judge_template(template))]
 
-    def check(self, judgment: AtomicJudgment) -> Callable[[str], list[tuple[int, float]]]:
+    def check(
+        self, judgment: AtomicJudgment, slot: int
+    ) -> Callable[[str], list[tuple[int, float]]]:
         n_rationales, n_reasons = len(judgment.record.checklist), len(judgment.scored_reasons)
         # A malformed answer raises RCFormatError (an InvalidAnswer): it is asked again.
         return lambda answer: parse_rc_answer(answer, n_rationales, n_reasons)
 
-    def outcome(
-        self, judgment: AtomicJudgment, call: JudgeCall[Any] | None, judged: bool
-    ) -> AtomicOutcome:
+    def outcome(self, judgment: AtomicJudgment, calls: JudgeCalls, judged: bool) -> AtomicOutcome:
+        (call,) = calls
         scores = None
         status = judgment.skip_status
         if status is None and not judged:
@@ -219,7 +221,8 @@ class RationaleProtocol(Protocol[AtomicRecord, AtomicJudgment, AtomicOutcome]):
             verdict=judgment.verdict,
         )
 
-    def explain(self, judgment: AtomicJudgment, call: JudgeCall[Any] | None) -> str:
+    def explain(self, judgment: AtomicJudgment, calls: JudgeCalls) -> str:
+        (call,) = calls
         skip = judgment.skip_status
         if skip is ItemStatus.SKIPPED_EMPTY:
             if judgment.output is None:

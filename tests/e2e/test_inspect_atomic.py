@@ -280,7 +280,7 @@ def test_item_round_trip_and_nan_when_nothing_is_scored(records):
     items, outcomes = [], []
     for record, output, call in cases:
         judgment = AtomicJudgment.from_output(record, output)
-        run = RATIONALE.run_item(RC_TASK.task, record, judgment, call, True, "j")
+        run = RATIONALE.run_item(RC_TASK.task, record, judgment, [call], True, "j")
         items.append(run.item)
         outcomes.append(run.outcome)
     assert [RATIONALE.outcome_from_item(item) for item in items] == outcomes

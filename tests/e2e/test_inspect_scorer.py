@@ -123,7 +123,7 @@ def judged_item(record, output, meta):
     call = None
     if meta is not None:
         call = JudgeCall(value=meta, answer="…", attempts=1)
-    return FIDELITY.run_item("ralign_helpsteer3", record, judgment, call, True, "j").item
+    return FIDELITY.run_item("ralign_helpsteer3", record, judgment, [call], True, "j").item
 
 
 def test_item_outcome_round_trip(sample_records):
@@ -133,7 +133,7 @@ def test_item_outcome_round_trip(sample_records):
         item = judged_item(record, output, meta)
         judgment = FidelityJudgment.from_output(record, output)
         call = JudgeCall(value=meta, answer="…", attempts=1) if meta else None
-        assert FIDELITY.outcome_from_item(item) == FIDELITY.outcome(judgment, call, True)
+        assert FIDELITY.outcome_from_item(item) == FIDELITY.outcome(judgment, [call], True)
 
 
 def test_metric_is_compute_fidelity_with_nan_for_undefined(sample_records):

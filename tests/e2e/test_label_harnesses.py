@@ -124,7 +124,8 @@ def test_inspect_asks_the_arena_hard_follow_up_turn(tmp_path, monkeypatch):
         monkeypatch.chdir(tmp_path)
         (log,) = inspect_eval(
             TASK_FUNCTIONS["ralign_judgebench"](sample=True, verdict_format="arena_hard"),
-            model="openai-api/loop/genrm",
+            # A name of its own: Inspect memoizes models by name, with the earlier server's URL.
+            model="openai-api/loop/follow-up",
             log_dir=str(tmp_path / "logs"),
             display="none",
         )

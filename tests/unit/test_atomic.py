@@ -241,7 +241,7 @@ def test_malformed_answers_are_asked_again_then_fail(tmp_path):
     assert [v.outcome for v in again] == [v.outcome for v in verdicts]
     assert asks == {0: 1, 1: 2, 2: 3}
     assert verdicts[0].outcome.scores.rc == pytest.approx(1 / len(records[0].checklist))
-    assert "malformed answer: no <RESULT_START>" in verdicts[2].call.error
+    assert "malformed answer: no <RESULT_START>" in verdicts[2].calls[0].error
     assert verdicts[2].item["judge"][0]["attempts"] == 3
 
 

@@ -275,7 +275,7 @@ def test_judge_items_sends_only_label_correct_items(sample_records):
             assert item.item["judge"][0]["model"] == "judge"
             assert any(judgment.record.golden_rationale in prompt for prompt in sent)
         else:
-            assert item.call is None and item.item["judge"] == []
+            assert item.calls == [None] and item.item["judge"] == []
             assert not any(judgment.record.golden_rationale in prompt for prompt in sent)
 
 

@@ -101,6 +101,6 @@ def test_what_each_prompt_shows():
         assert positions == sorted(positions)  # shown in slot order A..D
         # The verdict naming the chosen slot earns 1; no verdict 0.25.
         judgment = rb2.judgment(record, [GenRMOutput(f"[[{shown['chosen_slot']}]]")], options)
-        assert rb2.outcome(judgment, None, False).credit == 1.0
+        assert rb2.outcome(judgment, [], False).credit == 1.0
         judgment = rb2.judgment(record, [GenRMOutput("no idea")], options)
-        assert rb2.outcome(judgment, None, False).credit == 0.25
+        assert rb2.outcome(judgment, [], False).credit == 0.25

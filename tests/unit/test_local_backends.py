@@ -95,7 +95,7 @@ def test_local_batch_retries_empty_answers_and_caches_the_rest(sample_records, s
     verdicts, stats = judge_all(items, config)
     # One batch of 5, then the empty one twice more.
     assert scripted_local.calls == [5, 1, 1]
-    assert verdicts[4].call.error == "empty answer (finish reason: stop)"
+    assert verdicts[4].calls[0].error == "empty answer (finish reason: stop)"
     assert stats.failures == 1 and stats.calls == 4 + 3
     again, stats = judge_all(items, config)
     assert stats.cache_hits == 4 and scripted_local.calls[3:] == [1, 1, 1]
