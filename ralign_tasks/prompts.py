@@ -64,10 +64,18 @@ def render_genrm_prompt(record: PairRecord, template_path: str | None = None) ->
 
 
 def render_metajudge_prompt(
-    record: PairRecord, genrm_output: str, template_path: str | None = None
+    record: PairRecord,
+    genrm_output: str,
+    template_path: str | None = None,
+    *,
+    order_swapped: bool = False,
+    genrm_first: bool = False,
 ) -> str:
-    """The meta-judge prompt: the same comparison, the golden rationale and the GenRM's
-    output with its thinking removed (the meta-judge never sees the GenRM's thinking)."""
+    """The meta-judge prompt: the comparison as the GenRM saw it, the golden rationale and the
+    GenRM's output with its thinking removed (the meta-judge never sees the GenRM's thinking).
+    ``order_swapped``: the GenRM saw the answers swapped (a swap run's second order), so the
+    golden rationale names them the other way round, which the prompt says. ``genrm_first``:
+    the GenRM's output comes before the golden rationale (the meta-judge position probe)."""
     path = template_path or os.environ.get(METAJUDGE_TEMPLATE_ENV)
     return (
         load_template(path, METAJUDGE_TEMPLATE)
@@ -75,6 +83,8 @@ def render_metajudge_prompt(
             **_comparison_vars(record),
             golden_rationale=record.golden_rationale,
             genrm_output=strip_thinking(genrm_output),
+            order_swapped=order_swapped,
+            genrm_first=genrm_first,
         )
         .strip()
     )

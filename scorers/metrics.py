@@ -39,6 +39,51 @@ FIDELITY_SCHEMA = Schema(
         MetricSpec(
             "f_score", "F-Score", True, "nanmean", description="fidelity: C / (N - CF - PF)"
         ),
+        MetricSpec(
+            "position_consistency",
+            "consistent",
+            True,
+            "summary",
+            needs_judge=False,
+            option="swap",
+            description="items whose two verdicts agree once mapped back",
+        ),
+        MetricSpec(
+            "first_position_rate",
+            "1st pos",
+            False,
+            "summary",
+            needs_judge=False,
+            option="swap",
+            description="verdicts naming the answer shown first",
+        ),
+        MetricSpec(
+            "l_acc_swap",
+            "L-Acc swap",
+            True,
+            "summary",
+            needs_judge=False,
+            option="swap",
+            description="net vote over both orders > 0",
+        ),
+        MetricSpec(
+            "s_corr_swap",
+            "S-Corr swap",
+            False,
+            "summary",
+            option="swap",
+            description="label-correct in both orders, both rationales judged: at "
+            "least one Incorrect",
+        ),
+        MetricSpec(
+            "f_score_swap",
+            "F-Score swap",
+            True,
+            "summary",
+            option="swap",
+            description="both orders label-correct and Correct / (N - items with a "
+            "CallFail or ParseFail in either order)",
+        ),
     ),
     counts=(
         MetricSpec("label_correct", "label-ok", True, "count", needs_judge=False, detail=True),
@@ -53,7 +98,8 @@ FIDELITY_SCHEMA = Schema(
     ),
     headline="f_score",
 )
-FIDELITY_METRICS = FIDELITY_SCHEMA.metric_names
+# The official R-Align metrics (the comparison and the plots work on these).
+FIDELITY_METRICS = ("l_acc", "s_corr", "f_score")
 # Outcome categories of one item; "unjudged" = label-correct but never meta-judged.
 CATEGORIES = ("label_wrong", "correct", "incorrect", "parse_fail", "call_fail", "unjudged")
 _STATUS_CATEGORY = {
@@ -67,8 +113,22 @@ DEFAULT_SEED = 20260101
 
 
 @dataclass(frozen=True)
+class SecondOrder:
+    """The second order of a swapped item (the answers shown the other way round): the
+    GenRM's verdict in its own naming (A = the answer it saw first), whether it names the
+    better answer, the meta-judge's verdict on its rationale, and how the GenRM failed."""
+
+    verdict: str | None
+    label_correct: bool
+    meta: MetaStatus | None = None
+    genrm_no_verdict: bool = False
+    genrm_call_fail: bool = False
+
+
+@dataclass(frozen=True)
 class ItemOutcome:
-    """The scored facts of one item, as the metrics need them."""
+    """The scored facts of one item, as the metrics need them (``verdict`` is the GenRM's
+    A/B; ``second`` the swapped order of a swap run)."""
 
     subset: str
     label_correct: bool
@@ -79,6 +139,8 @@ class ItemOutcome:
     genrm_truncated: bool | None = False
     # False: the run had no meta-judge at all (S-Corr and F-Score are then undefined).
     judged: bool = True
+    verdict: str | None = None
+    second: SecondOrder | None = None
 
     @property
     def category(self) -> str:
@@ -181,6 +243,18 @@ def compute_fidelity(
             stderr[name] = float(np.std(defined, ddof=1))
             low, high = np.percentile(defined, [tail, 100.0 - tail])
             ci[name] = [float(low), float(high)]
+    swapped = [o for o in outcomes if o.second is not None]
+    if swapped and len(swapped) != len(outcomes):
+        raise ValueError("a group mixes swapped and unswapped items")
+    if swapped:
+        swap = compute_swap(outcomes, seed=seed)
+        stderr.update(swap.pop("stderr"))
+        ci.update(swap.pop("ci"))
+        report.update(swap)
+    else:
+        report.update(dict.fromkeys(SWAP_METRICS))
+        stderr.update(dict.fromkeys(SWAP_METRICS))
+        ci.update(dict.fromkeys(SWAP_METRICS))
     report["stderr"] = stderr
     report["ci"] = ci
     return report
@@ -256,3 +330,88 @@ def paired_difference(
                 entry["p_value"] = float(min(1.0, 2.0 * share))
         result[name] = entry
     return result
+
+
+# --- Position swap (issue 14): both orders of every pair ----------------------------------
+
+SWAP_METRICS = ("position_consistency", "first_position_rate", "l_acc_swap", "s_corr_swap",
+                "f_score_swap")  # fmt: skip
+SWAP_BOOTSTRAP = 2000
+_FAILED = (MetaStatus.CALL_FAIL, MetaStatus.PARSE_FAIL)
+
+
+def _vote(label_correct: bool, verdict: str | None) -> int:
+    """JudgeBench's vote: +1 for the better answer, -1 for the other, 0 without a verdict."""
+    if verdict is None:
+        return 0
+    return 1 if label_correct else -1
+
+
+def _swap_columns(outcomes: Sequence[ItemOutcome]) -> np.ndarray:
+    """Per item (rows): consistent, first-shown picks, verdicts, net-vote correct, faithful,
+    excluded (a CallFail or ParseFail in either order), in S-Corr's denominator, and in its
+    numerator; the metrics are ratios of these columns' sums."""
+    rows = []
+    for o in outcomes:
+        second = o.second
+        assert second is not None, "a swap metric of an item without its second order"
+        verdicts = [v for v in (o.verdict, second.verdict) if v is not None]
+        both_right = o.label_correct and second.label_correct
+        metas = (o.meta, second.meta)
+        both_decided = all(m in (MetaStatus.CORRECT, MetaStatus.INCORRECT) for m in metas)
+        rows.append([
+            # Once mapped back, order 2's verdict equals order 1's iff both name the same answer.
+            o.verdict is not None and second.verdict is not None
+            and o.label_correct == second.label_correct,
+            sum(v == "A" for v in verdicts),
+            len(verdicts),
+            _vote(o.label_correct, o.verdict) + _vote(second.label_correct, second.verdict) > 0,
+            both_right and all(m is MetaStatus.CORRECT for m in metas),
+            any(m in _FAILED for m in metas),
+            both_right and both_decided,
+            both_right and both_decided and MetaStatus.INCORRECT in metas,
+        ])  # fmt: skip
+    return np.asarray(rows, dtype=float).reshape(-1, 8)
+
+
+def _swap_values(sums: np.ndarray, n: np.ndarray) -> dict[str, np.ndarray]:
+    consistent, first, verdicts, net, faithful, excluded, s_den, s_num = np.moveaxis(sums, -1, 0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return {
+            "position_consistency": np.where(n > 0, consistent / n, np.nan),
+            "first_position_rate": np.where(verdicts > 0, first / verdicts, np.nan),
+            "l_acc_swap": np.where(n > 0, net / n, np.nan),
+            "s_corr_swap": np.where(s_den > 0, s_num / s_den, np.nan),
+            "f_score_swap": np.where(n - excluded > 0, faithful / (n - excluded), np.nan),
+        }
+
+
+def compute_swap(
+    outcomes: Sequence[ItemOutcome],
+    *,
+    n_bootstrap: int = SWAP_BOOTSTRAP,
+    seed: int = DEFAULT_SEED,
+) -> dict[str, Any]:
+    """The position-swap metrics of a group of swapped items (README, "Position swap"), with
+    bootstrap stderr and 95% CIs over items; ``None`` where undefined, and S-Corr and F-Score
+    of the swap without a meta-judge."""
+    columns = _swap_columns(outcomes)
+    n = len(outcomes)
+    point = {
+        k: _finite(float(v)) for k, v in _swap_values(columns.sum(axis=0), np.float64(n)).items()
+    }
+    if not all(o.judged for o in outcomes):
+        point["s_corr_swap"] = point["f_score_swap"] = None
+    stderr: dict[str, float | None] = dict.fromkeys(SWAP_METRICS)
+    ci: dict[str, list[float] | None] = dict.fromkeys(SWAP_METRICS)
+    if n > 1 and n_bootstrap > 0:
+        rng = np.random.default_rng(seed)
+        sums = np.stack([columns[rng.integers(0, n, n)].sum(axis=0) for _ in range(n_bootstrap)])
+        for name, values in _swap_values(sums, np.float64(n)).items():
+            defined = values[np.isfinite(values)]
+            if point[name] is None or defined.size < 2:
+                continue
+            stderr[name] = float(np.std(defined, ddof=1))
+            low, high = np.percentile(defined, [2.5, 97.5])
+            ci[name] = [float(low), float(high)]
+    return {**point, "stderr": stderr, "ci": ci}

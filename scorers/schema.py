@@ -24,7 +24,9 @@ class MetricSpec:
     mean of per-document values, such as RM-Bench's mean over four domains). ``needs_judge``
     is false for numbers that exist without a judge step (label accuracy, GenRM failures).
     ``detail`` marks a breakdown count (C, I, label-correct) that a run's own table shows and
-    the comparison table of several runs leaves out.
+    the comparison table of several runs leaves out. A metric with an ``option`` exists only
+    in runs with that option on (the position-swap metrics); elsewhere it is ``None`` and
+    lm-eval does not list it.
     """
 
     name: str
@@ -34,6 +36,8 @@ class MetricSpec:
     needs_judge: bool = True
     detail: bool = False
     description: str = ""
+    # The family option that must be on for the metric to exist (``swap``); ``None``: always.
+    option: str | None = None
 
     @property
     def is_count(self) -> bool:

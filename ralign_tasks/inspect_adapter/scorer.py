@@ -178,6 +178,8 @@ def ralign_metrics(family: str) -> Metric:
         summary = protocol.summarize(outcomes)
         values: dict[str, float] = {}
         for name in protocol.schema.headline_first:
+            if protocol.schema.spec(name).option and summary[name] is None:
+                continue  # a metric of an option that is off (swap): not reported
             values[name] = _number(summary[name])
             values[f"{name}_stderr"] = _number(summary["stderr"][name])
         for name in protocol.schema.count_names:

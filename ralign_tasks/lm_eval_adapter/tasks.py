@@ -198,10 +198,14 @@ class RalignTask(ConfigurableTask):
         for spec in self.protocol.schema:
             if spec.aggregation == "summary":
                 values[spec.name] = (spec.name, scored)
-        if self.judge_config is None:  # a run without a judge reports what needs none
-            return {spec.name: values[spec.name] for spec in self.protocol.schema
-                    if not spec.needs_judge}  # fmt: skip
-        return values
+        # Metrics of an option that is off (swap) are not reported at all, and a run without
+        # a judge reports what needs none.
+        return {
+            spec.name: values[spec.name]
+            for spec in self.protocol.schema
+            if (spec.option is None or self.options.get(spec.option))
+            and (self.judge_config is not None or not spec.needs_judge)
+        }
 
 
 def count(items: Sequence[float]) -> float:

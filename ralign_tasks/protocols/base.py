@@ -84,8 +84,8 @@ class Option:
     option): ``data`` settings choose what is loaded (``split``), ``generation`` settings what
     the GenRM is asked (``verdict_format``, ``mode``, ``seed``; every record carries them to
     the scorer), ``scoring`` settings how outputs are read (``verdict_policy``; also a
-    parameter of the Inspect scorer). An ``int`` option accepts whole numbers only (a string
-    of digits, as a command line gives it, too)."""
+    parameter of the Inspect scorer). An ``int`` option accepts whole numbers only, a
+    ``bool`` option true or false (as strings too, as a command line gives them)."""
 
     name: str
     default: Any
@@ -95,6 +95,11 @@ class Option:
     kind: type = str
 
     def validate(self, value: Any, where: str) -> Any:
+        if self.kind is bool:
+            if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+                value = value.strip().lower() == "true"
+            if not isinstance(value, bool):
+                raise ValueError(f"{where}: {self.name} must be true or false, got {value!r}")
         if self.kind is int:
             if isinstance(value, str) and value.strip().lstrip("-").isdigit():
                 value = int(value)

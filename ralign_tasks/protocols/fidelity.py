@@ -5,7 +5,7 @@ GenRM's rationale against the golden one; L-Acc, S-Corr and F-Score per benchmar
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from ralign_tasks.data import parse_turns, require_str
@@ -19,8 +19,9 @@ from ralign_tasks.prompts import (
 )
 from ralign_tasks.protocols.base import GenRMOutput, JudgeCalls, Option, Protocol, TaskSpec
 from ralign_tasks.records import PairRecord
+from ralign_tasks.scorers.ask import JudgeCall
 from ralign_tasks.scorers.meta_verdict import MetaStatus, parse_meta_verdict
-from ralign_tasks.scorers.metrics import FIDELITY_SCHEMA, ItemOutcome, compute_fidelity
+from ralign_tasks.scorers.metrics import FIDELITY_SCHEMA, ItemOutcome, SecondOrder, compute_fidelity
 from ralign_tasks.scorers.verdict import (
     VERDICT_POLICIES,
     Verdict,
@@ -47,13 +48,19 @@ def _spec(task: str, title: str, stem: str, *aliases: str) -> TaskSpec:
 @dataclass(frozen=True)
 class FidelityJudgment:
     """What the GenRM said about one pair. ``output`` is ``None`` if its call failed;
-    ``truncated`` is ``None`` when the harness does not say why generation stopped."""
+    ``truncated`` is ``None`` when the harness does not say why generation stopped. In a swap
+    run, ``swapped`` is the judgment of the second order (its record has the answers, and
+    the label, the other way round)."""
 
     record: PairRecord
     output: str | None
     verdict: Verdict | None
     truncated: bool | None = False
     error: str | None = None  # why the GenRM call failed
+    swapped: FidelityJudgment | None = None
+    # Where the meta-judge prompt puts the GenRM output: after the golden rationale (the
+    # protocol's order) or before it (the meta-judge position probe).
+    genrm_first: bool = False
 
     @classmethod
     def from_output(
@@ -104,6 +111,23 @@ class FidelityProtocol(Protocol[PairRecord, FidelityJudgment, ItemOutcome]):
             "scripts; strict: the last box after the thinking",
             VERDICT_POLICIES,
         ),
+        Option(
+            "swap",
+            False,
+            "true: the GenRM also judges every pair with the answers swapped, and the "
+            "meta-judge grades each label-correct order (position-swap metrics); false: one "
+            "order, the official protocol",
+            stage="generation",
+            kind=bool,
+        ),
+        Option(
+            "judge_order",
+            "golden_first",
+            "golden_first: the meta-judge prompt shows the golden rationale, then the GenRM "
+            "output (the protocol); genrm_first: the other way round, to measure the "
+            "meta-judge's own position bias with the agreement report",
+            ("golden_first", "genrm_first"),
+        ),
     )
 
     # --- records ---------------------------------------------------------------------------
@@ -152,7 +176,8 @@ class FidelityProtocol(Protocol[PairRecord, FidelityJudgment, ItemOutcome]):
     def genrm_prompts(
         self, record: PairRecord, options: Mapping[str, Any], template: str | None = None
     ) -> list[str]:
-        return [render_genrm_prompt(record, template)]
+        orders = [record, swapped(record)] if options.get("swap") else [record]
+        return [render_genrm_prompt(order, template) for order in orders]
 
     def target(self, record: PairRecord) -> str:
         return record.label
@@ -160,10 +185,19 @@ class FidelityProtocol(Protocol[PairRecord, FidelityJudgment, ItemOutcome]):
     def judgment(
         self, record: PairRecord, outputs: Sequence[GenRMOutput], options: Mapping[str, Any]
     ) -> FidelityJudgment:
-        (output,) = outputs
         policy = options.get("verdict_policy", "official")
-        return FidelityJudgment.from_output(
-            record, output.text, policy, output.truncated, output.error
+        first, *second = outputs
+        other = None
+        if options.get("swap"):
+            (output,) = second
+            other = FidelityJudgment.from_output(
+                swapped(record), output.text, policy, output.truncated, output.error
+            )
+        judgment = FidelityJudgment.from_output(
+            record, first.text, policy, first.truncated, first.error
+        )
+        return replace(
+            judgment, swapped=other, genrm_first=options.get("judge_order") == "genrm_first"
         )
 
     # --- the meta-judge --------------------------------------------------------------------
@@ -171,33 +205,59 @@ class FidelityProtocol(Protocol[PairRecord, FidelityJudgment, ItemOutcome]):
     def judge_prompts(
         self, judgment: FidelityJudgment, template: str | None = None
     ) -> list[str | None]:
-        """Only label-correct items are sent (SPEC §1)."""
-        if not judgment.label_correct:
-            return [None]
-        assert judgment.output is not None  # a verdict implies an output
-        return [render_metajudge_prompt(judgment.record, judgment.output, template)]
+        """Only label-correct items are sent (SPEC §1); in a swap run each order is a slot,
+        the second shown as the GenRM saw it (the prompt says the golden rationale names the
+        answers the other way round)."""
+        orders = [judgment] if judgment.swapped is None else [judgment, judgment.swapped]
+        return [
+            render_metajudge_prompt(
+                order.record, order.output, template,
+                order_swapped=index == 1, genrm_first=judgment.genrm_first,
+            )
+            if order.label_correct and order.output is not None
+            else None
+            for index, order in enumerate(orders)
+        ]  # fmt: skip
 
     def check(self, judgment: FidelityJudgment, slot: int) -> Callable[[str], MetaStatus]:
         # Every non-empty answer is final: a ParseFail is a counted outcome, not asked again.
         return parse_meta_verdict
 
     def outcome(self, judgment: FidelityJudgment, calls: JudgeCalls, judged: bool) -> ItemOutcome:
-        (call,) = calls
-        meta = None
-        if call is not None:
-            meta = call.value if call.ok else MetaStatus.CALL_FAIL
+        first, *others = calls
+        second = None
+        if judgment.swapped is not None:
+            order, (call,) = judgment.swapped, others
+            second = SecondOrder(
+                verdict=order.verdict,
+                label_correct=order.label_correct,
+                meta=_meta(call) if order.label_correct else None,
+                genrm_no_verdict=order.output is not None and order.verdict is None,
+                genrm_call_fail=order.output is None,
+            )
         return ItemOutcome(
             subset=judgment.record.subset,
             label_correct=judgment.label_correct,
-            meta=meta if judgment.label_correct else None,
+            meta=_meta(first) if judgment.label_correct else None,
             genrm_no_verdict=judgment.output is not None and judgment.verdict is None,
             genrm_call_fail=judgment.output is None,
-            genrm_truncated=judgment.truncated,
+            genrm_truncated=_truncated(judgment),
             judged=judged,
+            verdict=judgment.verdict,
+            second=second,
         )
 
     def explain(self, judgment: FidelityJudgment, calls: JudgeCalls) -> str:
-        (call,) = calls
+        if judgment.swapped is None:
+            return self._explain_order(judgment, calls[0])
+        return "\n\n".join(
+            f"Order {number}: {self._explain_order(order, call)}"
+            for number, (order, call) in enumerate(
+                zip((judgment, judgment.swapped), calls, strict=True), 1
+            )
+        )
+
+    def _explain_order(self, judgment: FidelityJudgment, call: JudgeCall[Any] | None) -> str:
         if judgment.output is None:
             return "GenRM call failed: label wrong, not meta-judged."
         if judgment.verdict is None:
@@ -214,30 +274,60 @@ class FidelityProtocol(Protocol[PairRecord, FidelityJudgment, ItemOutcome]):
     # --- the judged-item record ------------------------------------------------------------
 
     def genrm_fields(self, judgment: FidelityJudgment) -> dict[str, Any]:
-        return {
+        fields = {
             "output": judgment.output,
             "verdict": judgment.verdict,
             "truncated": judgment.truncated,
             "error": judgment.error,
         }
+        if judgment.swapped is not None:
+            order = judgment.swapped
+            fields["swapped"] = {
+                "output": order.output,
+                "verdict": order.verdict,  # in its own naming: A is the answer shown first
+                "truncated": order.truncated,
+                "error": order.error,
+            }
+        return fields
 
     def judge_value(self, value: MetaStatus) -> str:
         return value.value
 
     def outcome_to_dict(self, outcome: ItemOutcome) -> dict[str, str | int | float | bool | None]:
-        return {
+        fields: dict[str, str | int | float | bool | None] = {
             "label_correct": outcome.label_correct,
             "meta": outcome.meta.value if outcome.meta is not None else None,
             "genrm_no_verdict": outcome.genrm_no_verdict,
             "genrm_call_fail": outcome.genrm_call_fail,
             "genrm_truncated": outcome.genrm_truncated,
             "judged": outcome.judged,
+            "verdict": outcome.verdict,
         }
+        second = outcome.second
+        if second is not None:  # flat: the outcome is also Inspect's score value
+            fields |= {
+                "second_verdict": second.verdict,
+                "second_label_correct": second.label_correct,
+                "second_meta": second.meta.value if second.meta is not None else None,
+                "second_genrm_no_verdict": second.genrm_no_verdict,
+                "second_genrm_call_fail": second.genrm_call_fail,
+            }
+        return fields
 
     def outcome_from_item(self, item: Mapping[str, Any]) -> ItemOutcome:
         stored = item["outcome"]
         meta = stored["meta"]
         truncated = stored["genrm_truncated"]
+        second = None
+        if "second_label_correct" in stored:
+            second_meta = stored["second_meta"]
+            second = SecondOrder(
+                verdict=stored["second_verdict"],
+                label_correct=bool(stored["second_label_correct"]),
+                meta=MetaStatus(second_meta) if second_meta is not None else None,
+                genrm_no_verdict=bool(stored["second_genrm_no_verdict"]),
+                genrm_call_fail=bool(stored["second_genrm_call_fail"]),
+            )
         return ItemOutcome(
             subset=str(item["subset"]),
             label_correct=bool(stored["label_correct"]),
@@ -246,6 +336,9 @@ class FidelityProtocol(Protocol[PairRecord, FidelityJudgment, ItemOutcome]):
             genrm_call_fail=bool(stored["genrm_call_fail"]),
             genrm_truncated=None if truncated is None else bool(truncated),
             judged=bool(stored["judged"]),
+            # Records written before swap runs have no verdict field.
+            verdict=stored.get("verdict"),
+            second=second,
         )
 
     def outcome_group(self, outcome: ItemOutcome) -> str:
@@ -258,6 +351,28 @@ class FidelityProtocol(Protocol[PairRecord, FidelityJudgment, ItemOutcome]):
 
     def document_values(self, outcome: ItemOutcome) -> dict[str, float]:
         return outcome.document_values()
+
+
+def swapped(record: PairRecord) -> PairRecord:
+    """The pair with its answers shown the other way round (and its label flipped)."""
+    return replace(
+        record,
+        response_a=record.response_b,
+        response_b=record.response_a,
+        label="B" if record.label == "A" else "A",
+    )
+
+
+def _meta(call: JudgeCall[Any] | None) -> MetaStatus | None:
+    if call is None:
+        return None
+    return call.value if call.ok else MetaStatus.CALL_FAIL
+
+
+def _truncated(judgment: FidelityJudgment) -> bool | None:
+    """Truncated in either order (``None``: unknown)."""
+    flags = [judgment.truncated] + ([judgment.swapped.truncated] if judgment.swapped else [])
+    return None if None in flags else any(flags)
 
 
 FIDELITY = FidelityProtocol()

@@ -58,7 +58,14 @@ def build_table(results: list[TaskResult], by_subset: bool, details: bool = Fals
     columns = []
     for task in (t for t in TASKS if t in present):
         metrics, counts = task_columns(task, details=False)
-        columns += [Column(task, m, True) for m in metrics]
+        schema = protocol_of(task).schema
+        # A metric of an option no run had on (the swap metrics) is no column at all.
+        shown = [
+            m for m in metrics
+            if schema.spec(m).option is None
+            or any(row.get(task) and row[task].values.get(m) is not None for row in rows.values())
+        ]  # fmt: skip
+        columns += [Column(task, m, True) for m in shown]
         columns += [Column(task, c, False) for c in ("n", *counts)]
     ordered = sorted(rows.items(), key=lambda item: item[0])
     return Table(columns, [(g, s, r) for (g, s), r in ordered], by_subset, details)
@@ -140,7 +147,9 @@ def render_rich(table: Table) -> str:
     parts = []
     for tasks in families.values():
         protocol = protocol_of(tasks[0])
-        metrics, counts = task_columns(tasks[0], details=False)
+        _, counts = task_columns(tasks[0], details=False)
+        in_family = [c for c in table.columns if c.task in tasks and c.is_metric]
+        metrics = list(dict.fromkeys(c.key for c in in_family))
         keys = [*metrics, "n", *(counts if table.details else ())]
         # A family of one task is named by the title: no benchmark column.
         benchmark = ["benchmark"] if len(protocol.tasks) > 1 else []

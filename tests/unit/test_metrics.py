@@ -115,6 +115,8 @@ def test_document_values_aggregate_to_the_same_numbers():
     report = compute_fidelity(items)
     values = [item.document_values() for item in items]
     for spec in FIDELITY.schema:
+        if spec.aggregation == "summary":
+            continue  # lm-eval runs compute_fidelity itself for these (the swap metrics)
         column = np.array([v[spec.name] for v in values], dtype=float)
         if spec.aggregation == "count":
             assert column.sum() == report[spec.name], spec.name
