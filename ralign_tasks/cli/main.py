@@ -91,9 +91,14 @@ def _add_data_options(
         # Families may share an option name with choices of their own (split: test | full
         # for HelpSteer3-Atomic, gpt | claude for JudgeBench); each family checks its own.
         choices = [choice for option, _ in found for choice in option.choices]
+        kind: dict[str, Any] = (
+            {"action": "store_const", "const": True}  # a switch: --swap
+            if found[0][0].kind is bool
+            else {"choices": list(dict.fromkeys(choices)) or None}
+        )
         parser.add_argument(
             f"--{name.replace('_', '-')}",
-            choices=list(dict.fromkeys(choices)) or None,
+            **kind,
             help="; ".join(
                 f"{' / '.join(titles)}: {option.help} (default: {option.default})"
                 for option, titles in found
