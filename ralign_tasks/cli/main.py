@@ -363,7 +363,8 @@ def _run_folder(args: argparse.Namespace, spec: TaskSpec, options: dict[str, Any
     parts = [spec.folder]
     for option in protocol_of(spec).options:
         if option.stage == "data" or options[option.name] != option.default:
-            parts.append(str(options[option.name]))
+            value = options[option.name]
+            parts.append(option.name if option.kind is bool else str(value))  # _swap
     return Path(args.output_dir) / "_".join(parts)
 
 

@@ -177,9 +177,14 @@ def ralign_metrics(family: str) -> Metric:
         outcomes = [protocol.outcome_from_item(checked_item(s.score.metadata)) for s in scores]
         summary = protocol.summarize(outcomes)
         values: dict[str, float] = {}
+        # An option is off when none of its metrics has a value (no swapped item): its
+        # metrics are not reported; one undefined in a run with it on is NaN, as any other.
+        specs = [protocol.schema.spec(name) for name in protocol.schema.metric_names]
+        on = {s.option for s in specs if s.option and summary[s.name] is not None}
         for name in protocol.schema.headline_first:
-            if protocol.schema.spec(name).option and summary[name] is None:
-                continue  # a metric of an option that is off (swap): not reported
+            option = protocol.schema.spec(name).option
+            if option and option not in on:
+                continue
             values[name] = _number(summary[name])
             values[f"{name}_stderr"] = _number(summary["stderr"][name])
         for name in protocol.schema.count_names:

@@ -180,7 +180,9 @@ def build_task(spec: TaskSpec, **params: Any) -> Task:
     return Task(
         dataset=dataset,
         setup=require_meta_judge() if protocol.uses_judge else None,
-        solver=ask_genrm(params["genrm_template"]) if protocol.asks_several else generate(),
+        solver=(
+            ask_genrm(params["genrm_template"]) if protocol.asks_several(options) else generate()
+        ),
         scorer=SCORERS[protocol.scorer_name](**scoring, **judge_params),
         # The official GenRM settings; --temperature, --max-tokens etc. override them.
         config=GenerateConfig(

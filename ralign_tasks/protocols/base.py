@@ -168,10 +168,6 @@ class Protocol(ABC, Generic[RecordT, JudgmentT, OutcomeT]):
     # (Inspect's scorer parameter), as EndpointConfig reads it for the CLI and lm-eval.
     judge_template_env: ClassVar[str | None] = None
 
-    # Whether an item may need more than one GenRM request (several prompts, or a follow-up
-    # question): Inspect then asks them in a solver of its own instead of one ``generate()``.
-    asks_several: ClassVar[bool] = False
-
     @property
     def uses_judge(self) -> bool:
         """Whether items go to a judge (meta-judge, MetaJudge); the label benchmarks score the
@@ -227,6 +223,12 @@ class Protocol(ABC, Generic[RecordT, JudgmentT, OutcomeT]):
         """The GenRM's prompts for one item (one user message each), in a fixed order: one
         for most families; a label benchmark asks several (both orders of a pair, the nine
         style cells of an item, each completion to rate). ``options`` are the family's."""
+
+    def asks_several(self, options: Mapping[str, Any]) -> bool:
+        """Whether an item may need more than one GenRM request under ``options`` (several
+        prompts, or a follow-up question): Inspect then asks them in a solver of its own
+        instead of one ``generate()``."""
+        return False
 
     def follow_up(self, options: Mapping[str, Any], answer: str) -> str | None:
         """A second user turn after the GenRM's first ``answer`` to a prompt, where the

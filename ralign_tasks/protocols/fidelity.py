@@ -173,6 +173,9 @@ class FidelityProtocol(Protocol[PairRecord, FidelityJudgment, ItemOutcome]):
 
     # --- the GenRM -------------------------------------------------------------------------
 
+    def asks_several(self, options: Mapping[str, Any]) -> bool:
+        return bool(options.get("swap"))
+
     def genrm_prompts(
         self, record: PairRecord, options: Mapping[str, Any], template: str | None = None
     ) -> list[str]:

@@ -213,11 +213,13 @@ class LabelProtocol(Protocol[RecordT, LabelJudgment, OutcomeT]):
     """A label benchmark: no judge step; several prompts per item; metrics by the official
     rule with stratified bootstrap CIs."""
 
-    asks_several = True
     genrm_temperature = 0.0  # the official value of JudgeBench and RewardBench 2
     genrm_max_tokens = 4096
 
     # --- the GenRM -------------------------------------------------------------------------
+
+    def asks_several(self, options: Mapping[str, Any]) -> bool:
+        return True
 
     @abstractmethod
     def games(self, record: RecordT, options: Mapping[str, Any]) -> list[dict[str, Any]]:
