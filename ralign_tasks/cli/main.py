@@ -228,6 +228,28 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_data_options(rc, [RATIONALE], judge_optional=False)
 
+    rejudge = commands.add_parser(
+        "rejudge",
+        help="re-run only the judge step of finished runs (lm-eval output folders, Inspect "
+        "logs, ralign run folders) with another meta-judge or template: no GenRM call",
+    )
+    rejudge.add_argument("paths", nargs="+", help="the runs, or folders holding them")
+    rejudge.add_argument("--metajudge-model", help=f"overrides {METAJUDGE_ENV_PREFIX}MODEL")
+    rejudge.add_argument("--metajudge-base-url", help=f"overrides {METAJUDGE_ENV_PREFIX}BASE_URL")
+    rejudge.add_argument(
+        "--judge-order",
+        choices=("golden_first", "genrm_first"),
+        help="R-Align rationale fidelity: the meta-judge position probe (default: the run's)",
+    )
+    rejudge.add_argument(
+        "--output-dir", default="ralign_rejudged", help="where the new runs are written"
+    )
+    rejudge.add_argument("--no-cache", action="store_true", help="neither read nor write the cache")
+    rejudge.add_argument(
+        "--max-failure-rate", type=_rate, default=DEFAULT_MAX_FAILURE_RATE, metavar="RATE",
+        help="exit with status 3 when more than this share of a run's judge requests failed",
+    )  # fmt: skip
+
     report = commands.add_parser(
         "report",
         help="compare GenRMs: one table from lm-eval output folders, Inspect logs and ralign "
@@ -443,7 +465,13 @@ def _judge_of(spec: TaskSpec, judge: EndpointConfig | None) -> EndpointConfig | 
 
 
 def _title(spec: TaskSpec, options: dict[str, Any], source: str | None = None) -> str:
-    details = [f"{name.replace('_', ' ')} {value}" for name, value in options.items()]
+    """The run table's title: the task, its data options and any other option that is not
+    the default, and where the outputs came from."""
+    shown = [
+        option for option in protocol_of(spec).options
+        if option.stage == "data" or options.get(option.name, option.default) != option.default
+    ]  # fmt: skip
+    details = [f"{o.name.replace('_', ' ')} {options.get(o.name, o.default)}" for o in shown]
     details += [source] if source else []
     return f"{spec.task} ({', '.join(details)})" if details else spec.task
 
@@ -541,6 +569,49 @@ def cmd_rc_score(args: argparse.Namespace) -> int:
     usable = _finish(run, _run_folder(args, RC_TASK, options), args.genrm_name or genrm,
                      settings, _title(RC_TASK, options, source),
                      args.max_failure_rate)  # fmt: skip
+    return 0 if usable else FAILURE_EXIT
+
+
+def cmd_rejudge(args: argparse.Namespace) -> int:
+    """Judge the stored GenRM outputs of finished runs again (another meta-judge, template or
+    judge order); each becomes a run folder of its own. No GenRM call is made."""
+    from ralign_tasks.report.runs import load_runs, no_samples_hint
+    from ralign_tasks.report.viewer import page_name
+
+    results, warnings = load_runs(args.paths)
+    _warn(warnings)
+    runs = []
+    for result in results:
+        protocol = protocol_of(result.task)
+        if not protocol.uses_judge or not result.items:
+            why = "its benchmark has no judge step" if not protocol.uses_judge else (
+                no_samples_hint(result))  # fmt: skip
+            print(f"ralign: warning: {result.source}: not re-judged: {why}", file=sys.stderr)
+            continue
+        runs.append(result)
+    if not runs:
+        raise DataUnavailableError("no run with judged items to re-judge under the given paths")
+    judge = _judge_config(args, [get_task(r.task) for r in runs])
+    usable = True
+    taken: set[str] = set()
+    for result in runs:
+        spec = get_task(result.task)
+        _check_templates(spec, judge)
+        protocol = protocol_of(spec)
+        given = {**result.options, **({"judge_order": args.judge_order} if args.judge_order
+                                       and "judge_order" in result.options else {})}  # fmt: skip
+        options = protocol.option_values(given, spec.task)
+        records = [protocol.record_from_dict(item.record) for item in result.items]
+        outputs = [protocol.stored_outputs(item.genrm) for item in result.items]
+        run = score_outputs(spec, records, outputs, judge, options)
+        folder = Path(args.output_dir) / page_name(result, taken).removesuffix(".html")
+        settings = {"rejudged_from": result.source, "items": len(records), **options} | {
+            "meta_judge_model": judge.model if judge else None,
+            "meta_judge_endpoint": judge.endpoint if judge else None,
+        }
+        usable &= _finish(run, folder, result.model or result.genrm, settings,
+                          _title(spec, options, f"re-judged {result.source}"),
+                          args.max_failure_rate)  # fmt: skip
     return 0 if usable else FAILURE_EXIT
 
 
@@ -720,6 +791,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_score(args)
         elif args.command == "rc-score":
             return cmd_rc_score(args)
+        elif args.command == "rejudge":
+            return cmd_rejudge(args)
         elif args.command == "report":
             return cmd_report(args)
         elif args.command == "view":

@@ -301,6 +301,11 @@ class Protocol(ABC, Generic[RecordT, JudgmentT, OutcomeT]):
     def genrm_fields(self, judgment: JudgmentT) -> dict[str, Any]:
         """The GenRM part of the judged-item record (``output``, ``verdict``, …)."""
 
+    def stored_outputs(self, genrm: Mapping[str, Any]) -> list[GenRMOutput]:
+        """The GenRM outputs of an item, one per prompt, from the ``genrm`` part of its
+        judged-item record (re-judging a finished run makes no GenRM call)."""
+        return [GenRMOutput(genrm["output"], genrm.get("truncated"), genrm.get("error"))]
+
     @abstractmethod
     def judge_value(self, value: Any) -> Any:
         """A judge answer's value (from :meth:`check`) as plain JSON."""

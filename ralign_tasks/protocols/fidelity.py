@@ -293,6 +293,13 @@ class FidelityProtocol(Protocol[PairRecord, FidelityJudgment, ItemOutcome]):
             }
         return fields
 
+    def stored_outputs(self, genrm: Mapping[str, Any]) -> list[GenRMOutput]:
+        orders = [genrm, *([genrm["swapped"]] if genrm.get("swapped") else [])]
+        return [
+            GenRMOutput(order["output"], order.get("truncated"), order.get("error"))
+            for order in orders
+        ]
+
     def judge_value(self, value: MetaStatus) -> str:
         return value.value
 

@@ -289,6 +289,12 @@ class LabelProtocol(Protocol[RecordT, LabelJudgment, OutcomeT]):
             "games": [game.to_dict() for game in games],
         }
 
+    def stored_outputs(self, genrm: Mapping[str, Any]) -> list[GenRMOutput]:
+        return [
+            GenRMOutput(game["output"], game.get("truncated"), game.get("error"))
+            for game in genrm.get("games") or []
+        ]
+
     def explain(self, judgment: LabelJudgment, calls: JudgeCalls) -> str:
         lines = []
         for number, game in enumerate(judgment.games, 1):

@@ -34,9 +34,14 @@ def format_table(title: str, rows: list[list[str]]) -> str:
 def format_run_table(title: str, protocol: Protocol[Any, Any, Any], report: dict[str, Any]) -> str:
     """Every metric and count of the protocol's schema, overall and per group."""
     schema = protocol.schema
+    # A metric of an option that is off (the swap metrics without swap) is left out.
+    metrics = [
+        spec for spec in schema.metrics
+        if spec.option is None or report["overall"].get(spec.name) is not None
+    ]  # fmt: skip
     header = [
         protocol.group_field,
-        *(spec.label for spec in schema.metrics),
+        *(spec.label for spec in metrics),
         "N",
         *(spec.label for spec in schema.counts),
     ]
@@ -45,7 +50,7 @@ def format_run_table(title: str, protocol: Protocol[Any, Any, Any], report: dict
         rows.append(
             [
                 name,
-                *(percent_text(group[m], group["ci"][m]) for m in schema.metric_names),
+                *(percent_text(group[m.name], group["ci"][m.name]) for m in metrics),
                 str(group["n"]),
                 *("n/a" if group[c] is None else str(group[c]) for c in schema.count_names),
             ]

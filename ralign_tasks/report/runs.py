@@ -86,6 +86,23 @@ class TaskResult:
     subsets: list[TaskResult] = field(default_factory=list)
     items: list[RunItem] = field(default_factory=list)
     created: float | None = None  # when the run was made (epoch seconds), if known
+    # The run's family options (defaults for those it does not name) and the GenRM's own
+    # name (``genrm`` adds the non-default options).
+    options: dict[str, Any] = field(default_factory=dict)
+    model: str = ""
+
+
+def family_options(task: str, given: Any) -> dict[str, Any]:
+    """A run's family options as its output names them, the defaults for the others (read
+    leniently: a value this release would refuse is kept as it was written)."""
+    given = given if isinstance(given, Mapping) else {}
+    return {o.name: given.get(o.name, o.default) for o in protocol_of(task).options}
+
+
+def _named(result: TaskResult, model: str, task: str, options: Any) -> TaskResult:
+    result.options = family_options(task, options)
+    result.model = model
+    return result
 
 
 def run_name(genrm: str, task: str, options: Any) -> str:
@@ -258,7 +275,7 @@ def read_lm_eval(results_file: Path, warnings: list[str]) -> list[TaskResult]:
             n = _count(size.get("effective"))
             result = _aggregate_result(flat, genrm, task, "lm-eval", str(results_file), n)
         result.created = created
-        found.append(result)
+        found.append(_named(result, model, task, config.get("metadata")))
     if not found:
         raise ValueError("an lm-eval results file without R-Align tasks")
     return found
@@ -315,7 +332,7 @@ def read_inspect(log_file: Path, warnings: list[str]) -> list[TaskResult]:
         n = log.completed_samples or None
         result = _aggregate_result(log.metrics, genrm, log.task, "inspect", source, n)
     result.created = log.created
-    return [result]
+    return [_named(result, log.genrm, log.task, log.task_args)]
 
 
 # --- ralign run / score / rc-score -----------------------------------------------------------
@@ -342,7 +359,7 @@ def read_run_folder(results_file: Path, warnings: list[str]) -> list[TaskResult]
         result = _grouped_result(metrics["overall"], metrics["subsets"], genrm, task, "ralign",
                                  source)  # fmt: skip
     result.created = finite_or_none(data.get("created"))
-    return [result]
+    return [_named(result, str(data["genrm"]), task, data.get("settings"))]
 
 
 def no_samples_hint(result: TaskResult) -> str:
