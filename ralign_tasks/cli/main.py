@@ -293,6 +293,15 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument(
         "--bootstrap", type=int, default=10_000, help="bootstrap draws for --compare (≥ 100)"
     )
+    report.add_argument(
+        "--agreement",
+        nargs="+",
+        metavar="RUN",
+        help="meta-judge agreement instead of the table: two or more runs of the same GenRM "
+        "outputs judged by different meta-judges (or one twice); per benchmark raw agreement, "
+        "Cohen's / Fleiss' kappa with a bootstrap CI, the confusion matrix and Kendall's tau "
+        "of the GenRMs' F-Score ranking; --plots DIR draws F-Score per GenRM and meta-judge",
+    )
 
     view = commands.add_parser(
         "view",
@@ -639,8 +648,19 @@ MIN_BOOTSTRAP = 100
 
 def _check_report_options(args: argparse.Namespace) -> None:
     """Refuse combinations that would silently do less than asked."""
+    if args.agreement is not None:
+        if len(args.agreement) < 2:
+            raise ValueError("--agreement needs two or more runs (one per meta-judge)")
+        if args.paths or args.compare or args.downstream or args.csv or args.summary_csv:
+            raise ValueError(
+                "--agreement prints the agreement only (with --plots DIR, its plot): run the "
+                "table or --compare as a separate command"
+            )
+        return
     if not args.paths and not args.compare:
-        raise ValueError("ralign report needs PATHS (runs to tabulate) or --compare A B")
+        raise ValueError(
+            "ralign report needs PATHS (runs to tabulate), --compare A B or --agreement A B …"
+        )
     if args.compare:
         table_options = {
             "--by-subset": args.by_subset,
@@ -667,6 +687,29 @@ def _check_report_options(args: argparse.Namespace) -> None:
         )
 
 
+def _report_agreement(args: argparse.Namespace) -> int:
+    from ralign_tasks.report.agreement import (
+        agreement,
+        format_agreement,
+        load_raters,
+        plot_agreement,
+    )
+
+    warnings: list[str] = []
+    try:
+        raters = load_raters(args.agreement, warnings)
+    finally:
+        _warn(warnings)
+    found = agreement(raters)
+    if args.format == "csv":
+        raise ValueError("--agreement prints a table or Markdown (--format table|markdown)")
+    _emit(format_agreement(found, markdown=args.format == "markdown"), args.output)
+    if args.plots:
+        for path in plot_agreement(found, Path(args.plots)):
+            _written(path)
+    return 0 if found else 1
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     """Print (or write) the comparison table, plots, correlations or a paired comparison; 1
     when nothing readable was found."""
@@ -682,6 +725,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     )
 
     _check_report_options(args)
+    if args.agreement:
+        return _report_agreement(args)
     # Read first: a bad downstream file should fail before any other work.
     downstream = plots.read_downstream(args.downstream) if args.downstream else None
     loaded, warnings = load_runs(args.paths)

@@ -42,6 +42,7 @@ class RunItem:
     meta_error: str | None
     # The GenRM part of the judged-item record (a label benchmark's games are in it).
     genrm: Mapping[str, Any] = field(default_factory=dict)
+    judge_model: str | None = None  # who judged it (the record's last judge call)
 
     @property
     def id(self) -> str:
@@ -66,6 +67,7 @@ class RunItem:
             meta_answer=judge.get("answer"),
             meta_error=judge.get("error"),
             genrm=item["genrm"],
+            judge_model=judge.get("model"),
         )
 
 
@@ -90,6 +92,11 @@ class TaskResult:
     # name (``genrm`` adds the non-default options).
     options: dict[str, Any] = field(default_factory=dict)
     model: str = ""
+
+    @property
+    def judge_model(self) -> str | None:
+        """The judge its items name (``None`` without items or judge calls)."""
+        return next((item.judge_model for item in self.items if item.judge_model), None)
 
 
 def family_options(task: str, given: Any) -> dict[str, Any]:
