@@ -43,6 +43,7 @@ class RunItem:
     # The GenRM part of the judged-item record (a label benchmark's games are in it).
     genrm: Mapping[str, Any] = field(default_factory=dict)
     judge_model: str | None = None  # who judged it (the record's last judge call)
+    second_meta_answer: str | None = None  # a swap run's judge answer on the second order
 
     @property
     def id(self) -> str:
@@ -55,7 +56,11 @@ class RunItem:
         """An item from its record and its judged-item record (``ItemFormatError`` if that is
         not one)."""
         item = checked_item(item)
-        judge = item["judge"][-1] if item["judge"] else {}
+        # The first slot's latest call (a swap run's second order is slot 1).
+        calls = item["judge"]
+        first = [c for c in calls if c.get("slot", 0) == 0]
+        judge = (first or calls or [{}])[-1]
+        second = [c for c in calls if c.get("slot") == 1]
         return cls(
             # The record's own form, whatever a harness added next to it (lm-eval documents
             # and Inspect sample metadata carry the task name), so runs of different paths
@@ -68,6 +73,7 @@ class RunItem:
             meta_error=judge.get("error"),
             genrm=item["genrm"],
             judge_model=judge.get("model"),
+            second_meta_answer=second[-1].get("answer") if second else None,
         )
 
 

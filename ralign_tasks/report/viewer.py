@@ -108,6 +108,27 @@ def _item_data(item: RunItem) -> dict[str, Any]:
         "meta": outcome.meta.value if outcome.meta is not None else None,
         "meta_answer": item.meta_answer,
         "meta_error": item.meta_error,
+        **_second_order(item),
+    }
+
+
+def _second_order(item: RunItem) -> dict[str, Any]:
+    """A swap run's second order (answers shown the other way round), and whether the two
+    verdicts agree once mapped back (``None`` outside swap runs)."""
+    second, stored = item.outcome.second, item.genrm.get("swapped")
+    if second is None or not stored:
+        return {"swapped": None, "consistent": None}
+    mapped = {"A": "B", "B": "A"}.get(second.verdict or "")
+    return {
+        "swapped": {
+            "output": stored.get("output"),
+            "verdict": second.verdict,
+            "verdict_mapped": mapped,
+            "label_correct": second.label_correct,
+            "meta": second.meta.value if second.meta is not None else None,
+            "meta_answer": item.second_meta_answer,
+        },
+        "consistent": item.verdict is not None and mapped == item.verdict,
     }
 
 
@@ -147,6 +168,7 @@ def page_data(result: TaskResult) -> dict[str, Any]:
         "metric_names": [metric_label(m) for m in metric_names],
         "subsets": subsets,
         "failures": _failure_counts(result),
+        "swap": any(item.get("swapped") for item in items),
         "outcomes": [
             {"key": key, "label": label}
             for key, label in outcomes.items()

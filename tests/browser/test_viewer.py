@@ -41,7 +41,7 @@ PAGES = {
 ITEM_FIELDS = {
     "kind", "id", "subset", "label", "verdict", "outcome", "context", "prompt", "response_a",
     "response_b", "golden_rationale", "output", "call_fail", "no_verdict", "truncated",
-    "label_correct", "meta", "meta_answer", "meta_error",
+    "label_correct", "meta", "meta_answer", "meta_error", "swapped", "consistent",
 }  # fmt: skip
 _DATA = re.compile(r'<script type="application/json" id="ralign-data">(.*?)</script>', re.DOTALL)
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
