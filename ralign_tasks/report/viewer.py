@@ -135,7 +135,11 @@ def _second_order(item: RunItem) -> dict[str, Any]:
 def page_data(result: TaskResult) -> dict[str, Any]:
     """Everything the page shows, as plain JSON types; metric cells are preformatted."""
     protocol = protocol_of(result.task)
-    metric_names = protocol.schema.metric_names
+    # A metric of an option the run had off (the swap metrics) is not shown.
+    metric_names = [
+        name for name in protocol.schema.metric_names
+        if protocol.schema.spec(name).option is None or result.values.get(name) is not None
+    ]  # fmt: skip
     if isinstance(protocol, LabelProtocol):
         outcomes = protocol.view_outcomes
         items = [protocol.view_item(item.record, item.outcome, item.genrm) for item in result.items]
