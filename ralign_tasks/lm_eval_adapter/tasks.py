@@ -215,7 +215,9 @@ def count(items: Sequence[float]) -> float:
     return float(sum(known)) if known or not items else math.nan
 
 
-_summaries: dict[tuple[str, tuple[int, ...]], dict[str, Any]] = {}
+# The last summary computed: its task, the documents (held, so that the comparison below by
+# identity cannot meet a recycled object) and the values.
+_last_summary: dict[str, Any] = {}
 
 
 def summary(items: Sequence[tuple[str, Mapping[str, Any]]]) -> float:
@@ -226,12 +228,19 @@ def summary(items: Sequence[tuple[str, Mapping[str, Any]]]) -> float:
         return math.nan
     name, first = items[0]
     documents = [document for _, document in items]
-    key = (str(first["task"]), tuple(map(id, documents)))
-    if key not in _summaries:
-        protocol = protocol_of(key[0])
-        _summaries.clear()  # one task's documents at a time: nothing outlives its aggregation
-        _summaries[key] = protocol.values([protocol.outcome_from_item(d) for d in documents])
-    value = _summaries[key][name]
+    task = str(first["task"])
+    cached = _last_summary.get("documents")
+    same = (
+        _last_summary.get("task") == task
+        and cached is not None
+        and len(cached) == len(documents)
+        and all(a is b for a, b in zip(cached, documents, strict=True))
+    )
+    if not same:
+        protocol = protocol_of(task)
+        values = protocol.values([protocol.outcome_from_item(d) for d in documents])
+        _last_summary.update(task=task, documents=documents, values=values)
+    value = _last_summary["values"][name]
     return math.nan if value is None else float(value)
 
 
