@@ -61,6 +61,7 @@ def generate_outputs(
     protocol = protocol_of(spec)
     options = protocol.option_values(options or {}, spec.task)
     prompts = [protocol.genrm_prompts(record, options, template) for record in records]
+    samples = protocol.samples(options)
     requests = [
         ChatRequest(
             str(config.model),
@@ -68,9 +69,12 @@ def generate_outputs(
             config.temperature,
             config.max_tokens,
             with_reasoning=True,
+            # Repeated sampling: the k-th repeat of an item's prompts is its own request (and
+            # cache key); otherwise identical prompts are asked once.
+            sample=index // (len(item) // samples),
         )
         for item in prompts
-        for prompt in item
+        for index, prompt in enumerate(item)
     ]
     calls, stats = run_chat_batch(requests, config, description="GenRM")
     outputs = [

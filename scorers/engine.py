@@ -55,6 +55,8 @@ class ChatRequest:
     # Earlier turns of the conversation, as (role, content), before ``prompt`` (a follow-up
     # question after a first answer).
     history: tuple[tuple[str, str], ...] = ()
+    # The same request asked again for another sample (repeated sampling) has its own key.
+    sample: int = 0
 
     @property
     def messages(self) -> list[dict[str, str]]:
@@ -74,6 +76,8 @@ class ChatRequest:
         }
         if self.attempt:
             request["attempt"] = self.attempt
+        if self.sample:
+            request["sample"] = self.sample
         if self.with_reasoning:
             request["with_reasoning"] = True
         payload = json.dumps(request, sort_keys=True, ensure_ascii=False)

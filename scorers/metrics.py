@@ -84,6 +84,41 @@ FIDELITY_SCHEMA = Schema(
             description="both orders label-correct and Correct / (N - items with a "
             "CallFail or ParseFail in either order)",
         ),
+        MetricSpec(
+            "l_acc_maj",
+            "L-Acc maj",
+            True,
+            "summary",
+            needs_judge=False,
+            option="samples",
+            description="majority verdict of the samples right",
+        ),
+        MetricSpec(
+            "l_acc_mean",
+            "L-Acc mean",
+            True,
+            "summary",
+            needs_judge=False,
+            option="samples",
+            description="mean per-sample label accuracy",
+        ),
+        MetricSpec(
+            "verdict_stability",
+            "stability",
+            True,
+            "summary",
+            needs_judge=False,
+            option="samples",
+            description="mean share of an item's samples giving its majority verdict",
+        ),
+        MetricSpec(
+            "f_score_mean",
+            "F-Score mean",
+            True,
+            "summary",
+            option="samples",
+            description="mean over samples of each sample's F-Score",
+        ),
     ),
     counts=(
         MetricSpec("label_correct", "label-ok", True, "count", needs_judge=False, detail=True),
@@ -113,10 +148,11 @@ DEFAULT_SEED = 20260101
 
 
 @dataclass(frozen=True)
-class SecondOrder:
-    """The second order of a swapped item (the answers shown the other way round): the
-    GenRM's verdict in its own naming (A = the answer it saw first), whether it names the
-    better answer, the meta-judge's verdict on its rationale, and how the GenRM failed."""
+class JudgedAnswer:
+    """One more GenRM answer of an item: the second order of a swap run (the answers shown
+    the other way round) or a sample of a repeated run. The GenRM's verdict in its own
+    naming (A = the answer it saw first), whether it names the better answer, the
+    meta-judge's verdict on its rationale, and how the GenRM failed."""
 
     verdict: str | None
     label_correct: bool
@@ -140,7 +176,9 @@ class ItemOutcome:
     # False: the run had no meta-judge at all (S-Corr and F-Score are then undefined).
     judged: bool = True
     verdict: str | None = None
-    second: SecondOrder | None = None
+    second: JudgedAnswer | None = None
+    # A repeated run's samples, the first one included (empty otherwise).
+    samples: tuple[JudgedAnswer, ...] = ()
 
     @property
     def category(self) -> str:
@@ -243,6 +281,15 @@ def compute_fidelity(
             stderr[name] = float(np.std(defined, ddof=1))
             low, high = np.percentile(defined, [tail, 100.0 - tail])
             ci[name] = [float(low), float(high)]
+    sampled = [o for o in outcomes if o.samples]
+    if sampled and len(sampled) != len(outcomes):
+        raise ValueError("a group mixes repeated and single-sample items")
+    repeated = compute_samples(outcomes, seed=seed) if sampled else {
+        "stderr": dict.fromkeys(SAMPLE_METRICS), "ci": dict.fromkeys(SAMPLE_METRICS),
+        **dict.fromkeys(SAMPLE_METRICS)}  # fmt: skip
+    stderr.update(repeated.pop("stderr"))
+    ci.update(repeated.pop("ci"))
+    report.update(repeated)
     swapped = [o for o in outcomes if o.second is not None]
     if swapped and len(swapped) != len(outcomes):
         raise ValueError("a group mixes swapped and unswapped items")
@@ -409,6 +456,76 @@ def compute_swap(
         sums = np.stack([columns[rng.integers(0, n, n)].sum(axis=0) for _ in range(n_bootstrap)])
         for name, values in _swap_values(sums, np.float64(n)).items():
             defined = values[np.isfinite(values)]
+            if point[name] is None or defined.size < 2:
+                continue
+            stderr[name] = float(np.std(defined, ddof=1))
+            low, high = np.percentile(defined, [2.5, 97.5])
+            ci[name] = [float(low), float(high)]
+    return {**point, "stderr": stderr, "ci": ci}
+
+
+# --- Repeated sampling (issue 14): k GenRM answers per item -------------------------------
+
+SAMPLE_METRICS = ("l_acc_maj", "l_acc_mean", "verdict_stability", "f_score_mean")
+
+
+def _sample_columns(outcomes: Sequence[ItemOutcome]) -> tuple[np.ndarray, np.ndarray]:
+    """Per item: majority verdict right, share of samples label-correct, share of samples
+    giving the item's most frequent verdict; and per item and sample (items x k x 2):
+    Correct, and in F-Score's denominator (no CallFail or ParseFail)."""
+    items, fidelity = [], []
+    for o in outcomes:
+        samples = o.samples
+        right = sum(s.label_correct for s in samples)
+        wrong = sum(s.verdict is not None and not s.label_correct for s in samples)
+        items.append([right > wrong, right / len(samples), max(right, wrong) / len(samples)])
+        fidelity.append([
+            [s.label_correct and s.meta is MetaStatus.CORRECT, s.meta not in _FAILED]
+            for s in samples
+        ])  # fmt: skip
+    return np.asarray(items, dtype=float).reshape(-1, 3), np.asarray(fidelity, dtype=float)
+
+
+def _sample_values(items: np.ndarray, fidelity: np.ndarray) -> dict[str, float]:
+    if not len(items):
+        return dict.fromkeys(SAMPLE_METRICS, math.nan)
+    correct, counted = fidelity[..., 0].sum(axis=0), fidelity[..., 1].sum(axis=0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        per_sample = np.where(counted > 0, correct / counted, np.nan)
+    return {
+        "l_acc_maj": float(items[:, 0].mean()),
+        "l_acc_mean": float(items[:, 1].mean()),
+        "verdict_stability": float(items[:, 2].mean()),
+        "f_score_mean": float(np.mean(per_sample)),
+    }
+
+
+def compute_samples(
+    outcomes: Sequence[ItemOutcome], *, n_bootstrap: int = SWAP_BOOTSTRAP, seed: int = DEFAULT_SEED
+) -> dict[str, Any]:
+    """The repeated-sampling metrics of a group of items with k samples each (README,
+    "Repeated sampling"): majority-vote label accuracy (a tie of verdicts is wrong), the mean
+    per-sample label accuracy, verdict stability (the mean share of an item's samples that
+    give its most frequent verdict), and the mean over samples of each sample's F-Score;
+    bootstrap CIs resample items (each with all its samples), not samples."""
+    if len({len(o.samples) for o in outcomes}) > 1:
+        raise ValueError("items with different numbers of samples")
+    items, fidelity = _sample_columns(outcomes)
+    point = {k: _finite(v) for k, v in _sample_values(items, fidelity).items()}
+    if not all(o.judged for o in outcomes):
+        point["f_score_mean"] = None
+    stderr: dict[str, float | None] = dict.fromkeys(SAMPLE_METRICS)
+    ci: dict[str, list[float] | None] = dict.fromkeys(SAMPLE_METRICS)
+    n = len(outcomes)
+    if n > 1 and n_bootstrap > 0:
+        rng = np.random.default_rng(seed)
+        draws: dict[str, list[float]] = {name: [] for name in SAMPLE_METRICS}
+        for _ in range(n_bootstrap):
+            rows = rng.integers(0, n, n)
+            for name, value in _sample_values(items[rows], fidelity[rows]).items():
+                draws[name].append(value)
+        for name, values in draws.items():
+            defined = np.asarray(values)[np.isfinite(values)]
             if point[name] is None or defined.size < 2:
                 continue
             stderr[name] = float(np.std(defined, ddof=1))

@@ -395,7 +395,9 @@ def _run_folder(args: argparse.Namespace, spec: TaskSpec, options: dict[str, Any
     for option in protocol_of(spec).options:
         if option.stage == "data" or options[option.name] != option.default:
             value = options[option.name]
-            parts.append(option.name if option.kind is bool else str(value))  # _swap
+            # _swap, _samples4, _seed7, _strict
+            name = {bool: option.name, int: f"{option.name}{value}"}.get(option.kind, str(value))
+            parts.append(name)
     return Path(args.output_dir) / "_".join(parts)
 
 

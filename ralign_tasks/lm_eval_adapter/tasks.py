@@ -203,7 +203,7 @@ class RalignTask(ConfigurableTask):
         return {
             spec.name: values[spec.name]
             for spec in self.protocol.schema
-            if (spec.option is None or self.options.get(spec.option))
+            if (spec.option is None or self.protocol.option_on(spec.option, self.options))
             and (self.judge_config is not None or not spec.needs_judge)
         }
 

@@ -230,6 +230,11 @@ class Protocol(ABC, Generic[RecordT, JudgmentT, OutcomeT]):
         instead of one ``generate()``."""
         return False
 
+    def samples(self, options: Mapping[str, Any]) -> int:
+        """How many times :meth:`genrm_prompts` repeats an item's prompts to sample the GenRM
+        again (repeated sampling; 1: no repeats, and identical prompts are asked once)."""
+        return 1
+
     def follow_up(self, options: Mapping[str, Any], answer: str) -> str | None:
         """A second user turn after the GenRM's first ``answer`` to a prompt, where the
         protocol asks once more (``None``: no second turn, the default). A harness that
@@ -375,6 +380,12 @@ class Protocol(ABC, Generic[RecordT, JudgmentT, OutcomeT]):
             for option in self.options
             if given.get(option.name) not in (None, option.default)
         )
+
+    def option_on(self, name: str, options: Mapping[str, Any]) -> bool:
+        """Whether an option is set away from its default (``swap``, ``samples`` > 1): the
+        metrics that need it exist only then."""
+        option = next(o for o in self.options if o.name == name)
+        return options.get(name, option.default) != option.default
 
     def options_of(self, stage: str) -> tuple[Option, ...]:
         return tuple(option for option in self.options if option.stage == stage)

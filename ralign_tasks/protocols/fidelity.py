@@ -21,7 +21,12 @@ from ralign_tasks.protocols.base import GenRMOutput, JudgeCalls, Option, Protoco
 from ralign_tasks.records import PairRecord
 from ralign_tasks.scorers.ask import JudgeCall
 from ralign_tasks.scorers.meta_verdict import MetaStatus, parse_meta_verdict
-from ralign_tasks.scorers.metrics import FIDELITY_SCHEMA, ItemOutcome, SecondOrder, compute_fidelity
+from ralign_tasks.scorers.metrics import (
+    FIDELITY_SCHEMA,
+    ItemOutcome,
+    JudgedAnswer,
+    compute_fidelity,
+)
 from ralign_tasks.scorers.verdict import (
     VERDICT_POLICIES,
     Verdict,
@@ -58,6 +63,8 @@ class FidelityJudgment:
     truncated: bool | None = False
     error: str | None = None  # why the GenRM call failed
     swapped: FidelityJudgment | None = None
+    # A repeated run's other samples (the second to the k-th answer to the same prompt).
+    repeats: tuple[FidelityJudgment, ...] = ()
     # Where the meta-judge prompt puts the GenRM output: after the golden rationale (the
     # protocol's order) or before it (the meta-judge position probe).
     genrm_first: bool = False
@@ -121,6 +128,14 @@ class FidelityProtocol(Protocol[PairRecord, FidelityJudgment, ItemOutcome]):
             kind=bool,
         ),
         Option(
+            "samples",
+            1,
+            "k > 1: the GenRM answers every pair k times (at the task's temperature); "
+            "majority-vote and per-sample metrics, every label-correct sample meta-judged",
+            stage="generation",
+            kind=int,
+        ),
+        Option(
             "judge_order",
             "golden_first",
             "golden_first: the meta-judge prompt shows the golden rationale, then the GenRM "
@@ -173,14 +188,27 @@ class FidelityProtocol(Protocol[PairRecord, FidelityJudgment, ItemOutcome]):
 
     # --- the GenRM -------------------------------------------------------------------------
 
+    def option_values(self, given: Mapping[str, Any], where: str) -> dict[str, Any]:
+        values = super().option_values(given, where)
+        if values["samples"] < 1:
+            raise ValueError(f"{where}: samples must be at least 1, got {values['samples']}")
+        if values["swap"] and values["samples"] > 1:
+            raise ValueError(f"{where}: choose swap or samples > 1, not both in one run")
+        return values
+
+    def samples(self, options: Mapping[str, Any]) -> int:
+        return int(options.get("samples", 1))
+
     def asks_several(self, options: Mapping[str, Any]) -> bool:
-        return bool(options.get("swap"))
+        return bool(options.get("swap")) or self.samples(options) > 1
 
     def genrm_prompts(
         self, record: PairRecord, options: Mapping[str, Any], template: str | None = None
     ) -> list[str]:
         orders = [record, swapped(record)] if options.get("swap") else [record]
-        return [render_genrm_prompt(order, template) for order in orders]
+        prompts = [render_genrm_prompt(order, template) for order in orders]
+        # Repeated sampling: the same prompt k times (each harness asks it anew).
+        return prompts * self.samples(options)
 
     def target(self, record: PairRecord) -> str:
         return record.label
@@ -189,18 +217,25 @@ class FidelityProtocol(Protocol[PairRecord, FidelityJudgment, ItemOutcome]):
         self, record: PairRecord, outputs: Sequence[GenRMOutput], options: Mapping[str, Any]
     ) -> FidelityJudgment:
         policy = options.get("verdict_policy", "official")
-        first, *second = outputs
+        first, *more = outputs
         other = None
         if options.get("swap"):
-            (output,) = second
+            (output,) = more
+            more = []
             other = FidelityJudgment.from_output(
                 swapped(record), output.text, policy, output.truncated, output.error
             )
+        repeats = tuple(
+            FidelityJudgment.from_output(record, o.text, policy, o.truncated, o.error) for o in more
+        )
         judgment = FidelityJudgment.from_output(
             record, first.text, policy, first.truncated, first.error
         )
         return replace(
-            judgment, swapped=other, genrm_first=options.get("judge_order") == "genrm_first"
+            judgment,
+            swapped=other,
+            repeats=repeats,
+            genrm_first=options.get("judge_order") == "genrm_first",
         )
 
     # --- the meta-judge --------------------------------------------------------------------
@@ -211,11 +246,11 @@ class FidelityProtocol(Protocol[PairRecord, FidelityJudgment, ItemOutcome]):
         """Only label-correct items are sent (SPEC §1); in a swap run each order is a slot,
         the second shown as the GenRM saw it (the prompt says the golden rationale names the
         answers the other way round)."""
-        orders = [judgment] if judgment.swapped is None else [judgment, judgment.swapped]
+        orders = [judgment, *([judgment.swapped] if judgment.swapped else []), *judgment.repeats]
         return [
             render_metajudge_prompt(
                 order.record, order.output, template,
-                order_swapped=index == 1, genrm_first=judgment.genrm_first,
+                order_swapped=order is judgment.swapped, genrm_first=judgment.genrm_first,
             )
             if order.label_correct and order.output is not None
             else None
@@ -230,14 +265,11 @@ class FidelityProtocol(Protocol[PairRecord, FidelityJudgment, ItemOutcome]):
         first, *others = calls
         second = None
         if judgment.swapped is not None:
-            order, (call,) = judgment.swapped, others
-            second = SecondOrder(
-                verdict=order.verdict,
-                label_correct=order.label_correct,
-                meta=_meta(call) if order.label_correct else None,
-                genrm_no_verdict=order.output is not None and order.verdict is None,
-                genrm_call_fail=order.output is None,
-            )
+            second = _answer(judgment.swapped, others[0])
+        samples: tuple[JudgedAnswer, ...] = ()
+        if judgment.repeats:
+            answers = zip((judgment, *judgment.repeats), calls, strict=True)
+            samples = tuple(_answer(answer, call) for answer, call in answers)
         return ItemOutcome(
             subset=judgment.record.subset,
             label_correct=judgment.label_correct,
@@ -248,16 +280,17 @@ class FidelityProtocol(Protocol[PairRecord, FidelityJudgment, ItemOutcome]):
             judged=judged,
             verdict=judgment.verdict,
             second=second,
+            samples=samples,
         )
 
     def explain(self, judgment: FidelityJudgment, calls: JudgeCalls) -> str:
-        if judgment.swapped is None:
+        if judgment.swapped is None and not judgment.repeats:
             return self._explain_order(judgment, calls[0])
+        kind = "Order" if judgment.swapped else "Sample"
+        answers = (judgment, *([judgment.swapped] if judgment.swapped else []), *judgment.repeats)
         return "\n\n".join(
-            f"Order {number}: {self._explain_order(order, call)}"
-            for number, (order, call) in enumerate(
-                zip((judgment, judgment.swapped), calls, strict=True), 1
-            )
+            f"{kind} {number}: {self._explain_order(answer, call)}"
+            for number, (answer, call) in enumerate(zip(answers, calls, strict=True), 1)
         )
 
     def _explain_order(self, judgment: FidelityJudgment, call: JudgeCall[Any] | None) -> str:
@@ -291,10 +324,17 @@ class FidelityProtocol(Protocol[PairRecord, FidelityJudgment, ItemOutcome]):
                 "truncated": order.truncated,
                 "error": order.error,
             }
+        if judgment.repeats:
+            fields["repeats"] = [
+                {"output": r.output, "verdict": r.verdict, "truncated": r.truncated,
+                 "error": r.error}
+                for r in judgment.repeats
+            ]  # fmt: skip
         return fields
 
     def stored_outputs(self, genrm: Mapping[str, Any]) -> list[GenRMOutput]:
-        orders = [genrm, *([genrm["swapped"]] if genrm.get("swapped") else [])]
+        orders = [genrm, *([genrm["swapped"]] if genrm.get("swapped") else []),
+                  *(genrm.get("repeats") or [])]  # fmt: skip
         return [
             GenRMOutput(order["output"], order.get("truncated"), order.get("error"))
             for order in orders
@@ -313,6 +353,8 @@ class FidelityProtocol(Protocol[PairRecord, FidelityJudgment, ItemOutcome]):
             "judged": outcome.judged,
             "verdict": outcome.verdict,
         }
+        if outcome.samples:  # a list: Inspect's score value leaves it out, its metadata has it
+            fields["samples"] = [_answer_dict(answer) for answer in outcome.samples]  # type: ignore[assignment]
         second = outcome.second
         if second is not None:  # flat: the outcome is also Inspect's score value
             fields |= {
@@ -331,7 +373,7 @@ class FidelityProtocol(Protocol[PairRecord, FidelityJudgment, ItemOutcome]):
         second = None
         if "second_label_correct" in stored:
             second_meta = stored["second_meta"]
-            second = SecondOrder(
+            second = JudgedAnswer(
                 verdict=stored["second_verdict"],
                 label_correct=bool(stored["second_label_correct"]),
                 meta=MetaStatus(second_meta) if second_meta is not None else None,
@@ -349,6 +391,7 @@ class FidelityProtocol(Protocol[PairRecord, FidelityJudgment, ItemOutcome]):
             # Records written before swap runs have no verdict field.
             verdict=stored.get("verdict"),
             second=second,
+            samples=tuple(_answer_from(answer) for answer in stored.get("samples") or ()),
         )
 
     def outcome_group(self, outcome: ItemOutcome) -> str:
@@ -373,6 +416,37 @@ def swapped(record: PairRecord) -> PairRecord:
     )
 
 
+def _answer(judgment: FidelityJudgment, call: JudgeCall[Any] | None) -> JudgedAnswer:
+    """One more answer of an item (an order, a sample) as the metrics count it."""
+    return JudgedAnswer(
+        verdict=judgment.verdict,
+        label_correct=judgment.label_correct,
+        meta=_meta(call) if judgment.label_correct else None,
+        genrm_no_verdict=judgment.output is not None and judgment.verdict is None,
+        genrm_call_fail=judgment.output is None,
+    )
+
+
+def _answer_dict(answer: JudgedAnswer) -> dict[str, Any]:
+    return {
+        "verdict": answer.verdict,
+        "label_correct": answer.label_correct,
+        "meta": answer.meta.value if answer.meta is not None else None,
+        "genrm_no_verdict": answer.genrm_no_verdict,
+        "genrm_call_fail": answer.genrm_call_fail,
+    }
+
+
+def _answer_from(stored: Mapping[str, Any]) -> JudgedAnswer:
+    return JudgedAnswer(
+        verdict=stored["verdict"],
+        label_correct=bool(stored["label_correct"]),
+        meta=MetaStatus(stored["meta"]) if stored["meta"] is not None else None,
+        genrm_no_verdict=bool(stored["genrm_no_verdict"]),
+        genrm_call_fail=bool(stored["genrm_call_fail"]),
+    )
+
+
 def _meta(call: JudgeCall[Any] | None) -> MetaStatus | None:
     if call is None:
         return None
@@ -380,8 +454,9 @@ def _meta(call: JudgeCall[Any] | None) -> MetaStatus | None:
 
 
 def _truncated(judgment: FidelityJudgment) -> bool | None:
-    """Truncated in either order (``None``: unknown)."""
-    flags = [judgment.truncated] + ([judgment.swapped.truncated] if judgment.swapped else [])
+    """Truncated in any order or sample (``None``: unknown)."""
+    others = [*([judgment.swapped] if judgment.swapped else []), *judgment.repeats]
+    flags = [judgment.truncated, *(other.truncated for other in others)]
     return None if None in flags else any(flags)
 
 
