@@ -163,3 +163,31 @@ def test_three_meta_judges_fleiss_kappa_and_the_printed_report(runs, capsys, tmp
 def test_agreement_needs_two_runs(capsys):
     assert main(["report", "--agreement", "one"]) == 2
     assert "--agreement needs two or more runs" in capsys.readouterr().err
+
+
+def test_an_inspect_log_is_rejudged_without_a_genrm_call(tmp_path, monkeypatch):
+    from inspect_ai import eval as inspect_eval
+
+    from ralign_tasks.inspect_adapter.tasks import TASK_FUNCTIONS
+
+    with LoopbackServer(responder) as server:
+        monkeypatch.setenv("LOOP_BASE_URL", server.base_url)
+        monkeypatch.setenv("LOOP_API_KEY", "unused")
+        monkeypatch.chdir(tmp_path)
+        (log,) = inspect_eval(
+            TASK_FUNCTIONS["ralign_helpsteer3"](sample=True),
+            model="openai-api/loop/g-right",
+            model_roles={"meta_judge": "openai-api/loop/judge-a"},
+            log_dir=str(tmp_path / "logs"),
+            display="none",
+        )
+        assert log.status == "success"
+        before = len(server.requests)
+        assert main(["rejudge", str(tmp_path / "logs"), "--metajudge-model", "judge-c",
+                     "--metajudge-base-url", server.base_url,
+                     "--output-dir", str(tmp_path / "out")]) == 0  # fmt: skip
+        rejudged = server.requests[before:]
+    assert rejudged and all(is_metajudge_prompt(body) for body in rejudged)
+    (results,) = (tmp_path / "out").glob("*/results.json")
+    data = json.loads(results.read_text())
+    assert data["metrics"]["overall"]["f_score"] == pytest.approx(f_score("g-right", "judge-c"))
