@@ -25,7 +25,7 @@ FIDELITY_SCHEMA = Schema(
             "l_acc",
             "L-Acc",
             True,
-            "mean",
+            "summary",
             needs_judge=False,
             description="label accuracy: L / N",
         ),
@@ -33,11 +33,11 @@ FIDELITY_SCHEMA = Schema(
             "s_corr",
             "S-Corr",
             False,
-            "nanmean",
+            "summary",
             description="spurious correctness: 1 - C / (C + I)",
         ),
         MetricSpec(
-            "f_score", "F-Score", True, "nanmean", description="fidelity: C / (N - CF - PF)"
+            "f_score", "F-Score", True, "summary", description="fidelity: C / (N - CF - PF)"
         ),
         MetricSpec(
             "position_consistency",
@@ -187,19 +187,11 @@ class ItemOutcome:
         return _STATUS_CATEGORY[self.meta] if self.meta is not None else "unjudged"
 
     def document_values(self) -> dict[str, float]:
-        """Per-item values of every schema name: 0/1 indicators, NaN where the item is outside
-        a metric's denominator (S-Corr counts only C and I; F-Score leaves out PF and CF) or a
-        fact is unknown; their lm-eval aggregations equal :func:`compute_fidelity`'s numbers."""
+        """Per-item values of the counts (0/1; NaN where a fact is unknown), which lm-eval
+        sums; the metrics it computes with :func:`compute_fidelity` itself."""
         category = self.category
         nan = math.nan
         return {
-            "l_acc": float(self.label_correct),
-            "s_corr": float(category == "incorrect")
-            if category in ("correct", "incorrect")
-            else nan,
-            "f_score": nan
-            if category in ("parse_fail", "call_fail")
-            else float(category == "correct"),
             "label_correct": float(self.label_correct),
             "meta_correct": float(category == "correct"),
             "meta_incorrect": float(category == "incorrect"),

@@ -23,16 +23,16 @@ RC_METRICS = ("rc", "rc_code", "rc_precision", "rc_f1", "rc_ap")
 
 RC_SCHEMA = Schema(
     metrics=(
-        MetricSpec("rc", "RC", True, "nanmean", description="paper: one-to-one matching"),
-        MetricSpec("rc_code", "RC (code)", True, "nanmean", description="each R's best score"),
-        MetricSpec("rc_precision", "Precision", True, "nanmean"),
-        MetricSpec("rc_f1", "F1", True, "nanmean", description="per item, code P and R"),
-        MetricSpec("rc_ap", "AP", True, "nanmean", description="the code's average precision"),
+        MetricSpec("rc", "RC", True, "summary", description="paper: one-to-one matching"),
+        MetricSpec("rc_code", "RC (code)", True, "summary", description="each R's best score"),
+        MetricSpec("rc_precision", "Precision", True, "summary"),
+        MetricSpec("rc_f1", "F1", True, "summary", description="per item, code P and R"),
+        MetricSpec("rc_ap", "AP", True, "summary", description="the code's average precision"),
         MetricSpec(
             "outcome_acc",
             "Outcome acc",
             True,
-            "nanmean",
+            "summary",
             needs_judge=False,
             description="the five-way verdict's side equals the human preference",
         ),

@@ -11,17 +11,17 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Literal
 
-Aggregation = Literal["mean", "nanmean", "count", "summary"]
+Aggregation = Literal["count", "summary"]
 
 
 @dataclass(frozen=True)
 class MetricSpec:
     """One reported number.
 
-    ``aggregation`` is how lm-eval combines per-document values: ``mean``, ``nanmean`` (NaN =
-    outside the metric's denominator), ``count`` (per-document counts, summed) or ``summary``
-    (the protocol's own computation over every document's outcome: metrics that are not a
-    mean of per-document values, such as RM-Bench's mean over four domains). ``needs_judge``
+    ``aggregation`` is how lm-eval combines per-document values: ``count`` (per-document
+    counts, summed) or ``summary`` (each document's value carries its outcome, and the
+    protocol's own computation runs once over all of them: the very numbers, and standard
+    errors, of the CLI and Inspect, with no lm-eval bootstrap). ``needs_judge``
     is false for numbers that exist without a judge step (label accuracy, GenRM failures).
     ``detail`` marks a breakdown count (C, I, label-correct) that a run's own table shows and
     the comparison table of several runs leaves out. A metric with an ``option`` exists only

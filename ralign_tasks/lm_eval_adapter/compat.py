@@ -51,3 +51,18 @@ def with_index(instance: Instance, index: int) -> Instance:
     a document's filtered responses in this order)."""
     instance.idx = index
     return instance
+
+
+def add_metric(task: ConfigurableTask, name: str, aggregation: Any, higher_is_better: bool) -> None:
+    """Report one more metric that the task's YAML does not list (its value comes from
+    ``process_results``; ``aggregation`` combines the documents' values)."""
+    task._metric_fn_list[name] = lambda items: items
+    task._aggregation_list[name] = aggregation
+    task._higher_is_better[name] = higher_is_better
+
+
+def stderr_name(metric: str) -> str:
+    """The metric whose value lm-eval reports as ``metric``'s standard error: it writes
+    ``<metric>_stderr,<filter>`` itself ("N/A" for an aggregation it cannot bootstrap), and a
+    metric of that name, aggregated later, takes that key over."""
+    return f"{metric}_stderr"

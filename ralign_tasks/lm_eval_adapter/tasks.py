@@ -14,6 +14,7 @@ import json
 import math
 import os
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import datasets
@@ -138,6 +139,10 @@ class RalignTask(ConfigurableTask):
         judge_template = (
             self.protocol.judge_template(self.judge_config) if self.judge_config else None
         )
+        # Each metric's standard error is the protocol's own (its bootstrap over items, as
+        # the CLI and Inspect report it), not lm-eval's bootstrap of a per-document mean.
+        for spec in self.protocol.schema.metrics:
+            compat.add_metric(self, compat.stderr_name(spec.name), summary, False)
         self.protocol.check_templates(None, judge_template)
 
     def build_all_requests(self, **kwargs: Any) -> None:
@@ -179,6 +184,8 @@ class RalignTask(ConfigurableTask):
             for record, found in zip(records, slots, strict=True)
         ]  # fmt: skip
         items, _ = judge_items(self.spec, records, judgments, self.judge_config)
+        # What the summary metrics aggregate: each document's value only names the metric.
+        _judged[self.spec.task] = _Judged([item.item for item in items])
         for (key, _), found, item in zip(documents, slots, items, strict=True):
             # The document's first request carries its judged-item record.
             compat.replace_filtered_response(
@@ -193,19 +200,22 @@ class RalignTask(ConfigurableTask):
         )
         # A summary metric's value is what the protocol's computation needs of the document:
         # one object shared by all of them, so that `summary` computes once per task.
-        scored = {"task": self.spec.task, "subset": item["subset"], "label": item["label"],
-                  "outcome": item["outcome"]}  # fmt: skip
-        for spec in self.protocol.schema:
-            if spec.aggregation == "summary":
-                values[spec.name] = (spec.name, scored)
         # Metrics of an option that is off (swap) are not reported at all, and a run without
-        # a judge reports what needs none.
-        return {
-            spec.name: values[spec.name]
-            for spec in self.protocol.schema
-            if (spec.option is None or self.protocol.option_on(spec.option, self.options))
-            and (self.judge_config is not None or not spec.needs_judge)
-        }
+        # a judge reports what needs none. A metric's stderr follows it (see compat). A summary
+        # metric's per-document value only names it and the task: the aggregation computes
+        # it over the task's judged items (the documents' own records are in the samples log).
+        reported = {}
+        for spec in self.protocol.schema:
+            if spec.option is not None and not self.protocol.option_on(spec.option, self.options):
+                continue
+            if self.judge_config is None and spec.needs_judge:
+                continue
+            if spec.aggregation == "summary":
+                for name in (spec.name, compat.stderr_name(spec.name)):
+                    reported[name] = (name, self.spec.task)
+            else:
+                reported[spec.name] = values[spec.name]
+        return reported
 
 
 def count(items: Sequence[float]) -> float:
@@ -215,32 +225,37 @@ def count(items: Sequence[float]) -> float:
     return float(sum(known)) if known or not items else math.nan
 
 
-# The last summary computed: its task, the documents (held, so that the comparison below by
-# identity cannot meet a recycled object) and the values.
-_last_summary: dict[str, Any] = {}
+@dataclass
+class _Judged:
+    """A task's judged-item records from its last ``apply_filters``, and their summary once
+    computed."""
+
+    items: list[Mapping[str, Any]]
+    report: dict[str, Any] | None = None
 
 
-def summary(items: Sequence[tuple[str, Mapping[str, Any]]]) -> float:
-    """Aggregation of a ``summary`` metric: the protocol's own metric over every document's
-    outcome (NaN where undefined). All of a task's summary metrics share the per-document
-    objects, so the computation runs once per task, not once per metric."""
+_judged: dict[str, _Judged] = {}
+
+
+def summary(items: Sequence[tuple[str, str]]) -> float:
+    """Aggregation of a ``summary`` metric: the protocol's own metric (or, for
+    ``<metric>_stderr``, its standard error) over the task's judged items (NaN where
+    undefined), computed once per task for all its summary metrics."""
     if not items:
         return math.nan
-    name, first = items[0]
-    documents = [document for _, document in items]
-    task = str(first["task"])
-    cached = _last_summary.get("documents")
-    same = (
-        _last_summary.get("task") == task
-        and cached is not None
-        and len(cached) == len(documents)
-        and all(a is b for a, b in zip(cached, documents, strict=True))
-    )
-    if not same:
+    name, task = items[0]
+    judged = _judged.get(task)
+    if judged is None or len(judged.items) != len(items):
+        raise RuntimeError(
+            f"{task}: {len(items)} documents to aggregate but "
+            f"{len(judged.items) if judged else 'no'} judged items: the task's filters ran "
+            "on other documents"
+        )
+    if judged.report is None:
         protocol = protocol_of(task)
-        values = protocol.values([protocol.outcome_from_item(d) for d in documents])
-        _last_summary.update(task=task, documents=documents, values=values)
-    value = _last_summary["values"][name]
+        judged.report = protocol.summarize([protocol.outcome_from_item(i) for i in judged.items])
+    metric = name.removesuffix("_stderr")
+    value = judged.report["stderr"][metric] if metric != name else judged.report[name]
     return math.nan if value is None else float(value)
 
 

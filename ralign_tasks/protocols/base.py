@@ -397,11 +397,6 @@ class Protocol(ABC, Generic[RecordT, JudgmentT, OutcomeT]):
         """Metrics of one group of items: ``n``, each schema name, and ``ci`` / ``stderr``
         mappings of the metrics (``None`` where undefined, never 0)."""
 
-    def values(self, outcomes: Sequence[OutcomeT]) -> dict[str, Any]:
-        """The metric values and counts of a group of items, CIs not needed (lm-eval's
-        ``summary`` aggregation); by default the whole :meth:`summarize`."""
-        return self.summarize(outcomes)
-
     @abstractmethod
     def document_values(self, outcome: OutcomeT) -> dict[str, float]:
         """Per-item values whose lm-eval aggregation (schema) gives :meth:`summarize`'s numbers;
