@@ -90,6 +90,8 @@ def test_same_numbers_as_the_shared_scorer(group_run):
     task = results["results"]["ralign_helpsteer3"]
     for metric in ("l_acc", "s_corr", "f_score"):
         assert task[f"{metric},none"] == shared[metric]  # identical, not just close
+        # The stderr is the project's own bootstrap, not lm-eval's.
+        assert task[f"{metric}_stderr,none"] == shared["stderr"][metric]
 
 
 def test_samples_log_meta_verdicts(group_run):
