@@ -7,8 +7,12 @@ The measured time is the whole ``judge_items`` call (prompt rendering, cache loo
 client set-up included); one unrelated request first takes the process's one-time lazy imports
 out of the figure. Also times a rerun that is served entirely from the cache.
 
-    python benchmarks/metajudge_throughput.py                 # 1000 items, c=32, 500 ms and 100 ms
+    python benchmarks/metajudge_throughput.py                 # 1000 items, default concurrency
+    python benchmarks/metajudge_throughput.py --peer --latency 0.5   # and the official approach
     python benchmarks/metajudge_throughput.py --profile 0.1   # cProfile of the client at 100 ms
+
+``--peer`` also times the R-Align scripts' approach on the same requests, side by side: a pool
+of 64 threads each calling the synchronous ``openai`` client (our own code of that design).
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 
 from ralign_tasks.data import sample_data_dir
@@ -100,10 +105,44 @@ def measure(latency: float, items: int, concurrency: int, profile: bool) -> dict
     return {"ideal_s": ideal, "measured_s": cold, "efficiency": ideal / cold, "rerun_s": warm}
 
 
+def thread_pool(latency: float, items: int, workers: int = 64) -> float:
+    """Seconds for the same meta-judge requests through a pool of ``workers`` threads, each
+    calling the synchronous ``openai`` client (how the R-Align scripts call their judge)."""
+    import openai
+
+    prompts = [FIDELITY.judge_prompts(j)[0] for j in label_correct_judgments(items + 1)]
+    server, base_url = start_server(latency)
+    try:
+        client = openai.OpenAI(base_url=base_url, api_key="unused", max_retries=3)
+
+        def ask(prompt: str | None) -> str | None:
+            reply = client.chat.completions.create(
+                model="loopback-judge",
+                messages=[{"role": "user", "content": str(prompt)}],
+                temperature=0.4,
+                max_tokens=16384,
+            )
+            return reply.choices[0].message.content
+
+        ask(prompts[-1])  # connection and lazy imports, as the engine's warm-up request
+        start = time.perf_counter()
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            answers = list(pool.map(ask, prompts[:-1]))
+        elapsed = time.perf_counter() - start
+        assert len(answers) == items and all(answers)
+    finally:
+        server.terminate()
+        server.wait()
+    return elapsed
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--items", type=int, default=1000)
-    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--concurrency", type=int, default=EndpointConfig().concurrency)
+    parser.add_argument(
+        "--peer", action="store_true", help="also time a 64-thread pool of the sync client"
+    )
     parser.add_argument("--latency", type=float, nargs="+", default=[0.5, 0.1])
     parser.add_argument("--profile", type=float, help="profile the client at this latency")
     args = parser.parse_args()
@@ -118,6 +157,13 @@ def main() -> None:
             f"| {row['efficiency']:.3f} | {row['rerun_s']:.2f} s |",
             flush=True,
         )
+        if args.peer:
+            pool = thread_pool(latency, args.items)
+            print(
+                f"|   64-thread pool, sync client | | {pool:.2f} s | ratio pool / ours "
+                f"{pool / row['measured_s']:.2f} | |",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

@@ -31,7 +31,7 @@ class EndpointConfig:
     base_url: str | None = None
     api_key: str | None = field(default=None, repr=False)
     backend: str = "openai"
-    concurrency: int = 32
+    concurrency: int = 128
     timeout: float = 600.0
     max_attempts: int = 3
     temperature: float = 0.4
