@@ -266,13 +266,7 @@ def compute_fidelity(
         rng = np.random.default_rng(seed)
         draws = rng.multinomial(n, counts / n, size=n_bootstrap)
         tail = (1.0 - confidence) / 2.0 * 100.0
-        for name, values in _metric_values(draws).items():
-            defined = values[np.isfinite(values)]
-            if point[name] is None or defined.size < 2:
-                continue
-            stderr[name] = float(np.std(defined, ddof=1))
-            low, high = np.percentile(defined, [tail, 100.0 - tail])
-            ci[name] = [float(low), float(high)]
+        _intervals(_metric_values(draws), point, stderr, ci, tail)
     sampled = [o for o in outcomes if o.samples]
     if sampled and len(sampled) != len(outcomes):
         raise ValueError("a group mixes repeated and single-sample items")
@@ -297,6 +291,25 @@ def compute_fidelity(
     report["stderr"] = stderr
     report["ci"] = ci
     return report
+
+
+def _intervals(
+    draws: dict[str, np.ndarray],
+    point: dict[str, float | None],
+    stderr: dict[str, float | None],
+    ci: dict[str, list[float] | None],
+    tail: float = 2.5,
+) -> None:
+    """Fill ``stderr`` and ``ci`` (percentile, ``tail`` percent cut off each side) from each
+    metric's bootstrap draws; left ``None`` where the metric is undefined or fewer than two
+    draws are finite."""
+    for name, values in draws.items():
+        defined = values[np.isfinite(values)]
+        if point[name] is None or defined.size < 2:
+            continue
+        stderr[name] = float(np.std(defined, ddof=1))
+        low, high = np.percentile(defined, [tail, 100.0 - tail])
+        ci[name] = [float(low), float(high)]
 
 
 def _category_index(outcomes: Sequence[ItemOutcome]) -> np.ndarray:
@@ -446,13 +459,7 @@ def compute_swap(
     if n > 1 and n_bootstrap > 0:
         rng = np.random.default_rng(seed)
         sums = np.stack([columns[rng.integers(0, n, n)].sum(axis=0) for _ in range(n_bootstrap)])
-        for name, values in _swap_values(sums, np.float64(n)).items():
-            defined = values[np.isfinite(values)]
-            if point[name] is None or defined.size < 2:
-                continue
-            stderr[name] = float(np.std(defined, ddof=1))
-            low, high = np.percentile(defined, [2.5, 97.5])
-            ci[name] = [float(low), float(high)]
+        _intervals(_swap_values(sums, np.float64(n)), point, stderr, ci)
     return {**point, "stderr": stderr, "ci": ci}
 
 
@@ -516,11 +523,5 @@ def compute_samples(
             rows = rng.integers(0, n, n)
             for name, value in _sample_values(items[rows], fidelity[rows]).items():
                 draws[name].append(value)
-        for name, values in draws.items():
-            defined = np.asarray(values)[np.isfinite(values)]
-            if point[name] is None or defined.size < 2:
-                continue
-            stderr[name] = float(np.std(defined, ddof=1))
-            low, high = np.percentile(defined, [2.5, 97.5])
-            ci[name] = [float(low), float(high)]
+        _intervals({k: np.asarray(v) for k, v in draws.items()}, point, stderr, ci)
     return {**point, "stderr": stderr, "ci": ci}

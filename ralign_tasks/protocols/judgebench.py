@@ -209,20 +209,15 @@ class JudgeBenchProtocol(LabelProtocol[JudgeBenchRecord, JudgeBenchOutcome]):
             "net_vote": pair.net_vote,
             "correct": pair.correct,
             "first_order_correct": pair.first_order_correct,
-            "requests_failed": outcome.requests.failed,
-            "requests_no_verdict": outcome.requests.no_verdict,
-            "requests_truncated": outcome.requests.truncated,
+            **outcome.requests.to_dict(),
         }
 
     def outcome_from_item(self, item: Mapping[str, Any]) -> JudgeBenchOutcome:
         stored = item["outcome"]
         return JudgeBenchOutcome(
             PairOutcome(str(item["subset"]), str(item["label"]), stored["first"], stored["second"]),
-            RequestCounts(
-                stored["requests_failed"], stored["requests_no_verdict"],
-                stored["requests_truncated"],
-            ),
-        )  # fmt: skip
+            RequestCounts.from_dict(stored),
+        )
 
     def credit(self, outcome: JudgeBenchOutcome) -> float | None:
         return float(outcome.pair.correct)

@@ -153,6 +153,20 @@ class RequestCounts:
             truncated=None if any(flag is None for flag in flags) else sum(map(bool, flags)),
         )
 
+    def to_dict(self) -> dict[str, int | None]:
+        """The counts as a judged-item record's outcome stores them."""
+        return {
+            "requests_failed": self.failed,
+            "requests_no_verdict": self.no_verdict,
+            "requests_truncated": self.truncated,
+        }
+
+    @classmethod
+    def from_dict(cls, stored: Mapping[str, Any]) -> RequestCounts:
+        return cls(
+            stored["requests_failed"], stored["requests_no_verdict"], stored["requests_truncated"]
+        )
+
     def values(self) -> dict[str, float]:
         return {
             "requests_failed": float(self.failed),

@@ -332,9 +332,7 @@ class RB2Protocol(LabelProtocol[RB2Record, RB2Outcome]):
             "ratings": list(outcome.ratings) if outcome.ratings is not None else None,
             "source_id": outcome.source_id,
             "num_correct": outcome.num_correct,
-            "requests_failed": outcome.requests.failed,
-            "requests_no_verdict": outcome.requests.no_verdict,
-            "requests_truncated": outcome.requests.truncated,
+            **outcome.requests.to_dict(),
         }
 
     def outcome_from_item(self, item: Mapping[str, Any]) -> RB2Outcome:
@@ -346,11 +344,8 @@ class RB2Protocol(LabelProtocol[RB2Record, RB2Outcome]):
             None if stored["credit"] is None else float(stored["credit"]),
             None if ratings is None else tuple(int(r) for r in ratings),
             int(stored["num_correct"]),
-            RequestCounts(
-                stored["requests_failed"], stored["requests_no_verdict"],
-                stored["requests_truncated"],
-            ),
-        )  # fmt: skip
+            RequestCounts.from_dict(stored),
+        )
 
     def credit(self, outcome: RB2Outcome) -> float | None:
         return outcome.credit

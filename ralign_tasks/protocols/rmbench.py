@@ -270,9 +270,7 @@ class RMBenchProtocol(LabelProtocol[RMBenchRecord, RMBenchOutcome]):
     def outcome_to_dict(self, outcome: RMBenchOutcome) -> dict[str, Any]:
         return {
             "cells": list(outcome.cells),
-            "requests_failed": outcome.requests.failed,
-            "requests_no_verdict": outcome.requests.no_verdict,
-            "requests_truncated": outcome.requests.truncated,
+            **outcome.requests.to_dict(),
         }
 
     def outcome_from_item(self, item: Mapping[str, Any]) -> RMBenchOutcome:
@@ -280,11 +278,8 @@ class RMBenchProtocol(LabelProtocol[RMBenchRecord, RMBenchOutcome]):
         return RMBenchOutcome(
             str(item["subset"]),
             tuple(int(cell) for cell in stored["cells"]),
-            RequestCounts(
-                stored["requests_failed"], stored["requests_no_verdict"],
-                stored["requests_truncated"],
-            ),
-        )  # fmt: skip
+            RequestCounts.from_dict(stored),
+        )
 
     def credit(self, outcome: RMBenchOutcome) -> float | None:
         return sum(outcome.cells) / len(outcome.cells)
