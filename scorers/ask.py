@@ -7,7 +7,7 @@ One request is asked up to ``max_attempts`` times:
 - an answer that the caller's ``check`` accepts ends the loop (``JudgeCall.ok``);
 - an empty answer, or one that ``check`` rejects with :class:`InvalidAnswer` (a protocol
   breach, e.g. no ``Rx@Sy`` block), is asked again as a fresh attempt;
-- an error the transport already retried (the ``openai`` client's or Inspect's own retries of
+- an error the transport already retried (the engine's transport or Inspect's own retries of
   429/5xx/timeouts/connection errors) ends the loop at once: retrying it again would multiply
   the caller's retry budget;
 - any other error (a 200 whose body is not a chat completion: invalid JSON, HTML, no

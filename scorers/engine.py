@@ -4,7 +4,8 @@ in-process model (``vllm``, ``hf``).
 :func:`run_chat_batch` asks every request through the one ask-until-valid loop
 (:mod:`ralign_tasks.scorers.ask`) with the caller's answer check, so what is retried and what
 counts as a failure is the same here as in the Inspect scorers. HTTP-level retries with
-exponential backoff (429, 5xx, timeouts, connection errors) are the ``openai`` client's own.
+exponential backoff (429, 5xx, timeouts, connection errors) are the transport's
+(:mod:`ralign_tasks.scorers.http_chat`).
 Every non-empty answer is written to the cache the moment it arrives, keyed by the full
 request and the attempt number, so a rerun replays the same answers (re-asks included) and
 pays no call twice; identical requests in a batch are asked once.
@@ -147,44 +148,32 @@ class BatchStats:
 
 
 class OpenAIChatBackend:
-    """Calls ``/chat/completions`` of any OpenAI-compatible endpoint with ``AsyncOpenAI``."""
+    """Calls ``/chat/completions`` of any OpenAI-compatible endpoint (see
+    :mod:`ralign_tasks.scorers.http_chat` for its transport and retries)."""
 
     def __init__(self, config: EndpointConfig) -> None:
-        # Imported where used: the client takes half a second to import, which commands
+        # Imported where used: aiohttp takes a fifth of a second to import, which commands
         # that never call an endpoint (`ralign --help`, report, view) need not pay.
-        import openai
+        from ralign_tasks.scorers.http_chat import ChatClient
 
         self._secret = config.api_key
-        # Every HTTP request sent, the client's own retries included.
-        self.http_requests = 0
-        self.client = openai.AsyncOpenAI(
-            api_key=config.api_key or "EMPTY",
-            base_url=config.base_url,
-            timeout=config.timeout,
-            max_retries=config.max_attempts - 1,
-            # aiohttp as the transport: about half the client CPU per request of the default
-            # one, which is what limits throughput against a fast endpoint on a small machine.
-            http_client=openai.DefaultAioHttpClient(
-                timeout=config.timeout, event_hooks={"request": [self._count_request]}
-            ),
-        )
+        self.client = ChatClient(config)
 
-    async def _count_request(self, request: Any) -> None:
-        self.http_requests += 1
+    @property
+    def http_requests(self) -> int:
+        """Every HTTP request sent, the transport's own retries included."""
+        return self.client.http_requests
 
     async def complete(self, request: ChatRequest) -> Answer:
-        """One answer; raises what the client raises, or ``ValueError`` for a 200 whose body
-        is not a chat completion."""
+        """One answer; raises :class:`EndpointError` when the transport gives up, or
+        ``ValueError`` for a 200 whose body is not a chat completion."""
         body = {
             "model": request.model,
             "messages": request.messages,
             "temperature": request.temperature,
             "max_tokens": request.max_tokens,
         }
-        # The client's generic ``post`` keeps its retries, timeouts and error types but skips
-        # the typed-parameter transform and response-model construction, which were most of
-        # the per-request client CPU (see benchmarks/metajudge_throughput.py).
-        response = await self.client.post("/chat/completions", body=body, cast_to=object)
+        response = await self.client.post(body)
         return read_completion(response, with_reasoning=request.with_reasoning)
 
     def redact(self, message: str) -> str:
@@ -194,7 +183,7 @@ class OpenAIChatBackend:
         return message
 
     async def aclose(self) -> None:
-        await self.client.close()
+        await self.client.aclose()
 
 
 # Where servers with a reasoning parser put the thinking: vLLM and DeepSeek's API
@@ -226,11 +215,11 @@ def read_completion(response: Any, *, with_reasoning: bool = False) -> Answer:
 
 
 def _transport_gave_up(exc: BaseException) -> bool:
-    # The openai client raises its APIError types after its own retries of what is retryable
-    # (and at once for what is not, such as a 400); asking again would repeat them.
-    import openai
+    # The transport raises its errors after its own retries of what is retryable (and at once
+    # for what is not, such as a 400); asking again would repeat them.
+    from ralign_tasks.scorers.http_chat import EndpointError
 
-    return isinstance(exc, openai.APIError)
+    return isinstance(exc, EndpointError)
 
 
 class _Batch:
@@ -252,22 +241,47 @@ class _Batch:
         self.owns_cache = cache is None and config.use_cache
         self.cache = ResponseCache(config.cache_dir) if self.owns_cache else cache
         self.results: list[JudgeCall[Any] | None] = [None] * len(requests)
-        checks = checks if checks is not None else [accept_any] * len(requests)
-        if len(checks) != len(requests):
-            raise ValueError(f"{len(checks)} checks for {len(requests)} requests")
+        self.requests = requests
+        self.checks = checks if checks is not None else [accept_any] * len(requests)
+        if len(self.checks) != len(requests):
+            raise ValueError(f"{len(self.checks)} checks for {len(requests)} requests")
         # Identical requests are asked once: key -> (request, check, every position).
         self.unique: dict[str, tuple[ChatRequest, Check, list[int]]] = {}
-        for index, (request, check) in enumerate(zip(requests, checks, strict=True)):
-            key = request.cache_key(self.endpoint)
-            self.unique.setdefault(key, (request, check, []))[2].append(index)
-        self.first_answers = self.cache.get_many(self.unique) if self.cache is not None else {}
+        self.answered: dict[str, JudgeCall[Any]] = {}
+        self.first_answers: dict[str, dict[str, Any]] = {}
+        self.fed = 0  # requests taken in so far (see ``feed``)
         self.progress = tqdm(total=len(requests), desc=description, unit="req")
 
-    def lookup(self, request: ChatRequest) -> Answer | None:
-        """The cached answer of this attempt of a request, if any."""
+    @property
+    def all_fed(self) -> bool:
+        return self.fed == len(self.requests)
+
+    def feed(self, count: int) -> list[str]:
+        """Take in the next ``count`` requests: their cache keys, and the cached first answers
+        of those new to the batch. Returns the new keys, each to be asked once; a repeat of a
+        request already answered gets that answer at once."""
+        new = []
+        stop = min(self.fed + count, len(self.requests))
+        for index in range(self.fed, stop):
+            request = self.requests[index]
+            key = request.cache_key(self.endpoint)
+            known = self.unique.get(key)
+            if known is None:
+                self.unique[key] = (request, self.checks[index], [index])
+                new.append(key)
+            elif key in self.answered:
+                self._fill([index], self.answered[key])
+            else:
+                known[2].append(index)
+        self.fed = stop
+        if self.cache is not None and new:
+            self.first_answers.update(self.cache.get_many(new))
+        return new
+
+    def lookup(self, request: ChatRequest, key: str) -> Answer | None:
+        """The cached answer of this attempt of a request (``key`` its cache key), if any."""
         if self.cache is None:
             return None
-        key = request.cache_key(self.endpoint)
         if request.attempt == 0:
             stored = self.first_answers.pop(key, None)
         else:
@@ -282,11 +296,11 @@ class _Batch:
             cached=True,
         )
 
-    def store(self, request: ChatRequest, answer: Answer) -> None:
+    def store(self, request: ChatRequest, key: str, answer: Answer) -> None:
         """Keep a non-empty answer (empty ones are asked again, never replayed)."""
         if self.cache is not None and answer.text.strip():
             self.cache.put(
-                request.cache_key(self.endpoint),
+                key,
                 request.model,
                 {
                     "text": answer.text,
@@ -296,28 +310,34 @@ class _Batch:
                 },
             )
 
-    def asker(
-        self, request: ChatRequest, call: Callable[[ChatRequest], Any]
-    ) -> Callable[[int], Any]:
-        """``ask(attempt)`` for the loop: the cache first, else ``call`` (the backends count
-        their calls)."""
+    def asker(self, key: str, call: Callable[[ChatRequest], Any]) -> Callable[[int], Any]:
+        """``ask(attempt)`` for the loop of the request of cache key ``key``: the cache first,
+        else ``call`` (the backends count their calls)."""
+        request = self.unique[key][0]
 
         async def ask(attempt: int) -> Answer:
-            attempt_request = request.with_attempt(request.attempt + attempt)
-            cached = self.lookup(attempt_request)
+            attempt_request, attempt_key = request, key
+            if attempt:  # a fresh ask has its own key
+                attempt_request = request.with_attempt(request.attempt + attempt)
+                attempt_key = attempt_request.cache_key(self.endpoint)
+            cached = self.lookup(attempt_request, attempt_key)
             if cached is not None:
                 return cached
             answer = await call(attempt_request)
-            self.store(attempt_request, answer)
+            self.store(attempt_request, attempt_key, answer)
             return answer
 
         return ask
 
     def record(self, key: str, result: JudgeCall[Any]) -> None:
-        _, _, positions = self.unique[key]
+        self.answered[key] = result
+        self.stats.prompt_tokens += result.prompt_tokens
+        self.stats.completion_tokens += result.completion_tokens
+        self._fill(self.unique[key][2], result)
+
+    def _fill(self, positions: list[int], result: JudgeCall[Any]) -> None:
+        """Give the positions of one request its result (counted once per position)."""
         stats = self.stats
-        stats.prompt_tokens += result.prompt_tokens
-        stats.completion_tokens += result.completion_tokens
         if result.cached:
             stats.cache_hits += len(positions)
         if not result.ok:
@@ -339,16 +359,25 @@ class _Batch:
         return [r for r in self.results if r is not None], self.stats
 
 
+async def _cancel_all(tasks: list[asyncio.Future[Any]]) -> None:
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
 async def _gather_all(coroutines: list[Any]) -> None:
     """Run every coroutine; on the first exception cancel the rest, then raise it."""
     tasks = [asyncio.ensure_future(c) for c in coroutines]
     try:
         await asyncio.gather(*tasks)
     except BaseException:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await _cancel_all(tasks)
         raise
+
+
+# Requests taken in per step while the first ones are already being asked: preparing a large
+# batch (cache keys, cache lookups) takes seconds that the calls need not wait for.
+FEED_STEP = 256
 
 
 async def _run_openai(batch: _Batch, config: EndpointConfig) -> None:
@@ -360,24 +389,42 @@ async def _run_openai(batch: _Batch, config: EndpointConfig) -> None:
         if backend is None:  # only when something is not in the cache
             backend = OpenAIChatBackend(config)
         async with semaphore:
-            return await backend.complete(request)
+            answer = await backend.complete(request)
+        # Let the request waiting for this slot be sent before this answer is checked and
+        # cached: answers come back in bursts, and a slot left idle while a whole burst is
+        # processed is throughput lost.
+        await asyncio.sleep(0)
+        return answer
 
     def redact(message: str) -> str:
         return backend.redact(message) if backend is not None else message
 
+    stopping = False
+
     async def answer(key: str) -> None:
-        request, check, _ = batch.unique[key]
-        result = await ask_until_valid(
-            batch.asker(request, call),
-            check,
-            config.max_attempts,
-            gave_up=_transport_gave_up,
-            redact=redact,
-        )
+        nonlocal stopping
+        try:
+            result = await ask_until_valid(
+                batch.asker(key, call),
+                batch.unique[key][1],
+                config.max_attempts,
+                gave_up=_transport_gave_up,
+                redact=redact,
+            )
+        except BaseException:
+            stopping = True  # a fatal error: take in no more requests
+            raise
         batch.record(key, result)
 
+    tasks: list[asyncio.Future[None]] = []
     try:
-        await _gather_all([answer(key) for key in batch.unique])
+        while not batch.all_fed and not stopping:
+            tasks.extend(asyncio.ensure_future(answer(key)) for key in batch.feed(FEED_STEP))
+            await asyncio.sleep(0)  # the new ones start before the next step is prepared
+        await asyncio.gather(*tasks)
+    except BaseException:
+        await _cancel_all(tasks)
+        raise
     finally:
         if backend is not None:
             batch.stats.calls = backend.http_requests
@@ -449,6 +496,7 @@ class _LocalBatcher:
 
 
 async def _run_local(batch: _Batch, config: EndpointConfig) -> None:
+    batch.feed(len(batch.requests))  # a round waits for every item: all are taken in at once
     batcher = _LocalBatcher(config, live=len(batch.unique))
     requests = [request for request, _, _ in batch.unique.values()]
     # Asking a greedy model again gives the same answer: one attempt then.
@@ -456,10 +504,10 @@ async def _run_local(batch: _Batch, config: EndpointConfig) -> None:
     attempts = config.max_attempts if sampling else 1
 
     async def answer(key: str) -> None:
-        request, check, _ = batch.unique[key]
+        check = batch.unique[key][1]
         try:
             result = await ask_until_valid(
-                batch.asker(request, batcher.ask),
+                batch.asker(key, batcher.ask),
                 check,
                 attempts,
                 gave_up=lambda exc: False,
@@ -473,6 +521,18 @@ async def _run_local(batch: _Batch, config: EndpointConfig) -> None:
         await _gather_all([answer(key) for key in batch.unique])
     finally:
         batch.stats.calls = batcher.calls
+
+
+def _run_loop(main: Any) -> None:
+    """Run a coroutine to its end on a fresh event loop: uvloop's where installed (a
+    dependency except on Windows), which takes about a fifth less CPU per HTTP request than
+    asyncio's own loop."""
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(main)
+    else:
+        uvloop.run(main)
 
 
 def run_chat_batch(
@@ -489,7 +549,7 @@ def run_chat_batch(
     batch = _Batch(requests, checks, config, description, cache)
     run = _run_openai if config.backend == "openai" else _run_local
     try:
-        asyncio.run(run(batch, config))
+        _run_loop(run(batch, config))
     except FatalEndpointError as exc:  # name who refused, for every caller
         raise FatalEndpointError(f"{description} at {config.host}: {exc}") from None
     finally:

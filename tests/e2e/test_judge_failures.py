@@ -160,8 +160,8 @@ def test_a_dead_judge_is_named_and_the_run_exits_non_zero(sample_records, tmp_pa
     results = json.loads((tmp_path / "out" / "helpsteer3" / "results.json").read_text())
     assert results["metrics"]["overall"]["meta_call_fail"] == 4
     assert f"4 of 4 judge requests to 127.0.0.1:{port} failed" in err
-    # The real error, not the client's "Request timed out".
-    assert "ConnectionRefusedError" in err and "(reported as APITimeoutError)" in err
+    # The real error, under the transport error that carried it.
+    assert "ConnectionRefusedError" in err and "(reported as EndpointConnectionError)" in err
     assert results["usage"]["judge"]["endpoint"] == f"127.0.0.1:{port}"
 
 
