@@ -612,8 +612,10 @@ def cmd_rejudge(args: argparse.Namespace) -> int:
         given = {**result.options, **({"judge_order": args.judge_order} if args.judge_order
                                        and "judge_order" in result.options else {})}  # fmt: skip
         options = protocol.option_values(given, spec.task)
-        records = [protocol.record_from_dict(item.record) for item in result.items]
-        outputs = [protocol.stored_outputs(item.genrm) for item in result.items]
+        records, outputs = [], []
+        for item in result.full_items():
+            records.append(protocol.record_from_dict(item.record))
+            outputs.append(protocol.stored_outputs(item.genrm))
         run = score_outputs(spec, records, outputs, judge, options)
         folder = Path(args.output_dir) / page_name(result, taken).removesuffix(".html")
         settings = {"rejudged_from": result.source, "items": len(records), **options} | {

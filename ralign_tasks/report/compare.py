@@ -96,7 +96,7 @@ def paired_items(
             f"{len(b) - len(shared)} only in {second.genrm}; compared on the {len(shared)} "
             "items in both"
         )
-    differing = [key for key in shared if a[key].record != b[key].record]
+    differing = [key for key in shared if a[key].fingerprint != b[key].fingerprint]
     if differing:
         ids = ", ".join(key[0] for key in differing[:5])
         warnings.append(

@@ -3,16 +3,19 @@
 where the samples are there (so every path gives identical numbers with 95% CIs), else taken
 from the aggregate numbers (no CI). Undefined or absent metrics are ``None``, never 0.
 
-Results also keep their judged items (record, GenRM output, judge answer) for the paired
-comparison and the viewer."""
+Results keep their judged items in brief (id, outcome, a fingerprint of the record) for the
+paired comparison and the agreement; the full items (record, GenRM output, judge answer) of the
+viewer and ``rejudge`` are read again, one at a time, by :meth:`TaskResult.full_items`, so that
+no command holds a large run's texts in memory."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import re
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -44,10 +47,20 @@ class RunItem:
     genrm: Mapping[str, Any] = field(default_factory=dict)
     judge_model: str | None = None  # who judged it (the record's last judge call)
     second_meta_answer: str | None = None  # a swap run's judge answer on the second order
+    # A digest of the record's own form: two runs' items of one id pair only if it is equal.
+    fingerprint: str = ""
 
     @property
     def id(self) -> str:
         return str(self.record["id"])
+
+    def brief(self) -> RunItem:
+        """The item without its texts (record, GenRM output, judge answers): what the tables,
+        ``--compare`` and ``--agreement`` use."""
+        return replace(
+            self, record={"id": self.record["id"]}, output=None, meta_answer=None,
+            meta_error=None, genrm={}, second_meta_answer=None,
+        )  # fmt: skip
 
     @classmethod
     def from_item(
@@ -61,11 +74,13 @@ class RunItem:
         first = [c for c in calls if c.get("slot", 0) == 0]
         judge = (first or calls or [{}])[-1]
         second = [c for c in calls if c.get("slot") == 1]
+        # The record's own form, whatever a harness added next to it (lm-eval documents and
+        # Inspect sample metadata carry the task name), so runs of different paths compare
+        # item by item.
+        own = protocol.record_to_dict(protocol.record_from_dict(record))
+        canonical = json.dumps(own, sort_keys=True, ensure_ascii=False).encode("utf-8")
         return cls(
-            # The record's own form, whatever a harness added next to it (lm-eval documents
-            # and Inspect sample metadata carry the task name), so runs of different paths
-            # compare item by item.
-            record=protocol.record_to_dict(protocol.record_from_dict(record)),
+            record=own,
             output=item["genrm"]["output"],
             verdict=item["genrm"]["verdict"],
             outcome=protocol.outcome_from_item(item),
@@ -74,6 +89,7 @@ class RunItem:
             genrm=item["genrm"],
             judge_model=judge.get("model"),
             second_meta_answer=second[-1].get("answer") if second else None,
+            fingerprint=hashlib.sha256(canonical).hexdigest(),
         )
 
 
@@ -98,6 +114,17 @@ class TaskResult:
     # name (``genrm`` adds the non-default options).
     options: dict[str, Any] = field(default_factory=dict)
     model: str = ""
+    # Reads the items again with their texts (see ``full_items``); ``None`` when ``items``
+    # are full already.
+    reader: Callable[[], Iterator[RunItem]] | None = field(default=None, repr=False)
+
+    def full_items(self) -> Iterator[RunItem]:
+        """The items with their texts, read one at a time from the run's files (the run's
+        ``items`` hold them in brief)."""
+        if self.reader is None:
+            yield from self.items
+        else:
+            yield from self.reader()
 
     @property
     def judge_model(self) -> str | None:
@@ -192,18 +219,23 @@ def _sampled_result(
     record_and_item: Callable[[dict[str, Any]], tuple[Mapping[str, Any], Any]],
     warnings: list[str],
 ) -> TaskResult | None:
-    """A result from a samples file, ``record_and_item(row)`` picking each row's record and
-    judged-item record; ``None`` (with a warning) when the file cannot be read as such."""
+    """A result from a samples file, read row by row, ``record_and_item(row)`` picking each
+    row's record and judged-item record; ``None`` (with a warning) when the file cannot be
+    read as such."""
     protocol = protocol_of(task)
+
+    def full_items() -> Iterator[RunItem]:
+        for _, row in read_jsonl(samples_file):
+            yield RunItem.from_item(*record_and_item(row), protocol)
+
     try:
-        items = [
-            RunItem.from_item(*record_and_item(row), protocol)
-            for _, row in read_jsonl(samples_file)
-        ]
+        items = [item.brief() for item in full_items()]
     except (ValueError, KeyError, TypeError, IndexError) as exc:
         warnings.append(f"{samples_file}: unreadable samples ({exc}); using the aggregate numbers")
         return None
-    return _item_results(items, genrm, task, harness, str(samples_file))
+    result = _item_results(items, genrm, task, harness, str(samples_file))
+    result.reader = full_items
+    return result
 
 
 def _lm_eval_record_and_item(row: dict[str, Any]) -> tuple[Mapping[str, Any], Any]:
@@ -337,8 +369,14 @@ def read_inspect(log_file: Path, warnings: list[str]) -> list[TaskResult]:
     if log.scored:
         protocol = protocol_of(log.task)
         try:
-            items = [RunItem.from_item(record, item, protocol) for record, item in log.scored]
+            items = [RunItem.from_item(r, item, protocol).brief() for r, item in log.scored]
             result = _item_results(items, genrm, log.task, "inspect", source)
+
+            def full_items() -> Iterator[RunItem]:
+                for record, item in read_log(log_file).scored:
+                    yield RunItem.from_item(record, item, protocol)
+
+            result.reader = full_items
         except (ValueError, KeyError, TypeError, IndexError) as exc:  # e.g. an older release
             warnings.append(f"{log_file}: unreadable scores ({exc}); using the aggregate numbers")
     if result is None:

@@ -170,8 +170,7 @@ def test_unshared_items_are_left_out_with_a_warning(runs):
     assert [i.id for i in first] == [i.id for i in second] == [i.id for i in weak.items[:5]]
     assert "3 items only in openai-api/loop/strong" in warnings[0]
     changed = dataclasses.replace(
-        weak, items=[dataclasses.replace(weak.items[0], record={**weak.items[0].record,
-                                                                 "label": "?"}),
+        weak, items=[dataclasses.replace(weak.items[0], fingerprint="other data"),
                      *weak.items[1:]]
     )  # fmt: skip
     warnings.clear()
