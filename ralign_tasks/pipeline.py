@@ -7,18 +7,21 @@ batch → outcomes and judged-item records → metrics. A run folder holds ``res
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from ralign_tasks.protocols import Protocol, TaskSpec, protocol_of
+from ralign_tasks.protocols import TaskSpec, protocol_of
 from ralign_tasks.protocols.base import GenRMOutput, ItemRun
 from ralign_tasks.scorers.config import EndpointConfig
 from ralign_tasks.scorers.engine import BatchStats, ChatRequest, run_chat_batch
 from ralign_tasks.scorers.jsonl import read_jsonl
+
+logger = logging.getLogger("ralign_tasks.pipeline")
 
 RUN_VERSION = 1
 RESULTS_FILE = "results.json"
@@ -27,25 +30,13 @@ SAMPLES_FILE = "samples.jsonl"
 
 @dataclass
 class ScoredRun:
-    """The items of one task through its protocol, and the metrics over them."""
+    """Items of one task through its protocol: records, outcomes and judged-item records."""
 
     spec: TaskSpec
     records: list[Any]
     items: list[ItemRun[Any, Any]]
-    report: dict[str, Any]
     genrm_stats: BatchStats | None = None
     judge_stats: BatchStats | None = None
-
-    @property
-    def protocol(self) -> Protocol[Any, Any, Any]:
-        return protocol_of(self.spec)
-
-    def samples(self) -> list[dict[str, Any]]:
-        """One ``{"doc", "item"}`` row per item, as ``samples.jsonl`` holds them."""
-        return [
-            {"doc": self.protocol.record_to_dict(record), "item": run.item}
-            for record, run in zip(self.records, self.items, strict=True)
-        ]
 
 
 def generate_outputs(
@@ -54,6 +45,7 @@ def generate_outputs(
     config: EndpointConfig,
     options: Mapping[str, Any] | None = None,
     template: str | None = None,
+    part: str | None = None,
 ) -> tuple[list[list[GenRMOutput]], BatchStats]:
     """Ask the GenRM every prompt of every record (concurrent, cached, retried like the
     judge), and once more where the protocol asks a follow-up question after an answer; the
@@ -76,7 +68,7 @@ def generate_outputs(
         for item in prompts
         for index, prompt in enumerate(item)
     ]
-    calls, stats = run_chat_batch(requests, config, description="GenRM")
+    calls, stats = run_chat_batch(requests, config, description="GenRM", part=part)
     outputs = [
         GenRMOutput(call.value, call.finish_reason == "length")
         if call.ok
@@ -98,7 +90,7 @@ def generate_outputs(
             )
             for index, question in follow_ups
         ]
-        answers, more = run_chat_batch(second, config, description="GenRM follow-up")
+        answers, more = run_chat_batch(second, config, description="GenRM follow-up", part=part)
         stats.add(more)
         for (index, _), call in zip(follow_ups, answers, strict=True):
             if call.ok:  # a failed follow-up leaves the first answer, which has no verdict
@@ -118,6 +110,7 @@ def judge_items(
     records: Sequence[Any],
     judgments: Sequence[Any],
     config: EndpointConfig | None,
+    part: str | None = None,
 ) -> tuple[list[ItemRun[Any, Any]], BatchStats | None]:
     """Send every request the protocol wants judged (each item's slots) to the judge in one
     concurrent batch (none when ``config`` is ``None``); outcomes and judged-item records of
@@ -146,6 +139,7 @@ def judge_items(
             config,
             checks=[protocol.check(judgments[i], slot) for i, slot in todo],
             description=protocol.judge_step.replace("_", "-"),
+            part=part,
         )
         for (index, slot), result in zip(todo, results, strict=True):
             calls[index][slot] = result
@@ -165,17 +159,17 @@ def score_outputs(
     outputs: Sequence[Sequence[GenRMOutput]],
     judge_config: EndpointConfig | None,
     options: Mapping[str, Any] | None = None,
+    part: str | None = None,
 ) -> ScoredRun:
-    """Parse the GenRM outputs (those of each record, in the order of its prompts), judge
-    what the protocol sends (unless ``judge_config`` is ``None``) and compute the metrics
-    overall and per group."""
+    """Parse the GenRM outputs (those of each record, in the order of its prompts) and judge
+    what the protocol sends (unless ``judge_config`` is ``None``)."""
     protocol = protocol_of(spec)
     options = protocol.option_values(options or {}, spec.task)
     judgments = [
         protocol.judgment(record, output, options)
         for record, output in zip(records, outputs, strict=True)
     ]
-    return score_judgments(spec, records, judgments, judge_config)
+    return score_judgments(spec, records, judgments, judge_config, part)
 
 
 def score_judgments(
@@ -183,41 +177,98 @@ def score_judgments(
     records: Sequence[Any],
     judgments: Sequence[Any],
     judge_config: EndpointConfig | None,
+    part: str | None = None,
 ) -> ScoredRun:
-    """Judge already parsed judgments (e.g. a reference model's stored checklists) and compute
-    the metrics."""
-    items, stats = judge_items(spec, records, judgments, judge_config)
-    report = protocol_of(spec).report([item.outcome for item in items])
-    return ScoredRun(spec, list(records), items, report, judge_stats=stats)
+    """Judge already parsed judgments (e.g. a reference model's stored checklists)."""
+    items, stats = judge_items(spec, records, judgments, judge_config, part)
+    return ScoredRun(spec, list(records), items, judge_stats=stats)
 
 
-def write_run(
-    run: ScoredRun, folder: str | os.PathLike[str], genrm: str, settings: dict[str, Any]
-) -> Path:
-    """``folder/results.json`` (task, GenRM, settings, metrics, usage) and
-    ``folder/samples.jsonl``; NaN is refused: an undefined metric must be null."""
+# Items per step of a run folder's run: each step is asked, judged and written before the next
+# one starts, so that a run holds one step's texts at a time, not the whole run's.
+RUN_STEP = 2000
+
+StepScorer = Callable[[int, int, "str | None"], ScoredRun]
+
+
+@dataclass
+class FinishedRun:
+    """A run folder's run once written: its metrics and the calls' totals."""
+
+    spec: TaskSpec
+    report: dict[str, Any]
+    genrm_stats: BatchStats | None
+    judge_stats: BatchStats | None
+
+
+def _merged(total: BatchStats | None, step: BatchStats | None) -> BatchStats | None:
+    if step is None:
+        return total
+    if total is None:
+        return step
+    total.add(step)
+    return total
+
+
+def run_in_steps(
+    spec: TaskSpec,
+    count: int,
+    score_step: StepScorer,
+    folder: str | os.PathLike[str],
+    genrm: str,
+    settings: dict[str, Any],
+) -> FinishedRun:
+    """Score ``count`` items in steps of :data:`RUN_STEP` (``score_step(start, stop, part)``
+    scores items ``start:stop``; ``part`` names the step when there are several) and write
+    each step's samples the moment it is scored, keeping only outcomes; then the metrics.
+
+    ``folder/samples.jsonl`` grows as ``samples.jsonl.partial`` until the last step, so that a
+    folder never pairs a finished run's ``results.json`` with another run's samples; an
+    interrupted run leaves its finished items there (and their answers in the cache).
+    """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
+    protocol = protocol_of(spec)
+    partial = folder / f"{SAMPLES_FILE}.partial"
+    outcomes: list[Any] = []
+    genrm_stats = judge_stats = None
+    starts = range(0, count, RUN_STEP)
+    with open(partial, "w", encoding="utf-8") as handle:
+        for number, start in enumerate(starts, start=1):
+            part = f"[{number}/{len(starts)}]" if len(starts) > 1 else None
+            step = score_step(start, min(start + RUN_STEP, count), part)
+            for record, item in zip(step.records, step.items, strict=True):
+                row = {"doc": protocol.record_to_dict(record), "item": item.item}
+                handle.write(json.dumps(row, ensure_ascii=False, allow_nan=False) + "\n")
+                outcomes.append(item.outcome)
+            handle.flush()
+            genrm_stats = _merged(genrm_stats, step.genrm_stats)
+            judge_stats = _merged(judge_stats, step.judge_stats)
+    if len(starts) > 1:
+        for role, stats in (("GenRM", genrm_stats), (protocol.judge_step, judge_stats)):
+            if stats is not None:
+                logger.info(stats.summary(role.replace("_", "-")))
+                for line in stats.failure_lines(role.replace("_", "-")):
+                    logger.warning(line)
+    run = FinishedRun(spec, protocol.report(outcomes), genrm_stats, judge_stats)
+    os.replace(partial, folder / SAMPLES_FILE)
     results = {
         "ralign_run": RUN_VERSION,
-        "task": run.spec.task,
+        "task": spec.task,
         "genrm": genrm,
         "created": time.time(),
         "settings": settings,
         "metrics": run.report,
         "usage": {
-            "genrm": run.genrm_stats.as_dict() if run.genrm_stats else None,
-            "judge": run.judge_stats.as_dict() if run.judge_stats else None,
+            "genrm": genrm_stats.as_dict() if genrm_stats else None,
+            "judge": judge_stats.as_dict() if judge_stats else None,
         },
     }
     (folder / RESULTS_FILE).write_text(
         json.dumps(results, indent=2, ensure_ascii=False, allow_nan=False) + "\n",
         encoding="utf-8",
     )
-    with open(folder / SAMPLES_FILE, "w", encoding="utf-8") as handle:
-        for row in run.samples():
-            handle.write(json.dumps(row, ensure_ascii=False, allow_nan=False) + "\n")
-    return folder
+    return run
 
 
 def is_run_results(data: Any) -> bool:

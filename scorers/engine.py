@@ -233,8 +233,10 @@ class _Batch:
         config: EndpointConfig,
         description: str,
         cache: ResponseCache | None,
+        part: str | None = None,
     ) -> None:
         self.description = description
+        self.part = part
         self.endpoint = config.endpoint
         self.stats = BatchStats(endpoint=config.host, requests=len(requests))
         self.started = time.perf_counter()
@@ -250,7 +252,8 @@ class _Batch:
         self.answered: dict[str, JudgeCall[Any]] = {}
         self.first_answers: dict[str, dict[str, Any]] = {}
         self.fed = 0  # requests taken in so far (see ``feed``)
-        self.progress = tqdm(total=len(requests), desc=description, unit="req")
+        shown = f"{description} {part}" if part else description
+        self.progress = tqdm(total=len(requests), desc=shown, unit="req")
 
     @property
     def all_fed(self) -> bool:
@@ -353,9 +356,11 @@ class _Batch:
 
     def finish(self) -> tuple[list[JudgeCall[Any]], BatchStats]:
         self.stats.wall_s = time.perf_counter() - self.started
-        logger.info(self.stats.summary(self.description))
+        # A part of a larger run: its caller reports the run's totals.
+        info, warning = (logger.debug, logger.debug) if self.part else (logger.info, logger.warning)
+        info(self.stats.summary(self.description))
         for line in self.stats.failure_lines(self.description):
-            logger.warning(line)
+            warning(line)
         return [r for r in self.results if r is not None], self.stats
 
 
@@ -542,11 +547,13 @@ def run_chat_batch(
     checks: Sequence[Check] | None = None,
     description: str = "meta-judge",
     cache: ResponseCache | None = None,
+    part: str | None = None,
 ) -> tuple[list[JudgeCall[Any]], BatchStats]:
     """Ask every request (``checks[i]`` validates answer i; default: any non-empty answer) with
     the configured backend, at most ``config.concurrency`` HTTP calls in flight; one
-    :class:`JudgeCall` per request, in input order."""
-    batch = _Batch(requests, checks, config, description, cache)
+    :class:`JudgeCall` per request, in input order. ``part`` names the batch as one step of
+    a larger run (shown in the progress bar; its totals are logged at debug level only)."""
+    batch = _Batch(requests, checks, config, description, cache, part)
     run = _run_openai if config.backend == "openai" else _run_local
     try:
         _run_loop(run(batch, config))

@@ -24,12 +24,14 @@ from ralign_tasks.data import (
     warn_bad_rows,
 )
 from ralign_tasks.pipeline import (
+    FinishedRun,
     ScoredRun,
+    StepScorer,
     generate_outputs,
     read_outputs_file,
+    run_in_steps,
     score_judgments,
     score_outputs,
-    write_run,
 )
 from ralign_tasks.protocols import PROTOCOLS, TASKS, Protocol, TaskSpec, get_task, protocol_of
 from ralign_tasks.protocols.base import GenRMOutput, Option
@@ -417,17 +419,9 @@ def _settings(
     }
 
 
-def _finish(
-    run: ScoredRun,
-    folder: Path,
-    genrm: str,
-    settings: dict[str, Any],
-    title: str,
-    max_failure_rate: float,
-) -> bool:
-    """Write and print the results; false (after saying why on stderr) when the GenRM or the
-    judge failed on more than ``max_failure_rate`` of its requests."""
-    write_run(run, folder, genrm, settings)
+def _finish(run: FinishedRun, folder: Path, title: str, max_failure_rate: float) -> bool:
+    """Print the results of a written run; false (after saying why on stderr) when the GenRM
+    or the judge failed on more than ``max_failure_rate`` of its requests."""
     print(format_run_table(title, protocol_of(run.spec), run.report))
     print(f"written: {folder}/results.json, {folder}/samples.jsonl\n")
     usable = True
@@ -444,6 +438,52 @@ def _finish(
         for reason, count in stats.failure_reasons.items():
             print(f"  {count} request(s): {reason}", file=sys.stderr)
     return usable
+
+
+def _genrm_step(
+    spec: TaskSpec,
+    records: Sequence[Any],
+    genrm: EndpointConfig,
+    judge: EndpointConfig | None,
+    options: dict[str, Any],
+) -> StepScorer:
+    """A run step that asks the GenRM, then judges."""
+
+    def score_step(start: int, stop: int, part: str | None) -> ScoredRun:
+        outputs, genrm_stats = generate_outputs(spec, records[start:stop], genrm, options,
+                                                part=part)  # fmt: skip
+        step = score_outputs(spec, records[start:stop], outputs, judge, options, part)
+        step.genrm_stats = genrm_stats
+        return step
+
+    return score_step
+
+
+def _output_step(
+    spec: TaskSpec,
+    records: Sequence[Any],
+    outputs: Sequence[Sequence[GenRMOutput]],
+    judge: EndpointConfig | None,
+    options: dict[str, Any],
+) -> StepScorer:
+    """A run step over stored GenRM outputs."""
+
+    def score_step(start: int, stop: int, part: str | None) -> ScoredRun:
+        return score_outputs(spec, records[start:stop], outputs[start:stop], judge, options,
+                             part)  # fmt: skip
+
+    return score_step
+
+
+def _judged_step(
+    spec: TaskSpec, records: Sequence[Any], judgments: Sequence[Any], judge: EndpointConfig | None
+) -> StepScorer:
+    """A run step over judgments made already (stored checklists, official judge outputs)."""
+
+    def score_step(start: int, stop: int, part: str | None) -> ScoredRun:
+        return score_judgments(spec, records[start:stop], judgments[start:stop], judge, part)
+
+    return score_step
 
 
 def _outputs_for(
@@ -512,15 +552,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     loads = [_load(spec, args, options) for spec, options, _ in plans]
     usable = True
     for (spec, options, genrm), loaded in zip(plans, loads, strict=True):
-        outputs, genrm_stats = generate_outputs(spec, loaded.records, genrm, options)
-        run = score_outputs(spec, loaded.records, outputs, _judge_of(spec, judge), options)
-        run.genrm_stats = genrm_stats
+        records = loaded.records
+        score_step = _genrm_step(spec, records, genrm, _judge_of(spec, judge), options)
         settings = _settings(args, loaded, judge, options) | {
             "genrm_model": genrm.model,
             "genrm_endpoint": genrm.endpoint,
         }
-        usable &= _finish(run, _run_folder(args, spec, options), str(genrm.model), settings,
-                          _title(spec, options), args.max_failure_rate)  # fmt: skip
+        folder = _run_folder(args, spec, options)
+        run = run_in_steps(spec, len(records), score_step, folder, str(genrm.model), settings)
+        usable &= _finish(run, folder, _title(spec, options), args.max_failure_rate)
     return 0 if usable else FAILURE_EXIT
 
 
@@ -532,12 +572,14 @@ def cmd_score(args: argparse.Namespace) -> int:
     judge = _judge_config(args, [spec])
     _check_templates(spec, judge)
     loaded = _load(spec, args, options)
-    outputs = _outputs_for(args.outputs, spec, loaded.records, options)
-    run = score_outputs(spec, loaded.records, outputs, judge, options)
+    records = loaded.records
+    outputs = _outputs_for(args.outputs, spec, records, options)
+    score_step = _output_step(spec, records, outputs, judge, options)
     genrm = args.genrm_name or Path(args.outputs).stem
     settings = _settings(args, loaded, judge, options) | {"outputs": args.outputs}
-    usable = _finish(run, _run_folder(args, spec, options), genrm, settings,
-                     _title(spec, options), args.max_failure_rate)  # fmt: skip
+    folder = _run_folder(args, spec, options)
+    run = run_in_steps(spec, len(records), score_step, folder, genrm, settings)
+    usable = _finish(run, folder, _title(spec, options), args.max_failure_rate)
     return 0 if usable else FAILURE_EXIT
 
 
@@ -550,10 +592,11 @@ def _score_judgebench_outputs(args: argparse.Namespace, spec: TaskSpec) -> int:
     # The official files come from the Arena-Hard judge; the responses' author names the split.
     split = "claude" if any("claude" in r.response_model for r in records) else "gpt"
     options = _family_options(args, spec) | {"verdict_format": "arena_hard", "split": split}
-    run = score_judgments(spec, records, judgments, None)
     settings = {"judgebench_outputs": path, "items": len(records), **options}
-    usable = _finish(run, _run_folder(args, spec, options), args.genrm_name or judge, settings,
-                     _title(spec, options, path), args.max_failure_rate)  # fmt: skip
+    folder = _run_folder(args, spec, options)
+    run = run_in_steps(spec, len(records), _judged_step(spec, records, judgments, None), folder,
+                       args.genrm_name or judge, settings)  # fmt: skip
+    usable = _finish(run, folder, _title(spec, options, path), args.max_failure_rate)
     print(official_line(run.report["overall"]))
     return 0 if usable else FAILURE_EXIT
 
@@ -575,11 +618,11 @@ def cmd_rc_score(args: argparse.Namespace) -> int:
             protocol.judgment(r, o, options) for r, o in zip(records, outputs, strict=True)
         ]
         source, genrm = args.outputs, Path(args.outputs).stem
-    run = score_judgments(RC_TASK, records, judgments, judge)
     settings = _settings(args, loaded, judge, options) | {"source": source}
-    usable = _finish(run, _run_folder(args, RC_TASK, options), args.genrm_name or genrm,
-                     settings, _title(RC_TASK, options, source),
-                     args.max_failure_rate)  # fmt: skip
+    folder = _run_folder(args, RC_TASK, options)
+    run = run_in_steps(RC_TASK, len(records), _judged_step(RC_TASK, records, judgments, judge),
+                       folder, args.genrm_name or genrm, settings)  # fmt: skip
+    usable = _finish(run, folder, _title(RC_TASK, options, source), args.max_failure_rate)
     return 0 if usable else FAILURE_EXIT
 
 
@@ -616,14 +659,15 @@ def cmd_rejudge(args: argparse.Namespace) -> int:
         for item in result.full_items():
             records.append(protocol.record_from_dict(item.record))
             outputs.append(protocol.stored_outputs(item.genrm))
-        run = score_outputs(spec, records, outputs, judge, options)
         folder = Path(args.output_dir) / page_name(result, taken).removesuffix(".html")
         settings = {"rejudged_from": result.source, "items": len(records), **options} | {
             "meta_judge_model": judge.model if judge else None,
             "meta_judge_endpoint": judge.endpoint if judge else None,
         }
-        usable &= _finish(run, folder, result.model or result.genrm, settings,
-                          _title(spec, options, f"re-judged {result.source}"),
+        score_step = _output_step(spec, records, outputs, judge, options)
+        run = run_in_steps(spec, len(records), score_step, folder, result.model or result.genrm,
+                           settings)  # fmt: skip
+        usable &= _finish(run, folder, _title(spec, options, f"re-judged {result.source}"),
                           args.max_failure_rate)  # fmt: skip
     return 0 if usable else FAILURE_EXIT
 

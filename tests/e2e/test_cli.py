@@ -9,6 +9,7 @@ import time
 
 import pytest
 
+from ralign_tasks import pipeline
 from ralign_tasks.cli import main
 from ralign_tasks.data import sample_data_dir
 from ralign_tasks.scorers.cache import ResponseCache
@@ -362,3 +363,36 @@ def test_runs_of_other_settings_are_rows_of_their_own_in_the_report(scripted, tm
     assert float(rows["genrm (verdict_policy=strict)"]["ralign_helpsteer3.f_score"]) == (
         pytest.approx(200 / 7, abs=1e-4)
     )
+
+
+def test_a_run_in_steps_writes_the_same_folder_as_one_step(scripted, tmp_path, monkeypatch,
+                                                           caplog):  # fmt: skip
+    caplog.set_level("INFO")
+    assert run_cli(scripted, tmp_path / "one") == 0
+    one = tmp_path / "one" / "out" / "helpsteer3"
+    monkeypatch.setattr(pipeline, "RUN_STEP", 3)  # 8 items: steps of 3, 3 and 2
+    caplog.clear()
+    assert run_cli(scripted, tmp_path / "steps", "--no-cache") == 0
+    steps = tmp_path / "steps" / "out" / "helpsteer3"
+    assert sorted(p.name for p in steps.iterdir()) == ["results.json", "samples.jsonl"]
+
+    def rows(folder):
+        return [json.loads(line) for line in (folder / "samples.jsonl").read_text().splitlines()]
+
+    def without_timings(row):
+        for call in row["item"]["judge"]:
+            call.pop("wall_s"), call.pop("cached")
+        return row
+
+    assert [without_timings(r) for r in rows(steps)] == [without_timings(r) for r in rows(one)]
+    first, second = (json.loads((f / "results.json").read_text()) for f in (one, steps))
+    assert first["metrics"] == second["metrics"]
+    for metric, value in EXPECTED_OFFICIAL.items():
+        assert second["metrics"]["overall"][metric] == pytest.approx(value)
+    # The steps' calls add up to the one step's (the scripted server fails some first asks).
+    for role in ("genrm", "judge"):
+        for count in ("requests", "calls", "failures", "prompt_tokens", "failure_reasons"):
+            assert second["usage"][role][count] == first["usage"][role][count], (role, count)
+    # One summary line per role for the whole run, not one per step.
+    summaries = [r.message for r in caplog.records if "requests," in r.message]
+    assert len(summaries) == 2 and summaries[0].startswith("GenRM at ")
