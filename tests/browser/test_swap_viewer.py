@@ -63,6 +63,7 @@ def test_a_swap_runs_orders_side_by_side_and_the_consistency_filter(tmp_path):
             f"(() => {{ const t = {card}.querySelector('.order-2 .text');"
             " return t && t.checkVisibility() && t.textContent; })()"
         )
-        assert second == result.items[index].genrm["swapped"]["output"] == "\\boxed{A}"
+        item = list(result.full_items())[index]
+        assert second == item.genrm["swapped"]["output"] == "\\boxed{A}"
         tags = browser.evaluate(f"{card}.querySelector('.order-2 h3').textContent")
         assert "position-inconsistent" in tags

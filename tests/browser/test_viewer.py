@@ -23,11 +23,16 @@ from ralign_tasks.cli import main
 from ralign_tasks.protocols import metric_label
 from ralign_tasks.protocols.rationale import RC_TASK
 from ralign_tasks.report.runs import RunItem, TaskResult, load_runs
-from ralign_tasks.report.viewer import OUTCOMES, page_data, script_json, write_views
-from ralign_tasks.scorers.metrics import ItemOutcome
+from ralign_tasks.report.viewer import script_json, write_views
 from tests.support.cdp import Page, chromium
 from tests.support.recorded_runs import CLI_GENRM, INSPECT_GENRM, JSON_GENRM
-from tests.support.viewer_page import BUTTON_COUNTS, SHOWN, VISIBLE_OUTCOMES
+from tests.support.viewer_page import (
+    BUTTON_COUNTS,
+    SHOWN,
+    VISIBLE_OUTCOMES,
+    expected_counts,
+    expected_outcome,
+)
 
 pytestmark = pytest.mark.slow  # the recorded harness runs (an lm_eval subprocess) and Chromium
 
@@ -56,25 +61,6 @@ def view(args: list[str], capsys) -> tuple[int, str, str]:
 def embedded(page: Path) -> dict[str, Any]:
     (text,) = _DATA.findall(page.read_text(encoding="utf-8"))
     return json.loads(text)
-
-
-def expected_outcome(outcome: ItemOutcome) -> str:
-    """The filter an item belongs in, from the metrics' category and the GenRM flags."""
-    if outcome.genrm_call_fail or outcome.genrm_no_verdict:
-        return "failures"
-    named = {
-        "correct": "faithful",
-        "incorrect": "spurious",
-        "label_wrong": "label-wrong",
-        "unjudged": "unjudged",
-    }
-    return named.get(outcome.category, "failures")
-
-
-def expected_counts(result: TaskResult) -> dict[str, int]:
-    tally = Counter(expected_outcome(item.outcome) for item in result.items)
-    # "not judged" is a filter only of runs without a meta-judge.
-    return {key: tally[key] for key in OUTCOMES if key != "unjudged" or tally[key]}
 
 
 @pytest.fixture(scope="module")
@@ -112,10 +98,13 @@ def test_one_page_per_fidelity_run(runs, tmp_path, capsys):
     assert code == 0 and not err
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(PAGES.values())
     assert sorted(out.splitlines()) == sorted(f"written: {tmp_path / n}" for n in PAGES.values())
-    page = (tmp_path / PAGES[(INSPECT_GENRM, "ralign_helpsteer3")]).read_text(encoding="utf-8")
-    # Self-contained: nothing is fetched from anywhere.
-    assert not re.search(r"""(src|href)\s*=|@import|url\(|https?://""", page)
-    assert f"<title>{INSPECT_GENRM} · ralign_helpsteer3 — R-Align viewer</title>" in page
+    page = tmp_path / PAGES[(INSPECT_GENRM, "ralign_helpsteer3")]
+    # Self-contained (a small run): the items are in the page, no chunk files are named (or
+    # were written, above), and the markup loads nothing from anywhere.
+    assert "chunks" not in embedded(page) and embedded(page)["items"]
+    text = page.read_text(encoding="utf-8")
+    assert not re.search(r"""<\w+[^>]*\s(src|href)\s*=|@import|url\(|https?://""", text)
+    assert f"<title>{INSPECT_GENRM} · ralign_helpsteer3 — R-Align viewer</title>" in text
 
 
 def test_embedded_data_has_every_item_and_its_outcome(runs, results, pages):
@@ -124,7 +113,7 @@ def test_embedded_data_has_every_item_and_its_outcome(runs, results, pages):
         assert (data["genrm"], data["task"]) == key
         assert Path(runs["root"], data["source"]) == Path(result.source)  # viewed as `runs`
         assert data["n"] == result.n == len(result.items) == len(data["items"]) > 0
-        for item, shown in zip(result.items, data["items"], strict=True):
+        for item, shown in zip(result.full_items(), data["items"], strict=True):
             assert set(shown) == ITEM_FIELDS
             assert shown["id"] == item.id
             for field in ("prompt", "response_a", "response_b", "golden_rationale", "label"):
@@ -213,7 +202,7 @@ def test_outcome_filter_and_an_opened_item_in_chromium(browser, results, pages):
         ".find((c) => c.checkVisibility()); card.querySelector('summary').click();"
         " return +card.dataset.index; })()"
     )
-    item = result.items[index]
+    item = list(result.full_items())[index]
     card = f"document.querySelector('details.item[data-index=\"{index}\"]')"
     golden = browser.wait_for(
         f"(() => {{ const t = {card}.querySelector('.golden .text');"
@@ -287,14 +276,17 @@ def test_untrusted_text_is_shown_as_text(browser, results, tmp_path):
         '<img src=x onerror="window.__pwned = 2"><!--<script>'
     )
     base = results[(INSPECT_GENRM, "ralign_helpsteer3")]
-    first = base.items[0]
+    first = next(base.full_items())
     record = {**first.record, "id": "<b>id</b>", "prompt": hostile, "golden_rationale": hostile}
     item = RunItem(record, hostile, first.verdict, first.outcome, hostile, hostile)
-    result = dataclasses.replace(base, genrm="<b>GenRM</b>", items=[item])
+    # reader=None: this one item, not the run's files.
+    result = dataclasses.replace(base, genrm="<b>GenRM</b>", items=[item], reader=None)
     (page,) = write_views([result], tmp_path, [])
     assert page.read_text(encoding="utf-8").count("</script>") == 2
 
-    # An alert would block the page (and this test): record it instead.
+    # An alert would block the page (and this test): record it instead. Page.enable: without
+    # it Chromium ignores scripts added to run on new documents.
+    browser.send("Page.enable")
     guard = browser.send(
         "Page.addScriptToEvaluateOnNewDocument",
         source="window.alert = () => { window.__pwned = 'alert'; };",
@@ -327,17 +319,19 @@ def test_untrusted_text_is_shown_as_text(browser, results, tmp_path):
     }
 
 
-def test_a_run_without_a_meta_judge_has_a_not_judged_filter(results):
+def test_a_run_without_a_meta_judge_has_a_not_judged_filter(results, tmp_path):
     base = results[(INSPECT_GENRM, "ralign_helpsteer3")]
     items = [
         dataclasses.replace(i, outcome=dataclasses.replace(i.outcome, meta=None, judged=False))
-        for i in base.items
+        for i in base.full_items()
     ]
-    data = page_data(dataclasses.replace(base, items=items))
+    unjudged = dataclasses.replace(base, genrm="unjudged", items=items, reader=None)
+    pages = write_views([unjudged, base], tmp_path, [])
+    data, judged = embedded(pages[0]), embedded(pages[1])
     assert "unjudged" in [o["key"] for o in data["outcomes"]]
     verdict_ok = [
         i.outcome.label_correct and not (i.outcome.genrm_call_fail or i.outcome.genrm_no_verdict)
         for i in items
     ]
     assert sum(i["outcome"] == "unjudged" for i in data["items"]) == sum(verdict_ok) > 0
-    assert "unjudged" not in [o["key"] for o in page_data(base)["outcomes"]]
+    assert "unjudged" not in [o["key"] for o in judged["outcomes"]]
