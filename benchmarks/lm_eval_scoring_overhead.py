@@ -44,7 +44,11 @@ def write_items(folder: Path, count: int) -> None:
             handle.write(json.dumps(row) + "\n")
 
 
-def lm_eval(base_url: str, data_dir: Path, out: Path, metadata: dict) -> float:
+def lm_eval_command(
+    base_url: str, data_dir: Path, out: Path, metadata: dict
+) -> tuple[list[str], dict[str, str]]:
+    """The ``lm_eval run`` of ``ralign_helpsteer3`` on ``data_dir`` against ``base_url``, and
+    its environment."""
     command = [
         sys.executable, "-m", "lm_eval", "run",
         "--model", "local-chat-completions",
@@ -56,6 +60,11 @@ def lm_eval(base_url: str, data_dir: Path, out: Path, metadata: dict) -> float:
     ]  # fmt: skip
     env = {**os.environ, "RALIGN_CACHE_DIR": str(out / "cache"), "HF_HUB_OFFLINE": "1",
            "HF_DATASETS_OFFLINE": "1", "RALIGN_METAJUDGE_CONCURRENCY": "64"}  # fmt: skip
+    return command, env
+
+
+def lm_eval(base_url: str, data_dir: Path, out: Path, metadata: dict) -> float:
+    command, env = lm_eval_command(base_url, data_dir, out, metadata)
     start = time.perf_counter()
     subprocess.run(command, check=True, env=env, capture_output=True, text=True)
     return time.perf_counter() - start

@@ -1,9 +1,12 @@
 """On-disk cache of model answers, keyed by the full request.
 
-SQLite in WAL mode: every answer is committed the moment it arrives, so a crash or Ctrl-C
-loses nothing finished, and several processes may share one cache file. A row that cannot be
-read is dropped with a warning (its request is asked again); a file that is not a readable
-database is a :class:`CacheError` naming it and the way out.
+SQLite in WAL mode, so several processes may share one cache file. Answers are written by a
+thread of their own, each committed within milliseconds of its arrival (those that arrive
+together in one transaction), so that the event loop asking the endpoint never waits for
+the disk; closing the cache (also on an error or Ctrl-C) commits every answer still
+pending, so only a killed process (SIGKILL) can lose the last few milliseconds' answers. A
+row that cannot be read is dropped with a warning (its request is asked again); a file that
+is not a readable database is a :class:`CacheError` naming it and the way out.
 """
 
 from __future__ import annotations
@@ -11,7 +14,9 @@ from __future__ import annotations
 import json
 import logging
 import os
+import queue
 import sqlite3
+import threading
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -28,6 +33,7 @@ CACHE_DIR_ENV = "RALIGN_CACHE_DIR"
 CACHE_FILE = "responses.sqlite"
 # SQLite caps the number of bound parameters per statement; stay well below it.
 _LOOKUP_CHUNK = 500
+_INSERT = "INSERT OR IGNORE INTO responses (key, model, answer, created) VALUES (?, ?, ?, ?)"
 
 
 def default_cache_dir() -> Path:
@@ -59,15 +65,23 @@ class ResponseCache:
         folder.mkdir(parents=True, exist_ok=True)
         self.path = folder / CACHE_FILE
         with self._readable():
-            # Autocommit: each put is its own durable transaction.
-            self._db = sqlite3.connect(self.path, timeout=60, isolation_level=None)
+            self._db = self._connect()
             self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.execute(
                 "CREATE TABLE IF NOT EXISTS responses ("
                 " key TEXT PRIMARY KEY, model TEXT NOT NULL, answer TEXT NOT NULL,"
                 " created REAL NOT NULL)"
             )
+        # Rows waiting for the writer thread (started by the first put); None stops it.
+        self._pending: queue.Queue[tuple[str, str, str, float] | None] = queue.Queue()
+        self._writer: threading.Thread | None = None
+        self._write_error: CacheError | None = None
+
+    def _connect(self) -> sqlite3.Connection:
+        # Autocommit, so that reads see other processes' answers; writes commit in batches.
+        db = sqlite3.connect(self.path, timeout=60, isolation_level=None)
+        db.execute("PRAGMA synchronous=NORMAL")
+        return db
 
     @contextmanager
     def _readable(self) -> Iterator[None]:
@@ -115,16 +129,65 @@ class ResponseCache:
         return found
 
     def put(self, key: str, model: str, answer: dict[str, Any]) -> None:
-        """Store one answer (the first one stored for a key wins)."""
-        with self._readable():
-            self._db.execute(
-                "INSERT OR IGNORE INTO responses (key, model, answer, created) VALUES (?, ?, ?, ?)",
-                (key, model, json.dumps(answer, ensure_ascii=False), time.time()),
+        """Store one answer (the first one stored for a key wins), in the writer thread; a
+        :class:`CacheError` of an earlier write is raised here."""
+        self._raise_write_error()
+        if self._writer is None:
+            self._writer = threading.Thread(
+                target=self._write_pending, name="ralign-cache-writer", daemon=True
             )
+            self._writer.start()
+        self._pending.put((key, model, json.dumps(answer, ensure_ascii=False), time.time()))
+
+    def _write_pending(self) -> None:
+        """The writer thread: commit what is pending, one transaction per wake-up."""
+        try:
+            with self._readable():
+                db = self._connect()
+        except CacheError as exc:
+            self._write_error = exc
+            return
+        try:
+            stopping = False
+            while not stopping:
+                rows = [self._pending.get()]
+                while not self._pending.empty():
+                    rows.append(self._pending.get_nowait())
+                stopping = None in rows
+                todo = [row for row in rows if row is not None]
+                try:
+                    if todo and self._write_error is None:
+                        with self._readable():
+                            db.execute("BEGIN")
+                            db.executemany(_INSERT, todo)
+                            db.execute("COMMIT")
+                except CacheError as exc:
+                    self._write_error = exc
+                finally:
+                    for _ in rows:
+                        self._pending.task_done()
+        finally:
+            db.close()
+
+    def _raise_write_error(self) -> None:
+        if self._write_error is not None:
+            raise self._write_error
+
+    def flush(self) -> None:
+        """Wait until every answer put so far is committed."""
+        self._pending.join()
+        self._raise_write_error()
 
     def __len__(self) -> int:
+        self.flush()
         with self._readable():
             return self._db.execute("SELECT COUNT(*) FROM responses").fetchone()[0]
 
     def close(self) -> None:
+        """Commit every pending answer, then close."""
+        if self._writer is not None:
+            self._pending.put(None)
+            self._writer.join()
+            self._writer = None
         self._db.close()
+        self._raise_write_error()

@@ -351,8 +351,11 @@ class _Batch:
 
     def close(self) -> None:
         self.progress.close()
-        if self.owns_cache and self.cache is not None:
-            self.cache.close()
+        if self.cache is not None:
+            if self.owns_cache:
+                self.cache.close()
+            else:
+                self.cache.flush()
 
     def finish(self) -> tuple[list[JudgeCall[Any]], BatchStats]:
         self.stats.wall_s = time.perf_counter() - self.started

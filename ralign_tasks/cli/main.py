@@ -814,7 +814,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_view(args: argparse.Namespace) -> int:
     """Write the viewer pages; 1 when no run could be shown."""
     from ralign_tasks.report.runs import load_runs
-    from ralign_tasks.report.viewer import write_views
+    from ralign_tasks.report.viewer import ITEMS_SUFFIX, write_views
 
     results, warnings = load_runs(args.paths)
     pages = write_views(results, Path(args.output_dir), warnings)
@@ -823,7 +823,8 @@ def cmd_view(args: argparse.Namespace) -> int:
         print("ralign: error: no R-Align run with per-item samples found", file=sys.stderr)
         return 1
     for page in pages:
-        print(f"written: {page}")
+        items = page.with_name(page.stem + ITEMS_SUFFIX)
+        print(f"written: {page}" + (f" (items in {items}/)" if items.is_dir() else ""))
     return 0
 
 

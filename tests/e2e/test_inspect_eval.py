@@ -14,6 +14,7 @@ from ralign_tasks.inspect_adapter.tasks import ralign_helpsteer3
 from ralign_tasks.pipeline import score_outputs
 from ralign_tasks.protocols import get_task
 from ralign_tasks.protocols.base import GenRMOutput
+from ralign_tasks.protocols.fidelity import FIDELITY
 from ralign_tasks.records import PairRecord
 from ralign_tasks.report.runs import load_runs
 from ralign_tasks.scorers.config import EndpointConfig
@@ -151,7 +152,7 @@ def test_api_run_matches_hand_computed_metrics_and_the_cli_pipeline(scripted, tm
     assert [i.item for i in run.items] == [
         s.metadata | {"judge": i.item["judge"]} for s, i in zip(scores, run.items, strict=True)
     ]
-    overall = run.report["overall"]
+    overall = FIDELITY.report([item.outcome for item in run.items])["overall"]
     for name in ("f_score", "l_acc", "s_corr"):
         assert same(metrics[name], overall[name])
         assert same(metrics[f"{name}_stderr"], overall["stderr"][name])

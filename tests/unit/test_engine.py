@@ -370,3 +370,25 @@ def test_a_cache_that_fails_mid_run_stops_it_and_keeps_the_answer_count_honest(m
         with pytest.raises(CacheError, match="disk I/O error"):
             run_chat_batch(requests_for(1), config_for(server, max_attempts=3))
         assert len(server.requests) == 1  # not asked again as if the call had failed
+
+
+def test_the_cache_commits_in_its_writer_thread_and_reports_a_failed_write(tmp_path, monkeypatch):
+    cache = ResponseCache(tmp_path)
+    for index in range(50):
+        cache.put(f"k{index}", "judge", {"text": f"answer {index}"})
+    cache.flush()
+    # Committed: another connection (another process, say) sees every answer.
+    other = ResponseCache(tmp_path)
+    assert len(other) == 50 and other.get_many(["k7"])["k7"]["text"] == "answer 7"
+    # A write that fails in the writer thread stops the next put, and the close.
+    from ralign_tasks.scorers import cache as cache_module
+
+    monkeypatch.setattr(cache_module, "_INSERT", "INSERT INTO no_such_table VALUES (?, ?, ?, ?)")
+    cache.put("k-bad", "judge", {"text": "lost"})
+    with pytest.raises(CacheError, match="no_such_table"):
+        cache.flush()
+    with pytest.raises(CacheError):
+        cache.put("k-next", "judge", {"text": "refused"})
+    with pytest.raises(CacheError):
+        cache.close()
+    other.close()
