@@ -392,3 +392,57 @@ def test_the_cache_commits_in_its_writer_thread_and_reports_a_failed_write(tmp_p
     with pytest.raises(CacheError):
         cache.close()
     other.close()
+
+
+def test_retry_after_is_honoured_and_a_bad_request_is_not_retried():
+    hits = Counter()
+
+    def respond(body):
+        prompt = prompt_of(body)
+        hits[prompt] += 1
+        if prompt == "q0" and hits[prompt] == 1:
+            return Reply("slow down", status=429, headers={"retry-after": "0.3"})
+        if prompt == "q1":
+            return Reply("bad parameter", status=400)
+        return "fine"
+
+    with LoopbackServer(respond) as server:
+        start = time.perf_counter()
+        results, stats = run_chat_batch(requests_for(2), config_for(server, max_attempts=3))
+        elapsed = time.perf_counter() - start
+    assert results[0].value == "fine" and hits["q0"] == 2
+    assert elapsed >= 0.3  # the server's Retry-After, not the 0.5 s backoff nor no wait
+    assert not results[1].ok and hits["q1"] == 1
+    assert results[1].error == "BadRequestError: Error code: 400 - bad parameter"
+    assert stats.calls == 3
+
+
+def test_repeats_fed_after_their_request_was_answered_share_its_answer(monkeypatch):
+    from ralign_tasks.scorers import engine
+
+    monkeypatch.setattr(engine, "FEED_STEP", 1)  # one request taken in per step
+    requests = requests_for(3) * 3
+    with LoopbackServer(lambda body: f"answer {prompt_of(body)}", latency_s=0.01) as server:
+        results, stats = run_chat_batch(requests, config_for(server, use_cache=False))
+        assert sorted(server.prompts()) == ["q0", "q1", "q2"]
+    assert [r.value for r in results] == [f"answer q{i % 3}" for i in range(9)]
+    assert (stats.requests, stats.calls, stats.completion_tokens) == (9, 3, 6)
+
+
+def test_a_fatal_error_stops_taking_in_requests(monkeypatch):
+    from ralign_tasks.scorers import engine
+
+    monkeypatch.setattr(engine, "FEED_STEP", 2)
+    with LoopbackServer(lambda body: Reply("no such model", status=404)) as server:
+        with pytest.raises(FatalEndpointError, match="NotFoundError: Error code: 404"):
+            run_chat_batch(requests_for(200), config_for(server, concurrency=2))
+        assert len(server.requests) < 20  # not one call per request
+
+
+def test_proxies_come_from_the_environment(monkeypatch):
+    from ralign_tasks.scorers.http_chat import env_proxy
+
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example:3128")
+    monkeypatch.setenv("NO_PROXY", "internal.example")
+    assert env_proxy("https://api.example/v1/chat/completions") == "http://proxy.example:3128"
+    assert env_proxy("https://internal.example/v1/chat/completions") is None
