@@ -13,9 +13,9 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
-from ralign_tasks.protocols import TaskSpec, protocol_of
+from ralign_tasks.protocols import Protocol, TaskSpec, protocol_of
 from ralign_tasks.protocols.base import GenRMOutput, ItemRun
 from ralign_tasks.scorers.config import EndpointConfig
 from ralign_tasks.scorers.engine import BatchStats, ChatRequest, run_chat_batch
@@ -105,6 +105,45 @@ def generate_outputs(
     return grouped, stats
 
 
+class JudgeRequests(Sequence[ChatRequest]):
+    """The judge requests of a batch, each prompt rendered when the engine takes the request
+    in: the engine asks the first requests while it takes in the rest, so rendering overlaps
+    the calls instead of delaying the first one. ``todo`` lists (item, slot) per request."""
+
+    def __init__(
+        self,
+        protocol: Protocol[Any, Any, Any],
+        judgments: Sequence[Any],
+        todo: Sequence[tuple[int, int]],
+        config: EndpointConfig,
+    ) -> None:
+        self.protocol, self.judgments, self.todo, self.config = protocol, judgments, todo, config
+        self.template = protocol.judge_template(config)
+        # The prompts of the item rendered last: its other slots follow it (swap runs).
+        self._rendered: tuple[int, list[str | None]] = (-1, [])
+
+    def __len__(self) -> int:
+        return len(self.todo)
+
+    @overload
+    def __getitem__(self, position: int) -> ChatRequest: ...
+
+    @overload
+    def __getitem__(self, position: slice) -> list[ChatRequest]: ...
+
+    def __getitem__(self, position: int | slice) -> ChatRequest | list[ChatRequest]:
+        if isinstance(position, slice):
+            return [self[i] for i in range(*position.indices(len(self)))]
+        index, slot = self.todo[position]
+        if self._rendered[0] != index:
+            self._rendered = (index, self.protocol.judge_prompts(self.judgments[index],
+                                                                 self.template))  # fmt: skip
+        prompt = self._rendered[1][slot]
+        assert prompt is not None, "judge_slots and judge_prompts disagree"
+        config = self.config
+        return ChatRequest(str(config.model), prompt, config.temperature, config.max_tokens)
+
+
 def judge_items(
     spec: TaskSpec,
     records: Sequence[Any],
@@ -116,24 +155,17 @@ def judge_items(
     concurrent batch (none when ``config`` is ``None``); outcomes and judged-item records of
     all items, in order."""
     protocol = protocol_of(spec)
-    calls: list[list[Any]] = []
+    slots = [protocol.judge_slots(judgment) for judgment in judgments]
+    calls: list[list[Any]] = [[None] * len(sent) for sent in slots]
     stats = None
-    if config is None:
-        calls = [[None] * len(protocol.judge_prompts(j)) for j in judgments]
-    else:
-        template = protocol.judge_template(config)
-        prompts = [protocol.judge_prompts(j, template) for j in judgments]
-        calls = [[None] * len(slots) for slots in prompts]
+    if config is not None:
         todo = [
             (index, slot)
-            for index, slots in enumerate(prompts)
-            for slot, prompt in enumerate(slots)
-            if prompt is not None
-        ]
-        requests = [
-            ChatRequest(str(config.model), prompts[i][slot], config.temperature, config.max_tokens)
-            for i, slot in todo
-        ]
+            for index, sent in enumerate(slots)
+            for slot, on in enumerate(sent)
+            if on
+        ]  # fmt: skip
+        requests = JudgeRequests(protocol, judgments, todo, config)
         results, stats = run_chat_batch(
             requests,
             config,

@@ -44,6 +44,9 @@ def load_template(path: str | None, default_name: str) -> jinja2.Template:
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=False,
         autoescape=False,
+        # An included template (``_comparison.jinja``) is looked up at every render; without
+        # this its file is stat()ed each time to see whether it changed mid-run.
+        auto_reload=False,
     )
     return env.get_template(name)
 

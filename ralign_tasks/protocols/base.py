@@ -282,9 +282,15 @@ class Protocol(ABC, Generic[RecordT, JudgmentT, OutcomeT]):
     # --- the judge -------------------------------------------------------------------------
 
     @abstractmethod
+    def judge_slots(self, judgment: JudgmentT) -> list[bool]:
+        """Which of the item's judge slots are sent, without rendering a prompt (a batch
+        renders each prompt only when it takes the request in); empty for a family without a
+        judge."""
+
+    @abstractmethod
     def judge_prompts(self, judgment: JudgmentT, template: str | None = None) -> list[str | None]:
-        """The judge requests of one item, one per slot (``None``: that slot is not sent; an
-        item of a swapped run has one slot per order); empty for a family without a judge."""
+        """The judge requests of one item, one per slot, ``None`` where :meth:`judge_slots`
+        says the slot is not sent (an item of a swapped run has one slot per order)."""
 
     @abstractmethod
     def check(self, judgment: JudgmentT, slot: int) -> Callable[[str], Any]:

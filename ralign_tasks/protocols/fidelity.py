@@ -240,21 +240,29 @@ class FidelityProtocol(Protocol[PairRecord, FidelityJudgment, ItemOutcome]):
 
     # --- the meta-judge --------------------------------------------------------------------
 
+    @staticmethod
+    def _orders(judgment: FidelityJudgment) -> list[FidelityJudgment]:
+        """The answers judged in the item's slots: the first order, the second, the samples."""
+        return [judgment, *([judgment.swapped] if judgment.swapped else []), *judgment.repeats]
+
+    def judge_slots(self, judgment: FidelityJudgment) -> list[bool]:
+        """Only label-correct answers are sent (SPEC §1)."""
+        return [o.label_correct and o.output is not None for o in self._orders(judgment)]
+
     def judge_prompts(
         self, judgment: FidelityJudgment, template: str | None = None
     ) -> list[str | None]:
-        """Only label-correct items are sent (SPEC §1); in a swap run each order is a slot,
-        the second shown as the GenRM saw it (the prompt says the golden rationale names the
-        answers the other way round)."""
-        orders = [judgment, *([judgment.swapped] if judgment.swapped else []), *judgment.repeats]
+        """In a swap run each order is a slot, the second shown as the GenRM saw it (the
+        prompt says the golden rationale names the answers the other way round)."""
         return [
             render_metajudge_prompt(
                 order.record, order.output, template,
                 order_swapped=order is judgment.swapped, genrm_first=judgment.genrm_first,
             )
-            if order.label_correct and order.output is not None
+            if sent
             else None
-            for index, order in enumerate(orders)
+            for order, sent in zip(self._orders(judgment), self.judge_slots(judgment),
+                                   strict=True)
         ]  # fmt: skip
 
     def check(self, judgment: FidelityJudgment, slot: int) -> Callable[[str], MetaStatus]:

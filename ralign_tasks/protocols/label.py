@@ -274,6 +274,9 @@ class LabelProtocol(Protocol[RecordT, LabelJudgment, OutcomeT]):
 
     # --- no judge --------------------------------------------------------------------------
 
+    def judge_slots(self, judgment: LabelJudgment) -> list[bool]:
+        return []
+
     def judge_prompts(
         self, judgment: LabelJudgment, template: str | None = None
     ) -> list[str | None]:

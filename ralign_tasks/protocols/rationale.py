@@ -186,10 +186,13 @@ class RationaleProtocol(Protocol[AtomicRecord, AtomicJudgment, AtomicOutcome]):
 
     # --- the MetaJudge ---------------------------------------------------------------------
 
+    def judge_slots(self, judgment: AtomicJudgment) -> list[bool]:
+        """Items with no reason or more than 10 are skipped without a call."""
+        return [judgment.skip_status is None]
+
     def judge_prompts(
         self, judgment: AtomicJudgment, template: str | None = None
     ) -> list[str | None]:
-        """Items with no reason or more than 10 are skipped without a call."""
         if judgment.skip_status is not None:
             return [None]
         reasons, rationales = judgment.scored_reasons, list(judgment.record.checklist)

@@ -60,3 +60,18 @@ def test_templates_can_be_overridden_by_path(sample_records, tmp_path, monkeypat
 def test_missing_template_is_a_clear_error(sample_records, tmp_path):
     with pytest.raises(FileNotFoundError, match="prompt template not found"):
         render_genrm_prompt(sample_records[0], str(tmp_path / "nope.jinja"))
+
+
+@pytest.mark.parametrize("options", [{}, {"swap": True}, {"samples": 3}])
+def test_judge_slots_name_exactly_the_prompts_that_are_sent(sample_records, options):
+    from ralign_tasks.protocols.base import GenRMOutput
+    from ralign_tasks.protocols.fidelity import FIDELITY
+
+    count = 2 if options.get("swap") else options.get("samples", 1)
+    texts = ["\\boxed{A}", "\\boxed{B}", None, "no verdict"]
+    for index, record in enumerate(sample_records):
+        outputs = [GenRMOutput(texts[(index + k) % 4]) for k in range(count)]
+        judgment = FIDELITY.judgment(record, outputs, options)
+        sent = [prompt is not None for prompt in FIDELITY.judge_prompts(judgment)]
+        assert FIDELITY.judge_slots(judgment) == sent
+        assert len(sent) == count
