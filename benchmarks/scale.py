@@ -2,7 +2,8 @@
 side in the same run: the README's performance table.
 
 For each size (generated HelpSteer3 items, distinct ids and prompts, against an instant
-loopback server in its own process): ``ralign run`` (GenRM and meta-judge), ``ralign report``
+loopback server in its own process whose answers open with ``--reasoning-chars`` of reasoning,
+for samples of a realistic size): ``ralign run`` (GenRM and meta-judge), ``ralign report``
 and ``ralign view`` of that run, and ``lm_eval run`` of ``ralign_helpsteer3`` with and without
 the R-Align scoring (``metajudge: none``, the harness's own cost). Each is one process, timed
 from start to exit, its peak RSS read from the kernel (``wait4``).
@@ -83,13 +84,15 @@ def largest_file(folder: Path) -> tuple[int, float]:
     return len(sizes), max(sizes) / 1e6
 
 
-def scale(items: int, root: Path, with_lm_eval: bool) -> list[str]:
+def scale(items: int, root: Path, with_lm_eval: bool, reasoning_chars: int) -> list[str]:
     """The rows of one size."""
     data = root / f"data_{items}"
     write_items(data, items)
     server = subprocess.Popen(
-        [sys.executable, "-m", "ralign_tasks.testing.loopback"], stdout=subprocess.PIPE, text=True
-    )
+        [sys.executable, "-m", "ralign_tasks.testing.loopback",
+         "--reasoning-chars", str(reasoning_chars)],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
     assert server.stdout is not None
     base_url = server.stdout.readline().strip()
     env = {**os.environ, "RALIGN_CACHE_DIR": str(root / f"cache_{items}"), "HF_HUB_OFFLINE": "1",
@@ -110,8 +113,14 @@ def scale(items: int, root: Path, with_lm_eval: bool) -> list[str]:
         rows.append(row("`ralign report`", items, measured(ralign("report", str(out)), env)))
         shown = measured(ralign("view", str(out), "--output-dir", str(view)), env)
         files, biggest = largest_file(view)
-        rows.append(row("`ralign view`", items, shown, f"{files} files, largest {biggest:.1f} MB"))
+        note = f"{files} file(s), largest {biggest:.1f} MB"
+        rows.append(row("`ralign view`", items, shown, note))
         if with_lm_eval:
+            # Untimed: the first lm_eval process reads its modules from a cold disk cache,
+            # which would count against whichever run came first.
+            command, lm_env = lm_eval_command(base_url, data / "data", root / "warm_up",
+                                              {"metajudge": "none"})  # fmt: skip
+            measured([*command, "--limit", "5"], lm_env)
             for label, metadata in (
                 ("`lm_eval run`, `metajudge: none`", {"metajudge": "none"}),
                 ("`lm_eval run` with R-Align scoring",
@@ -225,6 +234,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--items", type=int, nargs="+", default=[1000, 10000])
     parser.add_argument("--skip-lm-eval", action="store_true")
+    parser.add_argument(
+        "--reasoning-chars",
+        type=int,
+        default=3000,
+        help="characters of reasoning opening every scripted answer (GenRM and judge)",
+    )
     parser.add_argument("--latency", type=float, default=0.1)
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--concurrency", type=int, default=128)
@@ -233,7 +248,7 @@ def main() -> None:
     print("|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as tmp:
         for items in args.items:
-            for line in scale(items, Path(tmp), not args.skip_lm_eval):
+            for line in scale(items, Path(tmp), not args.skip_lm_eval, args.reasoning_chars):
                 print(line, flush=True)
     print(f"\n{args.requests} requests, {args.latency * 1000:.0f} ms latency, concurrency "
           f"{args.concurrency}:")  # fmt: skip

@@ -253,6 +253,12 @@ def _completion(body: dict[str, Any], reply: Reply) -> dict[str, Any]:
     }
 
 
+def _reasoning(chars: int) -> str:
+    """``chars`` characters of plain reasoning text, with no verdict or tag in it."""
+    sentence = "Weighing the two answers on accuracy, completeness and the user's request. "
+    return (sentence * (chars // len(sentence) + 1))[:chars]
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         description="Scripted OpenAI-compatible server for every ralign task: the R-Align "
@@ -261,8 +267,19 @@ def main(argv: list[str] | None = None) -> None:
         "the label benchmarks' GenRM prefers Assistant A and rates every answer 8."
     )
     parser.add_argument("--latency", type=float, default=0.0, help="seconds per request")
+    parser.add_argument(
+        "--reasoning-chars",
+        type=int,
+        default=0,
+        help="open every answer with this many characters of reasoning (answers of realistic "
+        "length for benchmarks; the verdicts stay the same)",
+    )
     args = parser.parse_args(argv)
-    with LoopbackServer(stand_in, args.latency) as server:
+    responder = stand_in
+    if args.reasoning_chars:
+        reasoning = _reasoning(args.reasoning_chars)
+        responder = lambda body: f"{reasoning}\n{stand_in(body)}"  # noqa: E731
+    with LoopbackServer(responder, args.latency) as server:
         print(server.base_url, flush=True)
         try:
             threading.Event().wait()
