@@ -22,8 +22,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-from tqdm.auto import tqdm
-
 from ralign_tasks.scorers.ask import (
     Answer,
     FatalEndpointError,
@@ -252,6 +250,9 @@ class _Batch:
         self.answered: dict[str, JudgeCall[Any]] = {}
         self.first_answers: dict[str, dict[str, Any]] = {}
         self.fed = 0  # requests taken in so far (see ``feed``)
+        # Imported here: tqdm loads package metadata, a tenth of `ralign --help`'s time.
+        from tqdm.auto import tqdm
+
         shown = f"{description} {part}" if part else description
         self.progress = tqdm(total=len(requests), desc=shown, unit="req")
 

@@ -14,10 +14,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-
+from ralign_tasks.scorers.lazy_modules import lazy_import
 from ralign_tasks.scorers.meta_verdict import MetaStatus
 from ralign_tasks.scorers.schema import MetricSpec, Schema
+
+# Loaded when a metric is first computed (see scorers/lazy_modules.py).
+np = lazy_import("numpy")
 
 FIDELITY_SCHEMA = Schema(
     metrics=(

@@ -10,11 +10,13 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
-import numpy as np
-
 from ralign_tasks.scorers.ask import InvalidAnswer
+from ralign_tasks.scorers.lazy_modules import lazy_import
 from ralign_tasks.scorers.schema import MetricSpec, Schema
 from ralign_tasks.scorers.verdict import strip_thinking
+
+# Loaded when a metric is first computed (see scorers/lazy_modules.py).
+np = lazy_import("numpy")
 
 FIVE_WAY = ("A>>B", "A>B", "A=B", "B>A", "B>>A")
 MAX_REASONS_SCORED = 5  # the model checklist is capped at its top 5 reasons

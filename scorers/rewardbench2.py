@@ -17,7 +17,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
+from ralign_tasks.scorers.lazy_modules import lazy_import
+
+# Loaded when a metric is first computed (see scorers/lazy_modules.py).
+np = lazy_import("numpy")
 
 # Our metric names, in the paper's table order; Ties last because it is scored differently.
 SUBSETS = ("factuality", "precise_if", "math", "safety", "focus", "ties")

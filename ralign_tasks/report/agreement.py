@@ -18,13 +18,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from ralign_tasks.protocols import get_task
 from ralign_tasks.protocols.fidelity import FIDELITY_TASKS
 from ralign_tasks.report.runs import TaskResult, latest_runs, load_runs
 from ralign_tasks.report.tables import markdown_text, rich_text
+from ralign_tasks.scorers.lazy_modules import lazy_import
 from ralign_tasks.scorers.meta_verdict import MetaStatus
+
+# Loaded when a metric is first computed (see scorers/lazy_modules.py).
+np = lazy_import("numpy")
 
 GRADES = (MetaStatus.CORRECT, MetaStatus.INCORRECT)
 DEFAULT_DRAWS = 2000

@@ -5,6 +5,7 @@ the lm-eval YAMLs list exactly their protocol's schema."""
 from __future__ import annotations
 
 import ast
+import subprocess
 import sys
 from importlib.metadata import packages_distributions
 from pathlib import Path
@@ -169,3 +170,17 @@ def test_no_test_module_imports_another():
     for path in (ROOT / "tests").rglob("test_*.py"):
         wrong = [m for m in imports(path) if m.startswith("tests.") and "test_" in m]
         assert not wrong, f"{path.relative_to(ROOT)} imports {wrong}"
+
+
+def test_the_command_line_imports_no_heavy_module_until_it_needs_one():
+    """`ralign --help` (and every command's start) stays quick: the HTTP client, numpy and
+    package metadata load when used. Checked by what a fresh interpreter has loaded."""
+    heavy = ("aiohttp", "openai", "numpy._core", "scipy", "importlib.metadata", "lm_eval",
+             "inspect_ai", "torch")  # fmt: skip
+    probe = (
+        "import sys, ralign_tasks.cli.main; "
+        f"print([m for m in {heavy!r} if m in sys.modules])"
+    )
+    loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                            check=True).stdout.strip()  # fmt: skip
+    assert loaded == "[]"
