@@ -177,10 +177,7 @@ def test_the_command_line_imports_no_heavy_module_until_it_needs_one():
     package metadata load when used. Checked by what a fresh interpreter has loaded."""
     heavy = ("aiohttp", "openai", "numpy._core", "scipy", "importlib.metadata", "lm_eval",
              "inspect_ai", "torch")  # fmt: skip
-    probe = (
-        "import sys, ralign_tasks.cli.main; "
-        f"print([m for m in {heavy!r} if m in sys.modules])"
-    )
+    probe = f"import sys, ralign_tasks.cli.main; print([m for m in {heavy!r} if m in sys.modules])"
     loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
                             check=True).stdout.strip()  # fmt: skip
     assert loaded == "[]"
