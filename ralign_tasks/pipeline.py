@@ -7,7 +7,6 @@ batch → outcomes and judged-item records → metrics. A run folder holds ``res
 from __future__ import annotations
 
 import json
-import logging
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -20,8 +19,6 @@ from ralign_tasks.protocols.base import GenRMOutput, ItemRun
 from ralign_tasks.scorers.config import EndpointConfig
 from ralign_tasks.scorers.engine import BatchStats, ChatRequest, run_chat_batch
 from ralign_tasks.scorers.jsonl import read_jsonl
-
-logger = logging.getLogger("ralign_tasks.pipeline")
 
 RUN_VERSION = 1
 RESULTS_FILE = "results.json"
@@ -276,12 +273,10 @@ def run_in_steps(
             handle.flush()
             genrm_stats = _merged(genrm_stats, step.genrm_stats)
             judge_stats = _merged(judge_stats, step.judge_stats)
-    if len(starts) > 1:
+    if len(starts) > 1:  # the run's totals (each step logged its own at debug level)
         for role, stats in (("GenRM", genrm_stats), (protocol.judge_step, judge_stats)):
             if stats is not None:
-                logger.info(stats.summary(role.replace("_", "-")))
-                for line in stats.failure_lines(role.replace("_", "-")):
-                    logger.warning(line)
+                stats.log(role.replace("_", "-"))
     run = FinishedRun(spec, protocol.report(outcomes), genrm_stats, judge_stats)
     os.replace(partial, folder / SAMPLES_FILE)
     results = {

@@ -144,6 +144,14 @@ class BatchStats:
             for reason, count in self.failure_reasons.items()
         ]
 
+    def log(self, role: str, *, quiet: bool = False) -> None:
+        """Log the summary (info) and each failure reason (warning); all at debug level with
+        ``quiet`` (a step of a larger run, whose caller logs the run's totals)."""
+        info, warning = (logger.debug, logger.debug) if quiet else (logger.info, logger.warning)
+        info(self.summary(role))
+        for line in self.failure_lines(role):
+            warning(line)
+
 
 class OpenAIChatBackend:
     """Calls ``/chat/completions`` of any OpenAI-compatible endpoint (see
@@ -360,11 +368,7 @@ class _Batch:
 
     def finish(self) -> tuple[list[JudgeCall[Any]], BatchStats]:
         self.stats.wall_s = time.perf_counter() - self.started
-        # A part of a larger run: its caller reports the run's totals.
-        info, warning = (logger.debug, logger.debug) if self.part else (logger.info, logger.warning)
-        info(self.stats.summary(self.description))
-        for line in self.stats.failure_lines(self.description):
-            warning(line)
+        self.stats.log(self.description, quiet=self.part is not None)
         return [r for r in self.results if r is not None], self.stats
 
 
@@ -398,12 +402,7 @@ async def _run_openai(batch: _Batch, config: EndpointConfig) -> None:
         if backend is None:  # only when something is not in the cache
             backend = OpenAIChatBackend(config)
         async with semaphore:
-            answer = await backend.complete(request)
-        # Let the request waiting for this slot be sent before this answer is checked and
-        # cached: answers come back in bursts, and a slot left idle while a whole burst is
-        # processed is throughput lost.
-        await asyncio.sleep(0)
-        return answer
+            return await backend.complete(request)
 
     def redact(message: str) -> str:
         return backend.redact(message) if backend is not None else message
