@@ -17,7 +17,12 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from ralign_tasks.records import Turn
-from ralign_tasks.scorers.jsonl import decode_json_line, jsonl_lines
+from ralign_tasks.scorers.jsonl import (
+    decode_json_line,
+    has_surrogate_escape,
+    jsonl_lines,
+    lone_surrogate,
+)
 
 DATA_DIR_ENV = "RALIGN_DATA_DIR"
 # Overrides every task's dataset revision.
@@ -159,6 +164,16 @@ def locate_data_file(
     return download_data_file(first, task, repo_id, revision, hub_folder)
 
 
+def _refuse_lone_surrogate(raw: bytes, value: Any) -> Any:
+    """``value``, decoded from a data file's JSON text ``raw``; ``ValueError`` when a string of
+    it holds a lone surrogate (see :func:`~ralign_tasks.scorers.jsonl.lone_surrogate`): its
+    text would fail later, when sent to a model or written as UTF-8, so it is a bad row now."""
+    problem = lone_surrogate(value) if has_surrogate_escape(raw) else None
+    if problem:
+        raise ValueError(problem)
+    return value
+
+
 def read_jsonl_records(
     path: str | os.PathLike[str],
     parse: Callable[[Any, int], T],
@@ -169,14 +184,18 @@ def read_jsonl_records(
     """Parse every non-blank line with ``parse(row, line_no)`` (records must have an ``id``);
     a bad row raises :class:`DataFormatError` naming file and line, or is returned in the
     bad-row list when ``skip_bad_rows``. Lines are read as :mod:`ralign_tasks.scorers.jsonl`
-    reads them (a line that is not UTF-8 is a bad row like any other). ``rows``: the file's
-    rows already decoded (a parquet file; row numbers count from 1)."""
+    reads them (a line that is not UTF-8 or not JSON, or holds a lone surrogate, is a bad row
+    like any other). ``rows``: the file's rows already decoded (a parquet file, whose strings
+    are UTF-8 by its format; row numbers count from 1)."""
     path_str = str(path)
     records: list[T] = []
     bad_rows: list[BadRow] = []
     first_line_of_id: dict[str, int] = {}
     numbered: Iterable[tuple[int, Any]] = (
-        ((line_no, lambda raw=raw: decode_json_line(raw)) for line_no, raw in jsonl_lines(path))
+        (
+            (line_no, lambda raw=raw: _refuse_lone_surrogate(raw, decode_json_line(raw)))
+            for line_no, raw in jsonl_lines(path)
+        )
         if rows is None
         else ((index, lambda row=row: row) for index, row in enumerate(rows, 1))
     )

@@ -6,23 +6,29 @@ batch → outcomes and judged-item records → metrics. A run folder holds ``res
 
 from __future__ import annotations
 
-import json
 import os
 import time
-from collections.abc import Callable, Mapping, Sequence
+import uuid
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, overload
 
 from ralign_tasks.protocols import Protocol, TaskSpec, protocol_of
 from ralign_tasks.protocols.base import GenRMOutput, ItemRun
+from ralign_tasks.scorers.ask import StopRun
 from ralign_tasks.scorers.config import EndpointConfig
 from ralign_tasks.scorers.engine import BatchStats, ChatRequest, run_chat_batch
-from ralign_tasks.scorers.jsonl import read_jsonl
+from ralign_tasks.scorers.jsonl import json_text, read_json_bytes, read_jsonl
 
 RUN_VERSION = 1
 RESULTS_FILE = "results.json"
 SAMPLES_FILE = "samples.jsonl"
+# Held (an OS lock) by the one process writing a run folder.
+LOCK_FILE = ".ralign.lock"
+PARTIAL_SUFFIX = ".partial"
+PENDING_SUFFIX = ".pending"
 
 
 @dataclass
@@ -239,6 +245,110 @@ def _merged(total: BatchStats | None, step: BatchStats | None) -> BatchStats | N
     return total
 
 
+class RunFolderBusy(StopRun):
+    """Another process is writing the run folder."""
+
+
+@contextmanager
+def run_folder_lock(folder: Path) -> Iterator[None]:
+    """Hold the folder's OS lock for a run, or raise :class:`RunFolderBusy` naming the process
+    that holds it. The lock ends with the process, however it ends (kill -9 included)."""
+    import fcntl  # POSIX only, like the rest of the run's signal handling
+
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / LOCK_FILE
+    with open(path, "a+", encoding="utf-8") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            raise RunFolderBusy(
+                f"{folder} is being written by {holder}; wait for it to finish or pass "
+                "another --output-dir (two runs in one folder would mix their items)"
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"ralign process {os.getpid()} (since {time.strftime('%H:%M:%S')})\n")
+        handle.flush()
+        try:
+            yield
+        finally:
+            handle.seek(0)
+            handle.truncate()
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _pending_results(folder: Path, run_id: str) -> Path:
+    return folder / f"{RESULTS_FILE}.{run_id}{PENDING_SUFFIX}"
+
+
+def _samples_run_id(samples: Path) -> str | None:
+    """The run id of a samples file's first row (``None`` for an empty or older file)."""
+    for _, row in read_jsonl(samples):
+        return row.get("run_id") if isinstance(row, dict) else None
+    return None
+
+
+def finish_interrupted_commit(folder: Path) -> str | None:
+    """Complete a commit that a kill cut between its two renames (the samples are the new run's,
+    ``results.json`` still the old one's): the new run's results are waiting beside them.
+    Returns the run id of the folder's samples when it did."""
+    samples = folder / SAMPLES_FILE
+    if not samples.is_file():
+        return None
+    try:
+        run_id = _samples_run_id(samples)
+    except ValueError:
+        return None
+    pending = _pending_results(folder, run_id) if run_id else None
+    if pending is None or not pending.is_file():
+        return None
+    os.replace(pending, folder / RESULTS_FILE)
+    return run_id
+
+
+def read_run_results(results_file: Path) -> dict[str, Any]:
+    """A run folder's results, as its samples see them: when a kill cut the commit between its
+    two renames, the samples are the new run's and its results wait beside them (read, not
+    moved: only the folder's writer moves files)."""
+    folder = results_file.parent
+    samples = folder / SAMPLES_FILE
+    path = results_file
+    if samples.is_file():
+        try:
+            run_id = _samples_run_id(samples)
+        except ValueError:
+            run_id = None  # the samples' reader says what is wrong with them
+        if run_id and _pending_results(folder, run_id).is_file():
+            path = _pending_results(folder, run_id)
+    _, data = read_json_bytes(path)
+    return data
+
+
+def samples_row_of(run_id: str | None) -> Callable[[dict[str, Any]], tuple[Any, Any]]:
+    """The record and judged-item record of a run folder's samples row, which must carry the
+    folder's run id (rows written before run ids carry none and are taken as they are)."""
+
+    def record_and_item(row: dict[str, Any]) -> tuple[Any, Any]:
+        found = row.get("run_id")
+        if run_id and found != run_id:
+            raise ValueError(
+                f"a row of another run ({found}) than its results.json ({run_id}): two runs "
+                "wrote this folder, or a copy mixed two folders"
+            )
+        return row["doc"], row["item"]
+
+    return record_and_item
+
+
+def _write_durably(path: Path, text: str) -> None:
+    with open(path, "w", encoding="utf-8") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
 def run_in_steps(
     spec: TaskSpec,
     count: int,
@@ -251,14 +361,31 @@ def run_in_steps(
     scores items ``start:stop``; ``part`` names the step when there are several) and write
     each step's samples the moment it is scored, keeping only outcomes; then the metrics.
 
-    ``folder/samples.jsonl`` grows as ``samples.jsonl.partial`` until the last step, so that a
-    folder never pairs a finished run's ``results.json`` with another run's samples; an
-    interrupted run leaves its finished items there (and their answers in the cache).
+    One process writes a folder at a time (:func:`run_folder_lock`). Every samples row and
+    ``results.json`` carry the run's id. The samples grow in a file of this run's own
+    (``samples.jsonl.<id>.partial``: an interrupted run leaves its finished items there, and
+    their answers in the cache); the commit writes ``results.json.<id>.pending``, then renames
+    the samples, then the results, so that a kill at any instant leaves the old pair or the new
+    one (a kill between the renames is completed by the next reader or run, see
+    :func:`finish_interrupted_commit`).
     """
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
+    with run_folder_lock(folder):
+        finish_interrupted_commit(folder)
+        return _run_locked(spec, count, score_step, folder, genrm, settings)
+
+
+def _run_locked(
+    spec: TaskSpec,
+    count: int,
+    score_step: StepScorer,
+    folder: Path,
+    genrm: str,
+    settings: dict[str, Any],
+) -> FinishedRun:
     protocol = protocol_of(spec)
-    partial = folder / f"{SAMPLES_FILE}.partial"
+    run_id = uuid.uuid4().hex
+    partial = folder / f"{SAMPLES_FILE}.{run_id}{PARTIAL_SUFFIX}"
     outcomes: list[Any] = []
     genrm_stats = judge_stats = None
     starts = range(0, count, RUN_STEP)
@@ -267,20 +394,21 @@ def run_in_steps(
             part = f"[{number}/{len(starts)}]" if len(starts) > 1 else None
             step = score_step(start, min(start + RUN_STEP, count), part)
             for record, item in zip(step.records, step.items, strict=True):
-                row = {"doc": protocol.record_to_dict(record), "item": item.item}
-                handle.write(json.dumps(row, ensure_ascii=False, allow_nan=False) + "\n")
+                row = {"run_id": run_id, "doc": protocol.record_to_dict(record), "item": item.item}
+                handle.write(json_text(row) + "\n")
                 outcomes.append(item.outcome)
             handle.flush()
             genrm_stats = _merged(genrm_stats, step.genrm_stats)
             judge_stats = _merged(judge_stats, step.judge_stats)
+        os.fsync(handle.fileno())
     if len(starts) > 1:  # the run's totals (each step logged its own at debug level)
         for role, stats in (("GenRM", genrm_stats), (protocol.judge_step, judge_stats)):
             if stats is not None:
                 stats.log(role.replace("_", "-"))
     run = FinishedRun(spec, protocol.report(outcomes), genrm_stats, judge_stats)
-    os.replace(partial, folder / SAMPLES_FILE)
     results = {
         "ralign_run": RUN_VERSION,
+        "run_id": run_id,
         "task": spec.task,
         "genrm": genrm,
         "created": time.time(),
@@ -291,10 +419,12 @@ def run_in_steps(
             "judge": judge_stats.as_dict() if judge_stats else None,
         },
     }
-    (folder / RESULTS_FILE).write_text(
-        json.dumps(results, indent=2, ensure_ascii=False, allow_nan=False) + "\n",
-        encoding="utf-8",
-    )
+    pending = _pending_results(folder, run_id)
+    _write_durably(pending, json_text(results, indent=2) + "\n")
+    os.replace(partial, folder / SAMPLES_FILE)
+    os.replace(pending, folder / RESULTS_FILE)
+    for stale in folder.glob(f"{SAMPLES_FILE}.*{PARTIAL_SUFFIX}"):
+        stale.unlink()  # earlier interrupted runs' items (their answers are in the cache)
     return run
 
 

@@ -49,6 +49,11 @@ class FatalEndpointError(StopRun):
     """An error that every further call would repeat (authentication, unknown model/route)."""
 
 
+class EndpointDownError(FatalEndpointError):
+    """The endpoint stayed unreachable for longer than the retry budget: the run stops (a
+    rerun resumes from the cache)."""
+
+
 class TransportGaveUp(RuntimeError):
     """A harness's transport retried an error and gave up; the message is that error's."""
 

@@ -32,8 +32,16 @@ class EndpointConfig:
     api_key: str | None = field(default=None, repr=False)
     backend: str = "openai"
     concurrency: int = 128
+    # Seconds one send may take before it is a timeout (a hung request is found in minutes).
     timeout: float = 600.0
+    # Asks of a request whose answer is empty, malformed or not a chat completion.
     max_attempts: int = 3
+    # Seconds within which a request's transient failures (429, 5xx, timeouts, connection
+    # errors) are sent again, and an unreachable endpoint is waited for: long enough to
+    # outlast a server restart (a vLLM restart takes about 90 s).
+    retry_budget: float = 300.0
+    # An answer beyond this size (an endless body) is a counted failure.
+    max_answer_bytes: int = 8 * 1024 * 1024
     temperature: float = 0.4
     max_tokens: int = 16384
     # Judge prompt templates, one per family (each family's variables differ).
@@ -100,11 +108,14 @@ class EndpointConfig:
             "batch_size",
             "tensor_parallel_size",
             "data_parallel_size",
+            "max_answer_bytes",
         ):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.timeout <= 0:
             raise ConfigError(f"timeout must be positive, got {self.timeout}")
+        if self.retry_budget < 0:
+            raise ConfigError(f"retry_budget must be 0 or more, got {self.retry_budget}")
 
     def require_model(self, role: str, prefix: str) -> EndpointConfig:
         """Return self, or raise a clear error if no model is configured."""

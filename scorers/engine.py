@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import json
 import logging
+import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
@@ -32,6 +32,7 @@ from ralign_tasks.scorers.ask import (
 )
 from ralign_tasks.scorers.cache import ResponseCache
 from ralign_tasks.scorers.config import EndpointConfig
+from ralign_tasks.scorers.jsonl import json_text
 
 logger = logging.getLogger("ralign_tasks.engine")
 
@@ -64,8 +65,9 @@ class ChatRequest:
         return [*turns, {"role": "user", "content": self.prompt}]
 
     def cache_key(self, endpoint: str) -> str:
-        """The request's key in the cache: who answers (``EndpointConfig.endpoint``), the
-        model, the messages, every generation setting and the attempt."""
+        """The request's key in the cache: who answers (``EndpointConfig.endpoint``, with the
+        identity of the model it serves when it tells: see :func:`served_endpoint`), the model,
+        the messages, every generation setting and the attempt."""
         request: dict[str, object] = {
             "endpoint": endpoint,
             "model": self.model,
@@ -79,22 +81,38 @@ class ChatRequest:
             request["sample"] = self.sample
         if self.with_reasoning:
             request["with_reasoning"] = True
-        payload = json.dumps(request, sort_keys=True, ensure_ascii=False)
+        payload = json_text(request, sort_keys=True)
         return hashlib.sha256(payload.encode("utf-8")).hexdigest()
 
     def with_attempt(self, attempt: int) -> ChatRequest:
         return replace(self, attempt=attempt)
 
 
-# Distinct failure reasons kept per batch (the rest are counted under "other errors").
-_MAX_REASONS = 5
+# Failure reasons printed one per line (results.json keeps the counts of all of them).
+_SHOWN_REASONS = 5
+# What makes one fault's messages differ from request to request: the server's own words
+# after its status code, and a quoted body.
+_STATUS_REASON = re.compile(r"^.*?Error code: \d{3}")
+_QUOTED_BODY = re.compile(r""":\s+['"<{\[]""")
+
+
+def reason_key(message: str) -> str:
+    """The fault a failure message names, without what varies between its requests: for an
+    error answer the error and its status (``InternalServerError: Error code: 503``), else
+    the message up to a quoted body."""
+    status = _STATUS_REASON.match(message)
+    if status:
+        return status.group(0)
+    quoted = _QUOTED_BODY.search(message)
+    return message[: quoted.start()] if quoted else message
 
 
 @dataclass
 class BatchStats:
-    """Totals of one batch: who answered (``host:port``, never credentials), requests, those
-    answered wholly from the cache, calls made (every request sent, the HTTP client's own
-    retries included), failures and why, tokens and time."""
+    """Totals of one batch: who answered (``host:port``, never credentials) and the model it
+    said it serves, requests, those answered wholly from the cache, calls made (every request
+    sent, the HTTP client's own retries included), failures by fault (each with its first full
+    message), tokens and time."""
 
     endpoint: str = ""
     requests: int = 0
@@ -105,13 +123,20 @@ class BatchStats:
     completion_tokens: int = 0
     wall_s: float = 0.0
     failure_reasons: dict[str, int] = field(default_factory=dict)
+    failure_examples: dict[str, str] = field(default_factory=dict)
+    model_identity: dict[str, Any] | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return asdict(self) | {"served_from_cache": self.served_from_cache}
 
     @property
     def failure_rate(self) -> float:
         return self.failures / self.requests if self.requests else 0.0
+
+    @property
+    def served_from_cache(self) -> bool:
+        """Whether every request was answered from the cache (no call made)."""
+        return self.requests > 0 and self.cache_hits == self.requests and self.calls == 0
 
     def add(self, other: BatchStats) -> None:
         """Count ``other`` (a later batch to the same endpoint) into these totals."""
@@ -119,30 +144,39 @@ class BatchStats:
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.wall_s += other.wall_s
         for reason, count in other.failure_reasons.items():
-            self.count_failure(reason, count)
+            self.count_failure(other.failure_examples.get(reason, reason), count)
+        self.model_identity = self.model_identity or other.model_identity
 
-    def count_failure(self, reason: str, count: int) -> None:
+    def count_failure(self, message: str, count: int) -> None:
         self.failures += count
-        key = (
-            reason
-            if reason in self.failure_reasons or len(self.failure_reasons) < (_MAX_REASONS)
-            else "other errors"
-        )
+        key = reason_key(message)
         self.failure_reasons[key] = self.failure_reasons.get(key, 0) + count
+        self.failure_examples.setdefault(key, message)
 
     def summary(self, role: str) -> str:
+        served = " (served entirely from the cache)" if self.served_from_cache else ""
         return (
             f"{role} at {self.endpoint}: {self.requests} requests, {self.cache_hits} from "
             f"cache, {self.calls} calls, {self.failures} failed, "
-            f"{self.prompt_tokens}+{self.completion_tokens} tokens, {self.wall_s:.1f}s"
+            f"{self.prompt_tokens}+{self.completion_tokens} tokens, {self.wall_s:.1f}s{served}"
         )
 
     def failure_lines(self, role: str) -> list[str]:
-        """One line per distinct failure reason, with how many requests it failed."""
-        return [
-            f"{count} {role} request(s) to {self.endpoint} failed: {reason}"
-            for reason, count in self.failure_reasons.items()
-        ]
+        """One line per fault (the most frequent first, at most five; then how many more),
+        with how many requests it failed and its first full message when that says more."""
+        ranked = sorted(self.failure_reasons.items(), key=lambda pair: -pair[1])
+        lines = []
+        for key, count in ranked[:_SHOWN_REASONS]:
+            example = self.failure_examples.get(key, key)
+            shown = key if example == key else f"{key} (first: {example})"
+            lines.append(f"{count} {role} request(s) to {self.endpoint} failed: {shown}")
+        if len(ranked) > _SHOWN_REASONS:
+            rest = ranked[_SHOWN_REASONS:]
+            lines.append(
+                f"{sum(count for _, count in rest)} {role} request(s) to {self.endpoint} "
+                f"failed for {len(rest)} other reasons (all counted in results.json)"
+            )
+        return lines
 
     def log(self, role: str, *, quiet: bool = False) -> None:
         """Log the summary (info) and each failure reason (warning); all at debug level with
@@ -180,7 +214,7 @@ class OpenAIChatBackend:
             "max_tokens": request.max_tokens,
         }
         response = await self.client.post(body)
-        return read_completion(response, with_reasoning=request.with_reasoning)
+        return read_completion(response, with_reasoning=request.with_reasoning, redact=self.redact)
 
     def redact(self, message: str) -> str:
         """Remove the API key from a message that may echo it."""
@@ -197,26 +231,64 @@ class OpenAIChatBackend:
 REASONING_FIELDS = ("reasoning_content", "reasoning")
 
 
-def read_completion(response: Any, *, with_reasoning: bool = False) -> Answer:
+def message_text(content: Any) -> str:
+    """The text of a message's ``content`` in any shape an OpenAI-compatible server sends: a
+    string, ``null`` (no text), or a list of parts whose text parts are joined; ``ValueError``
+    for anything else (a number, an object, parts without text)."""
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        texts = [
+            part if isinstance(part, str) else part.get("text")
+            for part in content
+            if isinstance(part, (str, dict))
+        ]
+        if all(isinstance(text, str) for text in texts) and len(texts) == len(content):
+            return "".join(texts)  # type: ignore[arg-type]
+        raise ValueError("not a chat completion (content parts without text)")
+    raise ValueError(f"not a chat completion (content of type {type(content).__name__})")
+
+
+def _token_count(usage: dict[str, Any], name: str) -> int:
+    value = usage.get(name)
+    return int(value) if isinstance(value, (int, float)) and value >= 0 else 0
+
+
+def read_completion(
+    response: Any,
+    *,
+    with_reasoning: bool = False,
+    redact: Callable[[str], str] = lambda text: text,
+) -> Answer:
     """The answer in a chat completion body; ``ValueError`` if the body is not one (HTML, a
-    JSON value without ``choices``, …). With ``with_reasoning``, a separate reasoning field is
+    JSON value without ``choices``, a content of no text shape, …), quoting it with
+    ``redact`` applied before the cut. With ``with_reasoning``, a separate reasoning field is
     put back in front of the text as ``<think>…</think>``, as the model wrote it."""
+    from ralign_tasks.scorers.http_chat import QUOTE_CHARS
+
+    def quoted() -> str:
+        return repr(redact(str(response))[:QUOTE_CHARS])
+
     choices = response.get("choices") if isinstance(response, dict) else None
     if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
-        raise ValueError(f"not a chat completion: {str(response)[:200]!r}")
+        raise ValueError(f"not a chat completion: {quoted()}")
     message = choices[0].get("message")
     if not isinstance(message, dict):
-        raise ValueError(f"not a chat completion (no message): {str(response)[:200]!r}")
-    usage = response.get("usage") or {}
-    text = message.get("content") or ""
+        raise ValueError(f"not a chat completion (no message): {quoted()}")
+    usage = response.get("usage")
+    usage = usage if isinstance(usage, dict) else {}
+    text = redact(message_text(message.get("content")))
     reasoning = next((message[f] for f in REASONING_FIELDS if message.get(f)), None)
     if with_reasoning and isinstance(reasoning, str):
-        text = f"<think>{reasoning}</think>\n{text}"
+        text = f"<think>{redact(reasoning)}</think>\n{text}"
+    finish = choices[0].get("finish_reason")
     return Answer(
         text=text,
-        finish_reason=choices[0].get("finish_reason"),
-        prompt_tokens=int(usage.get("prompt_tokens") or 0),
-        completion_tokens=int(usage.get("completion_tokens") or 0),
+        finish_reason=finish if isinstance(finish, str) else None,
+        prompt_tokens=_token_count(usage, "prompt_tokens"),
+        completion_tokens=_token_count(usage, "completion_tokens"),
     )
 
 
@@ -393,8 +465,38 @@ async def _gather_all(coroutines: list[Any]) -> None:
 FEED_STEP = 256
 
 
+async def _key_by_served_model(batch: _Batch, config: EndpointConfig) -> OpenAIChatBackend:
+    """Ask the endpoint which model it serves under the requests' name and put that identity
+    into the batch's cache keys, so that another checkpoint restarted under the same name at
+    the same URL never gets this one's answers. An endpoint that cannot be reached now is
+    keyed by the identity it reported last (kept in the cache)."""
+    from ralign_tasks.scorers.http_chat import EndpointError
+
+    backend = OpenAIChatBackend(config)
+    cache, model = batch.cache, str(config.model)
+    assert cache is not None
+    try:
+        identity = await backend.client.model_identity(model)
+    except EndpointError as exc:
+        identity = cache.last_identity(config.endpoint, model)
+        logger.warning(
+            "%s at %s: cannot ask which model it serves (%s); cached answers are matched to "
+            "%s", batch.description, config.host, exc,
+            f"the model it served last ({identity})" if identity else "its model name only",
+        )  # fmt: skip
+    else:
+        if identity is not None:
+            cache.remember_identity(config.endpoint, model, identity)
+    batch.stats.model_identity = identity
+    if identity:
+        batch.endpoint = f"{config.endpoint} {json_text(identity, sort_keys=True)}"
+    return backend
+
+
 async def _run_openai(batch: _Batch, config: EndpointConfig) -> None:
     backend: OpenAIChatBackend | None = None
+    if batch.cache is not None:
+        backend = await _key_by_served_model(batch, config)
     semaphore = asyncio.Semaphore(config.concurrency)
 
     async def call(request: ChatRequest) -> Answer:
@@ -561,7 +663,7 @@ def run_chat_batch(
     try:
         _run_loop(run(batch, config))
     except FatalEndpointError as exc:  # name who refused, for every caller
-        raise FatalEndpointError(f"{description} at {config.host}: {exc}") from None
+        raise type(exc)(f"{description} at {config.host}: {exc}") from None
     finally:
         batch.close()
     return batch.finish()

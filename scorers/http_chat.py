@@ -1,19 +1,31 @@
 """The engine's HTTP path to an OpenAI-compatible ``/chat/completions``: one ``aiohttp``
-session per batch, each request's transport retries run by ``tenacity``.
+session per batch, and the retry policy that lets a run outlast a real outage.
 
-What is retried, and how, is what OpenAI-compatible clients do: 408, 409, 429 and 5xx
-answers, timeouts and connection errors, up to ``max_attempts`` sends in all, waiting what
-the server asks (``retry-after-ms`` or ``Retry-After``, when at most a minute) or else an
-exponential backoff with jitter (0.5 s, 1 s, 2 s, … capped at 8 s). Every other error answer
-is raised at once. The request body is serialised once and the answer parsed once, with no
-typed request or response models: on a small machine against a fast endpoint, the client's
-CPU per request is what limits throughput (see ``benchmarks/metajudge_throughput.py``).
+A request is sent again after a transient failure (408, 409, 429 and 5xx answers, timeouts,
+connection errors) until it succeeds or its **retry budget** (``retry_budget`` seconds since
+its first send) would be exceeded, waiting what the server asks (``retry-after-ms`` or
+``Retry-After``, when at most a minute and within the budget) or else a capped exponential
+backoff with jitter (0.5 s, 1 s, 2 s, … 8 s). Every other error answer is raised at once.
+
+While the endpoint refuses connections (a server restarting), requests do not each burn their
+budget: they wait together while one of them probes the endpoint at the backoff's pace, and
+all go on once it answers. If it is still unreachable ``retry_budget`` seconds after it went
+down, :class:`EndpointDownError` stops the run (a rerun resumes from the cache).
+
+An answer larger than ``max_answer_bytes`` is a counted failure naming the limit; error texts
+that quote the server are redacted of the API key before they are cut. The request body is
+serialised once and the answer parsed once, with no typed request or response models: on a
+small machine against a fast endpoint, the client's CPU per request is what limits throughput
+(see ``benchmarks/metajudge_throughput.py``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import logging
+import random
 import time
 import urllib.request
 from email.utils import parsedate_to_datetime
@@ -21,10 +33,12 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
-from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt
-from tenacity.wait import wait_base, wait_exponential, wait_random
 
+from ralign_tasks.scorers.ask import EndpointDownError
 from ralign_tasks.scorers.config import EndpointConfig
+from ralign_tasks.scorers.jsonl import json_text
+
+logger = logging.getLogger("ralign_tasks.http")
 
 # A server's own Retry-After is followed up to this many seconds; a longer one (a daily quota)
 # is the backoff's business, so that a run never sleeps for hours on one request.
@@ -35,6 +49,12 @@ BACKOFF_JITTER_S = 0.25
 RETRYABLE_STATUSES = frozenset({408, 409, 429})
 # How much of an error answer's body its message quotes.
 _ERROR_BODY_CHARS = 500
+# How much of a 200 that is not a chat completion its message quotes.
+QUOTE_CHARS = 200
+_READ_CHUNK = 1 << 16
+# A model's `created` this close to the answer's own time is the time of the answer (vLLM
+# stamps its model list when asked), not the model's.
+_STAMPED_NOW_S = 5.0
 
 
 class EndpointError(Exception):
@@ -86,6 +106,10 @@ class EndpointConnectionError(EndpointError):
     error (refused, reset, DNS) is its cause."""
 
 
+class AnswerTooLargeError(EndpointError):
+    """An answer beyond ``max_answer_bytes`` (an endless body): counted, never retried."""
+
+
 _STATUS_ERRORS: dict[int, type[EndpointStatusError]] = {
     400: BadRequestError,
     401: AuthenticationError,
@@ -95,13 +119,24 @@ _STATUS_ERRORS: dict[int, type[EndpointStatusError]] = {
 }
 
 
-def status_error(status: int, body: bytes, headers: Any) -> EndpointStatusError:
-    """The error of an HTTP error answer, with the server's message and its Retry-After."""
+def redacted_quote(text: str, secret: str | None, chars: int) -> str:
+    """At most ``chars`` characters of a server's text, the key removed first (so that no part
+    of it survives the cut)."""
+    if secret and len(secret) >= 4:
+        text = text.replace(secret, "***")
+    return text[:chars]
+
+
+def status_error(
+    status: int, body: bytes, headers: Any, secret: str | None = None
+) -> EndpointStatusError:
+    """The error of an HTTP error answer, with the server's message (without the key) and its
+    Retry-After."""
     text = body.decode("utf-8", errors="replace")
     detail = text
     try:
         parsed = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):
         parsed = None
     if isinstance(parsed, dict):
         error = parsed.get("error")
@@ -110,7 +145,8 @@ def status_error(status: int, body: bytes, headers: Any) -> EndpointStatusError:
     kind = _STATUS_ERRORS.get(status) or (
         InternalServerError if status >= 500 else EndpointStatusError
     )
-    return kind(status, detail.strip()[:_ERROR_BODY_CHARS], retry_after(headers))
+    return kind(status, redacted_quote(detail.strip(), secret, _ERROR_BODY_CHARS),
+                retry_after(headers))  # fmt: skip
 
 
 def retry_after(headers: Any) -> float | None:
@@ -145,20 +181,83 @@ def is_retryable(exc: BaseException) -> bool:
     )
 
 
-class _WaitAsAsked(wait_base):
-    """The server's Retry-After when it gives a usable one, else the exponential backoff."""
+def backoff(attempt: int) -> float:
+    """Seconds before send ``attempt + 2`` after a transient error with no usable Retry-After:
+    0.5 s, 1 s, 2 s, … capped at 8 s, plus up to a quarter second of jitter (so that requests
+    that failed together do not all come back together)."""
+    return min(BACKOFF_FIRST_S * 2**attempt, BACKOFF_MAX_S) + random.uniform(0, BACKOFF_JITTER_S)
 
-    def __init__(self) -> None:
-        self.backoff = wait_exponential(multiplier=BACKOFF_FIRST_S, max=BACKOFF_MAX_S) + (
-            wait_random(0, BACKOFF_JITTER_S)
+
+def is_unreachable(exc: BaseException) -> bool:
+    """Whether an error says the endpoint is not there (refused, reset, DNS), as opposed to an
+    answer, even an error answer, or a slow one."""
+    return isinstance(exc, EndpointConnectionError)
+
+
+class _Reachability:
+    """Whether the endpoint accepts connections, shared by a client's requests. While it does
+    not, one request (the probe) keeps sending at the backoff's pace; the others wait for it
+    to get through."""
+
+    def __init__(self, host: str, budget: float) -> None:
+        self.host = host
+        self.budget = budget
+        self.down_since: float | None = None
+        self.last_error: BaseException | None = None
+        self.prober: object | None = None
+        self.back = asyncio.Event()
+        self.back.set()
+
+    def went_down(self, exc: BaseException) -> None:
+        self.last_error = exc
+        if self.down_since is None:
+            self.down_since = time.monotonic()
+            self.back.clear()
+            logger.warning(
+                "%s is unreachable (%s); requests wait for it to come back, at most %g s "
+                "(retry_budget)", self.host, exc, self.budget,
+            )  # fmt: skip
+
+    def reached(self) -> None:
+        """The endpoint answered (anything, an error answer included)."""
+        if self.down_since is not None:
+            logger.warning(
+                "%s answers again after %.1f s", self.host, time.monotonic() - self.down_since
+            )
+            self.down_since = None
+            self.back.set()
+        self.prober = None
+
+    def release(self, request: object) -> None:
+        """``request`` leaves (an answer, an error, a cancellation): if it was the probe,
+        another waiting request takes over."""
+        if self.prober is request:
+            self.prober = None
+
+    def _gone_for_good(self) -> EndpointDownError:
+        return EndpointDownError(
+            f"unreachable for more than {self.budget:g} s (retry_budget): {self.last_error}. "
+            "Every finished item and every answer received is kept: run the same command "
+            "again to resume"
         )
 
-    def __call__(self, retry_state: Any) -> float:
-        outcome = retry_state.outcome
-        asked = getattr(outcome.exception(), "retry_after", None) if outcome else None
-        if asked is not None and 0 <= asked <= MAX_RETRY_AFTER_S:
-            return float(asked)
-        return float(self.backoff(retry_state))
+    async def enter(self, request: object) -> float:
+        """Wait until ``request`` may be sent (while the endpoint is down, only as the probe);
+        the seconds it waited."""
+        if self.down_since is None:
+            return 0.0
+        entered = time.monotonic()
+        while self.down_since is not None:
+            left = self.down_since + self.budget - time.monotonic()
+            if left <= 0:
+                raise self._gone_for_good()
+            if self.prober is None or self.prober is request:
+                self.prober = request
+                break
+            # Woken when the endpoint is back, or to look again whether the probe left.
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self.back.wait(), min(left, 1.0))
+        return time.monotonic() - entered
 
 
 def env_proxy(url: str) -> str | None:
@@ -174,8 +273,12 @@ class ChatClient:
     retries included). Create and close it inside the event loop that uses it."""
 
     def __init__(self, config: EndpointConfig) -> None:
+        self.base_url = config.endpoint
         self.url = f"{config.endpoint}/chat/completions"
         self.timeout = config.timeout
+        self.budget = config.retry_budget
+        self.max_answer_bytes = config.max_answer_bytes
+        self.secret = config.api_key
         self.headers = {
             "Authorization": f"Bearer {config.api_key or 'EMPTY'}",
             "Content-Type": "application/json",
@@ -189,40 +292,61 @@ class ChatClient:
         # Looked up once: aiohttp's own lookup (``trust_env``) also reads ~/.netrc in a thread
         # on every request, which took more CPU than the rest of the request.
         self.proxy = env_proxy(self.url)
-        self.retrying = AsyncRetrying(
-            stop=stop_after_attempt(config.max_attempts),
-            wait=_WaitAsAsked(),
-            retry=retry_if_exception(is_retryable),
-            reraise=True,
-        )
+        self.reachability = _Reachability(config.host, config.retry_budget)
 
     async def post(self, body: dict[str, Any]) -> Any:
         """The JSON value of a 200 answer to ``body``; :class:`EndpointError` once the
-        transport gives up, ``ValueError`` for a 200 whose body is not JSON."""
-        payload = json.dumps(body, ensure_ascii=False).encode("utf-8")
-        # The first send goes without tenacity: setting up its per-call state costs about a
-        # tenth of a millisecond of CPU, a fifth of the whole request, and the first send
-        # nearly always succeeds. Its error, if any, is tenacity's first attempt.
+        retry policy gives up (see the module docstring), :class:`EndpointDownError` when the
+        endpoint stays unreachable, ``ValueError`` for a 200 whose body is not JSON."""
+        payload = json_text(body).encode("utf-8")
+        started = time.monotonic()
+        attempt = 0
+        request = object()  # this request, for the reachability gate
         try:
-            raw = await self._send(payload)
-        except EndpointError as first_error:
-            raw = await self._retry(payload, first_error)
+            while True:
+                # Waiting out an outage is the outage's budget, not the request's.
+                started += await self.reachability.enter(request)
+                try:
+                    raw = await self._send(payload)
+                except EndpointError as exc:
+                    if is_unreachable(exc):
+                        self.reachability.went_down(exc)
+                    else:
+                        self.reachability.reached()
+                    if not is_retryable(exc):
+                        raise
+                    if self.reachability.down_since is not None:
+                        wait: float | None = backoff(attempt)  # `enter` ends a long outage
+                    else:
+                        wait = self._wait(exc, attempt, started)
+                        if wait is None:
+                            raise
+                    await asyncio.sleep(wait)
+                    attempt += 1
+                    continue
+                self.reachability.reached()
+                break
+        finally:
+            self.reachability.release(request)
         try:
             return json.loads(raw)
-        except ValueError:
-            raise ValueError(f"not a chat completion: {raw[:200]!r}") from None
+        except (ValueError, RecursionError):
+            text = raw.decode("utf-8", errors="replace")
+            quoted = redacted_quote(text, self.secret, QUOTE_CHARS)
+            raise ValueError(f"not a chat completion: {quoted!r}") from None
 
-    async def _retry(self, payload: bytes, first_error: EndpointError) -> bytes:
-        """Hand the request to tenacity after its first send failed with ``first_error``:
-        tenacity decides, from that error on, whether, when and how often to send again."""
-        pending: EndpointError | None = first_error
-        async for attempt in self.retrying.copy():
-            with attempt:
-                if pending is not None:
-                    error, pending = pending, None
-                    raise error
-                return await self._send(payload)
-        raise AssertionError("tenacity ended without an answer or an error")  # reraise=True
+    def _wait(self, exc: EndpointError, attempt: int, started: float) -> float | None:
+        """Seconds to wait before sending again, or ``None`` when the wait would end past the
+        retry budget: the server's Retry-After when usable, else the backoff."""
+        asked = getattr(exc, "retry_after", None)
+        wait = (
+            float(asked)
+            if asked is not None and 0 <= asked <= MAX_RETRY_AFTER_S
+            else backoff(attempt)
+        )
+        if time.monotonic() + wait - started > self.budget:
+            return None
+        return wait
 
     async def _send(self, payload: bytes) -> bytes:
         self.http_requests += 1
@@ -230,14 +354,80 @@ class ChatClient:
             async with self.session.post(
                 self.url, data=payload, headers=self.headers, proxy=self.proxy
             ) as answer:
-                body = await answer.read()
+                body = await self._read(answer)
                 if answer.status >= 400:
-                    raise status_error(answer.status, body, answer.headers)
+                    raise status_error(answer.status, body, answer.headers, self.secret)
                 return body
         except asyncio.TimeoutError:
             raise EndpointTimeoutError(f"no answer within {self.timeout:g} s") from None
         except aiohttp.ClientError as exc:
             raise EndpointConnectionError(f"cannot reach {self.url}: {exc}") from exc
 
+    async def _read(self, answer: aiohttp.ClientResponse) -> bytes:
+        """The body, at most ``max_answer_bytes`` of it (an endless body is refused, never
+        held)."""
+        limit = self.max_answer_bytes
+        length = answer.content_length
+        if length is not None and length <= limit:
+            return await answer.read()
+        if length is None:
+            body = bytearray()
+            async for chunk in answer.content.iter_chunked(_READ_CHUNK):
+                body += chunk
+                if len(body) > limit:
+                    break
+            else:
+                return bytes(body)
+        answer.close()  # the rest is never read
+        raise AnswerTooLargeError(
+            f"the answer exceeded max_answer_bytes ({limit:,} bytes; HTTP {answer.status})"
+        )
+
+    async def model_identity(self, model: str) -> dict[str, Any] | None:
+        """What the endpoint says of the model it serves under ``model`` (``GET /models``:
+        ``id``, and ``root`` and ``created`` when given), or ``None`` when it says nothing
+        usable. Raises :class:`EndpointError` when it cannot be reached. (Not counted in
+        ``http_requests``, which counts chat calls.)"""
+        try:
+            async with self.session.get(
+                f"{self.base_url}/models", headers=self.headers, proxy=self.proxy,
+                timeout=aiohttp.ClientTimeout(total=min(self.timeout, 30.0)),
+            ) as answer:  # fmt: skip
+                if answer.status >= 400:
+                    return None
+                body = await self._read(answer)
+                stamped = _answer_time(answer.headers.get("date"))
+        except asyncio.TimeoutError:
+            raise EndpointTimeoutError("no answer to GET /models within 30 s") from None
+        except aiohttp.ClientError as exc:
+            raise EndpointConnectionError(f"cannot reach {self.base_url}/models: {exc}") from exc
+        except AnswerTooLargeError:
+            return None
+        try:
+            listing = json.loads(body)
+        except (ValueError, RecursionError):
+            return None
+        entries = listing.get("data") if isinstance(listing, dict) else None
+        entry = next(
+            (e for e in entries or [] if isinstance(e, dict) and e.get("id") == model), None
+        ) if isinstance(entries, list) else None  # fmt: skip
+        if entry is None:
+            return None
+        identity = {key: entry[key] for key in ("id", "root", "created") if key in entry}
+        created = identity.get("created")
+        if isinstance(created, (int, float)) and abs(created - stamped) <= _STAMPED_NOW_S:
+            del identity["created"]
+        return identity
+
     async def aclose(self) -> None:
         await self.session.close()
+
+
+def _answer_time(date_header: str | None) -> float:
+    """When the server answered: its ``Date`` header, else this machine's clock."""
+    if date_header:
+        try:
+            return parsedate_to_datetime(date_header).timestamp()
+        except (TypeError, ValueError):
+            pass
+    return time.time()

@@ -9,13 +9,13 @@ Harness-free and model-free: the cells come from a pairwise judge or from scalar
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ralign_tasks.scorers.jsonl import read_json_bytes
 from ralign_tasks.scorers.lazy_modules import lazy_import
 
 # Loaded when a metric is first computed (see scorers/lazy_modules.py).
@@ -99,7 +99,7 @@ def read_rmbench_file(path: str | os.PathLike[str], domain: str | None = None) -
     (no ``domain`` field, integer ids: the domain comes from the file name or ``domain``).
     Errors name the file and the row."""
     path = Path(path)
-    rows = json.loads(path.read_text(encoding="utf-8-sig"))
+    _, rows = read_json_bytes(path)
     if not isinstance(rows, list):
         raise ValueError(f"{path}: an RM-Bench file is one JSON array")
     items = []

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -43,8 +44,8 @@ from ralign_tasks.protocols.judgebench import (
 )
 from ralign_tasks.protocols.rationale import RATIONALE, RC_TASK, AtomicJudgment
 from ralign_tasks.report.console import format_run_table
-from ralign_tasks.scorers.ask import FatalEndpointError
-from ralign_tasks.scorers.cache import CacheError, default_cache_dir
+from ralign_tasks.scorers.ask import EndpointDownError, StopRun
+from ralign_tasks.scorers.cache import OPENED as OPENED_CACHES
 from ralign_tasks.scorers.config import (
     GENRM_ENV_PREFIX,
     METAJUDGE_ENV_PREFIX,
@@ -869,49 +870,86 @@ def cmd_check_data(args: argparse.Namespace) -> int:
     return 1 if problems else 0
 
 
+# Exit statuses of a run stopped by a signal: 128 + its number, as a shell reports it.
+INTERRUPTED_EXIT = 128 + signal.SIGINT
+TERMINATED_EXIT = 128 + signal.SIGTERM
+
+
+class _Signals:
+    """SIGTERM (what ``timeout``, Docker and Slurm send) handled as Ctrl-C: the run stops
+    through the same path, committing every answer received, and exits with 143."""
+
+    def __init__(self) -> None:
+        self.terminated = False
+
+    def __enter__(self) -> _Signals:
+        self.previous = signal.signal(signal.SIGTERM, self._on_term)
+        return self
+
+    def _on_term(self, signum: int, frame: Any) -> None:
+        self.terminated = True
+        # Delivered as SIGINT, so that a running event loop stops the way Ctrl-C stops it
+        # (its tasks cancelled and their cleanup run), and plain code gets KeyboardInterrupt.
+        signal.raise_signal(signal.SIGINT)
+
+    def __exit__(self, *exc: object) -> None:
+        signal.signal(signal.SIGTERM, self.previous)
+
+
+def _interrupted_message(terminated: bool) -> str:
+    """What an interrupted run kept, naming the caches it actually used."""
+    what = "terminated (SIGTERM)" if terminated else "interrupted"
+    if not OPENED_CACHES:
+        return f"ralign: {what}. Nothing was cached (--no-cache): a rerun asks every request again."
+    caches = ", ".join(str(path) for path in sorted(OPENED_CACHES))
+    return (
+        f"ralign: {what}. Every answer received so far is cached in {caches}; run the same "
+        "command again to resume."
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     for noisy in ("httpx", "httpx2", "openai", "httpcore"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    try:
-        if args.command == "include-path":
-            print(include_path())
-        elif args.command == "demo":
-            return run_demo(args.output_dir)
-        elif args.command == "run":
-            return cmd_run(args)
-        elif args.command == "score":
-            return cmd_score(args)
-        elif args.command == "rc-score":
-            return cmd_rc_score(args)
-        elif args.command == "rejudge":
-            return cmd_rejudge(args)
-        elif args.command == "report":
-            return cmd_report(args)
-        elif args.command == "view":
-            return cmd_view(args)
-        elif args.command == "check-data":
-            return cmd_check_data(args)
-    except (
-        CacheError,
-        DemoError,
-        ConfigError,
-        DataFormatError,
-        DataUnavailableError,
-        FatalEndpointError,
-        OSError,  # files: missing, not writable, a folder where a file should be
-        KeyError,
-        ValueError,
-    ) as exc:
-        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
-        print(f"ralign: error: {message}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(
-            f"ralign: interrupted. Every answer received so far is cached in "
-            f"{default_cache_dir()}; run the same command again to resume.",
-            file=sys.stderr,
-        )
-        return 130
-    return 0
+    OPENED_CACHES.clear()  # those of an earlier command of this process are not this one's
+    with _Signals() as signals:
+        try:
+            return _command(args)
+        except EndpointDownError as exc:
+            print(f"ralign: error: {exc}", file=sys.stderr)
+            return FAILURE_EXIT
+        except (
+            StopRun,  # a cache that cannot be used, a folder another run is writing, a bad key
+            DemoError,
+            ConfigError,
+            DataFormatError,
+            DataUnavailableError,
+            OSError,  # files: missing, not writable, a folder where a file should be
+            KeyError,
+            ValueError,
+        ) as exc:
+            message = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
+            print(f"ralign: error: {message}", file=sys.stderr)
+            return 2
+        except KeyboardInterrupt:
+            print(_interrupted_message(signals.terminated), file=sys.stderr)
+            return TERMINATED_EXIT if signals.terminated else INTERRUPTED_EXIT
+
+
+def _command(args: argparse.Namespace) -> int:
+    if args.command == "include-path":
+        print(include_path())
+        return 0
+    commands = {
+        "demo": lambda: run_demo(args.output_dir),
+        "run": lambda: cmd_run(args),
+        "score": lambda: cmd_score(args),
+        "rc-score": lambda: cmd_rc_score(args),
+        "rejudge": lambda: cmd_rejudge(args),
+        "report": lambda: cmd_report(args),
+        "view": lambda: cmd_view(args),
+        "check-data": lambda: cmd_check_data(args),
+    }
+    return commands[args.command]()

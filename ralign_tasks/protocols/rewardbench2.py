@@ -227,12 +227,18 @@ class RB2Protocol(LabelProtocol[RB2Record, RB2Outcome]):
         return self._load_parquet(spec, parquet, skip_bad_rows)
 
     def _load_parquet(self, spec: TaskSpec, files: list[Path], skip_bad_rows: bool) -> LoadResult:
+        import pyarrow as pa
         import pyarrow.parquet as pq
 
         records: list[RB2Record] = []
         bad_rows = []
         for path in files:
-            rows = pq.read_table(path).to_pylist()
+            try:
+                rows = pq.read_table(path).to_pylist()
+            # Not Parquet (ArrowInvalid), or a string that is not UTF-8 (UnicodeDecodeError,
+            # which names no file): one error naming the file, as for every data file.
+            except (pa.ArrowException, ValueError) as exc:
+                raise ValueError(f"{path}: not a readable Parquet file ({exc})") from None
             parsed, bad = read_jsonl_records(
                 path, lambda row, line: self.parse_row(row, line, spec, "test"),
                 skip_bad_rows=skip_bad_rows, rows=rows,

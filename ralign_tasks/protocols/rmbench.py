@@ -8,7 +8,6 @@ unweighted mean of the four domains (the paper's headline)."""
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from collections.abc import Mapping, Sequence
@@ -43,6 +42,7 @@ from ralign_tasks.protocols.label import (
     render_pair,
     summary_metric,
 )
+from ralign_tasks.scorers.jsonl import has_surrogate_escape, lone_surrogate, read_json_bytes
 from ralign_tasks.scorers.rmbench import DOMAINS, STYLES, compute_rmbench, domain_of
 from ralign_tasks.scorers.schema import Schema
 
@@ -192,12 +192,17 @@ class RMBenchProtocol(LabelProtocol[RMBenchRecord, RMBenchOutcome]):
         bad_rows: list[BadRow] = []
         seen: dict[str, str] = {}
         for path, source in files:
-            rows = json.loads(path.read_text(encoding="utf-8-sig"))
+            raw, rows = read_json_bytes(path)
             if not isinstance(rows, list):
                 raise DataFormatError(str(path), 1, "an RM-Bench file is one JSON array")
+            # Rows are walked for a lone surrogate only when the file has a surrogate escape.
+            suspect = has_surrogate_escape(raw)
             for index, row in enumerate(rows):
                 where = f"row {index}"
                 try:
+                    problem = lone_surrogate(row) if suspect else None
+                    if problem:
+                        raise ValueError(problem)
                     record = self.parse_row(row, index, spec, source)
                     if record.id in seen:
                         raise ValueError(f"duplicate id {record.id!r} (also in {seen[record.id]})")

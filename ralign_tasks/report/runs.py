@@ -11,18 +11,24 @@ no command holds a large run's texts in memory."""
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from ralign_tasks.item import checked_item
-from ralign_tasks.pipeline import RESULTS_FILE, SAMPLES_FILE, is_run_results
+from ralign_tasks.pipeline import (
+    RESULTS_FILE,
+    SAMPLES_FILE,
+    is_run_results,
+    read_run_results,
+    samples_row_of,
+)
 from ralign_tasks.protocols import TASKS, Protocol, protocol_of
-from ralign_tasks.scorers.jsonl import read_jsonl
+from ralign_tasks.scorers.jsonl import json_text, parse_json, read_json_bytes, read_jsonl
 
 # lm-eval names its results `results_<date id>.json`, or `<stem>_<date id>.json` for an
 # `--output_path <stem>.json`; the samples files share the date id.
@@ -78,7 +84,7 @@ class RunItem:
         # Inspect sample metadata carry the task name), so runs of different paths compare
         # item by item.
         own = protocol.record_to_dict(protocol.record_from_dict(record))
-        canonical = json.dumps(own, sort_keys=True, ensure_ascii=False).encode("utf-8")
+        canonical = json_text(own, sort_keys=True).encode("utf-8")
         return cls(
             record=own,
             output=item["genrm"]["output"],
@@ -117,6 +123,8 @@ class TaskResult:
     # Reads the items again with their texts (see ``full_items``); ``None`` when ``items``
     # are full already.
     reader: Callable[[], Iterator[RunItem]] | None = field(default=None, repr=False)
+    # Why its samples file, present, could not be read (file, line, what): it has no items.
+    samples_error: str | None = None
 
     def full_items(self) -> Iterator[RunItem]:
         """The items with their texts, read one at a time from the run's files (the run's
@@ -217,22 +225,33 @@ def _sampled_result(
     task: str,
     harness: str,
     record_and_item: Callable[[dict[str, Any]], tuple[Mapping[str, Any], Any]],
+    aggregate: Callable[[], TaskResult],
     warnings: list[str],
-) -> TaskResult | None:
+) -> TaskResult:
     """A result from a samples file, read row by row, ``record_and_item(row)`` picking each
-    row's record and judged-item record; ``None`` (with a warning) when the file cannot be
-    read as such."""
+    row's record and judged-item record; when the file cannot be read as such, the
+    ``aggregate()`` result, with a warning and :attr:`TaskResult.samples_error` naming the
+    file, the line and what is wrong there."""
     protocol = protocol_of(task)
 
     def full_items() -> Iterator[RunItem]:
-        for _, row in read_jsonl(samples_file):
-            yield RunItem.from_item(*record_and_item(row), protocol)
+        for line_no, row in read_jsonl(samples_file):
+            try:
+                item = RunItem.from_item(*record_and_item(row), protocol)
+            except (ValueError, KeyError, TypeError, IndexError) as exc:
+                reason = f"no field {exc.args[0]!r}" if isinstance(exc, KeyError) else str(exc)
+                raise ValueError(
+                    f"{samples_file}:{line_no}: not a judged-item row ({reason})"
+                ) from None
+            yield item
 
     try:
         items = [item.brief() for item in full_items()]
-    except (ValueError, KeyError, TypeError, IndexError) as exc:
-        warnings.append(f"{samples_file}: unreadable samples ({exc}); using the aggregate numbers")
-        return None
+    except ValueError as exc:  # read_jsonl's and full_items' errors name file and line
+        warnings.append(f"{exc}; unreadable samples, using the aggregate numbers")
+        result = aggregate()
+        result.samples_error = str(exc)
+        return result
     result = _item_results(items, genrm, task, harness, str(samples_file))
     result.reader = full_items
     return result
@@ -240,7 +259,7 @@ def _sampled_result(
 
 def _lm_eval_record_and_item(row: dict[str, Any]) -> tuple[Mapping[str, Any], Any]:
     """An lm-eval samples row's document and the judged-item record in its filtered response."""
-    return row["doc"], json.loads(row["filtered_resps"][0])
+    return row["doc"], parse_json(row["filtered_resps"][0])
 
 
 def _aggregate_result(
@@ -294,7 +313,7 @@ def _lm_eval_stamp(results_file: Path) -> str:
 def read_lm_eval(results_file: Path, warnings: list[str]) -> list[TaskResult]:
     """The R-Align tasks of one lm-eval results file and, when present, its
     ``samples_<task>_<date id>.jsonl`` neighbours."""
-    data = json.loads(results_file.read_text(encoding="utf-8"))
+    _, data = read_json_bytes(results_file)
     if not is_lm_eval_results(data):
         raise ValueError("not an lm-eval results file")
     model = lm_eval_genrm(data, results_file)
@@ -308,17 +327,18 @@ def read_lm_eval(results_file: Path, warnings: list[str]) -> list[TaskResult]:
             continue
         config = configs.get(task) if isinstance(configs.get(task), Mapping) else {}
         genrm = run_name(model, task, config.get("metadata"))
-        result = None
+        flat = {key.split(",", 1)[0]: value for key, value in metrics.items() if "," in key}
+        size = sizes.get(task) if isinstance(sizes.get(task), Mapping) else {}
+        aggregate = partial(_aggregate_result, flat, genrm, task, "lm-eval", str(results_file),
+                            _count(size.get("effective")))  # fmt: skip
         samples_file = results_file.with_name(f"samples_{task}_{stamp}.jsonl")
         if stamp and samples_file.is_file():
             result = _sampled_result(
-                samples_file, genrm, task, "lm-eval", _lm_eval_record_and_item, warnings
-            )
-        if result is None:
-            flat = {key.split(",", 1)[0]: value for key, value in metrics.items() if "," in key}
-            size = sizes.get(task) if isinstance(sizes.get(task), Mapping) else {}
-            n = _count(size.get("effective"))
-            result = _aggregate_result(flat, genrm, task, "lm-eval", str(results_file), n)
+                samples_file, genrm, task, "lm-eval", _lm_eval_record_and_item, aggregate,
+                warnings,
+            )  # fmt: skip
+        else:
+            result = aggregate()
         result.created = created
         found.append(_named(result, model, task, config.get("metadata")))
     if not found:
@@ -391,8 +411,8 @@ def read_inspect(log_file: Path, warnings: list[str]) -> list[TaskResult]:
 
 def read_run_folder(results_file: Path, warnings: list[str]) -> list[TaskResult]:
     """A ``ralign run``/``score``/``rc-score`` folder: its ``results.json`` and, when present,
-    the judged-item records of its ``samples.jsonl``."""
-    data = json.loads(results_file.read_text(encoding="utf-8"))
+    the judged-item records of its ``samples.jsonl`` (every row of this run's id)."""
+    data = read_run_results(results_file)
     if not is_run_results(data):
         raise ValueError("not the results.json of a ralign run folder")
     task, source = data["task"], str(results_file)
@@ -400,21 +420,24 @@ def read_run_folder(results_file: Path, warnings: list[str]) -> list[TaskResult]
         raise ValueError(f"a run of task {task!r}, not one this ralign-tasks knows")
     genrm = run_name(str(data["genrm"]), task, data.get("settings"))
     samples_file = results_file.with_name(SAMPLES_FILE)
-    result = None
+    metrics = data["metrics"]
+    aggregate = partial(_grouped_result, metrics["overall"], metrics["subsets"], genrm, task,
+                        "ralign", source)  # fmt: skip
     if samples_file.is_file():
         result = _sampled_result(
-            samples_file, genrm, task, "ralign", lambda row: (row["doc"], row["item"]), warnings
-        )
-    if result is None:
-        metrics = data["metrics"]
-        result = _grouped_result(metrics["overall"], metrics["subsets"], genrm, task, "ralign",
-                                 source)  # fmt: skip
+            samples_file, genrm, task, "ralign", samples_row_of(data.get("run_id")),
+            aggregate, warnings,
+        )  # fmt: skip
+    else:
+        result = aggregate()
     result.created = finite_or_none(data.get("created"))
     return [_named(result, str(data["genrm"]), task, data.get("settings"))]
 
 
 def no_samples_hint(result: TaskResult) -> str:
     """Why a result has no items, and how to get them, for its harness."""
+    if result.samples_error:
+        return f"its per-item samples are unreadable ({result.samples_error})"
     if result.harness == "lm-eval":
         return "no per-item samples (run lm-eval with --log_samples)"
     if result.harness == "ralign":
@@ -465,7 +488,7 @@ def _read(path: Path, warnings: list[str]) -> list[TaskResult]:
         return read_inspect(path, warnings)
     except Exception as inspect_error:  # a results file under another name, or foreign
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
+            _, data = read_json_bytes(path)
         except ValueError:
             raise inspect_error from None
         if is_lm_eval_results(data):

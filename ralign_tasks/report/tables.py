@@ -103,15 +103,18 @@ def _text_rows(table: Table) -> tuple[list[str], list[list[str]]]:
 def rich_text(title: str, header: list[str], rows: list[list[str]], left: int = 2) -> str:
     """Rows as a rich table (the first ``left`` columns left-aligned, the rest
     right-aligned), as wide as its content and title: a wide report scrolls rather than
-    folding its cells."""
+    folding its cells. Every text is printed as it is: names are the user's (a GenRM called
+    ``Qwen3-8B[awq]`` or ``[/bold]``), never read as rich markup or emoji codes."""
     from rich.console import Console
     from rich.table import Table as RichTable
+    from rich.text import Text
 
-    grid = RichTable(title=title)
+    grid = RichTable(title=Text(title))
     for index, name in enumerate(header):
-        grid.add_column(name, justify="left" if index < left else "right", overflow="fold")
+        justify = "left" if index < left else "right"
+        grid.add_column(Text(name), justify=justify, overflow="fold")
     for row in rows:
-        grid.add_row(*row)
+        grid.add_row(*map(Text, row))
     widths = [
         max(len(line) for text in column for line in text.splitlines() or [""])
         for column in zip(header, *rows, strict=True)
@@ -123,10 +126,15 @@ def rich_text(title: str, header: list[str], rows: list[list[str]], left: int = 
 
 
 def markdown_text(header: list[str], rows: list[list[str]], title: str | None = None) -> str:
-    """Rows as a Markdown table, after a title line when given."""
+    """Rows as a Markdown table, after a title line when given; a ``|`` in a cell (a GenRM's
+    name) is escaped, so that it stays in its cell."""
+
+    def line(cells: list[str]) -> str:
+        return "| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |"
+
     lines = [title, ""] if title else []
-    lines += ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    lines += [line(header), "|" + "|".join("---" for _ in header) + "|"]
+    lines += [line(row) for row in rows]
     return "\n".join(lines) + "\n"
 
 

@@ -18,7 +18,6 @@ holding it."""
 from __future__ import annotations
 
 import html
-import json
 import re
 from collections.abc import Iterator
 from importlib import resources
@@ -29,6 +28,7 @@ from ralign_tasks.protocols import SPECS, metric_label, protocol_of
 from ralign_tasks.protocols.fidelity import FIDELITY
 from ralign_tasks.protocols.label import LabelProtocol
 from ralign_tasks.report.runs import RunItem, TaskResult, no_samples_hint
+from ralign_tasks.scorers.jsonl import json_text
 from ralign_tasks.scorers.meta_verdict import MetaStatus
 from ralign_tasks.scorers.metrics import ItemOutcome
 
@@ -231,7 +231,8 @@ def _page_head(result: TaskResult, shown: set[str], swap: bool) -> dict[str, Any
 def script_json(data: Any) -> str:
     """``data`` as JSON that is safe inside a ``<script>`` element and as a JavaScript
     expression (a chunk script)."""
-    text = json.dumps(data, ensure_ascii=False, allow_nan=False)
+    # A lone surrogate (a GenRM answer may hold one) is written as an escape, not crashing.
+    text = json_text(data)
     for char, escape in _SCRIPT_UNSAFE.items():
         text = text.replace(char, escape)
     return text

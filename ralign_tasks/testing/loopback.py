@@ -10,8 +10,10 @@ body, after an optional fixed latency, and records every request. Run it in a th
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import re
+import socket
 import sys
 import threading
 import time
@@ -36,6 +38,11 @@ class Reply:
     # (`reasoning_content`, or `reasoning` on current vLLM); `text` is then the answer only.
     reasoning: str | None = None
     reasoning_field: str = "reasoning_content"
+    # A 200 whose chunked body never ends (until the client hangs up): a broken proxy or
+    # generation loop.
+    endless: bool = False
+    # The message's `content` as sent, when not the plain ``text`` (a list of parts, a number).
+    content: Any = None
 
 
 Responder = Callable[[dict[str, Any]], "Reply | str"]
@@ -144,12 +151,36 @@ class LoopbackServer:
         self._lock = threading.Lock()
         self.in_flight = 0
         self.max_in_flight = 0
+        # What ``GET /v1/models`` lists: the model a server says it serves (vLLM names the
+        # checkpoint it loaded in ``root``).
+        self.models: list[dict[str, Any]] = [{"id": "loopback", "object": "model"}]
+        # When each answer was sent, by prompt (the last send of each).
+        self.answered_at: dict[str, float] = {}
+        self._connections: set[Any] = set()
         self._httpd = _Server(("127.0.0.1", 0), self._handler_class())
+        self._port = self._httpd.server_address[1]
         self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
 
     @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self._httpd.server_address[1]}/v1"
+        return f"http://127.0.0.1:{self._port}/v1"
+
+    def go_down(self) -> None:
+        """Stop as a crashed server does: the port refuses connections and every open one is
+        reset."""
+        self._httpd.shutdown()
+        self._httpd.server_close()
+        with self._lock:
+            connections = list(self._connections)
+        for connection in connections:
+            with contextlib.suppress(OSError):
+                connection.shutdown(socket.SHUT_RDWR)
+
+    def come_back(self) -> None:
+        """Listen again on the same port (a restarted server)."""
+        self._httpd = _Server(("127.0.0.1", self._port), self._handler_class())
+        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+        self._thread.start()
 
     def __enter__(self) -> LoopbackServer:
         self._thread.start()
@@ -175,6 +206,31 @@ class LoopbackServer:
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
+            def setup(self) -> None:
+                super().setup()
+                with server._lock:
+                    server._connections.add(self.connection)
+
+            def finish(self) -> None:
+                with server._lock:
+                    server._connections.discard(self.connection)
+                with contextlib.suppress(OSError):  # reset by go_down
+                    super().finish()
+
+            def _send_endless(self) -> None:
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Transfer-Encoding", "chunked")
+                self.end_headers()
+                chunk = b'{"choices": [' + b" " * 65536
+                frame = f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n"
+                try:
+                    for _ in range(1 << 16):  # 4 GB at most, should nobody hang up
+                        self.wfile.write(frame)
+                except OSError:
+                    pass
+                self.close_connection = True
+
             def _send(
                 self,
                 status: int,
@@ -192,7 +248,7 @@ class LoopbackServer:
                 self.wfile.write(data)
 
             def do_GET(self) -> None:
-                self._send(200, {"object": "list", "data": [{"id": "loopback"}]}, {})
+                self._send(200, {"object": "list", "data": server.models}, {})
 
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length", 0))
@@ -215,6 +271,9 @@ class LoopbackServer:
                 finally:
                     with server._lock:
                         server.in_flight -= 1
+                if reply.endless:
+                    self._send_endless()
+                    return
                 if reply.raw is not None:
                     self._send(reply.status, reply.raw, reply.headers, reply.content_type)
                     return
@@ -223,6 +282,8 @@ class LoopbackServer:
                     self._send(reply.status, error, reply.headers)
                     return
                 self._send(200, _completion(body, reply), reply.headers)
+                with server._lock:
+                    server.answered_at[prompt_of(body)] = time.monotonic()
 
         return Handler
 
@@ -230,7 +291,8 @@ class LoopbackServer:
 def _completion(body: dict[str, Any], reply: Reply) -> dict[str, Any]:
     prompt_tokens = len(prompt_of(body).split())
     completion_tokens = len(reply.text.split())
-    message: dict[str, Any] = {"role": "assistant", "content": reply.text}
+    content = reply.text if reply.content is None else reply.content
+    message: dict[str, Any] = {"role": "assistant", "content": content}
     if reply.reasoning is not None:
         message[reply.reasoning_field] = reply.reasoning
     return {

@@ -15,7 +15,7 @@ from ralign_tasks.testing.loopback import (
     prompt_of,
 )
 
-FAIL = Reply("scripted failure", status=500, headers={"retry-after-ms": "5"})
+FAIL = Reply("scripted failure", status=500, headers={"retry-after-ms": "50"})
 
 
 def meta_answer(verdict: str) -> str:

@@ -18,6 +18,7 @@ from ralign_tasks.scorers.config import ConfigError, EndpointConfig
 from ralign_tasks.scorers.engine import ChatRequest, FatalEndpointError, run_chat_batch
 from ralign_tasks.scorers.meta_verdict import MetaStatus
 from ralign_tasks.testing.loopback import METAJUDGE_CORRECT, LoopbackServer, Reply, prompt_of
+from tests.conftest import TEST_RETRY_BUDGET_S
 
 FAST_RETRY = {"retry-after-ms": "5"}
 
@@ -27,6 +28,7 @@ def requests_for(n, prefix="q"):
 
 
 def config_for(server, **changes):
+    changes.setdefault("retry_budget", TEST_RETRY_BUDGET_S)
     return EndpointConfig(model="judge", base_url=server.base_url, **changes)
 
 
@@ -66,18 +68,22 @@ def test_transient_errors_are_retried():
     assert stats.calls == 9  # every request the server saw, the client's retries included
 
 
-def test_permanent_failure_becomes_a_counted_call_failure():
+def test_permanent_failure_is_retried_within_the_budget_then_counted():
     def broken(body):
         if prompt_of(body) == "q1":
-            return Reply("boom", status=500, headers=FAST_RETRY)
+            return Reply("boom", status=500, headers={"retry-after-ms": "100"})
         return "fine"
 
     with LoopbackServer(broken) as server:
-        results, stats = run_chat_batch(requests_for(3), config_for(server, max_attempts=4))
+        start = time.perf_counter()
+        results, stats = run_chat_batch(requests_for(3), config_for(server, retry_budget=0.45))
+        elapsed = time.perf_counter() - start
         attempts_q1 = server.prompts().count("q1")
     assert results[0].ok and results[2].ok
     assert not results[1].ok and "InternalServerError" in results[1].error
-    assert attempts_q1 == 4
+    # Sent at 0, 0.1, 0.2, 0.3 and 0.4 s; a sixth send would start past the budget.
+    assert attempts_q1 == 5 and 0.4 <= elapsed < 2
+    assert results[1].attempts == 1  # the transport's retries are not asks of their own
     assert stats.failures == 1
 
 
@@ -156,7 +162,7 @@ def test_a_rejected_answer_is_asked_again_with_its_own_cache_key():
 def test_timeouts_are_retried_then_fail():
     with LoopbackServer(lambda body: "late", latency_s=0.5) as server:
         results, _ = run_chat_batch(
-            requests_for(1), config_for(server, timeout=0.1, max_attempts=2)
+            requests_for(1), config_for(server, timeout=0.1, retry_budget=0.15)
         )
         calls = len(server.requests)
     assert not results[0].ok and "Timeout" in results[0].error
@@ -344,7 +350,8 @@ def test_a_cache_file_that_is_not_a_database_is_a_clear_error(tmp_path):
     with pytest.raises(CacheError) as info:
         ResponseCache(folder)
     message = str(info.value)
-    assert str(folder / "responses.sqlite") in message and "Delete that file" in message
+    assert str(folder / "responses.sqlite") in message and "Move it aside" in message
+    assert "Delete" not in message
 
 
 def test_describe_error_honours_from_none_and_hosts_never_show_credentials():
@@ -408,7 +415,8 @@ def test_retry_after_is_honoured_and_a_bad_request_is_not_retried():
 
     with LoopbackServer(respond) as server:
         start = time.perf_counter()
-        results, stats = run_chat_batch(requests_for(2), config_for(server, max_attempts=3))
+        config = config_for(server, max_attempts=3, retry_budget=5)
+        results, stats = run_chat_batch(requests_for(2), config)
         elapsed = time.perf_counter() - start
     assert results[0].value == "fine" and hits["q0"] == 2
     assert elapsed >= 0.3  # the server's Retry-After, not the 0.5 s backoff nor no wait
