@@ -19,6 +19,15 @@ GENRM_ENV_PREFIX = "RALIGN_GENRM_"
 BACKENDS = ("openai", "vllm", "hf")
 
 
+# Seconds within which a request's transient failures are sent again (see ``retry_budget``).
+DEFAULT_RETRY_BUDGET_S = 300.0
+
+
+def _default_retry_budget() -> float:
+    # Looked up when a config is made, so that a test suite can shorten it for every config.
+    return DEFAULT_RETRY_BUDGET_S
+
+
 class ConfigError(ValueError):
     """A setting is missing or malformed."""
 
@@ -39,7 +48,7 @@ class EndpointConfig:
     # Seconds within which a request's transient failures (429, 5xx, timeouts, connection
     # errors) are sent again, and an unreachable endpoint is waited for: long enough to
     # outlast a server restart (a vLLM restart takes about 90 s).
-    retry_budget: float = 300.0
+    retry_budget: float = field(default_factory=_default_retry_budget)
     # An answer beyond this size (an endless body) is a counted failure.
     max_answer_bytes: int = 8 * 1024 * 1024
     temperature: float = 0.4

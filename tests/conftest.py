@@ -17,11 +17,14 @@ import pytest
 from ralign_tasks.data import sample_data_dir
 from ralign_tasks.protocols import load_task
 from ralign_tasks.records import PairRecord
+from ralign_tasks.scorers import config as endpoint_config
 from ralign_tasks.scorers import http_chat
 
 pytest_plugins = ["tests.support.recorded_runs"]
 
-TEST_RETRY_BUDGET_S = 0.2
+# With the scripted failures' Retry-After of 0.1 s (tests/support/scripted.py), a request that
+# keeps failing is sent exactly three times.
+TEST_RETRY_BUDGET_S = 0.25
 
 for _name in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
     os.environ[_name] = "1"
@@ -53,11 +56,12 @@ def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[No
 
 
 def _quick_retries() -> None:
-    """Failing requests give up after a fifth of a second of quick retries, not the default
+    """Failing requests give up after a quarter second of quick retries, not the default
     five minutes, in this process and its subprocesses (tests of the retry policy set their
     own budget and backoff). Set at import too, for module-scoped fixtures."""
     for prefix in ("RALIGN_METAJUDGE_", "RALIGN_GENRM_"):
         os.environ[f"{prefix}RETRY_BUDGET"] = str(TEST_RETRY_BUDGET_S)
+    endpoint_config.DEFAULT_RETRY_BUDGET_S = TEST_RETRY_BUDGET_S
     http_chat.BACKOFF_FIRST_S = 0.01
     http_chat.BACKOFF_MAX_S = 0.05
     http_chat.BACKOFF_JITTER_S = 0.01

@@ -18,6 +18,7 @@ from ralign_tasks.pipeline import (
     run_folder_lock,
 )
 from ralign_tasks.report.runs import load_runs
+from ralign_tasks.scorers import config as config_module
 from ralign_tasks.scorers import http_chat
 from ralign_tasks.scorers.cache import KILL_LOSS_BOUND_S, CacheError, ResponseCache
 from ralign_tasks.scorers.config import EndpointConfig
@@ -54,7 +55,8 @@ def assert_clean(folder: Path) -> None:
 
 
 def real_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The transport's real backoff (the tests' default is a quick one)."""
+    """The transport's real backoff and budget (the tests' default is a quick one)."""
+    monkeypatch.setattr(config_module, "DEFAULT_RETRY_BUDGET_S", 300.0)
     monkeypatch.setattr(http_chat, "BACKOFF_FIRST_S", 0.5)
     monkeypatch.setattr(http_chat, "BACKOFF_MAX_S", 8.0)
     monkeypatch.setattr(http_chat, "BACKOFF_JITTER_S", 0.25)
@@ -482,7 +484,8 @@ def test_one_fault_quoted_with_different_bodies_is_one_reason_line(tmp_path, cap
 
     requests = [ChatRequest("judge", f"q{i}", 0.4, 64) for i in range(8)]
     with LoopbackServer(respond) as server:
-        _, stats = run_chat_batch(requests, EndpointConfig(model="j", base_url=server.base_url))
+        config = EndpointConfig(model="j", base_url=server.base_url, retry_budget=0.3)
+        _, stats = run_chat_batch(requests, config)
     assert stats.failure_reasons == {"InternalServerError: Error code: 503": 8}
     lines = [r.message for r in caplog.records if "request(s) to" in r.message]
     assert (

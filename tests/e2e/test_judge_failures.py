@@ -143,9 +143,7 @@ def closed_port() -> int:
         return probe.getsockname()[1]
 
 
-def test_a_dead_judge_is_named_and_the_run_exits_non_zero(sample_records, tmp_path, capsys,
-                                                          monkeypatch):  # fmt: skip
-    monkeypatch.setenv("RALIGN_METAJUDGE_MAX_ATTEMPTS", "1")
+def test_a_dead_judge_is_named_and_the_run_exits_non_zero(sample_records, tmp_path, capsys):
     port = closed_port()
     with LoopbackServer(lambda body: "A is better. \\boxed{A}") as server:
         code = main(
@@ -155,14 +153,12 @@ def test_a_dead_judge_is_named_and_the_run_exits_non_zero(sample_records, tmp_pa
              "--output-dir", str(tmp_path / "out")]
         )  # fmt: skip
     err = capsys.readouterr().err
+    # Waited for within the retry budget (a quarter second in the tests), then the run stops
+    # naming the endpoint and the real error; no number is written for it.
     assert code == 3
-    # The results are written all the same, with every judged item a counted CallFail.
-    results = json.loads((tmp_path / "out" / "helpsteer3" / "results.json").read_text())
-    assert results["metrics"]["overall"]["meta_call_fail"] == 4
-    assert f"4 of 4 judge requests to 127.0.0.1:{port} failed" in err
-    # The real error, under the transport error that carried it.
-    assert "ConnectionRefusedError" in err and "(reported as EndpointConnectionError)" in err
-    assert results["usage"]["judge"]["endpoint"] == f"127.0.0.1:{port}"
+    assert f"meta-judge at 127.0.0.1:{port}: unreachable for more than 0.25 s" in err
+    assert "Connect call failed" in err and "run the same command again to resume" in err
+    assert not (tmp_path / "out" / "helpsteer3" / "results.json").exists()
 
 
 def test_a_judge_that_never_answers_in_format_fails_rc_score(tmp_path, capsys):
@@ -213,8 +209,7 @@ def test_a_wrong_judge_url_stops_the_run_naming_the_endpoint(tmp_path, capsys):
     assert not (tmp_path / "out" / "helpsteer3" / "results.json").exists()
 
 
-def test_a_dead_genrm_fails_the_run_too(tmp_path, capsys, monkeypatch):
-    monkeypatch.setenv("RALIGN_GENRM_MAX_ATTEMPTS", "1")
+def test_a_dead_genrm_fails_the_run_too(tmp_path, capsys):
     port = closed_port()
     with LoopbackServer(lambda body: "unused") as server:
         code = main(
@@ -222,11 +217,10 @@ def test_a_dead_genrm_fails_the_run_too(tmp_path, capsys, monkeypatch):
              "--genrm-base-url", f"http://127.0.0.1:{port}/v1", "--metajudge-model", "j",
              "--metajudge-base-url", server.base_url, "--output-dir", str(tmp_path / "out")]
         )  # fmt: skip
+        assert server.requests == []
     assert code == 3
-    assert f"8 of 8 GenRM requests to 127.0.0.1:{port} failed" in capsys.readouterr().err
-    results = json.loads((tmp_path / "out" / "helpsteer3" / "results.json").read_text())
-    assert results["metrics"]["overall"]["genrm_call_fail"] == 8
-    assert results["settings"]["genrm_endpoint"] == f"http://127.0.0.1:{port}/v1"
+    assert f"GenRM at 127.0.0.1:{port}: unreachable for more than" in capsys.readouterr().err
+    assert not (tmp_path / "out" / "helpsteer3" / "results.json").exists()
 
 
 def test_a_broken_judge_template_stops_the_run_before_any_call(tmp_path, capsys, monkeypatch):

@@ -15,7 +15,8 @@ from ralign_tasks.testing.loopback import (
     prompt_of,
 )
 
-FAIL = Reply("scripted failure", status=500, headers={"retry-after-ms": "50"})
+# Sent three times in all within the tests' retry budget (tests/conftest.py).
+FAIL = Reply("scripted failure", status=500, headers={"retry-after-ms": "100"})
 
 
 def meta_answer(verdict: str) -> str:

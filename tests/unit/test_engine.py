@@ -18,7 +18,6 @@ from ralign_tasks.scorers.config import ConfigError, EndpointConfig
 from ralign_tasks.scorers.engine import ChatRequest, FatalEndpointError, run_chat_batch
 from ralign_tasks.scorers.meta_verdict import MetaStatus
 from ralign_tasks.testing.loopback import METAJUDGE_CORRECT, LoopbackServer, Reply, prompt_of
-from tests.conftest import TEST_RETRY_BUDGET_S
 
 FAST_RETRY = {"retry-after-ms": "5"}
 
@@ -28,7 +27,6 @@ def requests_for(n, prefix="q"):
 
 
 def config_for(server, **changes):
-    changes.setdefault("retry_budget", TEST_RETRY_BUDGET_S)
     return EndpointConfig(model="judge", base_url=server.base_url, **changes)
 
 
