@@ -28,6 +28,7 @@ from ralign_tasks.pipeline import judge_items
 from ralign_tasks.protocols import PROTOCOLS, TASK_KEY, get_task, protocol_of
 from ralign_tasks.protocols.base import GenRMOutput
 from ralign_tasks.scorers.config import METAJUDGE_ENV_PREFIX, ConfigError, EndpointConfig
+from ralign_tasks.scorers.jsonl import json_text
 from ralign_tasks.scorers.schema import merged_specs
 
 # Judge keys in --metadata carry this prefix: lm-eval merges --model_args into the same
@@ -188,9 +189,7 @@ class RalignTask(ConfigurableTask):
         _judged[self.spec.task] = _Judged([item.item for item in items])
         for (key, _), found, item in zip(documents, slots, items, strict=True):
             # The document's first request carries its judged-item record.
-            compat.replace_filtered_response(
-                found[0][1], key, json.dumps(item.item, ensure_ascii=False)
-            )
+            compat.replace_filtered_response(found[0][1], key, json_text(item.item))
         return result
 
     def process_results(self, doc: dict[str, Any], results: list[Any]) -> dict[str, Any]:

@@ -178,9 +178,10 @@ def test_a_stopped_run_loses_at_most_what_the_readme_states(tmp_path, stop, monk
     data = write_helpsteer3(tmp_path / "data", 400)
     cache_dir = tmp_path / "cache"
     monkeypatch.setenv("RALIGN_CACHE_DIR", str(cache_dir))
-    env = {"RALIGN_GENRM_CONCURRENCY": "8", "RALIGN_METAJUDGE_CONCURRENCY": "8"}
+    # About three seconds of calls (400 GenRM and 200 judge requests, 4 at a time, 20 ms each).
+    env = {"RALIGN_GENRM_CONCURRENCY": "4", "RALIGN_METAJUDGE_CONCURRENCY": "4"}
     with LoopbackServer(stand_in, latency_s=0.02) as server:
-        for delay in (0.7, 1.3, 2.1):  # three points in the run
+        for delay in (0.7, 1.4, 2.4):  # three points in the run, the judge step's included
             process = start_run(server.base_url, tmp_path / "out", data=data, env=env)
             deadline = time.monotonic() + 60
             while len(server.answered_at) < 20 and time.monotonic() < deadline:
@@ -210,9 +211,11 @@ def test_a_stopped_run_loses_at_most_what_the_readme_states(tmp_path, stop, monk
             assert overall(folder)["n"] == 400
             cache_dir_rows = len(ResponseCache(cache_dir))
             assert cache_dir_rows == 400 + 200  # GenRM and label-correct judge answers
-            # The next stop point starts from an empty cache.
+            # The next stop point starts from an empty cache and a fresh count.
             for path in cache_dir.iterdir():
                 path.unlink()
+            server.requests.clear()
+            server.answered_at.clear()
 
 
 @pytest.mark.slow
