@@ -12,7 +12,7 @@ Then the HTTP path at a fixed latency (default 100 ms) and concurrency 128: clie
 request (this process; the server runs in its own) and efficiency (ideal time, requests x
 latency / concurrency, over measured time) of
 
-- the engine's client (``aiohttp`` with ``tenacity`` retries),
+- the engine's client (``aiohttp``, with its retry budget and reachability gate),
 - the ``openai`` client's ``AsyncOpenAI.chat.completions.create`` (what the engine used before),
 - a bare ``aiohttp`` loop with no retries (the floor),
 - the whole engine (``judge_items``: prompts, cache, checks, records),
@@ -202,7 +202,7 @@ def client_rows(latency: float, requests: int, concurrency: int) -> list[str]:
             return await paced(post, bodies, concurrency)
 
     try:
-        add("engine client (aiohttp + tenacity)", *asyncio.run(ours()))
+        add("engine client (aiohttp, retry budget)", *asyncio.run(ours()))
         add("`openai` AsyncOpenAI client", *asyncio.run(openai_client()))
         add("bare aiohttp loop, no retries", *asyncio.run(bare()))
     finally:

@@ -465,14 +465,15 @@ async def _gather_all(coroutines: list[Any]) -> None:
 FEED_STEP = 256
 
 
-async def _key_by_served_model(batch: _Batch, config: EndpointConfig) -> OpenAIChatBackend:
+async def _key_by_served_model(
+    batch: _Batch, config: EndpointConfig, backend: OpenAIChatBackend
+) -> None:
     """Ask the endpoint which model it serves under the requests' name and put that identity
     into the batch's cache keys, so that another checkpoint restarted under the same name at
     the same URL never gets this one's answers. An endpoint that cannot be reached now is
     keyed by the identity it reported last (kept in the cache)."""
     from ralign_tasks.scorers.http_chat import EndpointError
 
-    backend = OpenAIChatBackend(config)
     cache, model = batch.cache, str(config.model)
     assert cache is not None
     try:
@@ -490,13 +491,10 @@ async def _key_by_served_model(batch: _Batch, config: EndpointConfig) -> OpenAIC
     batch.stats.model_identity = identity
     if identity:
         batch.endpoint = f"{config.endpoint} {json_text(identity, sort_keys=True)}"
-    return backend
 
 
 async def _run_openai(batch: _Batch, config: EndpointConfig) -> None:
     backend: OpenAIChatBackend | None = None
-    if batch.cache is not None:
-        backend = await _key_by_served_model(batch, config)
     semaphore = asyncio.Semaphore(config.concurrency)
 
     async def call(request: ChatRequest) -> Answer:
@@ -528,6 +526,9 @@ async def _run_openai(batch: _Batch, config: EndpointConfig) -> None:
 
     tasks: list[asyncio.Future[None]] = []
     try:
+        if batch.cache is not None:  # the keys need the served model's identity
+            backend = OpenAIChatBackend(config)
+            await _key_by_served_model(batch, config, backend)
         while not batch.all_fed and not stopping:
             tasks.extend(asyncio.ensure_future(answer(key)) for key in batch.feed(FEED_STEP))
             await asyncio.sleep(0)  # the new ones start before the next step is prepared

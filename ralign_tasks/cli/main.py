@@ -7,6 +7,7 @@ import logging
 import os
 import signal
 import sys
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -883,7 +884,13 @@ class _Signals:
         self.terminated = False
 
     def __enter__(self) -> _Signals:
-        self.previous = signal.signal(signal.SIGTERM, self._on_term)
+        # Only the main thread may set handlers (``main`` called from another thread is left
+        # with the process's own).
+        self.previous = (
+            signal.signal(signal.SIGTERM, self._on_term)
+            if threading.current_thread() is threading.main_thread()
+            else None
+        )
         return self
 
     def _on_term(self, signum: int, frame: Any) -> None:
@@ -893,7 +900,8 @@ class _Signals:
         signal.raise_signal(signal.SIGINT)
 
     def __exit__(self, *exc: object) -> None:
-        signal.signal(signal.SIGTERM, self.previous)
+        if self.previous is not None:
+            signal.signal(signal.SIGTERM, self.previous)
 
 
 def _interrupted_message(terminated: bool) -> str:
