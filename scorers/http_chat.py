@@ -205,14 +205,19 @@ class _Reachability:
         self.down_since: float | None = None
         self.last_error: BaseException | None = None
         self.prober: object | None = None
+        self.announced = False
         self.back = asyncio.Event()
         self.back.set()
 
     def went_down(self, exc: BaseException) -> None:
+        """A request could not reach the endpoint. Said on the console from the second such
+        failure of an outage: a lone dropped connection (a keep-alive race) is no outage."""
         self.last_error = exc
         if self.down_since is None:
             self.down_since = time.monotonic()
             self.back.clear()
+        elif not self.announced:
+            self.announced = True
             logger.warning(
                 "%s is unreachable (%s); requests wait for it to come back, at most %g s "
                 "(retry_budget)", self.host, exc, self.budget,
@@ -221,10 +226,13 @@ class _Reachability:
     def reached(self) -> None:
         """The endpoint answered (anything, an error answer included)."""
         if self.down_since is not None:
-            logger.warning(
-                "%s answers again after %.1f s", self.host, time.monotonic() - self.down_since
-            )
+            if self.announced:
+                logger.warning(
+                    "%s answers again after %.1f s",
+                    self.host, time.monotonic() - self.down_since,
+                )  # fmt: skip
             self.down_since = None
+            self.announced = False
             self.back.set()
         self.prober = None
 
@@ -311,7 +319,7 @@ class ChatClient:
                 except EndpointError as exc:
                     if is_unreachable(exc):
                         self.reachability.went_down(exc)
-                    else:
+                    elif isinstance(exc, EndpointStatusError):  # an answer, if an error
                         self.reachability.reached()
                     if not is_retryable(exc):
                         raise
