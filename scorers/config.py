@@ -126,12 +126,14 @@ class EndpointConfig:
         if self.retry_budget < 0:
             raise ConfigError(f"retry_budget must be 0 or more, got {self.retry_budget}")
 
-    def require_model(self, role: str, prefix: str) -> EndpointConfig:
-        """Return self, or raise a clear error if no model is configured."""
+    def require_model(self, role: str, prefix: str, flags: str = "") -> EndpointConfig:
+        """Return self, or raise a clear error if no model is configured, naming the variables
+        and, where given, the command's own ``flags`` for it."""
         if not self.model:
             raise ConfigError(
-                f"no {role} model configured: set {prefix}MODEL (and {prefix}BASE_URL for an "
-                f"OpenAI-compatible server such as `vllm serve`, {prefix}API_KEY if it needs one)"
+                f"no {role} model configured: {flags}set {prefix}MODEL (and {prefix}BASE_URL "
+                f"for an OpenAI-compatible server such as `vllm serve`, {prefix}API_KEY if it "
+                "needs one)"
             )
         return self
 

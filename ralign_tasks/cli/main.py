@@ -174,10 +174,25 @@ def _rate(text: str) -> float:
     return value
 
 
+class _Version(argparse.Action):
+    """``--version``: the installed package's version, looked up only when asked (reading
+    package metadata costs a tenth of ``ralign --help``'s time)."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: Any, **kwargs: Any) -> None:
+        from importlib.metadata import version
+
+        print(f"ralign-tasks {version('ralign-tasks')}")
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ralign", description="Rationale-aware reward-model benchmarks (R-Align)."
     )
+    parser.add_argument("--version", action=_Version, help="print the version and exit")
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("include-path", help="print the folder for lm_eval --include_path")
     demo = commands.add_parser(
@@ -389,7 +404,10 @@ def _judge_config(args: argparse.Namespace, specs: Sequence[TaskSpec]) -> Endpoi
             "use_cache": False if args.no_cache else None,
         },
     )
-    return config.require_model("meta-judge", METAJUDGE_ENV_PREFIX)
+    flags = "pass --metajudge-model (and --metajudge-base-url)" + (
+        ", or --no-metajudge to report what needs no judge, " if "no_metajudge" in args else ", "
+    )
+    return config.require_model("meta-judge", METAJUDGE_ENV_PREFIX, flags + "or ")
 
 
 def _run_folder(args: argparse.Namespace, spec: TaskSpec, options: dict[str, Any]) -> Path:
@@ -541,7 +559,7 @@ def _genrm_config(args: argparse.Namespace, spec: TaskSpec) -> EndpointConfig:
         },
         temperature=protocol.genrm_temperature,
         max_tokens=protocol.genrm_max_tokens,
-    ).require_model("GenRM", GENRM_ENV_PREFIX)
+    ).require_model("GenRM", GENRM_ENV_PREFIX, "pass --genrm-model (and --genrm-base-url), or ")
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -839,6 +857,8 @@ def cmd_check_data(args: argparse.Namespace) -> int:
         raise DataUnavailableError(
             f"check-data checks local files: pass --data-dir DIR or set {DATA_DIR_ENV}"
         )
+    if not Path(data_dir).is_dir():
+        raise DataUnavailableError(f"check-data: {data_dir}: no such folder")
     specs = [get_task(name) for name in args.benchmarks] or list(TASKS.values())
     problems, checked = 0, 0
     for spec in specs:

@@ -41,8 +41,12 @@ def get_task(name: str) -> TaskSpec:
     (``reward_bench2``); a clear error listing the known names otherwise."""
     if name in _BY_NAME:
         return _BY_NAME[name]
+    import difflib  # only on this error path
+
+    close = difflib.get_close_matches(name, _BY_NAME, n=1, cutoff=0.6)
+    guess = f"; did you mean {close[0]!r}?" if close else ""
     known = ", ".join(f"{spec.short} ({spec.task})" for spec in TASKS.values())
-    raise KeyError(f"unknown benchmark {name!r}; known: {known}")
+    raise KeyError(f"unknown benchmark {name!r}{guess} Known: {known}")
 
 
 def protocol_of(spec: TaskSpec | str) -> Protocol[Any, Any, Any]:

@@ -1,0 +1,41 @@
+"""The command line's first answers to a new user (issue 21, item 6): its version, a guess for a
+misspelled benchmark, the flags that set a missing model, a folder that does not exist."""
+
+from __future__ import annotations
+
+import pytest
+
+from ralign_tasks.cli import main
+
+
+def test_version(capsys):
+    with pytest.raises(SystemExit) as stop:
+        main(["--version"])
+    assert stop.value.code == 0
+    assert capsys.readouterr().out.startswith("ralign-tasks 0.")
+
+
+def test_a_misspelled_benchmark_gets_a_guess(capsys):
+    assert main(["run", "helpsteer4", "--sample", "--genrm-model", "g"]) == 2
+    assert "unknown benchmark 'helpsteer4'; did you mean 'helpsteer3'?" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--genrm-model", "g"], "pass --metajudge-model (and --metajudge-base-url), or "
+                                 "--no-metajudge to report what needs no judge"),
+        ([], "no GenRM model configured: pass --genrm-model (and --genrm-base-url), or set "
+             "RALIGN_GENRM_MODEL"),
+    ],
+    ids=["judge", "genrm"],
+)  # fmt: skip
+def test_a_missing_model_names_the_flags_and_the_variable(capsys, args, expected):
+    assert main(["run", "helpsteer3", "--sample", *args]) == 2
+    assert expected in capsys.readouterr().err
+
+
+def test_check_data_of_a_folder_that_does_not_exist(tmp_path, capsys):
+    assert main(["check-data", "--data-dir", str(tmp_path / "nowhere")]) == 2
+    captured = capsys.readouterr()
+    assert f"{tmp_path / 'nowhere'}: no such folder" in captured.err and captured.out == ""
