@@ -22,9 +22,10 @@ from ralign_tasks.scorers import http_chat
 
 pytest_plugins = ["tests.support.recorded_runs"]
 
-# With the scripted failures' Retry-After of 0.1 s (tests/support/scripted.py), a request that
-# keeps failing is sent exactly three times.
-TEST_RETRY_BUDGET_S = 0.25
+# With the scripted failures' Retry-After of 0.15 s (tests/support/scripted.py), a request that
+# keeps failing is sent exactly three times (at 0, 0.15 and 0.3 s; a busy machine may delay the
+# sends by 0.1 s in all before the third one falls out of the budget).
+TEST_RETRY_BUDGET_S = 0.4
 
 for _name in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
     os.environ[_name] = "1"
@@ -56,7 +57,7 @@ def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[No
 
 
 def _quick_retries() -> None:
-    """Failing requests give up after a quarter second of quick retries, not the default
+    """Failing requests give up after 0.4 s of quick retries, not the default
     five minutes, in this process and its subprocesses (tests of the retry policy set their
     own budget and backoff). Set at import too, for module-scoped fixtures."""
     for prefix in ("RALIGN_METAJUDGE_", "RALIGN_GENRM_"):

@@ -263,7 +263,7 @@ def test_check_data_lists_bad_rows_empty_files_and_missing_benchmarks(tmp_path, 
     # The label benchmarks find their own files: official names, per-domain files.
     for name in ("judgebench", "rmbench", "rb2"):
         assert main(["check-data", name, "--data-dir", str(sample_data_dir())]) == 0
-    assert main(["check-data", "--data-dir", str(tmp_path / "nothing")]) == 1
+    assert main(["check-data", "--data-dir", str(tmp_path / "nothing")]) == 2  # no such folder
 
 
 @pytest.mark.parametrize("field", ["reasoning_content", "reasoning"])
@@ -392,9 +392,12 @@ def test_a_run_in_steps_writes_the_same_folder_as_one_step(scripted, tmp_path, m
     for metric, value in EXPECTED_OFFICIAL.items():
         assert second["metrics"]["overall"][metric] == pytest.approx(value)
     # The steps' calls add up to the one step's (the scripted server fails some first asks).
+    # (How many sends a failing request takes depends on timing: its retry budget is in
+    # seconds.)
     for role in ("genrm", "judge"):
-        for count in ("requests", "calls", "failures", "prompt_tokens", "failure_reasons"):
+        for count in ("requests", "failures", "prompt_tokens", "failure_reasons"):
             assert second["usage"][role][count] == first["usage"][role][count], (role, count)
+        assert second["usage"][role]["calls"] > second["usage"][role]["requests"]
     # One summary line per role for the whole run, not one per step.
     summaries = [r.message for r in caplog.records if "requests," in r.message]
     assert len(summaries) == 2 and summaries[0].startswith("GenRM at ")

