@@ -112,15 +112,18 @@ class BatchStats:
     """Totals of one batch: who answered (``host:port``, never credentials) and the model it
     said it serves, requests, those answered wholly from the cache, calls made (every request
     sent, the HTTP client's own retries included), failures by fault (each with its first full
-    message), tokens and time."""
+    message), tokens spent and tokens replayed from the cache, and time."""
 
     endpoint: str = ""
     requests: int = 0
     cache_hits: int = 0
     calls: int = 0
     failures: int = 0
+    # Tokens of the answers received in this run (spent), and of those replayed from the cache.
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    cached_prompt_tokens: int = 0
+    cached_completion_tokens: int = 0
     wall_s: float = 0.0
     failure_reasons: dict[str, int] = field(default_factory=dict)
     failure_examples: dict[str, str] = field(default_factory=dict)
@@ -140,7 +143,10 @@ class BatchStats:
 
     def add(self, other: BatchStats) -> None:
         """Count ``other`` (a later batch to the same endpoint) into these totals."""
-        for name in ("requests", "cache_hits", "calls", "prompt_tokens", "completion_tokens"):
+        for name in (
+            "requests", "cache_hits", "calls", "prompt_tokens", "completion_tokens",
+            "cached_prompt_tokens", "cached_completion_tokens",
+        ):  # fmt: skip
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.wall_s += other.wall_s
         for reason, count in other.failure_reasons.items():
@@ -155,10 +161,17 @@ class BatchStats:
 
     def summary(self, role: str) -> str:
         served = " (served entirely from the cache)" if self.served_from_cache else ""
+        replayed = self.cached_prompt_tokens + self.cached_completion_tokens
+        cached = (
+            f" (+{self.cached_prompt_tokens}+{self.cached_completion_tokens} from cache)"
+            if replayed
+            else ""
+        )
         return (
             f"{role} at {self.endpoint}: {self.requests} requests, {self.cache_hits} from "
             f"cache, {self.calls} calls, {self.failures} failed, "
-            f"{self.prompt_tokens}+{self.completion_tokens} tokens, {self.wall_s:.1f}s{served}"
+            f"{self.prompt_tokens}+{self.completion_tokens} tokens spent{cached}, "
+            f"{self.wall_s:.1f}s{served}"
         )
 
     def failure_lines(self, role: str) -> list[str]:
@@ -404,10 +417,15 @@ class _Batch:
             if attempt:  # a fresh ask has its own key
                 attempt_request = request.with_attempt(request.attempt + attempt)
                 attempt_key = attempt_request.cache_key(self.endpoint)
+            stats = self.stats
             cached = self.lookup(attempt_request, attempt_key)
             if cached is not None:
+                stats.cached_prompt_tokens += cached.prompt_tokens
+                stats.cached_completion_tokens += cached.completion_tokens
                 return cached
             answer = await call(attempt_request)
+            stats.prompt_tokens += answer.prompt_tokens
+            stats.completion_tokens += answer.completion_tokens
             self.store(attempt_request, attempt_key, answer)
             return answer
 
@@ -415,8 +433,6 @@ class _Batch:
 
     def record(self, key: str, result: JudgeCall[Any]) -> None:
         self.answered[key] = result
-        self.stats.prompt_tokens += result.prompt_tokens
-        self.stats.completion_tokens += result.completion_tokens
         self._fill(self.unique[key][2], result)
 
     def _fill(self, positions: list[int], result: JudgeCall[Any]) -> None:

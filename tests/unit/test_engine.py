@@ -181,11 +181,17 @@ def test_concurrency_is_reached_and_bounded(concurrency):
 def test_rerun_is_served_from_cache():
     with LoopbackServer(lambda body: "cached answer") as server:
         config = config_for(server)
-        first, _ = run_chat_batch(requests_for(10), config)
+        first, spent = run_chat_batch(requests_for(10), config)
         calls_after_first = len(server.requests)
         second, stats = run_chat_batch(requests_for(10), config)
         assert len(server.requests) == calls_after_first == 10
     assert stats.cache_hits == 10 and stats.calls == 0
+    # Tokens replayed from the cache are not tokens spent.
+    assert (spent.prompt_tokens, spent.completion_tokens) == (10, 20)
+    assert (spent.cached_prompt_tokens, spent.cached_completion_tokens) == (0, 0)
+    assert (stats.prompt_tokens, stats.completion_tokens) == (0, 0)
+    assert (stats.cached_prompt_tokens, stats.cached_completion_tokens) == (10, 20)
+    assert stats.served_from_cache and "10+20 from cache" in stats.summary("judge")
     assert [r.value for r in second] == [r.value for r in first]
     assert all(r.cached for r in second)
     assert second[0].completion_tokens == first[0].completion_tokens
