@@ -423,8 +423,13 @@ def _run_locked(
     _write_durably(pending, json_text(results, indent=2) + "\n")
     os.replace(partial, folder / SAMPLES_FILE)
     os.replace(pending, folder / RESULTS_FILE)
-    for stale in folder.glob(f"{SAMPLES_FILE}.*{PARTIAL_SUFFIX}"):
-        stale.unlink()  # earlier interrupted runs' items (their answers are in the cache)
+    # What earlier interrupted runs left: their items (their answers are in the cache), and
+    # results whose samples never replaced the folder's.
+    for stale in [
+        *folder.glob(f"{SAMPLES_FILE}.*{PARTIAL_SUFFIX}"),
+        *folder.glob(f"{RESULTS_FILE}.*{PENDING_SUFFIX}"),
+    ]:
+        stale.unlink()
     return run
 
 

@@ -155,6 +155,17 @@ def test_a_kill_between_the_two_renames_leaves_the_new_pair(tmp_path, monkeypatc
     assert finish_interrupted_commit(folder) is None  # nothing left to complete
 
 
+def test_what_interrupted_runs_leave_is_cleared_by_the_next_commit(tmp_path):
+    folder = tmp_path / "out" / "helpsteer3"
+    folder.mkdir(parents=True)
+    (folder / f"{SAMPLES_FILE}.0123.partial").write_text('{"run_id": "0123"}\n')
+    (folder / f"{RESULTS_FILE}.4567.pending").write_text("{}\n")  # killed before its rename
+    with LoopbackServer(stand_in) as server:
+        assert run_in_process(server.base_url, tmp_path / "out") == 0
+    assert sorted(p.name for p in folder.iterdir()) == [".ralign.lock", RESULTS_FILE, SAMPLES_FILE]
+    assert_clean(folder)
+
+
 def test_samples_of_another_run_are_never_read_as_this_ones(tmp_path):
     with LoopbackServer(stand_in) as server:
         assert run_in_process(server.base_url, tmp_path / "a") == 0
