@@ -27,6 +27,7 @@ from ralign_tasks.lm_eval_adapter import compat
 from ralign_tasks.pipeline import judge_items
 from ralign_tasks.protocols import PROTOCOLS, TASK_KEY, get_task, protocol_of
 from ralign_tasks.protocols.base import GenRMOutput
+from ralign_tasks.scorers.ask import StopRun
 from ralign_tasks.scorers.config import METAJUDGE_ENV_PREFIX, ConfigError, EndpointConfig
 from ralign_tasks.scorers.jsonl import json_text
 from ralign_tasks.scorers.schema import merged_specs
@@ -184,7 +185,13 @@ class RalignTask(ConfigurableTask):
             )
             for record, found in zip(records, slots, strict=True)
         ]  # fmt: skip
-        items, _ = judge_items(self.spec, records, judgments, self.judge_config)
+        try:
+            items, _ = judge_items(self.spec, records, judgments, self.judge_config)
+        except StopRun as exc:
+            # An error every call would repeat, or a judge unreachable for its whole retry
+            # budget: one line, not a traceback, and a failing exit status (the answers
+            # received are in the cache; a rerun resumes).
+            raise SystemExit(f"ralign: error: {self.spec.task}: {exc}") from None
         # What the summary metrics aggregate: each document's value only names the metric.
         _judged[self.spec.task] = _Judged([item.item for item in items])
         for (key, _), found, item in zip(documents, slots, items, strict=True):

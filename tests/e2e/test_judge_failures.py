@@ -233,3 +233,19 @@ def test_a_broken_judge_template_stops_the_run_before_any_call(tmp_path, capsys,
         )  # fmt: skip
         assert server.requests == []
     assert code == 2 and "prompt template not found" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_a_dead_judge_stops_lm_eval_with_one_line_and_a_failing_status(tmp_path):
+    port = closed_port()
+    with LoopbackServer(lambda body: "A is better. \\boxed{A}") as server:
+        metadata = {
+            "sample": True,
+            "metajudge_model": "j",
+            "metajudge_base_url": f"http://127.0.0.1:{port}/v1",
+        }
+        run = lm_eval_run(server, tmp_path, "ralign_helpsteer3", metadata)
+    assert run.returncode != 0
+    said = f"ralign: error: ralign_helpsteer3: meta-judge at 127.0.0.1:{port}: unreachable"
+    assert said in run.stderr and "Traceback" not in run.stderr
+    assert not list(tmp_path.glob("*/results_*.json"))  # no number for a dead judge
