@@ -290,39 +290,38 @@ def _samples_run_id(samples: Path) -> str | None:
     return None
 
 
-def finish_interrupted_commit(folder: Path) -> str | None:
-    """Complete a commit that a kill cut between its two renames (the samples are the new run's,
-    ``results.json`` still the old one's): the new run's results are waiting beside them.
-    Returns the run id of the folder's samples when it did."""
+def _waiting_results(folder: Path) -> tuple[str, Path] | None:
+    """When a kill cut a commit between its two renames (the samples are the new run's,
+    ``results.json`` still the old one's): the new run's id and its results, waiting beside
+    them."""
     samples = folder / SAMPLES_FILE
     if not samples.is_file():
         return None
     try:
         run_id = _samples_run_id(samples)
     except ValueError:
-        return None
+        return None  # the samples' reader says what is wrong with them
     pending = _pending_results(folder, run_id) if run_id else None
-    if pending is None or not pending.is_file():
+    return (run_id, pending) if run_id and pending and pending.is_file() else None
+
+
+def finish_interrupted_commit(folder: Path) -> str | None:
+    """Complete a commit that a kill cut between its two renames (see :func:`_waiting_results`);
+    the run id of the folder's samples when it did."""
+    waiting = _waiting_results(folder)
+    if waiting is None:
         return None
+    run_id, pending = waiting
     os.replace(pending, folder / RESULTS_FILE)
     return run_id
 
 
 def read_run_results(results_file: Path) -> dict[str, Any]:
-    """A run folder's results, as its samples see them: when a kill cut the commit between its
-    two renames, the samples are the new run's and its results wait beside them (read, not
-    moved: only the folder's writer moves files)."""
-    folder = results_file.parent
-    samples = folder / SAMPLES_FILE
-    path = results_file
-    if samples.is_file():
-        try:
-            run_id = _samples_run_id(samples)
-        except ValueError:
-            run_id = None  # the samples' reader says what is wrong with them
-        if run_id and _pending_results(folder, run_id).is_file():
-            path = _pending_results(folder, run_id)
-    _, data = read_json_bytes(path)
+    """A run folder's results, as its samples see them: after a commit cut between its two
+    renames, the results waiting beside them (read, not moved: only the folder's writer moves
+    files)."""
+    waiting = _waiting_results(results_file.parent)
+    _, data = read_json_bytes(waiting[1] if waiting else results_file)
     return data
 
 

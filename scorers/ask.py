@@ -103,6 +103,14 @@ class JudgeCall(Generic[T]):
         }
 
 
+def redact_secret(text: str, secret: str | None) -> str:
+    """``text`` with every occurrence of the API key ``secret`` replaced by ``***`` (a key too
+    short to be told from ordinary text is left alone)."""
+    if secret and len(secret) >= 4:
+        return text.replace(secret, "***")
+    return text
+
+
 def accept_any(text: str) -> str:
     """The check of a GenRM call: every non-empty answer is its output."""
     return text

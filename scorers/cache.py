@@ -41,7 +41,7 @@ _LOOKUP_CHUNK = 500
 _INSERT = "INSERT OR IGNORE INTO responses (key, model, answer, created) VALUES (?, ?, ?, ?)"
 # What a SIGKILL can lose: the answers received in this many seconds before it (the writer
 # commits each within milliseconds of its arrival; the bound leaves room for a busy machine).
-# The README quotes it and tests/e2e/test_kill.py checks it.
+# The README quotes it and tests/e2e/test_hostile_engine.py checks it.
 KILL_LOSS_BOUND_S = 0.5
 # SQLite's primary result codes (``sqlite_errorcode & 0xFF``) by what they mean for the user.
 _DAMAGED = {11, 26}  # SQLITE_CORRUPT, SQLITE_NOTADB

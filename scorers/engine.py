@@ -29,6 +29,7 @@ from ralign_tasks.scorers.ask import (
     accept_any,
     ask_until_valid,
     describe_error,
+    redact_secret,
 )
 from ralign_tasks.scorers.cache import ResponseCache
 from ralign_tasks.scorers.config import EndpointConfig
@@ -231,9 +232,7 @@ class OpenAIChatBackend:
 
     def redact(self, message: str) -> str:
         """Remove the API key from a message that may echo it."""
-        if self._secret and len(self._secret) >= 4:
-            return message.replace(self._secret, "***")
-        return message
+        return redact_secret(message, self._secret)
 
     async def aclose(self) -> None:
         await self.client.aclose()
@@ -279,9 +278,10 @@ def read_completion(
     JSON value without ``choices``, a content of no text shape, …), quoting it with
     ``redact`` applied before the cut. With ``with_reasoning``, a separate reasoning field is
     put back in front of the text as ``<think>…</think>``, as the model wrote it."""
-    from ralign_tasks.scorers.http_chat import QUOTE_CHARS
 
-    def quoted() -> str:
+    def quoted() -> str:  # only on the error path: no import on every answer
+        from ralign_tasks.scorers.http_chat import QUOTE_CHARS
+
         return repr(redact(str(response))[:QUOTE_CHARS])
 
     choices = response.get("choices") if isinstance(response, dict) else None

@@ -34,7 +34,7 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
-from ralign_tasks.scorers.ask import EndpointDownError
+from ralign_tasks.scorers.ask import EndpointDownError, redact_secret
 from ralign_tasks.scorers.config import EndpointConfig
 from ralign_tasks.scorers.jsonl import json_text
 
@@ -122,9 +122,7 @@ _STATUS_ERRORS: dict[int, type[EndpointStatusError]] = {
 def redacted_quote(text: str, secret: str | None, chars: int) -> str:
     """At most ``chars`` characters of a server's text, the key removed first (so that no part
     of it survives the cut)."""
-    if secret and len(secret) >= 4:
-        text = text.replace(secret, "***")
-    return text[:chars]
+    return redact_secret(text, secret)[:chars]
 
 
 def status_error(
