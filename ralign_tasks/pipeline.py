@@ -15,7 +15,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, overload
 
-from ralign_tasks.protocols import Protocol, TaskSpec, protocol_of
+from ralign_tasks.identity import RunIdentity
+from ralign_tasks.protocols import TASKS, Protocol, TaskSpec, protocol_of
 from ralign_tasks.protocols.base import GenRMOutput, ItemRun
 from ralign_tasks.scorers.ask import StopRun
 from ralign_tasks.scorers.config import EndpointConfig
@@ -249,6 +250,66 @@ class RunFolderBusy(StopRun):
     """Another process is writing the run folder."""
 
 
+class RunFolderTaken(StopRun):
+    """The run folder holds a run of another identity (see :func:`check_run_folder`)."""
+
+
+def _derived_path(settings: Mapping[str, Any]) -> str:
+    """The command that wrote a run folder made before identities were stored, from its
+    settings."""
+    for key, command in (
+        ("rejudged_from", "ralign rejudge"),
+        ("judgebench_outputs", "ralign score"),
+        ("outputs", "ralign score"),
+        ("source", "ralign rc-score"),
+    ):
+        if settings.get(key):
+            return f"{command} {Path(str(settings[key])).name}"
+    return "ralign run"
+
+
+def identity_of_results(data: Mapping[str, Any]) -> RunIdentity:
+    """The identity of a run folder's parsed ``results.json``: the one it stores, else (a
+    folder of an earlier release) the one its settings describe."""
+    stored = RunIdentity.from_dict(data.get("identity"))
+    if stored is not None:
+        return stored
+    settings = data.get("settings") if isinstance(data.get("settings"), Mapping) else {}
+    task = str(data.get("task"))
+    judge, endpoint = settings.get("meta_judge_model"), settings.get("meta_judge_endpoint")
+    return RunIdentity(
+        genrm=str(data.get("genrm")),
+        task=task,
+        options=protocol_of(task).variant(settings) if task in TASKS else "",
+        judge=str(judge) if judge else None,
+        judge_endpoint=str(endpoint) if judge and endpoint else None,
+        path=_derived_path(settings),
+    )
+
+
+def check_run_folder(folder: Path, identity: RunIdentity, overwrite: bool) -> None:
+    """Refuse (:class:`RunFolderTaken`) to write a run into a folder whose ``results.json``
+    is a run of another identity, or unreadable, unless ``overwrite``: a result is never
+    replaced by another measurement without being asked. A rerun of the same identity
+    replaces it (the cache makes a rerun cost nothing paid before)."""
+    results = folder / RESULTS_FILE
+    if overwrite or not results.is_file():
+        return
+    remedy = "pass --overwrite to replace it, or another --output-dir to keep both"
+    try:
+        data = read_run_results(results)
+    except ValueError as exc:
+        raise RunFolderTaken(f"{results} cannot be read ({exc}); {remedy}") from None
+    if not is_run_results(data):
+        raise RunFolderTaken(f"{results} is not a ralign run's results; {remedy}")
+    found = identity_of_results(data)
+    if found != identity:
+        raise RunFolderTaken(
+            f"{folder} holds another run: {found.describe()}; this one is "
+            f"{identity.describe()}; {remedy}"
+        )
+
+
 @contextmanager
 def run_folder_lock(folder: Path) -> Iterator[None]:
     """Hold the folder's OS lock for a run, or raise :class:`RunFolderBusy` naming the process
@@ -353,8 +414,9 @@ def run_in_steps(
     count: int,
     score_step: StepScorer,
     folder: str | os.PathLike[str],
-    genrm: str,
+    identity: RunIdentity,
     settings: dict[str, Any],
+    overwrite: bool = False,
 ) -> FinishedRun:
     """Score ``count`` items in steps of :data:`RUN_STEP` (``score_step(start, stop, part)``
     scores items ``start:stop``; ``part`` names the step when there are several) and write
@@ -367,11 +429,15 @@ def run_in_steps(
     the samples, then the results, so that a kill at any instant leaves the old pair or the new
     one (a kill between the renames is completed by the next reader or run, see
     :func:`finish_interrupted_commit`).
+
+    A folder holding a run of another identity is refused before any call unless
+    ``overwrite`` (:func:`check_run_folder`).
     """
     folder = Path(folder)
     with run_folder_lock(folder):
         finish_interrupted_commit(folder)
-        return _run_locked(spec, count, score_step, folder, genrm, settings)
+        check_run_folder(folder, identity, overwrite)
+        return _run_locked(spec, count, score_step, folder, identity, settings)
 
 
 def _run_locked(
@@ -379,7 +445,7 @@ def _run_locked(
     count: int,
     score_step: StepScorer,
     folder: Path,
-    genrm: str,
+    identity: RunIdentity,
     settings: dict[str, Any],
 ) -> FinishedRun:
     protocol = protocol_of(spec)
@@ -409,7 +475,8 @@ def _run_locked(
         "ralign_run": RUN_VERSION,
         "run_id": run_id,
         "task": spec.task,
-        "genrm": genrm,
+        "genrm": identity.genrm,
+        "identity": identity.to_dict(),
         "created": time.time(),
         "settings": settings,
         "metrics": run.report,

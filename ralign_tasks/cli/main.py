@@ -25,10 +25,12 @@ from ralign_tasks.data import (
     keep_named,
     warn_bad_rows,
 )
+from ralign_tasks.identity import DEFAULT_MAX_FAILURE_RATE, RunIdentity, safe_name
 from ralign_tasks.pipeline import (
     FinishedRun,
     ScoredRun,
     StepScorer,
+    check_run_folder,
     generate_outputs,
     read_outputs_file,
     run_in_steps,
@@ -55,8 +57,6 @@ from ralign_tasks.scorers.config import (
 )
 from ralign_tasks.task_configs import include_path
 
-# A run whose GenRM or judge failed on more than this share of its requests exits with 3.
-DEFAULT_MAX_FAILURE_RATE = 0.5
 FAILURE_EXIT = 3
 # `ralign run` with no names: the three R-Align fidelity benchmarks.
 DEFAULT_RUN = [spec.short for spec in FIDELITY.tasks]
@@ -108,7 +108,7 @@ def _add_data_options(
                 for option, titles in found
             ),
         )
-    parser.add_argument("--output-dir", default="ralign_results", help="where results are written")
+    _add_output_options(parser, "ralign_results", "<OUTPUT_DIR>/<GenRM>/<benchmark>[_options]")
     parser.add_argument("--metajudge-model", help=f"overrides {METAJUDGE_ENV_PREFIX}MODEL")
     parser.add_argument("--metajudge-base-url", help=f"overrides {METAJUDGE_ENV_PREFIX}BASE_URL")
     if judge_optional:
@@ -118,6 +118,24 @@ def _add_data_options(
             help="report what needs no judge only (label accuracy, counts)",
         )
     parser.add_argument("--no-cache", action="store_true", help="neither read nor write the cache")
+    _add_failure_option(parser)
+
+
+def _add_output_options(parser: argparse.ArgumentParser, default: str, layout: str) -> None:
+    parser.add_argument(
+        "--output-dir",
+        default=default,
+        help=f"where results are written: {layout} (default: {default})",
+    )
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace a run of another GenRM, judge, options or command in the run's folder "
+        "(without it that is an error; a rerun of the same run always replaces it)",
+    )
+
+
+def _add_failure_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--max-failure-rate",
         "--max-judge-failure-rate",
@@ -125,8 +143,8 @@ def _add_data_options(
         type=_rate,
         default=DEFAULT_MAX_FAILURE_RATE,
         metavar="RATE",
-        help="exit with status 3 (after writing the results) when more than this share of a "
-        "benchmark's GenRM or judge requests failed (default "
+        help="exit with status 3 (after writing the results) when at least this share of a "
+        "benchmark's GenRM or judge requests failed (default: "
         f"{DEFAULT_MAX_FAILURE_RATE})",
     )
 
@@ -260,14 +278,9 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("golden_first", "genrm_first"),
         help="R-Align rationale fidelity: the meta-judge position probe (default: the run's)",
     )
-    rejudge.add_argument(
-        "--output-dir", default="ralign_rejudged", help="where the new runs are written"
-    )
+    _add_output_options(rejudge, "ralign_rejudged", "<OUTPUT_DIR>/<GenRM>__<benchmark>")
     rejudge.add_argument("--no-cache", action="store_true", help="neither read nor write the cache")
-    rejudge.add_argument(
-        "--max-failure-rate", type=_rate, default=DEFAULT_MAX_FAILURE_RATE, metavar="RATE",
-        help="exit with status 3 when more than this share of a run's judge requests failed",
-    )  # fmt: skip
+    _add_failure_option(rejudge)
 
     report = commands.add_parser(
         "report",
@@ -311,6 +324,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     report.add_argument(
         "--bootstrap", type=int, default=10_000, help="bootstrap draws for --compare (≥ 100)"
+    )
+    report.add_argument(
+        "--max-failure-rate",
+        type=_rate,
+        default=DEFAULT_MAX_FAILURE_RATE,
+        metavar="RATE",
+        help="mark a run as not usable when at least this share of its GenRM or judge "
+        f"requests failed (default: {DEFAULT_MAX_FAILURE_RATE})",
+    )
+    report.add_argument(
+        "--include-unusable",
+        action="store_true",
+        help="let --compare use runs marked as not usable (refused without it)",
     )
     report.add_argument(
         "--agreement",
@@ -410,9 +436,13 @@ def _judge_config(args: argparse.Namespace, specs: Sequence[TaskSpec]) -> Endpoi
     return config.require_model("meta-judge", METAJUDGE_ENV_PREFIX, flags + "or ")
 
 
-def _run_folder(args: argparse.Namespace, spec: TaskSpec, options: dict[str, Any]) -> Path:
-    """``OUT/<benchmark>``, then its data options (``_test``) and any scoring option that is
-    not the default (``_strict``), so that runs of other settings never overwrite it."""
+def _run_folder(
+    args: argparse.Namespace, spec: TaskSpec, options: dict[str, Any], genrm: str
+) -> Path:
+    """``OUT/<GenRM>/<benchmark>``, then its data options (``_test``) and any scoring option
+    that is not the default (``_strict``), so that runs of other GenRMs or settings never
+    meet in one folder (a judge or command of its own is refused there, see
+    :func:`check_run_folder`)."""
     parts = [spec.folder]
     for option in protocol_of(spec).options:
         if option.stage == "data" or options[option.name] != option.default:
@@ -420,7 +450,24 @@ def _run_folder(args: argparse.Namespace, spec: TaskSpec, options: dict[str, Any
             # _swap, _samples4, _seed7, _strict
             name = {bool: option.name, int: f"{option.name}{value}"}.get(option.kind, str(value))
             parts.append(name)
-    return Path(args.output_dir) / "_".join(parts)
+    return Path(args.output_dir) / safe_name(genrm) / "_".join(parts)
+
+
+def _identity(
+    genrm: str,
+    spec: TaskSpec,
+    options: dict[str, Any],
+    judge: EndpointConfig | None,
+    path: str,
+) -> RunIdentity:
+    return RunIdentity(
+        genrm=genrm,
+        task=spec.task,
+        options=protocol_of(spec).variant(options),
+        judge=str(judge.model) if judge else None,
+        judge_endpoint=judge.endpoint if judge else None,
+        path=path,
+    )
 
 
 def _settings(
@@ -441,17 +488,17 @@ def _settings(
 
 def _finish(run: FinishedRun, folder: Path, title: str, max_failure_rate: float) -> bool:
     """Print the results of a written run; false (after saying why on stderr) when the GenRM
-    or the judge failed on more than ``max_failure_rate`` of its requests."""
+    or the judge failed on at least ``max_failure_rate`` of its requests."""
     print(format_run_table(title, protocol_of(run.spec), run.report))
     print(f"written: {folder}/results.json, {folder}/samples.jsonl\n")
     usable = True
     for role, stats in (("GenRM", run.genrm_stats), ("judge", run.judge_stats)):
-        if stats is None or stats.failure_rate <= max_failure_rate:
+        if stats is None or not stats.failures or stats.failure_rate < max_failure_rate:
             continue
         usable = False
         print(
             f"ralign: error: {run.spec.task}: {stats.failures} of {stats.requests} {role} "
-            f"requests to {stats.endpoint} failed ({stats.failure_rate:.0%}, more than "
+            f"requests to {stats.endpoint} failed ({stats.failure_rate:.0%}, at least "
             f"--max-failure-rate {max_failure_rate:g}); the numbers above are not usable:",
             file=sys.stderr,
         )
@@ -570,16 +617,25 @@ def cmd_run(args: argparse.Namespace) -> int:
     for spec, _, _ in plans:
         _check_templates(spec, judge)
     loads = [_load(spec, args, options) for spec, options, _ in plans]
+    runs = [
+        (
+            spec, options, genrm, loaded, _run_folder(args, spec, options, str(genrm.model)),
+            _identity(str(genrm.model), spec, options, _judge_of(spec, judge), "ralign run"),
+        )
+        for (spec, options, genrm), loaded in zip(plans, loads, strict=True)
+    ]  # fmt: skip
+    for *_, folder, identity in runs:  # before the first call, not after the first benchmark
+        check_run_folder(folder, identity, args.overwrite)
     usable = True
-    for (spec, options, genrm), loaded in zip(plans, loads, strict=True):
+    for spec, options, genrm, loaded, folder, identity in runs:
         records = loaded.records
         score_step = _genrm_step(spec, records, genrm, _judge_of(spec, judge), options)
         settings = _settings(args, loaded, judge, options) | {
             "genrm_model": genrm.model,
             "genrm_endpoint": genrm.endpoint,
         }
-        folder = _run_folder(args, spec, options)
-        run = run_in_steps(spec, len(records), score_step, folder, str(genrm.model), settings)
+        run = run_in_steps(spec, len(records), score_step, folder, identity, settings,
+                           args.overwrite)  # fmt: skip
         usable &= _finish(run, folder, _title(spec, options), args.max_failure_rate)
     return 0 if usable else FAILURE_EXIT
 
@@ -597,8 +653,10 @@ def cmd_score(args: argparse.Namespace) -> int:
     score_step = _output_step(spec, records, outputs, judge, options)
     genrm = args.genrm_name or Path(args.outputs).stem
     settings = _settings(args, loaded, judge, options) | {"outputs": args.outputs}
-    folder = _run_folder(args, spec, options)
-    run = run_in_steps(spec, len(records), score_step, folder, genrm, settings)
+    folder = _run_folder(args, spec, options, genrm)
+    identity = _identity(genrm, spec, options, judge if protocol_of(spec).uses_judge else None,
+                         f"ralign score {Path(args.outputs).name}")  # fmt: skip
+    run = run_in_steps(spec, len(records), score_step, folder, identity, settings, args.overwrite)
     usable = _finish(run, folder, _title(spec, options), args.max_failure_rate)
     return 0 if usable else FAILURE_EXIT
 
@@ -613,9 +671,11 @@ def _score_judgebench_outputs(args: argparse.Namespace, spec: TaskSpec) -> int:
     split = "claude" if any("claude" in r.response_model for r in records) else "gpt"
     options = _family_options(args, spec) | {"verdict_format": "arena_hard", "split": split}
     settings = {"judgebench_outputs": path, "items": len(records), **options}
-    folder = _run_folder(args, spec, options)
+    genrm = args.genrm_name or judge
+    folder = _run_folder(args, spec, options, genrm)
+    identity = _identity(genrm, spec, options, None, f"ralign score {Path(path).name}")
     run = run_in_steps(spec, len(records), _judged_step(spec, records, judgments, None), folder,
-                       args.genrm_name or judge, settings)  # fmt: skip
+                       identity, settings, args.overwrite)  # fmt: skip
     usable = _finish(run, folder, _title(spec, options, path), args.max_failure_rate)
     print(official_line(run.report["overall"]))
     return 0 if usable else FAILURE_EXIT
@@ -631,6 +691,7 @@ def cmd_rc_score(args: argparse.Namespace) -> int:
     if args.reference:
         judgments = [AtomicJudgment.from_reference(r, args.reference) for r in records]
         source, genrm = f"reference {args.reference}", f"reference/{args.reference}"
+        path = f"ralign rc-score --reference {args.reference}"
     else:
         protocol = protocol_of(RC_TASK)
         outputs = _outputs_for(args.outputs, RC_TASK, records, options)
@@ -638,10 +699,13 @@ def cmd_rc_score(args: argparse.Namespace) -> int:
             protocol.judgment(r, o, options) for r, o in zip(records, outputs, strict=True)
         ]
         source, genrm = args.outputs, Path(args.outputs).stem
+        path = f"ralign rc-score {Path(args.outputs).name}"
+    genrm = args.genrm_name or genrm
     settings = _settings(args, loaded, judge, options) | {"source": source}
-    folder = _run_folder(args, RC_TASK, options)
+    folder = _run_folder(args, RC_TASK, options, genrm)
+    identity = _identity(genrm, RC_TASK, options, judge, path)
     run = run_in_steps(RC_TASK, len(records), _judged_step(RC_TASK, records, judgments, judge),
-                       folder, args.genrm_name or genrm, settings)  # fmt: skip
+                       folder, identity, settings, args.overwrite)  # fmt: skip
     usable = _finish(run, folder, _title(RC_TASK, options, source), args.max_failure_rate)
     return 0 if usable else FAILURE_EXIT
 
@@ -685,8 +749,13 @@ def cmd_rejudge(args: argparse.Namespace) -> int:
             "meta_judge_endpoint": judge.endpoint if judge else None,
         }
         score_step = _output_step(spec, records, outputs, judge, options)
-        run = run_in_steps(spec, len(records), score_step, folder, result.model or result.genrm,
-                           settings)  # fmt: skip
+        # Named by the source's path (a rejudged CLI run and a rejudged lm-eval run of one
+        # GenRM are different runs); the source's file is in the settings.
+        source_path = result.identity.path if result.identity else result.harness
+        identity = _identity(result.model or result.genrm, spec, options, judge,
+                             f"ralign rejudge of {source_path}")  # fmt: skip
+        run = run_in_steps(spec, len(records), score_step, folder, identity, settings,
+                           args.overwrite)  # fmt: skip
         usable &= _finish(run, folder, _title(spec, options, f"re-judged {result.source}"),
                           args.max_failure_rate)  # fmt: skip
     return 0 if usable else FAILURE_EXIT
@@ -778,6 +847,18 @@ def _report_agreement(args: argparse.Namespace) -> int:
     return 0 if found else 1
 
 
+def _refuse_unusable(results: Sequence[Any], max_failure_rate: float) -> None:
+    """A comparison never uses a run whose numbers are not usable unless asked."""
+    unusable = [f"{r.genrm} on {r.task} ({r.source}): {why}" for r in results
+                if (why := r.unusable(max_failure_rate))]  # fmt: skip
+    if unusable:
+        raise ValueError(
+            "--compare: not usable, at least --max-failure-rate "
+            f"{max_failure_rate:g} of its requests failed: {'; '.join(unusable)}; rerun it, "
+            "or pass --include-unusable to compare anyway"
+        )
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     """Print (or write) the comparison table, plots, correlations or a paired comparison; 1
     when nothing readable was found."""
@@ -802,6 +883,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     if args.compare:
         try:
             first, second = (compare.select_runs(s, results, warnings) for s in args.compare)
+            if not args.include_unusable:
+                _refuse_unusable([*first, *second], args.max_failure_rate)
             comparison = compare.compare(first, second, warnings, n_bootstrap=args.bootstrap)
         finally:  # the warnings often say why nothing could be compared
             _warn(warnings)
@@ -811,7 +894,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     if not results:
         print("ralign: error: no R-Align results found", file=sys.stderr)
         return 1
-    table = build_table(results, args.by_subset, args.details)
+    table = build_table(results, args.by_subset, args.details, args.max_failure_rate)
     _emit(RENDERERS[args.format](table), args.output)
     if args.csv:
         Path(args.csv).write_text(render_csv(table), encoding="utf-8")

@@ -19,10 +19,12 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from ralign_tasks.identity import DEFAULT_MAX_FAILURE_RATE, RunIdentity, failure_flag
 from ralign_tasks.item import checked_item
 from ralign_tasks.pipeline import (
     RESULTS_FILE,
     SAMPLES_FILE,
+    identity_of_results,
     is_run_results,
     read_run_results,
     samples_row_of,
@@ -55,6 +57,9 @@ class RunItem:
     second_meta_answer: str | None = None  # a swap run's judge answer on the second order
     # A digest of the record's own form: two runs' items of one id pair only if it is equal.
     fingerprint: str = ""
+    # (failed, sent) requests of the item's GenRM outputs and judge slots (latest call each).
+    genrm_requests: tuple[int, int] = (0, 0)
+    judge_requests: tuple[int, int] = (0, 0)
 
     @property
     def id(self) -> str:
@@ -80,6 +85,8 @@ class RunItem:
         first = [c for c in calls if c.get("slot", 0) == 0]
         judge = (first or calls or [{}])[-1]
         second = [c for c in calls if c.get("slot") == 1]
+        latest = {c.get("slot", 0): c for c in calls}  # each slot's last call
+        outputs = [o for o in protocol.stored_outputs(item["genrm"]) if o.text or o.error]
         # The record's own form, whatever a harness added next to it (lm-eval documents and
         # Inspect sample metadata carry the task name), so runs of different paths compare
         # item by item.
@@ -96,6 +103,8 @@ class RunItem:
             judge_model=judge.get("model"),
             second_meta_answer=second[-1].get("answer") if second else None,
             fingerprint=hashlib.sha256(canonical).hexdigest(),
+            genrm_requests=(sum(o.text is None for o in outputs), len(outputs)),
+            judge_requests=(sum(not c.get("ok") for c in latest.values()), len(latest)),
         )
 
 
@@ -125,6 +134,10 @@ class TaskResult:
     reader: Callable[[], Iterator[RunItem]] | None = field(default=None, repr=False)
     # Why its samples file, present, could not be read (file, line, what): it has no items.
     samples_error: str | None = None
+    # What the run is (GenRM, task, options, judge, path): one row of the report per identity.
+    identity: RunIdentity | None = None
+    # Per role ("GenRM", "judge"), (failed, sent) requests, where known.
+    failures: dict[str, tuple[int, int]] = field(default_factory=dict)
 
     def full_items(self) -> Iterator[RunItem]:
         """The items with their texts, read one at a time from the run's files (the run's
@@ -139,6 +152,11 @@ class TaskResult:
         """The judge its items name (``None`` without items or judge calls)."""
         return next((item.judge_model for item in self.items if item.judge_model), None)
 
+    def unusable(self, max_failure_rate: float = DEFAULT_MAX_FAILURE_RATE) -> str | None:
+        """Why the run's numbers are not usable (``judge: 4 of 4 requests failed``): a role
+        failed on at least ``max_failure_rate`` of its requests; ``None`` when they are."""
+        return failure_flag(self.failures, max_failure_rate)
+
 
 def family_options(task: str, given: Any) -> dict[str, Any]:
     """A run's family options as its output names them, the defaults for the others (read
@@ -147,9 +165,32 @@ def family_options(task: str, given: Any) -> dict[str, Any]:
     return {o.name: given.get(o.name, o.default) for o in protocol_of(task).options}
 
 
-def _named(result: TaskResult, model: str, task: str, options: Any) -> TaskResult:
+def _named(
+    result: TaskResult,
+    model: str,
+    task: str,
+    options: Any,
+    path: str,
+    identity: RunIdentity | None = None,
+) -> TaskResult:
+    """The result with its options, its GenRM's own name, its identity (``identity``, else one
+    from the items' judge) and the failures its items show."""
     result.options = family_options(task, options)
     result.model = model
+    judge = result.judge_model
+    result.identity = identity or RunIdentity(
+        genrm=model,
+        task=task,
+        options=protocol_of(task).variant(result.options),
+        judge=judge,
+        path=path,
+    )
+    if result.items:
+        result.failures = {
+            role: (sum(getattr(i, f"{key}_requests")[0] for i in result.items),
+                   sum(getattr(i, f"{key}_requests")[1] for i in result.items))
+            for role, key in (("GenRM", "genrm"), ("judge", "judge"))
+        }  # fmt: skip
     return result
 
 
@@ -340,7 +381,7 @@ def read_lm_eval(results_file: Path, warnings: list[str]) -> list[TaskResult]:
         else:
             result = aggregate()
         result.created = created
-        found.append(_named(result, model, task, config.get("metadata")))
+        found.append(_named(result, model, task, config.get("metadata"), "lm-eval"))
     if not found:
         raise ValueError("an lm-eval results file without R-Align tasks")
     return found
@@ -403,7 +444,7 @@ def read_inspect(log_file: Path, warnings: list[str]) -> list[TaskResult]:
         n = log.completed_samples or None
         result = _aggregate_result(log.metrics, genrm, log.task, "inspect", source, n)
     result.created = log.created
-    return [_named(result, log.genrm, log.task, log.task_args)]
+    return [_named(result, log.genrm, log.task, log.task_args, "inspect")]
 
 
 # --- ralign run / score / rc-score -----------------------------------------------------------
@@ -431,7 +472,16 @@ def read_run_folder(results_file: Path, warnings: list[str]) -> list[TaskResult]
     else:
         result = aggregate()
     result.created = finite_or_none(data.get("created"))
-    return [_named(result, str(data["genrm"]), task, data.get("settings"))]
+    identity = identity_of_results(data)
+    named = _named(result, str(data["genrm"]), task, data.get("settings"), identity.path, identity)
+    if not named.items:  # the run's own totals (its samples, when there, say the same per item)
+        usage = data.get("usage") if isinstance(data.get("usage"), Mapping) else {}
+        for role, key in (("GenRM", "genrm"), ("judge", "judge")):
+            stats = usage.get(key)
+            if isinstance(stats, Mapping) and _count(stats.get("requests")):
+                named.failures[role] = (_count(stats.get("failures")) or 0,
+                                        _count(stats.get("requests")) or 0)  # fmt: skip
+    return [named]
 
 
 def no_samples_hint(result: TaskResult) -> str:
@@ -518,11 +568,14 @@ def load_runs(paths: Iterable[str | Path]) -> tuple[list[TaskResult], list[str]]
 
 
 def latest_runs(results: Iterable[TaskResult], warnings: list[str]) -> list[TaskResult]:
-    """One result per (GenRM, task): the newest run (by its creation time; the first read
-    when unknown or equal), with a warning naming each older one left out."""
-    kept: dict[tuple[str, str], TaskResult] = {}
+    """One result per run identity (GenRM, task, options, judge, path): the newest run (by its
+    creation time; the first read when unknown or equal), with a warning naming each older
+    one left out. Runs of different identities are all kept, and where a GenRM's runs of one
+    task differ in judge or path, its rows are named by those too (see
+    :func:`name_by_identity`)."""
+    kept: dict[Any, TaskResult] = {}
     for result in results:
-        key = (result.genrm, result.task)
+        key = result.identity or (result.genrm, result.task)
         other = kept.get(key)
         if other is None:
             kept[key] = result
@@ -532,7 +585,35 @@ def latest_runs(results: Iterable[TaskResult], warnings: list[str]) -> list[Task
         kept_is_newer = (kept[key].created or -math.inf) > (older.created or -math.inf)
         why = "the newer run" if kept_is_newer else "the one read first"
         warnings.append(
-            f"{older.source}: {result.genrm} on {result.task} also ran in "
-            f"{kept[key].source}; using that one ({why})"
+            f"{older.source}: the same run ({result.genrm} on {result.task}, same judge, "
+            f"options and path) is also in {kept[key].source}; using that one ({why})"
         )
-    return list(kept.values())
+    return name_by_identity(list(kept.values()))
+
+
+def name_by_identity(results: list[TaskResult]) -> list[TaskResult]:
+    """Name each result's row by its GenRM and, where that GenRM has runs of one task that
+    differ in judge, judge endpoint or path, by those too (``smol (judge Qwen3-32B, by
+    lm-eval)``): each identity its own row, a GenRM's other benchmarks joining it."""
+    by_genrm: dict[str, list[TaskResult]] = {}
+    for result in results:
+        by_genrm.setdefault(result.genrm, []).append(result)
+    for genrm, group in by_genrm.items():
+        differing: set[str] = set()
+        for index, first in enumerate(group):
+            for second in group[index + 1 :]:
+                one, other = first.identity, second.identity
+                if first.task == second.task and one and other:
+                    found = one.differences(other)
+                    if None in (one.judge_endpoint, other.judge_endpoint):
+                        found = [f for f in found if f != "judge_endpoint"]  # a path without it
+                    differing.update(found)
+        names = [n for n in ("judge", "judge_endpoint", "path") if n in differing]
+        if not names:
+            continue
+        for result in group:
+            assert result.identity is not None  # differing is empty without identities
+            label = result.identity.label(names, has_judge=protocol_of(result.task).uses_judge)
+            if label:
+                result.genrm = f"{genrm} [{label}]"
+    return results

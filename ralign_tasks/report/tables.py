@@ -6,14 +6,17 @@ from __future__ import annotations
 
 import csv
 import io
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+from ralign_tasks.identity import DEFAULT_MAX_FAILURE_RATE
 from ralign_tasks.protocols import TASKS, get_task, metric_label, protocol_of
 from ralign_tasks.protocols.fidelity import FIDELITY
 from ralign_tasks.report.console import percent_text
 from ralign_tasks.report.runs import TaskResult, task_columns
 
+# Marks the metrics of a run whose requests failed too often (see ``Table.unusable``).
+UNUSABLE_MARK = "!"
 # The R-Align repository's benchmark names in results_summary.csv.
 SUMMARY_BENCHES = {spec.task: spec.folder for spec in FIDELITY.tasks}
 _SUMMARY_METRICS = (
@@ -43,11 +46,36 @@ class Table:
     rows: list[tuple[str, str, dict[str, TaskResult]]]
     by_subset: bool
     details: bool = False
+    # (GenRM row, task) -> why the run's numbers are not usable (its failure counts); its
+    # metric cells carry UNUSABLE_MARK and a footnote says why.
+    unusable: dict[tuple[str, str], str] = field(default_factory=dict)
+    max_failure_rate: float = DEFAULT_MAX_FAILURE_RATE
+
+    def flagged(self, genrm: str, task: str) -> bool:
+        return (genrm, task) in self.unusable
+
+    def footnote(self) -> str:
+        """The lines under the table naming each marked run's failures ('' when none)."""
+        if not self.unusable:
+            return ""
+        lines = [
+            f"{UNUSABLE_MARK} not usable: at least {self.max_failure_rate:g} of the run's "
+            "requests of one role failed (--max-failure-rate):"
+        ]
+        lines += [f"  {genrm} on {get_task(task).short}: {why}"
+                  for (genrm, task), why in sorted(self.unusable.items())]  # fmt: skip
+        return "\n".join(lines) + "\n"
 
 
-def build_table(results: list[TaskResult], by_subset: bool, details: bool = False) -> Table:
+def build_table(
+    results: list[TaskResult],
+    by_subset: bool,
+    details: bool = False,
+    max_failure_rate: float = DEFAULT_MAX_FAILURE_RATE,
+) -> Table:
     """Arrange results (one per GenRM and task: see :func:`latest_runs`) by GenRM, and by
-    subset with ``by_subset``."""
+    subset with ``by_subset``; a run whose GenRM or judge failed on at least
+    ``max_failure_rate`` of its requests is marked."""
     rows: dict[tuple[str, str], dict[str, TaskResult]] = {}
     for result in results:
         rows.setdefault((result.genrm, ""), {})[result.task] = result
@@ -68,7 +96,13 @@ def build_table(results: list[TaskResult], by_subset: bool, details: bool = Fals
         columns += [Column(task, m, True) for m in shown]
         columns += [Column(task, c, False) for c in ("n", *counts)]
     ordered = sorted(rows.items(), key=lambda item: item[0])
-    return Table(columns, [(g, s, r) for (g, s), r in ordered], by_subset, details)
+    unusable = {
+        (result.genrm, result.task): why
+        for result in results
+        if (why := result.unusable(max_failure_rate))
+    }  # fmt: skip
+    return Table(columns, [(g, s, r) for (g, s), r in ordered], by_subset, details, unusable,
+                 max_failure_rate)  # fmt: skip
 
 
 def _value(result: TaskResult | None, column: Column) -> Any:
@@ -81,20 +115,21 @@ def _value(result: TaskResult | None, column: Column) -> Any:
     return result.counts.get(column.key)
 
 
-def cell_text(result: TaskResult | None, column: Column) -> str:
-    """A metric in percent with its 95% CI (``50.0 [25.0, 75.0]``) or a count; blank when
-    unknown or undefined."""
+def cell_text(result: TaskResult | None, column: Column, flagged: bool = False) -> str:
+    """A metric in percent with its 95% CI (``50.0 [25.0, 75.0]``), marked when ``flagged``
+    (the run's numbers are not usable), or a count; blank when unknown or undefined."""
     value = _value(result, column)
     if value is None or not column.is_metric:
         return "" if value is None else str(value)
-    return percent_text(value, result.ci.get(column.key) if result else None, missing="")
+    text = percent_text(value, result.ci.get(column.key) if result else None, missing="")
+    return f"{text} {UNUSABLE_MARK}" if flagged else text
 
 
 def _text_rows(table: Table) -> tuple[list[str], list[list[str]]]:
     header = ["GenRM", *(["subset"] if table.by_subset else []), *(c.label for c in table.columns)]
     rows = [
         [genrm, *([subset or "(all)"] if table.by_subset else [])]
-        + [cell_text(results.get(c.task), c) for c in table.columns]
+        + [cell_text(results.get(c.task), c, table.flagged(genrm, c.task)) for c in table.columns]
         for genrm, subset, results in table.rows
     ]
     return header, rows
@@ -170,7 +205,10 @@ def render_rich(table: Table) -> str:
         rows = [
             [genrm, *([subset or "(all)"] if table.by_subset else [])]
             + ([get_task(task).short] if benchmark else [])
-            + [cell_text(results[task], Column(task, k, k in metrics)) for k in keys]
+            + [
+                cell_text(results[task], Column(task, k, k in metrics), table.flagged(genrm, task))
+                for k in keys
+            ]
             for genrm, subset, results in table.rows
             for task in tasks
             if task in results
@@ -185,12 +223,13 @@ def render_rich(table: Table) -> str:
             ]
             text = rich_text(title, header, stacked, left)
         parts.append(text)
-    return "\n".join(parts)
+    return "\n".join(parts) + table.footnote()
 
 
 def render_markdown(table: Table) -> str:
     """The table in Markdown."""
-    return markdown_text(*_text_rows(table))
+    footnote = table.footnote()
+    return markdown_text(*_text_rows(table)) + (f"\n{footnote}" if footnote else "")
 
 
 def _percent(value: float | None) -> str:
@@ -199,11 +238,13 @@ def _percent(value: float | None) -> str:
 
 def render_csv(table: Table) -> str:
     """The table as CSV: metrics in percent with ``.ci_low``/``.ci_high`` columns, counts as
-    integers, blanks where unknown."""
+    integers, blanks where unknown; ``unusable`` names the runs of the row whose requests
+    failed too often (see :class:`Table`)."""
     header = ["genrm", "subset"]
     for column in table.columns:
         name = f"{column.task}.{column.key}"
         header += [name, f"{name}.ci_low", f"{name}.ci_high"] if column.is_metric else [name]
+    header.append("unusable")
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(header)
@@ -218,6 +259,8 @@ def render_csv(table: Table) -> str:
             ci = result.ci.get(column.key) if result else None
             row += [_percent(value), _percent(ci[0] if ci else None)]
             row.append(_percent(ci[1] if ci else None))
+        row.append("; ".join(f"{get_task(task).short}: {table.unusable[(genrm, task)]}"
+                             for task in results if table.flagged(genrm, task)))  # fmt: skip
         writer.writerow(row)
     return out.getvalue()
 

@@ -24,6 +24,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from ralign_tasks.identity import safe_name
 from ralign_tasks.protocols import SPECS, metric_label, protocol_of
 from ralign_tasks.protocols.fidelity import FIDELITY
 from ralign_tasks.protocols.label import LabelProtocol
@@ -53,8 +54,6 @@ _SCRIPT_UNSAFE = {
     "\u2028": "\\u2028",
     "\u2029": "\\u2029",
 }
-_UNSAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
-_MAX_NAME = 120
 # A run whose items' JSON stays under this is one self-contained page (about what a browser
 # parses in a fraction of a second); a larger one is split into an index and chunk files.
 INLINE_BYTES = 5_000_000
@@ -356,8 +355,7 @@ def write_view(
 def page_name(result: TaskResult, taken: set[str]) -> str:
     """A file name from GenRM and task, safe on any filesystem and not in ``taken`` (compared
     case-insensitively, for case-insensitive filesystems); adds it to ``taken``."""
-    stem = _UNSAFE_NAME.sub("_", f"{result.genrm}__{result.task}").strip("._")[:_MAX_NAME]
-    stem = stem or "run"
+    stem = safe_name(f"{result.genrm}__{result.task}")
     name, number = f"{stem}.html", 1
     while name.lower() in taken:
         number += 1

@@ -24,6 +24,7 @@ from ralign_tasks.testing.loopback import (
     prompt_of,
     stand_in,
 )
+from tests.support.folders import no_run_dir, run_dir
 from tests.support.reports import csv_rows
 from tests.support.scripted import EXPECTED_OFFICIAL, scripted_responder
 
@@ -65,7 +66,7 @@ def write_outputs(tmp_path, records, output="\\boxed{A}"):
 
 def read_results(tmp_path, folder_name="helpsteer3"):
     """results.json and the judged-item records of samples.jsonl."""
-    folder = tmp_path / "out" / folder_name
+    folder = run_dir(tmp_path / "out", folder_name)
     results = json.loads((folder / "results.json").read_text())
     rows = [json.loads(line) for line in (folder / "samples.jsonl").read_text().splitlines()]
     assert all(row["item"]["ralign_item"] == 1 for row in rows)
@@ -103,7 +104,7 @@ def test_run_official_policy_matches_hand_computed_metrics(scripted, tmp_path, c
 def test_run_strict_policy(scripted, tmp_path):
     assert run_cli(scripted, tmp_path, "--verdict-policy", "strict") == 0
     # A folder of its own: a strict run never overwrites the official one.
-    assert not (tmp_path / "out" / "helpsteer3").exists()
+    assert no_run_dir(tmp_path / "out", "helpsteer3")
     overall = read_results(tmp_path, "helpsteer3_strict")[0]["metrics"]["overall"]
     # Strict: item 2 (no backslash) has no verdict, item 7's final box (A) counts.
     assert overall["label_correct"] == 4
@@ -194,7 +195,7 @@ def test_ctrl_c_keeps_finished_answers_and_rerun_resumes(tmp_path):
         assert rerun.returncode == 0, rerun.stderr
         # 24 GenRM + 12 meta-judge requests in all; none answered before is asked again.
         assert len(server.requests) - sent_before <= 36 - kept
-    assert (tmp_path / "out" / "ppe_human_preference_v1" / "results.json").is_file()
+    assert (run_dir(tmp_path / "out", "ppe_human_preference_v1") / "results.json").is_file()
 
 
 def test_unknown_subset_is_a_clear_error(tmp_path, sample_records, capsys):
@@ -306,10 +307,12 @@ def test_the_stand_in_server_plays_every_role(tmp_path):
              "--output-dir", str(tmp_path / "out")]
         )  # fmt: skip
     assert code == 0
-    rc = json.loads((tmp_path / "out" / "helpsteer3_atomic_test" / "results.json").read_text())
+    rc = json.loads(
+        (run_dir(tmp_path / "out", "helpsteer3_atomic_test") / "results.json").read_text()
+    )
     overall = rc["metrics"]["overall"]
     assert overall["scored"] == 8 and 0 < overall["rc"] < 1
-    fidelity = json.loads((tmp_path / "out" / "helpsteer3" / "results.json").read_text())
+    fidelity = json.loads((run_dir(tmp_path / "out", "helpsteer3") / "results.json").read_text())
     assert fidelity["metrics"]["overall"]["f_score"] == 0.5
 
 
@@ -369,11 +372,11 @@ def test_a_run_in_steps_writes_the_same_folder_as_one_step(scripted, tmp_path, m
                                                            caplog):  # fmt: skip
     caplog.set_level("INFO")
     assert run_cli(scripted, tmp_path / "one") == 0
-    one = tmp_path / "one" / "out" / "helpsteer3"
+    one = run_dir(tmp_path / "one" / "out", "helpsteer3")
     monkeypatch.setattr(pipeline, "RUN_STEP", 3)  # 8 items: steps of 3, 3 and 2
     caplog.clear()
     assert run_cli(scripted, tmp_path / "steps", "--no-cache") == 0
-    steps = tmp_path / "steps" / "out" / "helpsteer3"
+    steps = run_dir(tmp_path / "steps" / "out", "helpsteer3")
     assert sorted(p.name for p in steps.iterdir()) == [".ralign.lock", "results.json",
                                                        "samples.jsonl"]  # fmt: skip
 

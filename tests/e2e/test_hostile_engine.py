@@ -74,7 +74,7 @@ def test_answers_with_a_lone_surrogate_are_stored_losslessly_and_replayed(tmp_pa
 
     with LoopbackServer(respond) as server:
         assert run_in_process(server.base_url, tmp_path / "out") == 0
-        folder = tmp_path / "out" / "helpsteer3"
+        folder = tmp_path / "out" / "g" / "helpsteer3"
         assert_clean(folder)
         outputs = [row["item"]["genrm"]["output"] for row in samples_of(folder)]
         assert all("\ud83d" in output for output in outputs)
@@ -84,11 +84,11 @@ def test_answers_with_a_lone_surrogate_are_stored_losslessly_and_replayed(tmp_pa
         sent = len(server.requests)
         assert run_in_process(server.base_url, tmp_path / "again") == 0
         assert len(server.requests) == sent
-        usage = results_of(tmp_path / "again" / "helpsteer3")["usage"]
+        usage = results_of(tmp_path / "again" / "g" / "helpsteer3")["usage"]
         assert usage["genrm"]["served_from_cache"] and usage["judge"]["served_from_cache"]
         assert run_in_process(server.base_url, tmp_path / "nocache", "--no-cache") == 0
     assert [
-        r["item"]["genrm"]["output"] for r in samples_of(tmp_path / "again" / "helpsteer3")
+        r["item"]["genrm"]["output"] for r in samples_of(tmp_path / "again" / "g" / "helpsteer3")
     ] == (outputs)
 
 
@@ -113,18 +113,18 @@ def test_a_row_the_cache_refuses_does_not_cost_the_others(tmp_path):
 
 def test_a_second_run_into_a_busy_folder_stops_before_any_call(tmp_path, capsys):
     with LoopbackServer(stand_in) as server:
-        with run_folder_lock(tmp_path / "out" / "helpsteer3"):
+        with run_folder_lock(tmp_path / "out" / "g" / "helpsteer3"):
             code = run_in_process(server.base_url, tmp_path / "out")
         assert code == 2 and server.requests == []
         assert f"ralign process {os.getpid()}" in capsys.readouterr().err
         assert run_in_process(server.base_url, tmp_path / "out") == 0  # the lock was let go
-    assert_clean(tmp_path / "out" / "helpsteer3")
+    assert_clean(tmp_path / "out" / "g" / "helpsteer3")
 
 
 def test_every_row_and_the_results_carry_the_run_id(tmp_path):
     with LoopbackServer(stand_in) as server:
         assert run_in_process(server.base_url, tmp_path / "out") == 0
-    folder = tmp_path / "out" / "helpsteer3"
+    folder = tmp_path / "out" / "g" / "helpsteer3"
     run_id = results_of(folder)["run_id"]
     assert {row["run_id"] for row in samples_of(folder)} == {run_id}
     assert sorted(p.name for p in folder.iterdir()) == [".ralign.lock", RESULTS_FILE, SAMPLES_FILE]
@@ -143,20 +143,22 @@ def test_a_kill_between_the_two_renames_leaves_the_new_pair(tmp_path, monkeypatc
             real_replace(source, target)
 
         monkeypatch.setattr(pipeline.os, "replace", killed_at_the_results)
-        run_in_process(server.base_url, tmp_path / "out", "--genrm-model", "second")
+        run_in_process(server.base_url, tmp_path / "out", "--metajudge-model", "second",
+                       "--overwrite")  # fmt: skip
         monkeypatch.setattr(pipeline.os, "replace", real_replace)
-    folder = tmp_path / "out" / "helpsteer3"
+    folder = tmp_path / "out" / "g" / "helpsteer3"
     # New samples, old results, the new results pending: the reader sees the new pair.
     (result,), _ = load_runs([folder])
-    assert result.genrm == "second" and len(result.items) == 8
+    assert result.identity.judge == "second" and len(result.items) == 8
     # The folder's next writer completes the commit.
     run_id = finish_interrupted_commit(folder)
-    assert run_id == results_of(folder)["run_id"] and results_of(folder)["genrm"] == "second"
+    assert run_id == results_of(folder)["run_id"]
+    assert results_of(folder)["identity"]["judge"] == "second"
     assert finish_interrupted_commit(folder) is None  # nothing left to complete
 
 
 def test_what_interrupted_runs_leave_is_cleared_by_the_next_commit(tmp_path):
-    folder = tmp_path / "out" / "helpsteer3"
+    folder = tmp_path / "out" / "g" / "helpsteer3"
     folder.mkdir(parents=True)
     (folder / f"{SAMPLES_FILE}.0123.partial").write_text('{"run_id": "0123"}\n')
     (folder / f"{RESULTS_FILE}.4567.pending").write_text("{}\n")  # killed before its rename
@@ -170,7 +172,7 @@ def test_samples_of_another_run_are_never_read_as_this_ones(tmp_path):
     with LoopbackServer(stand_in) as server:
         assert run_in_process(server.base_url, tmp_path / "a") == 0
         assert run_in_process(server.base_url, tmp_path / "b", "--genrm-model", "other") == 0
-    a, b = tmp_path / "a" / "helpsteer3", tmp_path / "b" / "helpsteer3"
+    a, b = tmp_path / "a" / "g" / "helpsteer3", tmp_path / "b" / "other" / "helpsteer3"
     (a / SAMPLES_FILE).write_bytes((b / SAMPLES_FILE).read_bytes())
     (result,), warnings = load_runs([a])
     assert result.genrm == "g" and not result.items
@@ -222,7 +224,7 @@ def test_a_stopped_run_loses_at_most_what_the_readme_states(tmp_path, stop, monk
             asked_again = {prompt_of(body) for body in server.requests}
             lost = len(kept & asked_again)
             assert not lost, f"{lost} paid answers lost (seed {seed}, delay {delay:.2f} s)"
-            folder = tmp_path / "out" / "helpsteer3"
+            folder = tmp_path / "out" / "g" / "helpsteer3"
             rows = samples_of(folder)
             assert len({row["doc"]["id"] for row in rows}) == len(rows) == 400
             assert overall(folder)["n"] == 400
@@ -264,7 +266,7 @@ def test_a_3_second_burst_of_503s_gives_the_clean_numbers(tmp_path, monkeypatch)
 
     with LoopbackServer(respond) as server:
         assert run_in_process(server.base_url, tmp_path / "out") == 0
-    folder = tmp_path / "out" / "helpsteer3"
+    folder = tmp_path / "out" / "g" / "helpsteer3"
     assert_clean(folder)
     assert results_of(folder)["usage"]["genrm"]["failures"] == 0
 
@@ -338,7 +340,7 @@ def test_an_endless_answer_is_a_counted_failure_naming_the_limit(tmp_path, monke
         started = time.monotonic()
         run_in_process(server.base_url, tmp_path / "out", data=data)
         assert time.monotonic() - started < 30
-    usage = results_of(tmp_path / "out" / "helpsteer3")["usage"]["genrm"]
+    usage = results_of(tmp_path / "out" / "g" / "helpsteer3")["usage"]["genrm"]
     assert usage["failures"] == 1
     (reason,) = usage["failure_reasons"]
     assert "max_answer_bytes (1,048,576 bytes" in reason
@@ -363,7 +365,7 @@ def test_content_in_any_shape(tmp_path, content, expected):
 
     with LoopbackServer(respond) as server:
         code = run_in_process(server.base_url, tmp_path / "out")
-    folder = tmp_path / "out" / "helpsteer3"
+    folder = tmp_path / "out" / "g" / "helpsteer3"
     usage = results_of(folder)["usage"]["genrm"]
     if expected is None:
         assert code == 0 and usage["failures"] == 0
@@ -390,7 +392,7 @@ def test_a_key_echoed_across_the_cut_leaves_no_prefix_anywhere(tmp_path, monkeyp
     with LoopbackServer(respond) as server:
         run_in_process(server.base_url, tmp_path / "out")
     captured = capsys.readouterr()
-    folder = tmp_path / "out" / "helpsteer3"
+    folder = tmp_path / "out" / "g" / "helpsteer3"
     texts = [captured.out, captured.err, *(p.read_text() for p in folder.iterdir())]
     assert any("***" in text for text in texts)
     for text in texts:
@@ -412,7 +414,7 @@ def test_another_checkpoint_under_the_same_name_is_asked_again(tmp_path):
         # Restarted on a new checkpoint under the same --served-model-name.
         server.models = served("/ckpt/step-200")
         assert run_in_process(server.base_url, tmp_path / "two") == 0
-        genrm = results_of(tmp_path / "two" / "helpsteer3")["usage"]["genrm"]
+        genrm = results_of(tmp_path / "two" / "g" / "helpsteer3")["usage"]["genrm"]
         assert genrm["calls"] == 8 and not genrm["served_from_cache"]
         assert genrm["model_identity"] == {"id": "g", "root": "/ckpt/step-200"}
         # The same checkpoint again, asked a while later.
@@ -421,7 +423,7 @@ def test_another_checkpoint_under_the_same_name_is_asked_again(tmp_path):
         sent = len(server.requests)
         assert run_in_process(server.base_url, tmp_path / "three") == 0
         assert len(server.requests) == sent == first + 8
-    usage = results_of(tmp_path / "three" / "helpsteer3")["usage"]
+    usage = results_of(tmp_path / "three" / "g" / "helpsteer3")["usage"]
     assert usage["genrm"]["served_from_cache"] and usage["judge"]["served_from_cache"]
 
 
@@ -448,7 +450,7 @@ def test_an_unreachable_endpoint_is_matched_to_the_model_it_served_last(tmp_path
         url = server.base_url
     # The server is gone: the whole run comes from the cache, matched to step-100's answers.
     assert run_in_process(url, tmp_path / "two") == 0
-    assert_clean(tmp_path / "two" / "helpsteer3")
+    assert_clean(tmp_path / "two" / "g" / "helpsteer3")
 
 
 # --- 10. messages that are true --------------------------------------------------------------

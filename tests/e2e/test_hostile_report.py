@@ -19,6 +19,7 @@ from ralign_tasks.testing.loopback import (
     LoopbackServer,
     play_both_roles,
 )
+from tests.support.folders import run_dir
 from tests.support.reports import report
 
 # A closing tag rich refuses, a name rich would read as a style tag, a name that would split
@@ -44,7 +45,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def one_run(runs: Path, tmp_path: Path) -> Path:
     """A copy of the first run's folder (``[/bold]``), to damage."""
-    return Path(shutil.copytree(runs / "run0" / "helpsteer3", tmp_path / "run"))
+    return Path(shutil.copytree(run_dir(runs / "run0", "helpsteer3"), tmp_path / "run"))
 
 
 def test_names_are_printed_literally_in_every_table(runs, capsys):

@@ -18,6 +18,7 @@ from ralign_tasks.cli import main
 from ralign_tasks.inspect_adapter.tasks import ralign_helpsteer3
 from ralign_tasks.report.runs import load_runs
 from ralign_tasks.testing.loopback import LoopbackServer, Reply, is_metajudge_prompt
+from tests.support.folders import run_dir
 from tests.support.harness import lm_eval_run
 from tests.support.scripted import meta_answer
 
@@ -69,10 +70,10 @@ def test_cli_asks_again_and_counts_the_persistent_failure(sample_records, tmp_pa
              "--output-dir", str(tmp_path / "out")]
         )  # fmt: skip
     assert code == 0
-    results = json.loads((tmp_path / "out" / "helpsteer3" / "results.json").read_text())
+    results = json.loads((run_dir(tmp_path / "out", "helpsteer3") / "results.json").read_text())
     check_numbers(results["metrics"]["overall"])
     assert judge.asks == {0: 2, 2: 2, 5: 2, 7: 1}
-    rows = (tmp_path / "out" / "helpsteer3" / "samples.jsonl").read_text().splitlines()
+    rows = (run_dir(tmp_path / "out", "helpsteer3") / "samples.jsonl").read_text().splitlines()
     failed = json.loads(rows[2])["item"]["judge"][0]
     assert failed["attempts"] == 2 and "not a chat completion" in failed["error"]
 
@@ -158,7 +159,7 @@ def test_a_dead_judge_is_named_and_the_run_exits_non_zero(sample_records, tmp_pa
     assert code == 3
     assert f"meta-judge at 127.0.0.1:{port}: unreachable for more than 0.4 s" in err
     assert "Connect call failed" in err and "run the same command again to resume" in err
-    assert not (tmp_path / "out" / "helpsteer3" / "results.json").exists()
+    assert not list((tmp_path / "out").glob("*/helpsteer3/results.json"))
 
 
 def test_a_judge_that_never_answers_in_format_fails_rc_score(tmp_path, capsys):
@@ -171,15 +172,16 @@ def test_a_judge_that_never_answers_in_format_fails_rc_score(tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 3
     assert "8 of 8 judge requests" in err and "malformed answer: no <RESULT_START>" in err
-    results = json.loads((tmp_path / "helpsteer3_atomic_test" / "results.json").read_text())
+    results = json.loads((run_dir(tmp_path, "helpsteer3_atomic_test") / "results.json").read_text())
     assert results["metrics"]["overall"]["judge_failed"] == 8
-    # A higher tolerance accepts the same run.
+    # Even the highest tolerance (1: flag a role only when every request failed) refuses it.
     with LoopbackServer(lambda body: "Every reason is fine.") as server:
         assert main(
             ["rc-score", "--reference", "low_deceptive_alignment", "--sample",
              "--metajudge-model", "j", "--metajudge-base-url", server.base_url,
-             "--output-dir", str(tmp_path), "--max-judge-failure-rate", "1"]
-        ) == 0  # fmt: skip
+             "--output-dir", str(tmp_path), "--max-judge-failure-rate", "1",
+             "--overwrite"]  # another server (port): another judge endpoint
+        ) == 3  # fmt: skip
 
 
 def test_credentials_in_the_base_url_stop_the_run_before_any_call(tmp_path, capsys):
@@ -206,7 +208,7 @@ def test_a_wrong_judge_url_stops_the_run_naming_the_endpoint(tmp_path, capsys):
         host = server.base_url.removeprefix("http://").removesuffix("/v1")
     err = capsys.readouterr().err
     assert code == 2 and f"meta-judge at {host}: NotFoundError: Error code: 404" in err
-    assert not (tmp_path / "out" / "helpsteer3" / "results.json").exists()
+    assert not list((tmp_path / "out").glob("*/helpsteer3/results.json"))
 
 
 def test_a_dead_genrm_fails_the_run_too(tmp_path, capsys):
@@ -220,7 +222,7 @@ def test_a_dead_genrm_fails_the_run_too(tmp_path, capsys):
         assert server.requests == []
     assert code == 3
     assert f"GenRM at 127.0.0.1:{port}: unreachable for more than" in capsys.readouterr().err
-    assert not (tmp_path / "out" / "helpsteer3" / "results.json").exists()
+    assert not list((tmp_path / "out").glob("*/helpsteer3/results.json"))
 
 
 def test_a_broken_judge_template_stops_the_run_before_any_call(tmp_path, capsys, monkeypatch):

@@ -34,12 +34,12 @@ def run(server, out: Path, benchmark: str, *extra: str) -> dict:
     code = main(["run", benchmark, "--genrm-model", "genrm", "--genrm-base-url",
                  server.base_url, "--output-dir", str(out), *extra])  # fmt: skip
     assert code == 0
-    (results,) = out.glob("*/results.json")
+    (results,) = out.glob("*/*/results.json")
     return json.loads(results.read_text())
 
 
 def samples(out: Path) -> list[dict]:
-    (path,) = out.glob("*/samples.jsonl")
+    (path,) = out.glob("*/*/samples.jsonl")
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
@@ -104,7 +104,7 @@ def test_score_judgebench_outputs_prints_the_official_numbers(tmp_path, capsys, 
         official = "Knowledge 58.44 / Reasoning 62.24 / Math 82.14 / Coding 78.57 / Overall 65.71"
         counts = (81, 39, 0, 110)
     assert f"JudgeBench, official rule: {official}" in printed
-    results = json.loads(next(tmp_path.glob("*/results.json")).read_text())
+    results = json.loads(next(tmp_path.glob("*/*/results.json")).read_text())
     overall = results["metrics"]["overall"]
     assert (overall["vote_ties"], overall["vote_incorrect"], overall["nulls"],
             overall["inconsistent"]) == counts  # fmt: skip
@@ -231,8 +231,10 @@ def test_a_failed_game_is_a_null_vote_and_counted(tmp_path):
     with LoopbackServer(respond) as server:
         code = main(["run", "judgebench", "--sample", "--genrm-model", "g", "--genrm-base-url",
                      server.base_url, "--output-dir", str(tmp_path)])  # fmt: skip
-    assert code == 0  # half of the GenRM requests failed: not more than --max-failure-rate 0.5
-    overall = json.loads(next(tmp_path.glob("*/results.json")).read_text())["metrics"]["overall"]
+    # Half of the GenRM requests failed: at least --max-failure-rate 0.5, so the command says
+    # the numbers are not usable (exit 3) after writing them.
+    assert code == 3
+    overall = json.loads(next(tmp_path.glob("*/*/results.json")).read_text())["metrics"]["overall"]
     assert overall["requests_failed"] == 8 and overall["nulls"] == 8
     # Game 1 alone decides: right (+1) and null (0) is correct, as the official rule says.
     assert overall["accuracy"] == overall["accuracy_first_order"]
@@ -247,7 +249,7 @@ def test_score_reads_several_outputs_per_item(tmp_path):
     out = tmp_path / "out"
     assert main(["score", "judgebench", "--sample", "--outputs", str(path),
                  "--output-dir", str(out)]) == 0  # fmt: skip
-    overall = json.loads(next(out.glob("*/results.json")).read_text())["metrics"]["overall"]
+    overall = json.loads(next(out.glob("*/*/results.json")).read_text())["metrics"]["overall"]
     # A then B is "A>B" in both orders: right for the A>B pairs only.
     assert overall["accuracy"] == sum(r.label == "A>B" for r in records) / len(records)
     assert overall["inconsistent"] == 0

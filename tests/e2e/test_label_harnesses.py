@@ -24,7 +24,7 @@ def cli_metrics(server: LoopbackServer, out: Path, task: str) -> dict:
     code = main(["run", task, "--sample", "--genrm-model", "genrm", "--genrm-base-url",
                  server.base_url, "--output-dir", str(out / task)])  # fmt: skip
     assert code == 0
-    (results,) = (out / task).glob("*/results.json")
+    (results,) = (out / task).glob("*/*/results.json")
     return json.loads(results.read_text())["metrics"]["overall"]
 
 

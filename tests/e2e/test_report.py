@@ -12,7 +12,7 @@ from inspect_ai.log import read_eval_log, write_eval_log
 
 from ralign_tasks.data import sample_data_dir
 from ralign_tasks.protocols import load_task
-from ralign_tasks.report.runs import load_runs
+from ralign_tasks.report.runs import latest_runs, load_runs
 from tests.support.recorded_runs import CLI_GENRM, INSPECT_GENRM, JSON_GENRM
 from tests.support.reports import csv_rows, report
 from tests.support.scripted import EXPECTED_OFFICIAL
@@ -278,3 +278,19 @@ def test_terminal_table_fits_120_columns_and_details_add_the_counts(runs, capsys
     assert "benchmark" in out and "meta CF" not in out
     code, out, _ = report([str(runs["root"] / "runs"), "--details"], capsys)
     assert code == 0 and "meta CF" in out and "GenRM fail" in out
+
+
+def test_cli_and_lm_eval_runs_of_one_genrm_are_rows_of_their_own(runs, tmp_path):
+    lm_eval = Path(shutil.copytree(runs["root"] / "runs" / "lm_eval", tmp_path / "lm_eval"))
+    (results_file,) = lm_eval.glob("*/results_*.json")
+    data = json.loads(results_file.read_text())
+    data["config"]["model_args"] = f"model={CLI_GENRM},base_url=http://x"
+    results_file.write_text(json.dumps(data))
+    results, warnings = load_runs([runs["root"] / "runs" / "cli", lm_eval])
+    rows = {(r.genrm, r.task) for r in latest_runs(results, warnings)}
+    assert not warnings
+    assert rows == {
+        (f"{CLI_GENRM} [by ralign run]", "ralign_helpsteer3"),
+        (f"{CLI_GENRM} [by lm-eval]", "ralign_helpsteer3"),
+        (f"{CLI_GENRM} [by lm-eval]", "ralign_ppe"),
+    }

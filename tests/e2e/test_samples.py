@@ -17,6 +17,7 @@ from ralign_tasks.data import sample_data_dir
 from ralign_tasks.inspect_adapter.tasks import TASK_FUNCTIONS
 from ralign_tasks.protocols import load_task
 from ralign_tasks.testing.loopback import LoopbackServer, is_metajudge_prompt, prompt_of
+from tests.support.folders import run_dir
 from tests.support.harness import lm_eval_run, read_lm_eval_output
 from tests.support.scripted import meta_answer
 
@@ -68,9 +69,9 @@ def test_cli_samples_k_answers_per_item_and_a_rerun_pays_no_call_twice(tmp_path)
         assert sum(sampler.asked.values()) == K * len(RECORDS)
         assert main([*args, *urls]) == 0  # every answer from the cache
         assert len(server.requests) == asked
-    results = json.loads((tmp_path / "helpsteer3_samples3" / "results.json").read_text())
+    results = json.loads((run_dir(tmp_path, "helpsteer3_samples3") / "results.json").read_text())
     check(results["metrics"]["overall"], lambda values, name: values[name])
-    item = json.loads((tmp_path / "helpsteer3_samples3" / "samples.jsonl").read_text()
+    item = json.loads((run_dir(tmp_path, "helpsteer3_samples3") / "samples.jsonl").read_text()
                       .splitlines()[1])["item"]  # fmt: skip
     assert len(item["genrm"]["repeats"]) == K - 1 and len(item["outcome"]["samples"]) == K
 

@@ -16,6 +16,7 @@ from ralign_tasks.data import sample_data_dir
 from ralign_tasks.inspect_adapter.tasks import TASK_FUNCTIONS
 from ralign_tasks.protocols import load_task
 from ralign_tasks.testing.loopback import LoopbackServer, is_metajudge_prompt, prompt_of
+from tests.support.folders import run_dir
 from tests.support.harness import lm_eval_run, read_lm_eval_output
 from tests.support.label_judges import pair_answers
 from tests.support.scripted import meta_answer
@@ -64,7 +65,7 @@ def cli_run(server, out: Path, *extra: str) -> dict:
                  server.base_url, "--metajudge-model", "j", "--metajudge-base-url",
                  server.base_url, "--output-dir", str(out), *extra])  # fmt: skip
     assert code == 0
-    return json.loads(next(out.glob("*/results.json")).read_text())
+    return json.loads(next(out.glob("*/*/results.json")).read_text())
 
 
 @pytest.mark.parametrize("genrm", sorted(GENRMS))
@@ -81,7 +82,7 @@ def test_swap_metrics_equal_hand_computed_values_in_the_cli(tmp_path, genrm):
     # The official metrics are those of the first order, as without swap.
     for name in ("l_acc", "s_corr", "f_score", "label_correct", "meta_correct"):
         assert overall[name] == plain["metrics"]["overall"][name], name
-    item = json.loads((tmp_path / "swap" / "helpsteer3_swap" / "samples.jsonl").read_text()
+    item = json.loads((run_dir(tmp_path / "swap", "helpsteer3_swap") / "samples.jsonl").read_text()
                       .splitlines()[0])["item"]  # fmt: skip
     assert item["genrm"]["swapped"]["output"] is not None
     assert {entry["slot"] for entry in item["judge"]} <= {0, 1}
@@ -103,7 +104,7 @@ def test_the_meta_judge_position_probe_puts_the_genrm_output_first(tmp_path):
         cli_run(server, tmp_path / "probe", "--judge-order", "genrm_first")
         meta = [prompt_of(b) for b in server.requests if is_metajudge_prompt(b)]
     assert meta and all(p.index("<genrm_output>") < p.index("<golden_judge>") for p in meta)
-    assert (tmp_path / "probe" / "helpsteer3_genrm_first").is_dir()  # a run of its own
+    assert (run_dir(tmp_path / "probe", "helpsteer3_genrm_first")).is_dir()  # a run of its own
 
 
 @pytest.mark.parametrize("genrm", sorted(GENRMS))

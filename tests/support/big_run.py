@@ -21,6 +21,7 @@ from ralign_tasks.cli import main
 from ralign_tasks.data import sample_data_dir
 from ralign_tasks.protocols import load_task
 from ralign_tasks.testing.loopback import LoopbackServer
+from tests.support.folders import run_dir
 from tests.support.scripted import scripted_responder
 
 _ID, _ROW = "@@ID@@", "@@ROW@@"
@@ -42,7 +43,7 @@ def record_sample_run(out: Path) -> Path:
             server.base_url, "--no-cache", "--output-dir", str(out),
         ])  # fmt: skip
     assert code == 0, "the sample run failed"
-    return out / "helpsteer3"
+    return run_dir(out, "helpsteer3")
 
 
 def _template(row: dict[str, Any], repeat: int) -> str:

@@ -25,6 +25,7 @@ from ralign_tasks.scorers.rationale import (
     score_picks,
 )
 from ralign_tasks.testing.loopback import LoopbackServer, prompt_of
+from tests.support.folders import run_dir
 
 
 def rc_block(*lines: str) -> str:
@@ -273,7 +274,7 @@ def test_rc_score_command_scores_a_reference_model(tmp_path, capsys):
              "--output-dir", str(tmp_path)]
         )  # fmt: skip
     assert code == 0
-    results = json.loads((tmp_path / "helpsteer3_atomic_test" / "results.json").read_text())
+    results = json.loads((run_dir(tmp_path, "helpsteer3_atomic_test") / "results.json").read_text())
     overall = results["metrics"]["overall"]
     assert overall["scored"] == 8
     assert overall["rc"] == pytest.approx(sum(1 / len(r.checklist) for r in records) / 8)

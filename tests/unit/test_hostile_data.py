@@ -23,6 +23,7 @@ from ralign_tasks.testing.loopback import (
     LoopbackServer,
     play_both_roles,
 )
+from tests.support.folders import run_dir
 
 HIGH = "\ud83d"  # the first half of 😀 (\ud83d\ude00), alone
 DEEP = "[" * 100_000 + "]" * 100_000
@@ -125,7 +126,7 @@ def test_ralign_run_skips_a_lone_surrogate_row_or_stops_naming_it(tmp_path, caps
         err = capsys.readouterr().err
         assert f"ralign: error: {path}:4: {SURROGATE_MESSAGE}context[0].content" in err
         assert main([*args, "--skip-bad-rows"]) == 0
-    results = json.loads((tmp_path / "out" / "helpsteer3" / "results.json").read_text())
+    results = json.loads((run_dir(tmp_path / "out", "helpsteer3") / "results.json").read_text())
     (skipped,) = results["settings"]["skipped_bad_rows"]
     assert skipped.startswith(f"{path}:4: {SURROGATE_MESSAGE}context[0].content")
     assert results["settings"]["items"] == 7
