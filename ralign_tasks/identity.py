@@ -11,8 +11,9 @@ least ``max_failure_rate`` of the time has no usable numbers."""
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
-from dataclasses import asdict, dataclass, fields
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 # The share of a role's requests that, once failed, makes a run's numbers unusable (at least
@@ -94,3 +95,96 @@ def safe_name(text: str) -> str:
     """``text`` as one file or folder name, safe on any filesystem (``Qwen/Qwen3-8B`` →
     ``Qwen_Qwen3-8B``); never empty, never ``.`` or ``..``."""
     return _UNSAFE_NAME.sub("_", text).strip("._")[:_MAX_NAME] or "run"
+
+
+@dataclass
+class RoleFailures:
+    """A role's requests in a run: how many were sent, how many failed, and why."""
+
+    failed: int = 0
+    sent: int = 0
+    reasons: Counter[str] = field(default_factory=Counter)
+
+
+def tally_failures(per_item: Iterable[Mapping[str, list[str | None]]]) -> dict[str, RoleFailures]:
+    """Per role, the requests of every item (see ``Protocol.request_errors``) added up."""
+    roles: dict[str, RoleFailures] = {}
+    for errors in per_item:
+        for role, found in errors.items():
+            tally = roles.setdefault(role, RoleFailures())
+            tally.sent += len(found)
+            for error in found:
+                if error is not None:
+                    tally.failed += 1
+                    tally.reasons[(error.strip().splitlines() or ["failed"])[0][:300]] += 1
+    return roles
+
+
+# What a server says when a request does not fit the model's context (vLLM, OpenAI, SGLang,
+# llama.cpp, Anthropic): the fix is a setting, which the message names.
+_CONTEXT_ERROR = re.compile(
+    r"context length|context window|maximum context|max_model_len|prompt is too long|"
+    r"max_tokens.*too large|exceeds? the (?:available )?context",
+    re.IGNORECASE,
+)
+
+
+def is_context_error(reason: str) -> bool:
+    """Whether an error says the request does not fit the model's context."""
+    return bool(_CONTEXT_ERROR.search(reason))
+
+
+@dataclass(frozen=True)
+class FailureSettings:
+    """How a path names the settings a failed run's message points to."""
+
+    max_failure_rate: str  # e.g. "--max-failure-rate", "--metadata '{\"max_failure_rate\": …}'"
+    genrm_max_tokens: str
+    judge_max_tokens: str
+
+
+def flagged_roles(
+    roles: Mapping[str, RoleFailures], max_failure_rate: float
+) -> dict[str, RoleFailures]:
+    """The roles that failed on at least ``max_failure_rate`` of their requests (and once)."""
+    return {
+        role: tally for role, tally in roles.items()
+        if tally.failed and tally.sent and tally.failed / tally.sent >= max_failure_rate
+    }  # fmt: skip
+
+
+def unusable_block(
+    task: str,
+    flagged: Mapping[str, RoleFailures],
+    endpoints: Mapping[str, str | None],
+    max_failure_rate: float,
+    undefined: Sequence[str],
+    settings: FailureSettings,
+) -> str:
+    """The framed message of a task whose GenRM or judge failed too often (``flagged``, see
+    :func:`flagged_roles`): per failing role the endpoint, the counts and the causes, the
+    setting that fixes a context-length error, what is reported as undefined and how to go
+    on."""
+    lines = [f"ralign: error: {task}: the numbers of this run are not usable"]
+    for role, tally in flagged.items():
+        where = f" at {endpoints[role]}" if endpoints.get(role) else ""
+        lines.append(
+            f"  {role}{where}: {tally.failed} of {tally.sent} requests failed "
+            f"({tally.failed / tally.sent:.0%}; at least max_failure_rate {max_failure_rate:g}):"
+        )
+        lines += [f"    {count} request(s): {reason}" for reason, count in
+                  tally.reasons.most_common(5)]  # fmt: skip
+        if any(is_context_error(reason) for reason in tally.reasons):
+            setting = settings.genrm_max_tokens if role == "GenRM" else settings.judge_max_tokens
+            lines.append(
+                f"    the request does not fit the model's context: lower {setting}, or serve "
+                "the model with a longer context"
+            )
+    if undefined:
+        lines.append(f"  {', '.join(undefined)}: reported as undefined (NaN), not measured.")
+    lines.append(
+        "  Fix what failed and run again (every answer received is cached), or change "
+        f"{settings.max_failure_rate}."
+    )
+    rule = "=" * 78
+    return "\n".join([rule, *lines, rule])

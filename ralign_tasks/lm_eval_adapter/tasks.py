@@ -10,11 +10,14 @@ schema and lm-eval logs with ``--log_samples``.
 
 from __future__ import annotations
 
+import atexit
 import json
+import logging
 import math
 import os
+import sys
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import datasets
@@ -22,13 +25,25 @@ from lm_eval.api.registry import metric_registry, register_metric
 from lm_eval.api.task import ConfigurableTask
 
 from ralign_tasks.data import data_source, keep_named, warn_bad_rows
+from ralign_tasks.identity import (
+    DEFAULT_MAX_FAILURE_RATE,
+    FailureSettings,
+    flagged_roles,
+    tally_failures,
+    unusable_block,
+)
 from ralign_tasks.item import checked_item
 from ralign_tasks.lm_eval_adapter import compat
 from ralign_tasks.pipeline import judge_items
 from ralign_tasks.protocols import PROTOCOLS, TASK_KEY, get_task, protocol_of
 from ralign_tasks.protocols.base import GenRMOutput
 from ralign_tasks.scorers.ask import StopRun
-from ralign_tasks.scorers.config import METAJUDGE_ENV_PREFIX, ConfigError, EndpointConfig
+from ralign_tasks.scorers.config import (
+    METAJUDGE_ENV_PREFIX,
+    ConfigError,
+    EndpointConfig,
+    host_of,
+)
 from ralign_tasks.scorers.jsonl import json_text
 from ralign_tasks.scorers.schema import merged_specs
 
@@ -40,6 +55,19 @@ METAJUDGE_SWITCH = "metajudge"  # `metajudge: none` reports what needs no judge 
 # later requests, which of its prompts to render.
 OPTIONS_KEY = "ralign_options"
 PROMPT_INDEX_KEY = "ralign_prompt"
+# The failure rule's threshold in --metadata (as the CLI's --max-failure-rate).
+MAX_FAILURE_RATE_KEY = "max_failure_rate"
+# What a failed task's message tells an lm-eval user to change.
+LM_EVAL_SETTINGS = FailureSettings(
+    max_failure_rate=f"--metadata '{{\"{MAX_FAILURE_RATE_KEY}\": …}}' (at least this share fails "
+    f"a task; default {DEFAULT_MAX_FAILURE_RATE})",
+    genrm_max_tokens="max_gen_toks (--gen_kwargs max_gen_toks=…)",
+    judge_max_tokens=f"the judge's max_tokens ({METAJUDGE_ENV_PREFIX}MAX_TOKENS, or "
+    "--metadata '{\"metajudge_max_tokens\": …}')",
+)
+# lm-eval exits with this status, after writing its results, when a task was not usable.
+UNUSABLE_EXIT = 3
+logger = logging.getLogger("ralign_tasks.lm_eval")
 
 
 def load_docs(
@@ -95,6 +123,56 @@ def doc_to_target(doc: Mapping[str, Any]) -> str:
     return protocol.target(protocol.record_from_dict(doc))
 
 
+def max_failure_rate(metadata: Mapping[str, Any]) -> float:
+    """The failure rule's threshold from ``--metadata`` (a share between 0 and 1)."""
+    value = metadata.get(MAX_FAILURE_RATE_KEY, DEFAULT_MAX_FAILURE_RATE)
+    try:
+        rate = float(value)
+    except (TypeError, ValueError):
+        rate = math.nan
+    if not 0.0 <= rate <= 1.0:
+        raise ConfigError(f"{MAX_FAILURE_RATE_KEY} must be between 0 and 1, got {value!r}")
+    return rate
+
+
+def _running_lm_eval_cli() -> bool:
+    """Whether this process is the ``lm_eval`` command (not a Python program calling
+    ``simple_evaluate``, whose process is its own)."""
+    main = sys.modules.get("__main__")
+    spec = getattr(main, "__spec__", None)
+    return bool(spec and spec.name.startswith("lm_eval")) or os.path.basename(
+        sys.argv[0] if sys.argv else ""
+    ) in ("lm_eval", "lm-eval")
+
+
+_unusable: list[str] = []
+
+
+def _exit_failing() -> None:
+    """At the ``lm_eval`` command's exit (its results written and printed): the framed
+    message of each task that was not usable again, under lm-eval's table, and exit status
+    3. lm-eval has no way for a task to fail the command, so the status is set here
+    (``os._exit`` after flushing: the only exit status an exit handler can set)."""
+    for block in _unusable:
+        print(block, file=sys.stderr)
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(UNUSABLE_EXIT)
+
+
+def _report_unusable(task: str, block: str) -> None:
+    """The framed message now (a Python caller's only one), or, for the ``lm_eval`` command,
+    a line now and the message under its table at exit, with a failing status."""
+    if not _running_lm_eval_cli():
+        logger.error("%s", block)
+        return
+    logger.error("%s: not usable; the reason follows lm-eval's results", task)
+    if not _unusable:
+        atexit.register(_exit_failing)
+    _unusable.append(block)
+
+
 def judge_config(metadata: Mapping[str, Any]) -> EndpointConfig | None:
     """Judge settings from ``RALIGN_METAJUDGE_*`` and ``metajudge_*`` metadata keys; ``None``
     when switched off with ``metajudge: none`` (or ``RALIGN_METAJUDGE=none``)."""
@@ -137,6 +215,7 @@ class RalignTask(ConfigurableTask):
         # Fail before any generation when the scoring settings are unusable.
         self.options = self.protocol.option_values(metadata, self.spec.task)
         self.judge_config = judge_config(metadata) if self.protocol.uses_judge else None
+        self.max_failure_rate = max_failure_rate(metadata)
         self._context_settings: dict[str, Any] = {}
         judge_template = (
             self.protocol.judge_template(self.judge_config) if self.judge_config else None
@@ -186,14 +265,29 @@ class RalignTask(ConfigurableTask):
             for record, found in zip(records, slots, strict=True)
         ]  # fmt: skip
         try:
-            items, _ = judge_items(self.spec, records, judgments, self.judge_config)
+            items, stats = judge_items(self.spec, records, judgments, self.judge_config)
         except StopRun as exc:
             # An error every call would repeat, or a judge unreachable for its whole retry
             # budget: one line, not a traceback, and a failing exit status (the answers
             # received are in the cache; a rerun resumes).
             raise SystemExit(f"ralign: error: {self.spec.task}: {exc}") from None
         # What the summary metrics aggregate: each document's value only names the metric.
-        _judged[self.spec.task] = _Judged([item.item for item in items])
+        judged = _judged[self.spec.task] = _Judged([item.item for item in items])
+        roles = tally_failures(self.protocol.request_errors(item.item) for item in items)
+        flagged = flagged_roles(roles, self.max_failure_rate)
+        if flagged:
+            # Never a clean-looking number: what the failed role measures is NaN.
+            judged.unmeasured = set(self.protocol.unmeasured_metrics(flagged))
+            labels = [
+                spec.label for spec in map(self.protocol.schema.spec, judged.unmeasured)
+                if spec.option is None or self.protocol.option_on(spec.option, self.options)
+            ]  # fmt: skip
+            judge_host = host_of(self.judge_config.endpoint) if self.judge_config else None
+            endpoints = {"judge": stats.endpoint if stats else judge_host}
+            _report_unusable(self.spec.task, unusable_block(
+                self.spec.task, flagged, endpoints, self.max_failure_rate, sorted(labels),
+                LM_EVAL_SETTINGS,
+            ))  # fmt: skip
         for (key, _), found, item in zip(documents, slots, items, strict=True):
             # The document's first request carries its judged-item record.
             compat.replace_filtered_response(found[0][1], key, json_text(item.item))
@@ -238,6 +332,8 @@ class _Judged:
 
     items: list[Mapping[str, Any]]
     report: dict[str, Any] | None = None
+    # Metrics the run could not measure (a role failed too often): NaN, never a number.
+    unmeasured: set[str] = field(default_factory=set)
 
 
 _judged: dict[str, _Judged] = {}
@@ -261,6 +357,8 @@ def summary(items: Sequence[tuple[str, str]]) -> float:
         protocol = protocol_of(task)
         judged.report = protocol.summarize([protocol.outcome_from_item(i) for i in judged.items])
     metric = name.removesuffix("_stderr")
+    if metric in judged.unmeasured:
+        return math.nan
     value = judged.report["stderr"][metric] if metric != name else judged.report[name]
     return math.nan if value is None else float(value)
 

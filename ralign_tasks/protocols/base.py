@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Generic, Literal, TypeVar
 
@@ -316,6 +316,28 @@ class Protocol(ABC, Generic[RecordT, JudgmentT, OutcomeT]):
         """The GenRM outputs of an item, one per prompt, from the ``genrm`` part of its
         judged-item record (re-judging a finished run makes no GenRM call)."""
         return [GenRMOutput(genrm["output"], genrm.get("truncated"), genrm.get("error"))]
+
+    def request_errors(self, item: Mapping[str, Any]) -> dict[str, list[str | None]]:
+        """Per role (``GenRM``, ``judge``), one entry per request an item's judged-item record
+        shows (a judge slot's last call): ``None`` where it was answered, else its error."""
+        outputs = [o for o in self.stored_outputs(item["genrm"]) if o.text is not None or o.error]
+        latest = {call.get("slot", 0): call for call in item["judge"]}
+        return {
+            "GenRM": [None if o.text is not None else str(o.error) for o in outputs],
+            "judge": [
+                None if call.get("ok") else str(call.get("error") or "no answer")
+                for call in latest.values()
+            ],
+        }
+
+    def unmeasured_metrics(self, roles: Iterable[str]) -> list[str]:
+        """The metrics a run cannot measure when these roles failed too often: every metric
+        when the GenRM did, those that need the judge when the judge did."""
+        roles = set(roles)
+        return [
+            spec.name for spec in self.schema.metrics
+            if "GenRM" in roles or ("judge" in roles and spec.needs_judge)
+        ]  # fmt: skip
 
     @abstractmethod
     def judge_value(self, value: Any) -> Any:

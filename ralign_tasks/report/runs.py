@@ -85,8 +85,7 @@ class RunItem:
         first = [c for c in calls if c.get("slot", 0) == 0]
         judge = (first or calls or [{}])[-1]
         second = [c for c in calls if c.get("slot") == 1]
-        latest = {c.get("slot", 0): c for c in calls}  # each slot's last call
-        outputs = [o for o in protocol.stored_outputs(item["genrm"]) if o.text or o.error]
+        errors = protocol.request_errors(item)
         # The record's own form, whatever a harness added next to it (lm-eval documents and
         # Inspect sample metadata carry the task name), so runs of different paths compare
         # item by item.
@@ -103,8 +102,8 @@ class RunItem:
             judge_model=judge.get("model"),
             second_meta_answer=second[-1].get("answer") if second else None,
             fingerprint=hashlib.sha256(canonical).hexdigest(),
-            genrm_requests=(sum(o.text is None for o in outputs), len(outputs)),
-            judge_requests=(sum(not c.get("ok") for c in latest.values()), len(latest)),
+            genrm_requests=(sum(e is not None for e in errors["GenRM"]), len(errors["GenRM"])),
+            judge_requests=(sum(e is not None for e in errors["judge"]), len(errors["judge"])),
         )
 
 

@@ -251,3 +251,36 @@ def test_a_dead_judge_stops_lm_eval_with_one_line_and_a_failing_status(tmp_path)
     said = f"ralign: error: ralign_helpsteer3: meta-judge at 127.0.0.1:{port}: unreachable"
     assert said in run.stderr and "Traceback" not in run.stderr
     assert not list(tmp_path.glob("*/results_*.json"))  # no number for a dead judge
+
+
+# What vLLM answers when max_tokens does not fit the model's context (no token counts here).
+CONTEXT_400 = Reply(
+    raw=json.dumps({"object": "error", "type": "BadRequestError", "code": 400,
+                    "message": "This model's maximum context length is 4096 tokens; "
+                               "max_tokens is too large"}).encode(),
+    status=400,
+)  # fmt: skip
+
+
+def context_judge(body):
+    """The GenRM says A; the meta-judge's server refuses every request for its context."""
+    return CONTEXT_400 if is_metajudge_prompt(body) else "A is better. \\boxed{A}"
+
+
+def test_a_judge_failing_every_request_fails_lm_eval_after_writing_nan(tmp_path):
+    with LoopbackServer(context_judge) as server:
+        metadata = {"sample": True, "metajudge_model": "j", "metajudge_base_url": server.base_url}
+        run = lm_eval_run(server, tmp_path, "ralign_helpsteer3", metadata)
+    assert run.returncode == 3, run.stderr[-3000:]
+    # One framed message under lm-eval's table: the endpoint, the counts, the setting to lower.
+    block = run.stderr[run.stderr.rindex("=" * 78, 0, run.stderr.rindex("=" * 78)) :]
+    host = server.base_url.removeprefix("http://").removesuffix("/v1")
+    assert "ralign: error: ralign_helpsteer3: the numbers of this run are not usable" in block
+    assert f"judge at {host}: 4 of 4 requests failed (100%; at least max_failure_rate 0.5)" in block
+    assert "lower the judge's max_tokens (RALIGN_METAJUDGE_MAX_TOKENS" in block
+    assert "F-Score, S-Corr: reported as undefined (NaN)" in block
+    assert "Traceback" not in run.stderr
+    (results_file,) = tmp_path.glob("*/results_*.json")
+    task = json.loads(results_file.read_text())["results"]["ralign_helpsteer3"]
+    assert task["l_acc,none"] == 0.5 and task["meta_call_fail,none"] == 4
+    assert all(task[f"{m},none"] != task[f"{m},none"] for m in ("s_corr", "f_score"))  # NaN
