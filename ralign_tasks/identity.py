@@ -104,6 +104,8 @@ class RoleFailures:
     failed: int = 0
     sent: int = 0
     reasons: Counter[str] = field(default_factory=Counter)
+    # Whether a failure said the request does not fit the model's context.
+    context_error: bool = False
 
 
 def tally_failures(per_item: Iterable[Mapping[str, list[str | None]]]) -> dict[str, RoleFailures]:
@@ -117,6 +119,7 @@ def tally_failures(per_item: Iterable[Mapping[str, list[str | None]]]) -> dict[s
                 if error is not None:
                     tally.failed += 1
                     tally.reasons[(error.strip().splitlines() or ["failed"])[0][:300]] += 1
+                    tally.context_error |= is_context_error(error)
     return roles
 
 
@@ -174,7 +177,7 @@ def unusable_block(
         )
         lines += [f"    {count} request(s): {reason}" for reason, count in
                   tally.reasons.most_common(5)]  # fmt: skip
-        if any(is_context_error(reason) for reason in tally.reasons):
+        if tally.context_error:
             setting = settings.genrm_max_tokens if role == "GenRM" else settings.judge_max_tokens
             lines.append(
                 f"    the request does not fit the model's context: lower {setting}, or serve "

@@ -33,7 +33,14 @@ from inspect_ai.scorer import Metric, SampleScore, Score, Scorer, Target, metric
 from inspect_ai.solver import TaskState
 from tenacity import RetryError
 
-from ralign_tasks.inspect_adapter.compat import PrerequisiteError
+from ralign_tasks.identity import (
+    DEFAULT_MAX_FAILURE_RATE,
+    FailureSettings,
+    flagged_roles,
+    tally_failures,
+    unusable_block,
+)
+from ralign_tasks.inspect_adapter.compat import ModelGenerateError, PrerequisiteError
 from ralign_tasks.item import checked_item
 from ralign_tasks.protocols import PROTOCOLS, TASK_KEY, Protocol, TaskSpec, get_task
 from ralign_tasks.protocols.base import GenRMOutput
@@ -55,6 +62,19 @@ OPTIONS_KEY = "ralign_options"
 OUTPUTS_STORE_KEY = "ralign_genrm_outputs"
 # The official judge settings (SPEC §1), as the CLI and lm-eval use them.
 META_JUDGE_DEFAULTS = EndpointConfig()
+# What a failed task's message tells an Inspect user to change.
+INSPECT_SETTINGS = FailureSettings(
+    max_failure_rate=f"-T max_failure_rate=… (at least this share fails the eval; default "
+    f"{DEFAULT_MAX_FAILURE_RATE})",
+    genrm_max_tokens="--max-tokens",
+    judge_max_tokens="the judge's max_tokens (--model-role "
+    'meta_judge="{model: …, max_tokens: 2048}")',
+)
+
+
+class RunNotUsable(PrerequisiteError):
+    """A task's GenRM or judge failed on at least ``max_failure_rate`` of its requests: the
+    eval ends with status error (its samples are in the log, for ``inspect eval-retry``)."""
 
 
 class MissingMetaJudgeError(PrerequisiteError):
@@ -138,6 +158,13 @@ async def ask_judge(
     except RetryError as exc:
         last = exc.last_attempt.exception()
         raise TransportGaveUp(describe_error(last) if last else str(exc)) from None
+    except ModelGenerateError as exc:
+        # Its text carries the whole request; what the provider said is what matters.
+        said = exc.provider_message or str(exc).rstrip().rsplit("\n", 1)[-1]
+        text = f"Error code: {exc.status_code} - {said}" if exc.status_code else said
+        if exc.status_code in _FINAL_STATUSES:  # the same request gets the same answer
+            raise TransportGaveUp(text) from None
+        raise RuntimeError(text) from None
     usage = output.usage
     return Answer(
         text=output.completion,
@@ -145,6 +172,10 @@ async def ask_judge(
         prompt_tokens=usage.input_tokens if usage else 0,
         completion_tokens=usage.output_tokens if usage else 0,
     )
+
+
+# Client errors that asking again cannot change (not a timeout, conflict or rate limit).
+_FINAL_STATUSES = frozenset({400, 401, 403, 404, 405, 413, 422})
 
 
 def bound_with_defaults(signature: signatures.Signature, given: dict[str, Any]) -> dict[str, Any]:
@@ -168,13 +199,37 @@ def _number(value: float | int | None) -> float:
 # "unreduced": every (sample, epoch) is one item, and Inspect's default epoch reducer (a mean)
 # never sees the values, whose statuses are strings.
 @metric(scores="unreduced")
-def ralign_metrics(family: str) -> Metric:
+def ralign_metrics(
+    family: str, max_failure_rate: float = DEFAULT_MAX_FAILURE_RATE, samples: int | None = None
+) -> Metric:
     """A protocol's metrics (headline first) with bootstrap standard errors, and its counts,
-    from the judged-item records in the scores' metadata."""
+    from the judged-item records in the scores' metadata.
+
+    When the GenRM or the judge failed on at least ``max_failure_rate`` of its requests, what
+    that role measures is NaN, and once every one of the task's ``samples`` is scored (Inspect
+    also computes metrics on the samples done so far, for its display) the eval fails
+    (:class:`RunNotUsable`) with a message naming the judge, the counts and the setting to
+    change."""
     protocol = next(p for p in PROTOCOLS if p.name == family)
 
     def compute(scores: list[SampleScore]) -> dict[str, float]:
-        outcomes = [protocol.outcome_from_item(checked_item(s.score.metadata)) for s in scores]
+        items = [checked_item(s.score.metadata) for s in scores]
+        roles = tally_failures(protocol.request_errors(item) for item in items)
+        flagged = flagged_roles(roles, max_failure_rate)
+        unmeasured = set(protocol.unmeasured_metrics(flagged))
+        if flagged and samples is not None and len(scores) >= samples:
+            judges = {call.get("model") for item in items for call in item["judge"]}
+            task = next((item["task"] for item in items), family)
+            labels = [protocol.schema.spec(n).label for n in sorted(unmeasured)]
+            block = unusable_block(
+                task, flagged, {"judge": ", ".join(sorted(filter(None, judges))) or None},
+                max_failure_rate, labels, INSPECT_SETTINGS,
+            )  # fmt: skip
+            # The eval's error: its metrics are not written, its samples are (eval-retry).
+            error = RunNotUsable(block.replace(" (NaN), not measured", ", not measured"))
+            error.args = (error.message,)  # str() and the log show the message as it is
+            raise error
+        outcomes = [protocol.outcome_from_item(item) for item in items]
         summary = protocol.summarize(outcomes)
         values: dict[str, float] = {}
         # An option is off when none of its metrics has a value (no swapped item): its
@@ -185,8 +240,9 @@ def ralign_metrics(family: str) -> Metric:
             option = protocol.schema.spec(name).option
             if option and option not in on:
                 continue
-            values[name] = _number(summary[name])
-            values[f"{name}_stderr"] = _number(summary["stderr"][name])
+            measured = name not in unmeasured
+            values[name] = _number(summary[name] if measured else None)
+            values[f"{name}_stderr"] = _number(summary["stderr"][name] if measured else None)
         for name in protocol.schema.count_names:
             values[name] = _number(summary[name])
         return values

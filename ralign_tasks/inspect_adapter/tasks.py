@@ -10,6 +10,7 @@ and its family's options.
 from __future__ import annotations
 
 import inspect as signatures
+import math
 import os
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -23,6 +24,7 @@ from jinja2 import TemplateError
 
 from ralign_tasks import __version__
 from ralign_tasks.data import DataUnavailableError, data_source, keep_named
+from ralign_tasks.identity import DEFAULT_MAX_FAILURE_RATE
 from ralign_tasks.inspect_adapter.compat import PrerequisiteError, active_model
 from ralign_tasks.inspect_adapter.scorer import (
     OPTIONS_KEY,
@@ -31,6 +33,7 @@ from ralign_tasks.inspect_adapter.scorer import (
     bound_with_defaults,
     genrm_full_text,
     meta_judge_model,
+    ralign_metrics,
 )
 from ralign_tasks.protocols import TASK_KEY, TASKS, Protocol, TaskSpec, protocol_of
 
@@ -188,6 +191,8 @@ def build_task(spec: TaskSpec, **params: Any) -> Task:
         config=GenerateConfig(
             temperature=protocol.genrm_temperature, max_tokens=protocol.genrm_max_tokens
         ),
+        # The scorer's metrics with this task's failure rule.
+        metrics=[ralign_metrics(protocol.name, _rate(params["max_failure_rate"]), len(dataset))],
         headline_metric=HeadlineMetric(metric=protocol.schema.headline),
         version=__version__,
         metadata={
@@ -195,6 +200,16 @@ def build_task(spec: TaskSpec, **params: Any) -> Task:
             **{o.name: options[o.name] for o in protocol.options_of("data")},
         },
     )
+
+
+def _rate(value: Any) -> float:
+    try:
+        rate = float(value)
+    except (TypeError, ValueError):
+        rate = math.nan
+    if not 0.0 <= rate <= 1.0:
+        raise TaskSetupError(f"max_failure_rate must be between 0 and 1, got {value!r}")
+    return rate
 
 
 def _task_parameters(protocol: Protocol[Any, Any, Any]) -> list[signatures.Parameter]:
@@ -211,6 +226,7 @@ def _task_parameters(protocol: Protocol[Any, Any, Any]) -> list[signatures.Param
         *(parameter(option.name, option.default) for option in protocol.options),
         parameter("genrm_template", None),
         *(judge if protocol.uses_judge else []),
+        parameter("max_failure_rate", DEFAULT_MAX_FAILURE_RATE),
     ]
 
 
@@ -236,6 +252,8 @@ def _task_function(spec: TaskSpec) -> Callable[..., Task]:
         f"      {protocol.group_field}: keep only these (one name or a list).{option_docs}\n"
         "      genrm_template: path of a Jinja2 template replacing the GenRM prompt.\n"
         + (judge_docs if protocol.uses_judge else "")
+        + "      max_failure_rate: the eval fails (status error, samples kept) when at least "
+        "this share of the GenRM's or the judge's requests failed.\n"
     )
     return task(name=spec.task)(factory)
 

@@ -284,3 +284,29 @@ def test_a_judge_failing_every_request_fails_lm_eval_after_writing_nan(tmp_path)
     task = json.loads(results_file.read_text())["results"]["ralign_helpsteer3"]
     assert task["l_acc,none"] == 0.5 and task["meta_call_fail,none"] == 4
     assert all(task[f"{m},none"] != task[f"{m},none"] for m in ("s_corr", "f_score"))  # NaN
+
+
+def test_a_judge_failing_every_request_fails_the_inspect_eval_keeping_its_samples(tmp_path):
+    with LoopbackServer(context_judge) as server:
+
+        def model(name: str):
+            return get_model(f"openai-api/loop/{name}", base_url=server.base_url, api_key="x",
+                             memoize=False)  # fmt: skip
+
+        (log,) = inspect_eval(
+            ralign_helpsteer3(sample=True),
+            model=model("genrm"),
+            model_roles={"meta_judge": model("judge")},
+            log_dir=str(tmp_path / "logs"),
+            display="none",
+        )
+    assert log.status == "error"
+    message = log.error.message
+    assert "ralign: error: ralign_helpsteer3: the numbers of this run are not usable" in message
+    assert "judge at openai-api/loop/judge: 4 of 4 requests failed (100%" in message, message
+    assert "lower the judge's max_tokens (--model-role meta_judge=" in message
+    assert "-T max_failure_rate=" in message
+    # The samples are kept, for `inspect eval-retry` and for `ralign report`, which marks them.
+    assert len(log.samples) == 8 and all(s.scores for s in log.samples)
+    (result,), _ = load_runs([tmp_path / "logs"])
+    assert result.unusable() == "judge: 4 of 4 requests failed"

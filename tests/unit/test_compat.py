@@ -51,3 +51,5 @@ def test_inspect_private_names_still_exist():
     assert inspect_compat.PrerequisiteError is PrerequisiteError
     assert issubclass(PrerequisiteError, Exception)
     assert inspect_compat.active_model() is None  # no eval running
+    error = inspect_compat.ModelGenerateError("Request: …", status_code=400, provider_message="x")
+    assert (error.status_code, error.provider_message) == (400, "x")
