@@ -26,6 +26,7 @@ import contextlib
 import json
 import logging
 import random
+import re
 import time
 import urllib.request
 from email.utils import parsedate_to_datetime
@@ -55,6 +56,10 @@ _READ_CHUNK = 1 << 16
 # A model's `created` this close to the answer's own time is the time of the answer (vLLM
 # stamps its model list when asked), not the model's.
 _STAMPED_NOW_S = 5.0
+# A 400 saying max_tokens does not fit the model's context, with the context's size and the
+# prompt's tokens (vLLM's wordings, old and new): the request fits with fewer completion tokens.
+_CONTEXT_SIZE = re.compile(r"maximum context length is (\d+) tokens")
+_PROMPT_TOKENS = re.compile(r"\((\d+) in the messages|request has (\d+) input tokens")
 
 
 class EndpointError(Exception):
@@ -274,6 +279,16 @@ def env_proxy(url: str) -> str | None:
     return urllib.request.getproxies().get(parts.scheme)
 
 
+def fitting_max_tokens(error: str, asked: int) -> int | None:
+    """The completion tokens that fit when a server refused ``asked`` for its context and said
+    how large the context and the prompt are; ``None`` when it did not, or nothing fits."""
+    size, prompt = _CONTEXT_SIZE.search(error), _PROMPT_TOKENS.search(error)
+    if not (size and prompt):
+        return None
+    room = int(size.group(1)) - int(prompt.group(1) or prompt.group(2))
+    return room if 0 < room < asked else None
+
+
 class ChatClient:
     """Posts chat completion requests to one endpoint; counts every HTTP request sent (the
     retries included). Create and close it inside the event loop that uses it."""
@@ -299,6 +314,8 @@ class ChatClient:
         # on every request, which took more CPU than the rest of the request.
         self.proxy = env_proxy(self.url)
         self.reachability = _Reachability(config.host, config.retry_budget)
+        self.host = config.host
+        self.context_announced = False
 
     async def post(self, body: dict[str, Any]) -> Any:
         """The JSON value of a 200 answer to ``body``; :class:`EndpointError` once the
@@ -315,6 +332,16 @@ class ChatClient:
                 try:
                     raw = await self._send(payload)
                 except EndpointError as exc:
+                    fitting = (
+                        fitting_max_tokens(str(exc), body["max_tokens"])
+                        if isinstance(exc, BadRequestError) and "max_tokens" in body
+                        else None
+                    )
+                    if fitting is not None:  # the same request, asking what fits the context
+                        self._announce_context(body["max_tokens"], str(exc))
+                        body = {**body, "max_tokens": fitting}
+                        payload = json_text(body).encode("utf-8")
+                        continue
                     if is_unreachable(exc):
                         self.reachability.went_down(exc)
                     elif isinstance(exc, EndpointStatusError):  # an answer, if an error
@@ -340,6 +367,18 @@ class ChatClient:
             text = raw.decode("utf-8", errors="replace")
             quoted = redacted_quote(text, self.secret, QUOTE_CHARS)
             raise ValueError(f"not a chat completion: {quoted!r}") from None
+
+    def _announce_context(self, asked: int, error: str) -> None:
+        if self.context_announced:
+            return
+        self.context_announced = True
+        size = _CONTEXT_SIZE.search(error)
+        logger.warning(
+            "%s: max_tokens %d does not fit the model's context (%s tokens) with the prompt; "
+            "each such request asks for what fits instead (set MAX_TOKENS of this role, e.g. "
+            "RALIGN_METAJUDGE_MAX_TOKENS, to choose)",
+            self.host, asked, size.group(1) if size else "?",
+        )  # fmt: skip
 
     def _wait(self, exc: EndpointError, attempt: int, started: float) -> float | None:
         """Seconds to wait before sending again, or ``None`` when the wait would end past the

@@ -25,7 +25,12 @@ from ralign_tasks.data import (
     keep_named,
     warn_bad_rows,
 )
-from ralign_tasks.identity import DEFAULT_MAX_FAILURE_RATE, RunIdentity, safe_name
+from ralign_tasks.identity import (
+    DEFAULT_MAX_FAILURE_RATE,
+    RunIdentity,
+    is_context_error,
+    safe_name,
+)
 from ralign_tasks.pipeline import (
     FinishedRun,
     ScoredRun,
@@ -504,6 +509,14 @@ def _finish(run: FinishedRun, folder: Path, title: str, max_failure_rate: float)
         )
         for reason, count in stats.failure_reasons.items():
             print(f"  {count} request(s): {reason}", file=sys.stderr)
+        said = [*stats.failure_reasons, *stats.failure_examples.values()]
+        if any(is_context_error(text) for text in said):
+            prefix = GENRM_ENV_PREFIX if role == "GenRM" else METAJUDGE_ENV_PREFIX
+            print(
+                f"  the request does not fit the model's context: lower {prefix}MAX_TOKENS, or "
+                "serve the model with a longer context",
+                file=sys.stderr,
+            )
     return usable
 
 

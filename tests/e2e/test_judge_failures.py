@@ -310,3 +310,40 @@ def test_a_judge_failing_every_request_fails_the_inspect_eval_keeping_its_sample
     assert len(log.samples) == 8 and all(s.scores for s in log.samples)
     (result,), _ = load_runs([tmp_path / "logs"])
     assert result.unusable() == "judge: 4 of 4 requests failed"
+
+
+def test_a_context_length_error_names_the_setting_to_lower_in_the_cli(tmp_path, capsys):
+    with LoopbackServer(context_judge) as server:
+        code = main(["run", "helpsteer3", "--sample", "--genrm-model", "g", "--genrm-base-url",
+                     server.base_url, "--metajudge-model", "j", "--metajudge-base-url",
+                     server.base_url, "--output-dir", str(tmp_path)])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 3 and "4 of 4 judge requests" in err
+    assert "does not fit the model's context: lower RALIGN_METAJUDGE_MAX_TOKENS" in err
+
+
+def test_a_judge_whose_context_is_shorter_than_max_tokens_is_asked_what_fits(tmp_path, caplog):
+    asked = []
+
+    def small_context_judge(body):
+        if not is_metajudge_prompt(body):
+            return "A is better. \\boxed{A}"
+        asked.append(body["max_tokens"])
+        if body["max_tokens"] > 4096 - 900:  # vLLM's current wording, with the counts
+            return Reply(raw=json.dumps({"object": "error", "code": 400, "message": (
+                f"'max_tokens' or 'max_completion_tokens' is too large: {body['max_tokens']}. "
+                "This model's maximum context length is 4096 tokens and your request has 900 "
+                f"input tokens ({body['max_tokens']} > 4096 - 900)."
+            )}).encode(), status=400)  # fmt: skip
+        return meta_answer("Correct")
+
+    with LoopbackServer(small_context_judge) as server:
+        code = main(["run", "helpsteer3", "--sample", "--genrm-model", "g", "--genrm-base-url",
+                     server.base_url, "--metajudge-model", "j", "--metajudge-base-url",
+                     server.base_url, "--output-dir", str(tmp_path)])  # fmt: skip
+    assert code == 0
+    assert sorted(asked) == [3196] * 4 + [16384] * 4  # once as set, once with what fits
+    said = [r.message for r in caplog.records if "does not fit the model's context" in r.message]
+    assert len(said) == 1 and "max_tokens 16384" in said[0] and "(4096 tokens)" in said[0]
+    results = json.loads((run_dir(tmp_path, "helpsteer3") / "results.json").read_text())
+    assert results["metrics"]["overall"]["meta_correct"] == 4
