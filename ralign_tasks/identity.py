@@ -19,6 +19,8 @@ from typing import Any
 # The share of a role's requests that, once failed, makes a run's numbers unusable (at least
 # this share: 0.5 flags a run where half the requests failed).
 DEFAULT_MAX_FAILURE_RATE = 0.5
+# The exit status of a command whose numbers are not usable (the CLI, the lm_eval command).
+UNUSABLE_EXIT = 3
 _UNSAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
 _MAX_NAME = 120
 # How each field is named when runs differ in it (the row names of ``ralign report``).

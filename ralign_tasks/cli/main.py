@@ -27,6 +27,7 @@ from ralign_tasks.data import (
 )
 from ralign_tasks.identity import (
     DEFAULT_MAX_FAILURE_RATE,
+    UNUSABLE_EXIT,
     RunIdentity,
     is_context_error,
     safe_name,
@@ -62,7 +63,6 @@ from ralign_tasks.scorers.config import (
 )
 from ralign_tasks.task_configs import include_path
 
-FAILURE_EXIT = 3
 # `ralign run` with no names: the three R-Align fidelity benchmarks.
 DEFAULT_RUN = [spec.short for spec in FIDELITY.tasks]
 TASK_NAMES = ", ".join(spec.short for spec in TASKS.values())
@@ -650,7 +650,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         run = run_in_steps(spec, len(records), score_step, folder, identity, settings,
                            args.overwrite)  # fmt: skip
         usable &= _finish(run, folder, _title(spec, options), args.max_failure_rate)
-    return 0 if usable else FAILURE_EXIT
+    return 0 if usable else UNUSABLE_EXIT
 
 
 def cmd_score(args: argparse.Namespace) -> int:
@@ -671,7 +671,7 @@ def cmd_score(args: argparse.Namespace) -> int:
                          f"ralign score {Path(args.outputs).name}")  # fmt: skip
     run = run_in_steps(spec, len(records), score_step, folder, identity, settings, args.overwrite)
     usable = _finish(run, folder, _title(spec, options), args.max_failure_rate)
-    return 0 if usable else FAILURE_EXIT
+    return 0 if usable else UNUSABLE_EXIT
 
 
 def _score_judgebench_outputs(args: argparse.Namespace, spec: TaskSpec) -> int:
@@ -691,7 +691,7 @@ def _score_judgebench_outputs(args: argparse.Namespace, spec: TaskSpec) -> int:
                        identity, settings, args.overwrite)  # fmt: skip
     usable = _finish(run, folder, _title(spec, options, path), args.max_failure_rate)
     print(official_line(run.report["overall"]))
-    return 0 if usable else FAILURE_EXIT
+    return 0 if usable else UNUSABLE_EXIT
 
 
 def cmd_rc_score(args: argparse.Namespace) -> int:
@@ -720,7 +720,7 @@ def cmd_rc_score(args: argparse.Namespace) -> int:
     run = run_in_steps(RC_TASK, len(records), _judged_step(RC_TASK, records, judgments, judge),
                        folder, identity, settings, args.overwrite)  # fmt: skip
     usable = _finish(run, folder, _title(RC_TASK, options, source), args.max_failure_rate)
-    return 0 if usable else FAILURE_EXIT
+    return 0 if usable else UNUSABLE_EXIT
 
 
 def cmd_rejudge(args: argparse.Namespace) -> int:
@@ -771,7 +771,7 @@ def cmd_rejudge(args: argparse.Namespace) -> int:
                            args.overwrite)  # fmt: skip
         usable &= _finish(run, folder, _title(spec, options, f"re-judged {result.source}"),
                           args.max_failure_rate)  # fmt: skip
-    return 0 if usable else FAILURE_EXIT
+    return 0 if usable else UNUSABLE_EXIT
 
 
 def _written(path: str | Path) -> None:
@@ -1043,7 +1043,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _command(args)
         except EndpointDownError as exc:
             print(f"ralign: error: {exc}", file=sys.stderr)
-            return FAILURE_EXIT
+            return UNUSABLE_EXIT
         except (
             StopRun,  # a cache that cannot be used, a folder another run is writing, a bad key
             DemoError,

@@ -27,6 +27,7 @@ from lm_eval.api.task import ConfigurableTask
 from ralign_tasks.data import data_source, keep_named, warn_bad_rows
 from ralign_tasks.identity import (
     DEFAULT_MAX_FAILURE_RATE,
+    UNUSABLE_EXIT,
     FailureSettings,
     flagged_roles,
     tally_failures,
@@ -65,8 +66,6 @@ LM_EVAL_SETTINGS = FailureSettings(
     judge_max_tokens=f"the judge's max_tokens ({METAJUDGE_ENV_PREFIX}MAX_TOKENS, or "
     "--metadata '{\"metajudge_max_tokens\": …}')",
 )
-# lm-eval exits with this status, after writing its results, when a task was not usable.
-UNUSABLE_EXIT = 3
 logger = logging.getLogger("ralign_tasks.lm_eval")
 
 

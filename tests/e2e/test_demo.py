@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -26,4 +27,7 @@ def test_demo_runs_offline_and_prints_the_fidelity_table(tmp_path):
         assert text in run.stdout
     assert DISCLAIMER in run.stdout
     assert f"ralign report {tmp_path / 'out'}" in run.stdout  # where to go next
-    assert list((tmp_path / "out").glob("*/results_*.json"))
+    (results,) = (tmp_path / "out").glob("*/results_*.json")
+    # The GenRM is named by the model's name, not by the cache path it was loaded from.
+    model_args = json.loads(results.read_text())["config"]["model_args"]
+    assert "pretrained=SmolLM2-135M-Instruct," in str(model_args)

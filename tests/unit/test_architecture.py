@@ -15,6 +15,7 @@ import tomllib
 import yaml
 
 from ralign_tasks.protocols import PROTOCOLS, TASKS, protocol_of
+from ralign_tasks.protocols.fidelity import FIDELITY
 from ralign_tasks.task_configs import include_path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -181,3 +182,16 @@ def test_the_command_line_imports_no_heavy_module_until_it_needs_one():
     loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
                             check=True).stdout.strip()  # fmt: skip
     assert loaded == "[]"
+
+
+def test_each_family_of_judged_tasks_is_a_group_of_its_own():
+    texts = [path.read_text() for path in include_path().glob("*.yaml")]
+    configs = [yaml.safe_load(text) for text in texts if text.count("\ngroup:")]
+    groups = {config["group"]: config["task"] for config in configs}
+    # HelpSteer3-Atomic's metrics are none of the R-Align group's: a group of its own, so that
+    # neither reports the other's metrics as missing.
+    assert groups == {
+        "ralign": [spec.task for spec in FIDELITY.tasks],
+        "ralign_atomic": ["ralign_helpsteer3_atomic"],
+        "ralign_label": ["ralign_judgebench", "ralign_rmbench", "ralign_rb2"],
+    }
