@@ -20,6 +20,7 @@ from typing import Any
 
 from ralign_tasks.protocols import get_task
 from ralign_tasks.protocols.fidelity import FIDELITY_TASKS
+from ralign_tasks.report.console import UNDEFINED
 from ralign_tasks.report.runs import TaskResult, latest_runs, load_runs
 from ralign_tasks.report.tables import markdown_text, rich_text
 from ralign_tasks.scorers.lazy_modules import lazy_import
@@ -202,7 +203,7 @@ def load_raters(paths: Sequence[str], warnings: list[str]) -> list[Rater]:
 
 
 def _number(value: float | None, digits: int = 3) -> str:
-    return "—" if value is None else f"{value:.{digits}f}"
+    return UNDEFINED if value is None else f"{value:.{digits}f}"
 
 
 def format_agreement(report: list[BenchmarkAgreement], markdown: bool = False) -> str:
@@ -225,14 +226,14 @@ def format_agreement(report: list[BenchmarkAgreement], markdown: bool = False) -
             str(entry.ungraded),
             _number(entry.raw),
             f"{_number(entry.kappa)} ({entry.kind})",
-            "—"
+            UNDEFINED
             if entry.kappa_ci is None
             else f"[{entry.kappa_ci[0]:.3f}, {entry.kappa_ci[1]:.3f}]",
             "; ".join(f"{pair}: {_number(tau)}" for pair, tau in entry.tau.items()),
         ]
         for entry in report
     ]
-    title = f"Meta-judge agreement: {' / '.join(report[0].raters)}"
+    title = f"Meta-judge agreement: {' / '.join(report[0].raters)} (fractions, 0 to 1)"
     parts = [markdown_text(header, rows, title) if markdown else rich_text(title, header, rows, 1)]
     for entry in report:
         if entry.confusion is not None:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from ralign_tasks.protocols import metric_label
 from ralign_tasks.protocols.fidelity import FIDELITY_TASKS
+from ralign_tasks.report.console import UNDEFINED
 from ralign_tasks.report.runs import (
     RunItem,
     TaskResult,
@@ -150,19 +151,19 @@ def compare(
 
 def _percent(value: float | None, sign: bool = False) -> str:
     if value is None:
-        return ""
+        return UNDEFINED
     return f"{value * 100:+.1f}" if sign else f"{value * 100:.1f}"
 
 
 def _p_text(p_value: float | None) -> str:
-    return "" if p_value is None else f"{p_value:.4f}"
+    return UNDEFINED if p_value is None else f"{p_value:.4f}"
 
 
 def _text_rows(comparison: Comparison) -> tuple[list[str], list[list[str]]]:
     header = ["benchmark", "metric", "N", "A", "B", "A - B", "95% CI", "p"]
     rows = []
     for d in comparison.differences:
-        ci = f"[{_percent(d.ci[0], True)}, {_percent(d.ci[1], True)}]" if d.ci else ""
+        ci = f"[{_percent(d.ci[0], True)}, {_percent(d.ci[1], True)}]" if d.ci else UNDEFINED
         rows.append(
             [
                 d.task.removeprefix("ralign_"),
@@ -194,7 +195,7 @@ def render_markdown(comparison: Comparison) -> str:
 
 
 def render_csv(comparison: Comparison) -> str:
-    """Fractions, unrounded, one row per benchmark and metric; blanks where undefined."""
+    """Fractions, unrounded, one row per benchmark and metric; ``n/a`` where undefined."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(
@@ -203,7 +204,7 @@ def render_csv(comparison: Comparison) -> str:
     )  # fmt: skip
 
     def cell(value: float | None) -> str:
-        return "" if value is None else repr(value)
+        return UNDEFINED if value is None else repr(value)
 
     for d in comparison.differences:
         low, high = d.ci if d.ci else (None, None)

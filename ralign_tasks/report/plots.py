@@ -21,6 +21,7 @@ from matplotlib.figure import Figure
 
 from ralign_tasks.protocols import TASKS, get_task, metric_label, protocol_of
 from ralign_tasks.protocols.fidelity import FIDELITY_TASKS
+from ralign_tasks.report.console import UNDEFINED
 from ralign_tasks.report.runs import TaskResult, finite_or_none
 from ralign_tasks.report.tables import markdown_text, rich_text
 
@@ -164,7 +165,7 @@ def metric_bars_figure(by_task: dict[str, dict[str, TaskResult]]) -> Figure | No
             ]
             for index, genrm in enumerate(genrms):
                 if by_task[task][genrm].values[metric] is None:
-                    axis.text(index + offset, 1, "n/a", ha="center", fontsize=_LABEL_FONT)
+                    axis.text(index + offset, 1, UNDEFINED, ha="center", fontsize=_LABEL_FONT)
             axis.bar(
                 [index + offset for index, _ in shown],
                 [result.values[metric] * 100 for _, result in shown],
@@ -292,7 +293,7 @@ def correlations(
 
 
 def _stat_text(value: float | None, digits: str = ".3f") -> str:
-    return "" if value is None else format(value, digits)
+    return UNDEFINED if value is None else format(value, digits)
 
 
 def _correlation_rows(found: Sequence[Correlation]) -> tuple[list[str], list[list[str]]]:
@@ -317,7 +318,9 @@ def correlation_csv(found: Sequence[Correlation]) -> str:
     for c in found:
         cells = [c.pearson_r, c.pearson_p, c.spearman_rho, c.spearman_p]
         lines.append(
-            ",".join([c.task, c.metric, str(c.n), *("" if v is None else repr(v) for v in cells)])
+            ",".join(
+                [c.task, c.metric, str(c.n), *(UNDEFINED if v is None else repr(v) for v in cells)]
+            )
         )
     return "\n".join(lines) + "\n"
 

@@ -12,7 +12,7 @@ from typing import Any
 from ralign_tasks.identity import DEFAULT_MAX_FAILURE_RATE
 from ralign_tasks.protocols import TASKS, get_task, metric_label, protocol_of
 from ralign_tasks.protocols.fidelity import FIDELITY
-from ralign_tasks.report.console import percent_text
+from ralign_tasks.report.console import UNDEFINED, column_chunks, percent_text, terminal_columns
 from ralign_tasks.report.runs import TaskResult, task_columns
 
 # Marks the metrics of a run whose requests failed too often (see ``Table.unusable``).
@@ -120,8 +120,8 @@ def cell_text(result: TaskResult | None, column: Column, flagged: bool = False) 
     (the run's numbers are not usable), or a count; blank when unknown or undefined."""
     value = _value(result, column)
     if value is None or not column.is_metric:
-        return "" if value is None else str(value)
-    text = percent_text(value, result.ci.get(column.key) if result else None, missing="")
+        return UNDEFINED if value is None else str(value)
+    text = percent_text(value, result.ci.get(column.key) if result else None)
     return f"{text} {UNUSABLE_MARK}" if flagged else text
 
 
@@ -135,29 +135,51 @@ def _text_rows(table: Table) -> tuple[list[str], list[list[str]]]:
     return header, rows
 
 
-def rich_text(title: str, header: list[str], rows: list[list[str]], left: int = 2) -> str:
+def _widths(header: list[str], rows: list[list[str]]) -> list[int]:
+    return [
+        max(len(line) for text in column for line in text.splitlines() or [""])
+        for column in zip(header, *rows, strict=True)
+    ]
+
+
+def rich_width(header: list[str], rows: list[list[str]]) -> int:
+    """The width of :func:`rich_text`'s table in one part."""
+    return sum(w + 3 for w in _widths(header, rows)) + 1
+
+
+def rich_text(
+    title: str,
+    header: list[str],
+    rows: list[list[str]],
+    left: int = 2,
+    columns: int | None = None,
+) -> str:
     """Rows as a rich table (the first ``left`` columns left-aligned, the rest
-    right-aligned), as wide as its content and title: a wide report scrolls rather than
-    folding its cells. Every text is printed as it is: names are the user's (a GenRM called
-    ``Qwen3-8B[awq]`` or ``[/bold]``), never read as rich markup or emoji codes."""
+    right-aligned) within ``columns`` characters (default: the terminal's, see
+    :func:`terminal_columns`): a wider table is printed as several, each repeating the first
+    ``left`` columns, and a cell still too wide (a long GenRM name) folds. Every text is
+    printed as it is: names are the user's (a GenRM called ``Qwen3-8B[awq]`` or ``[/bold]``),
+    never read as rich markup or emoji codes."""
     from rich.console import Console
     from rich.table import Table as RichTable
     from rich.text import Text
 
-    grid = RichTable(title=Text(title))
-    for index, name in enumerate(header):
-        justify = "left" if index < left else "right"
-        grid.add_column(Text(name), justify=justify, overflow="fold")
-    for row in rows:
-        grid.add_row(*map(Text, row))
-    widths = [
-        max(len(line) for text in column for line in text.splitlines() or [""])
-        for column in zip(header, *rows, strict=True)
-    ]
-    width = max(sum(w + 3 for w in widths) + 1, len(title) + 4)
-    console = Console(file=io.StringIO(), width=width, record=True)
-    console.print(grid)
-    return console.export_text()
+    limit = columns or terminal_columns()
+    widths = _widths(header, rows)
+    parts = []
+    for number, chunk in enumerate(column_chunks(widths, left, limit - 1, 3)):
+        shown = [*range(left), *chunk]
+        grid = RichTable(title=Text(title if number == 0 else f"{title} (continued)"))
+        for index in shown:
+            justify = "left" if index < left else "right"
+            grid.add_column(Text(header[index]), justify=justify, overflow="fold")
+        for row in rows:
+            grid.add_row(*(Text(row[index]) for index in shown))
+        natural = max(sum(widths[i] + 3 for i in shown) + 1, len(title) + 4)
+        console = Console(file=io.StringIO(), width=min(natural, limit), record=True)
+        console.print(grid)
+        parts.append(console.export_text())
+    return "\n".join(parts)
 
 
 def markdown_text(header: list[str], rows: list[list[str]], title: str | None = None) -> str:
@@ -171,11 +193,6 @@ def markdown_text(header: list[str], rows: list[list[str]], title: str | None = 
     lines += [line(header), "|" + "|".join("---" for _ in header) + "|"]
     lines += [line(row) for row in rows]
     return "\n".join(lines) + "\n"
-
-
-# The terminal table's target width; a metric's CI goes under its value when one line per row
-# would be wider.
-TERMINAL_COLUMNS = 120
 
 
 def render_rich(table: Table) -> str:
@@ -215,14 +232,12 @@ def render_rich(table: Table) -> str:
         ]
         title = f"{protocol.title} (percent, 95% CI)"
         left = len(header) - len(keys)
-        text = rich_text(title, header, rows, left)
-        if max(len(line) for line in text.splitlines()) > TERMINAL_COLUMNS:
-            # The CIs of the metric cells under their values.
-            stacked = [
+        if rich_width(header, rows) > terminal_columns():
+            # The CIs of the metric cells under their values (then, if need be, in parts).
+            rows = [
                 row[:left] + [cell.replace(" [", "\n[", 1) for cell in row[left:]] for row in rows
             ]
-            text = rich_text(title, header, stacked, left)
-        parts.append(text)
+        parts.append(rich_text(title, header, rows, left))
     return "\n".join(parts) + table.footnote()
 
 
@@ -233,7 +248,7 @@ def render_markdown(table: Table) -> str:
 
 
 def _percent(value: float | None) -> str:
-    return "" if value is None else f"{value * 100:.4f}"
+    return UNDEFINED if value is None else f"{value * 100:.4f}"
 
 
 def render_csv(table: Table) -> str:
@@ -254,7 +269,7 @@ def render_csv(table: Table) -> str:
             result = results.get(column.task)
             value = _value(result, column)
             if not column.is_metric:
-                row.append("" if value is None else str(value))
+                row.append(UNDEFINED if value is None else str(value))
                 continue
             ci = result.ci.get(column.key) if result else None
             row += [_percent(value), _percent(ci[0] if ci else None)]

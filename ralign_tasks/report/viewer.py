@@ -28,6 +28,7 @@ from ralign_tasks.identity import safe_name
 from ralign_tasks.protocols import SPECS, metric_label, protocol_of
 from ralign_tasks.protocols.fidelity import FIDELITY
 from ralign_tasks.protocols.label import LabelProtocol
+from ralign_tasks.report.console import UNDEFINED
 from ralign_tasks.report.runs import RunItem, TaskResult, no_samples_hint
 from ralign_tasks.scorers.jsonl import json_text
 from ralign_tasks.scorers.meta_verdict import MetaStatus
@@ -89,7 +90,7 @@ def view_outcome(outcome: ItemOutcome) -> str:
 
 
 def _percent(value: float | None) -> str:
-    return "—" if value is None else f"{value * 100:.1f}%"
+    return UNDEFINED if value is None else f"{value * 100:.1f}%"
 
 
 def _interval(ci: list[float] | None) -> str:

@@ -213,14 +213,16 @@ def test_mock_run_reasoning_parts_and_meta_outcomes(sample_records, tmp_path):
 
 def test_role_config_wins_over_the_official_defaults(sample_records, tmp_path):
     genrm = Scripted(sample_records, ["\\boxed{A}"] * 8)
-    judge_script = Scripted(sample_records, [""] * 8)
-    log = run(genrm, mock_judge(judge_script, temperature=0.0, max_retries=0), tmp_path)
-    # Items 0, 2, 5, 7 are label-correct; each empty answer is asked once (max_retries 0).
+    # Items 0, 2, 5, 7 are label-correct; the judge answers only the last.
+    judge_script = Scripted(sample_records, [""] * 7 + [METAJUDGE_CORRECT])
+    judge = mock_judge(judge_script, temperature=0.0, max_retries=0)
+    log = run(genrm, judge, tmp_path, max_failure_rate=0.8)  # 3 of 4 judge requests fail
+    # Each empty answer is asked once (max_retries 0).
     assert sorted(judge_script.calls) == [0, 2, 5, 7]
     metrics = log.results.scores[0].metrics
-    assert metrics["meta_call_fail"].value == 4
-    # CallFails leave the F-Score denominator (8 - 4) and S-Corr without one (C + I = 0).
-    assert metrics["f_score"].value == 0 and math.isnan(metrics["s_corr"].value)
+    assert metrics["meta_call_fail"].value == 3
+    # CallFails leave the F-Score denominator (8 - 3) and S-Corr's (C + I = 1).
+    assert metrics["f_score"].value == 1 / 5 and metrics["s_corr"].value == 0
     assert judge_calls(log.samples[0])[0].config.temperature == 0.0
 
 
