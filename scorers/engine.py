@@ -120,6 +120,8 @@ class BatchStats:
     cache_hits: int = 0
     calls: int = 0
     failures: int = 0
+    # Final answers cut at max_tokens (finish_reason "length"): a judge's is often unparseable.
+    truncated: int = 0
     # Tokens of the answers received in this run (spent), and of those replayed from the cache.
     prompt_tokens: int = 0
     completion_tokens: int = 0
@@ -145,7 +147,7 @@ class BatchStats:
     def add(self, other: BatchStats) -> None:
         """Count ``other`` (a later batch to the same endpoint) into these totals."""
         for name in (
-            "requests", "cache_hits", "calls", "prompt_tokens", "completion_tokens",
+            "requests", "cache_hits", "calls", "truncated", "prompt_tokens", "completion_tokens",
             "cached_prompt_tokens", "cached_completion_tokens",
         ):  # fmt: skip
             setattr(self, name, getattr(self, name) + getattr(other, name))
@@ -170,7 +172,8 @@ class BatchStats:
         )
         return (
             f"{role} at {self.endpoint}: {self.requests} requests, {self.cache_hits} from "
-            f"cache, {self.calls} calls, {self.failures} failed, "
+            f"cache, {self.calls} calls, {self.failures} failed, {self.truncated} cut at "
+            "max_tokens, "
             f"{self.prompt_tokens}+{self.completion_tokens} tokens spent{cached}, "
             f"{self.wall_s:.1f}s{served}"
         )
@@ -442,6 +445,8 @@ class _Batch:
             stats.cache_hits += len(positions)
         if not result.ok:
             stats.count_failure(str(result.error), len(positions))
+        if result.finish_reason == "length":
+            stats.truncated += len(positions)
         for index in positions:
             self.results[index] = result
         self.progress.update(len(positions))

@@ -459,3 +459,15 @@ def test_proxies_come_from_the_environment(monkeypatch):
     monkeypatch.setenv("NO_PROXY", "internal.example")
     assert env_proxy("https://api.example/v1/chat/completions") == "http://proxy.example:3128"
     assert env_proxy("https://internal.example/v1/chat/completions") is None
+
+
+def test_answers_cut_at_max_tokens_are_counted():
+    def respond(body):
+        cut = prompt_of(body) in ("q3", "q7")
+        return Reply("half an answ", finish_reason="length") if cut else "whole"
+
+    with LoopbackServer(respond) as server:
+        results, stats = run_chat_batch(requests_for(10), config_for(server))
+    assert stats.truncated == 2 and [r.finish_reason for r in results].count("length") == 2
+    assert "2 cut at max_tokens" in stats.summary("judge")
+    assert stats.as_dict()["truncated"] == 2  # results.json's usage has it
