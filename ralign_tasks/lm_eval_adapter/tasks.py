@@ -16,15 +16,17 @@ import logging
 import math
 import os
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 import datasets
+from jinja2 import TemplateError
 from lm_eval.api.registry import metric_registry, register_metric
 from lm_eval.api.task import ConfigurableTask
 
-from ralign_tasks.data import data_source, keep_named, warn_bad_rows
+from ralign_tasks.data import DataUnavailableError, data_source, keep_named, warn_bad_rows
 from ralign_tasks.identity import (
     DEFAULT_MAX_FAILURE_RATE,
     UNUSABLE_EXIT,
@@ -69,6 +71,19 @@ LM_EVAL_SETTINGS = FailureSettings(
 logger = logging.getLogger("ralign_tasks.lm_eval")
 
 
+# The project's own user errors at task load (bad data or settings, a missing judge or
+# template): one ``ralign: error`` line and a failing status, not lm-eval's traceback.
+_USER_ERRORS = (ConfigError, DataUnavailableError, ValueError, TemplateError)
+
+
+@contextmanager
+def user_errors_stop(task: str) -> Iterator[None]:
+    try:
+        yield
+    except _USER_ERRORS as exc:
+        raise SystemExit(f"ralign: error: {task}: {exc}") from None
+
+
 def load_docs(
     ralign_task: str,
     data_dir: str | None = None,
@@ -83,18 +98,19 @@ def load_docs(
     ``skip_bad_rows``, the family's group filter (``subset`` or ``domain``: one name or a list)
     and its data options (``split``).
     """
-    spec = get_task(ralign_task)
-    protocol = protocol_of(spec)
-    options = protocol.option_values(metadata, spec.task)
-    loaded = protocol.load(
-        spec,
-        data_source(sample, data_dir),
-        split=options.get("split"),
-        skip_bad_rows=skip_bad_rows,
-    )
-    warn_bad_rows(loaded.path, loaded.bad_rows)
-    group_filter = metadata.get(protocol.group_field) or None
-    records = keep_named(loaded.records, protocol.group_field, group_filter, loaded.path)
+    with user_errors_stop(ralign_task):
+        spec = get_task(ralign_task)
+        protocol = protocol_of(spec)
+        options = protocol.option_values(metadata, spec.task)
+        loaded = protocol.load(
+            spec,
+            data_source(sample, data_dir),
+            split=options.get("split"),
+            skip_bad_rows=skip_bad_rows,
+        )
+        warn_bad_rows(loaded.path, loaded.bad_rows)
+        group_filter = metadata.get(protocol.group_field) or None
+        records = keep_named(loaded.records, protocol.group_field, group_filter, loaded.path)
     # The generation options travel with every document: doc_to_text sees only the document.
     generation = json.dumps({o.name: options[o.name] for o in protocol.options_of("generation")})
     docs = [
@@ -209,12 +225,13 @@ class RalignTask(ConfigurableTask):
         config = {key: value for key, value in (config or {}).items() if key != "class"}
         super().__init__(config=config, **kwargs)
         metadata = dict(self.config.metadata or {})
-        self.spec = get_task(self.config.task)
-        self.protocol = protocol_of(self.spec)
         # Fail before any generation when the scoring settings are unusable.
-        self.options = self.protocol.option_values(metadata, self.spec.task)
-        self.judge_config = judge_config(metadata) if self.protocol.uses_judge else None
-        self.max_failure_rate = max_failure_rate(metadata)
+        with user_errors_stop(str(self.config.task)):
+            self.spec = get_task(self.config.task)
+            self.protocol = protocol_of(self.spec)
+            self.options = self.protocol.option_values(metadata, self.spec.task)
+            self.judge_config = judge_config(metadata) if self.protocol.uses_judge else None
+            self.max_failure_rate = max_failure_rate(metadata)
         self._context_settings: dict[str, Any] = {}
         judge_template = (
             self.protocol.judge_template(self.judge_config) if self.judge_config else None
@@ -223,7 +240,8 @@ class RalignTask(ConfigurableTask):
         # the CLI and Inspect report it), not lm-eval's bootstrap of a per-document mean.
         for spec in self.protocol.schema.metrics:
             compat.add_metric(self, compat.stderr_name(spec.name), summary, False)
-        self.protocol.check_templates(None, judge_template)
+        with user_errors_stop(self.spec.task):
+            self.protocol.check_templates(None, judge_template)
 
     def build_all_requests(self, **kwargs: Any) -> None:
         self._context_settings = compat.context_settings(kwargs)

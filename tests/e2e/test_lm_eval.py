@@ -139,8 +139,17 @@ def test_without_metajudge_the_run_stops_before_generating(tmp_path):
     with LoopbackServer(lambda body: "\\boxed{A}") as server:
         run = lm_eval_run(server, tmp_path, "ralign_helpsteer3", {"sample": True})
         assert not server.requests
-    assert run.returncode != 0
-    assert "no meta-judge configured for the R-Align tasks" in run.stderr
+    assert run.returncode != 0 and "Traceback" not in run.stderr  # a user error: one line
+    assert "ralign: error: ralign_helpsteer3: no meta-judge configured" in run.stderr
+
+
+def test_missing_data_is_one_line_naming_the_folder(tmp_path):
+    with LoopbackServer(lambda body: "\\boxed{A}") as server:
+        run = lm_eval_run(server, tmp_path, "ralign_helpsteer3",
+                          {"data_dir": str(tmp_path / "nowhere"), "metajudge": "none"})  # fmt: skip
+        assert not server.requests
+    assert run.returncode != 0 and "Traceback" not in run.stderr
+    assert "ralign: error: ralign_helpsteer3:" in run.stderr and "nowhere" in run.stderr
 
 
 def test_metajudge_none_reports_label_accuracy_only(tmp_path):
@@ -159,7 +168,7 @@ def test_api_key_in_metadata_is_refused(tmp_path):
             server, tmp_path, "ralign_ppe",
             {"sample": True, "metajudge_model": "j", "metajudge_api_key": "sk-x"},
         )  # fmt: skip
-    assert run.returncode != 0
+    assert run.returncode != 0 and "Traceback" not in run.stderr
     assert "not in --metadata" in run.stderr
 
 
