@@ -211,30 +211,51 @@ class _Version(argparse.Action):
         parser.exit()
 
 
+def _add_command(
+    commands: Any,
+    name: str,
+    *,
+    help: str,
+) -> argparse.ArgumentParser:
+    """A subcommand whose ``--help`` starts with what it does (its one-line help)."""
+    parser: argparse.ArgumentParser = commands.add_parser(name, help=help, description=help)
+    return parser
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ralign", description="Rationale-aware reward-model benchmarks (R-Align)."
     )
     parser.add_argument("--version", action=_Version, help="print the version and exit")
     commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("include-path", help="print the folder for lm_eval --include_path")
-    demo = commands.add_parser(
+    _add_command(commands, "include-path", help="print the folder for lm_eval --include_path")
+    demo = _add_command(
+        commands,
         "demo",
         help="offline end-to-end run on the bundled sample with SmolLM2-135M as GenRM and "
         "meta-judge (a smoke test, not a measurement)",
     )
-    demo.add_argument("--output-dir", default="ralign_demo", help="where lm-eval writes results")
-
-    run = commands.add_parser(
-        "run", help="ask a GenRM (OpenAI-compatible endpoint), judge it, report metrics"
+    demo.add_argument(
+        "--output-dir",
+        default="ralign_demo",
+        help="where lm-eval writes results (default: ralign_demo)",
     )
-    run.add_argument("benchmarks", nargs="*", default=DEFAULT_RUN, help=f"any of {TASK_NAMES}")
+
+    run = _add_command(
+        commands, "run", help="ask a GenRM (OpenAI-compatible endpoint), judge it, report metrics"
+    )
+    run.add_argument(
+        "benchmarks",
+        nargs="*",
+        default=DEFAULT_RUN,
+        help=f"any of {TASK_NAMES} (default: {' '.join(DEFAULT_RUN)})",
+    )
     run.add_argument("--genrm-model", help=f"overrides {GENRM_ENV_PREFIX}MODEL")
     run.add_argument("--genrm-base-url", help=f"overrides {GENRM_ENV_PREFIX}BASE_URL")
     _add_data_options(run)
 
-    score = commands.add_parser(
-        "score", help="judge and report precomputed GenRM outputs (JSONL of id, output)"
+    score = _add_command(
+        commands, "score", help="judge and report precomputed GenRM outputs (JSONL of id, output)"
     )
     score.add_argument("benchmark", help=f"one of {TASK_NAMES}")
     stored_outputs = score.add_mutually_exclusive_group(required=True)
@@ -254,7 +275,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_data_options(score)
 
-    rc = commands.add_parser(
+    rc = _add_command(
+        commands,
         "rc-score",
         help="Rationale Consistency (HelpSteer3-Atomic) of stored outputs: a reference model's "
         "checklists from the test split, or a JSONL of GenRM outputs",
@@ -270,7 +292,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_data_options(rc, [RATIONALE], judge_optional=False)
 
-    rejudge = commands.add_parser(
+    rejudge = _add_command(
+        commands,
         "rejudge",
         help="re-run only the judge step of finished runs (lm-eval output folders, Inspect "
         "logs, ralign run folders) with another meta-judge or template: no GenRM call",
@@ -287,7 +310,8 @@ def build_parser() -> argparse.ArgumentParser:
     rejudge.add_argument("--no-cache", action="store_true", help="neither read nor write the cache")
     _add_failure_option(rejudge)
 
-    report = commands.add_parser(
+    report = _add_command(
+        commands,
         "report",
         help="compare GenRMs: one table from lm-eval output folders, Inspect logs and ralign "
         "run folders",
@@ -303,7 +327,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="add the failure counts to the terminal table (Markdown and CSV always have them)",
     )
-    report.add_argument("--format", choices=("table", "markdown", "csv"), default="table")
+    report.add_argument(
+        "--format",
+        choices=("table", "markdown", "csv"),
+        default="table",
+        help="a terminal table, Markdown or CSV (default: table)",
+    )
     report.add_argument("--output", help="write the table here instead of printing it")
     report.add_argument("--csv", help="also write the table as CSV (what --format csv prints)")
     report.add_argument(
@@ -328,7 +357,10 @@ def build_parser() -> argparse.ArgumentParser:
         "runs (paths) or GenRM names among PATHS",
     )
     report.add_argument(
-        "--bootstrap", type=int, default=10_000, help="bootstrap draws for --compare (≥ 100)"
+        "--bootstrap",
+        type=int,
+        default=10_000,
+        help="bootstrap draws for --compare, at least 100 (default: 10000)",
     )
     report.add_argument(
         "--max-failure-rate",
@@ -353,7 +385,8 @@ def build_parser() -> argparse.ArgumentParser:
         "of the GenRMs' F-Score ranking; --plots DIR draws F-Score per GenRM and meta-judge",
     )
 
-    view = commands.add_parser(
+    view = _add_command(
+        commands,
         "view",
         help="write one self-contained HTML page per R-Align run: every item with its "
         "rationales, filterable by outcome and subset",
@@ -361,9 +394,14 @@ def build_parser() -> argparse.ArgumentParser:
     view.add_argument(
         "paths", nargs="+", help="lm-eval output folders, Inspect logs, ralign run folders"
     )
-    view.add_argument("--output-dir", default="ralign_view", help="where the pages are written")
+    view.add_argument(
+        "--output-dir",
+        default="ralign_view",
+        help="where the pages are written (default: ralign_view)",
+    )
 
-    check = commands.add_parser(
+    check = _add_command(
+        commands,
         "check-data",
         help="validate the benchmark files of a local folder and list every bad row",
     )

@@ -39,3 +39,19 @@ def test_check_data_of_a_folder_that_does_not_exist(tmp_path, capsys):
     assert main(["check-data", "--data-dir", str(tmp_path / "nowhere")]) == 2
     captured = capsys.readouterr()
     assert f"{tmp_path / 'nowhere'}: no such folder" in captured.err and captured.out == ""
+
+
+def test_every_command_says_what_it_does_and_every_default_is_shown():
+    import argparse
+
+    from ralign_tasks.cli.main import build_parser
+
+    (commands,) = [a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)]
+    missing = []
+    for name, parser in commands.choices.items():
+        assert parser.description, f"ralign {name} --help has no description"
+        for action in parser._actions:
+            shown = action.default not in (None, False, argparse.SUPPRESS)
+            if shown and "default" not in (action.help or ""):
+                missing.append(f"ralign {name} {action.option_strings or action.dest}")
+    assert not missing, f"defaults not shown: {missing}"
