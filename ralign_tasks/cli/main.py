@@ -967,11 +967,12 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def cmd_view(args: argparse.Namespace) -> int:
     """Write the viewer pages; 1 when no run could be shown."""
-    from ralign_tasks.report.runs import load_runs
+    from ralign_tasks.report.runs import load_runs, name_by_identity
     from ralign_tasks.report.viewer import ITEMS_SUFFIX, write_views
 
     results, warnings = load_runs(args.paths)
-    pages = write_views(results, Path(args.output_dir), warnings)
+    # Every run gets its page, named as the report names its row.
+    pages = write_views(name_by_identity(results), Path(args.output_dir), warnings)
     _warn(warnings)
     if not pages:
         print("ralign: error: no R-Align run with per-item samples found", file=sys.stderr)

@@ -99,3 +99,11 @@ def test_a_rejudged_run_is_a_row_beside_its_source(tmp_path, capsys):
         "g [judge j, by ralign run]",
         "g [judge j2, by ralign rejudge of ralign run]",
     ]
+    # The viewer names each run's page as the report names its row.
+    assert main(["view", str(tmp_path / "out"), str(tmp_path / "rejudged"),
+                 "--output-dir", str(tmp_path / "view")]) == 0  # fmt: skip
+    pages = sorted(p.name for p in (tmp_path / "view").glob("*.html"))
+    assert pages == [
+        "g_judge_j2_by_ralign_rejudge_of_ralign_run___ralign_helpsteer3.html",
+        "g_judge_j_by_ralign_run___ralign_helpsteer3.html",
+    ]
