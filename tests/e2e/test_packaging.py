@@ -107,7 +107,7 @@ def test_installed_wheel_runs_from_outside_the_checkout(installed):
         )  # fmt: skip
     assert run.returncode == 0, run.stderr
     assert "ralign_rewardbench2" in run.stdout
-    assert (workdir / "ralign_results" / "reward_bench2" / "results.json").is_file()
+    assert (workdir / "ralign_results" / "g" / "reward_bench2" / "results.json").is_file()
 
 
 def test_lm_eval_finds_and_runs_the_installed_tasks(installed):

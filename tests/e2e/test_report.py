@@ -89,8 +89,8 @@ def test_markdown_table_has_a_row_per_genrm_in_percent(runs, capsys):
     rows = {line.split(" | ")[0].removeprefix("| "): line for line in lines[2:]}
     assert set(rows) == {"genrm", INSPECT_GENRM, JSON_GENRM, CLI_GENRM}
     assert "| 50.0 [" in rows["genrm"] and "| 16.7 [" in rows[INSPECT_GENRM]
-    # The Inspect GenRM did not run ppe: blanks, not zeros.
-    assert rows[INSPECT_GENRM].rstrip().endswith("|  |  |  |  |  |  |  |")
+    # The Inspect GenRM did not run ppe: n/a (the one notation), not zeros.
+    assert rows[INSPECT_GENRM].rstrip().endswith("| n/a | n/a | n/a | n/a | n/a | n/a | n/a |")
 
 
 def test_csv_and_summary_csv(runs, capsys, tmp_path):
@@ -109,7 +109,7 @@ def test_csv_and_summary_csv(runs, capsys, tmp_path):
         rows["genrm"]["ralign_helpsteer3.l_acc.ci_high"],
     )
     assert float(low) <= 50.0 <= float(high)
-    assert rows[INSPECT_GENRM]["ralign_ppe.l_acc"] == ""
+    assert rows[INSPECT_GENRM]["ralign_ppe.l_acc"] == "n/a"
 
     lines = summary.read_text().splitlines()
     assert lines[0] == (
@@ -121,7 +121,7 @@ def test_csv_and_summary_csv(runs, capsys, tmp_path):
     assert by_model["genrm"]["helpsteer3__label_acc"] == "50.0000"
     assert by_model["genrm"]["helpsteer3__spurious_correctness"] == "50.0000"
     assert by_model[INSPECT_GENRM]["helpsteer3__fidelity_score"] == f"{100 / 6:.4f}"
-    assert by_model[INSPECT_GENRM]["ppe_human_preference_v1__label_acc"] == ""
+    assert by_model[INSPECT_GENRM]["ppe_human_preference_v1__label_acc"] == "n/a"
 
 
 def test_by_subset_adds_a_row_per_subset(runs, capsys):
@@ -145,14 +145,14 @@ def test_foreign_and_corrupt_files_are_skipped_with_a_warning(runs, capsys):
     assert code == 1 and "no R-Align results" in err
 
 
-def test_missing_metrics_are_blank_not_zero(runs, capsys):
+def test_missing_metrics_are_n_a_not_zero(runs, capsys):
     code, out, err = report([str(runs["root"] / "partial"), "--format", "csv"], capsys)
     assert code == 0 and not err
     (row,) = csv_rows(out)
     assert row["genrm"] == "partial"
-    assert row["ralign_helpsteer3.f_score"] == "" and row["ralign_helpsteer3.s_corr"] == ""
+    assert row["ralign_helpsteer3.f_score"] == row["ralign_helpsteer3.s_corr"] == "n/a"
     assert row["ralign_helpsteer3.l_acc"] == "50.0000"
-    assert row["ralign_helpsteer3.l_acc.ci_low"] == ""  # aggregates only: no CI
+    assert row["ralign_helpsteer3.l_acc.ci_low"] == "n/a"  # aggregates only: no CI
     code, out, _ = report([str(runs["root"] / "partial")], capsys)
     assert code == 0 and "partial" in out and "50.0" in out
 

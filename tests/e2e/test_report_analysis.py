@@ -234,8 +234,8 @@ def test_downstream_correlations_equal_hand_computed_ones(runs, capsys, tmp_path
         spearman = np.corrcoef(rankdata(x), rankdata(y))[0, 1]
         assert float(row["spearman_rho"]) == pytest.approx(spearman)
         assert 0 <= float(row["pearson_p"]) <= 1
-    # ppe: one GenRM only, so no correlation (blank, never 0).
-    assert rows[("ralign_ppe", "f_score")]["pearson_r"] == ""
+    # ppe: one GenRM only, so no correlation (n/a, never 0).
+    assert rows[("ralign_ppe", "f_score")]["pearson_r"] == "n/a"
     assert (out / "downstream_correlation.png").read_bytes()[:8] == PNG_MAGIC
     assert "r=" in (out / "downstream_correlation.svg").read_text()
 

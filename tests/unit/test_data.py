@@ -168,11 +168,13 @@ def test_every_loader_rejects_unknown_subset_and_domain_names():
     known ones, instead of quietly evaluating fewer items."""
     from ralign_tasks.lm_eval_adapter.tasks import load_docs
 
-    with pytest.raises(ValueError, match=r"unknown subset\(s\) 'maths'.*known: code, general"):
+    # lm-eval: one line naming the task, no traceback (SystemExit).
+    with pytest.raises(SystemExit, match=r"ralign: error: ralign_helpsteer3: unknown subset\(s\) "
+                       r"'maths'.*known: code, general"):  # fmt: skip
         load_docs("ralign_helpsteer3", sample=True, subset=["code", "maths"])
     docs = load_docs("ralign_helpsteer3", sample=True, subset="code")["test"]
     assert {d["subset"] for d in docs} == {"code"}
-    with pytest.raises(ValueError, match=r"unknown domain\(s\) 'code'.*known: Code, General"):
+    with pytest.raises(SystemExit, match=r"unknown domain\(s\) 'code'.*known: Code, General"):
         load_docs("ralign_helpsteer3_atomic", sample=True, domain="code")
 
 
@@ -208,7 +210,7 @@ def test_every_loader_reports_non_utf8_rows_by_file_and_line(tmp_path):
     bad = json.dumps(row(id="x2")).encode().replace(b"9.11", b"9.\xff11")
     path.write_bytes(json.dumps(GOOD_ROW).encode() + b"\n" + bad + b"\n")
     message = f"{path}:2: not UTF-8 text (byte 0xff"
-    with pytest.raises(DataFormatError, match=re.escape(message)):
+    with pytest.raises(SystemExit, match=re.escape(message)):
         load_docs("ralign_helpsteer3", data_dir=str(tmp_path))
     with pytest.raises(TaskSetupError, match=re.escape(message)):
         ralign_helpsteer3(data_dir=str(tmp_path))
