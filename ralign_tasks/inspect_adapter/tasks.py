@@ -19,13 +19,17 @@ from inspect_ai import Task, task
 from inspect_ai.dataset import MemoryDataset, Sample
 from inspect_ai.log import HeadlineMetric
 from inspect_ai.model import ChatMessageUser, GenerateConfig
-from inspect_ai.solver import Generate, Solver, TaskState, fork, generate, solver
+from inspect_ai.solver import Generate, Solver, TaskState, fork, solver
 from jinja2 import TemplateError
 
 from ralign_tasks import __version__
 from ralign_tasks.data import DataUnavailableError, data_source, keep_named
-from ralign_tasks.identity import DEFAULT_MAX_FAILURE_RATE
-from ralign_tasks.inspect_adapter.compat import PrerequisiteError, active_model
+from ralign_tasks.identity import DEFAULT_MAX_FAILURE_RATE, is_context_error
+from ralign_tasks.inspect_adapter.compat import (
+    ModelGenerateError,
+    PrerequisiteError,
+    active_model,
+)
 from ralign_tasks.inspect_adapter.scorer import (
     OPTIONS_KEY,
     OUTPUTS_STORE_KEY,
@@ -123,6 +127,39 @@ def _generation_options(protocol: Protocol[Any, Any, Any], state: TaskState) -> 
     return protocol.option_values(state.metadata.get(OPTIONS_KEY) or {}, protocol.name)
 
 
+class GenRMContextError(PrerequisiteError):
+    """The GenRM's server refused a request that does not fit its model's context."""
+
+
+async def generate_fitting(state: TaskState, generate: Generate) -> TaskState:
+    """Inspect's generation of the GenRM's answer; a request the server refuses because it does
+    not fit the model's context ends the sample naming the setting to lower."""
+    try:
+        return await generate(state)
+    except ModelGenerateError as exc:
+        said = exc.provider_message or str(exc).rstrip().rsplit("\n", 1)[-1]
+        if not is_context_error(said):
+            raise
+        error = GenRMContextError(
+            f"the GenRM's server refused a request that does not fit its model's context "
+            f"({said}): lower --max-tokens (the GenRM's max_tokens), or serve the model with a "
+            "longer context"
+        )
+        error.args = (error.message,)
+        raise error from None
+
+
+@solver
+def ask_genrm_once() -> Solver:
+    """Inspect's ``generate`` for a family that asks one prompt per item, with a GenRM request
+    over its model's context named as such (see :func:`generate_fitting`)."""
+
+    async def solve(state: TaskState, generate: Generate) -> TaskState:
+        return await generate_fitting(state, generate)
+
+    return solve
+
+
 @solver
 def genrm_game(index: int, genrm_template: str | None = None) -> Solver:
     """Ask the GenRM the ``index``-th prompt of the sample's item (in a fork of the sample),
@@ -135,11 +172,11 @@ def genrm_game(index: int, genrm_template: str | None = None) -> Solver:
         record = protocol.record_from_dict(state.metadata)
         prompt = protocol.genrm_prompts(record, options, genrm_template)[index]
         state.messages = [ChatMessageUser(content=prompt)]
-        state = await generate(state)
+        state = await generate_fitting(state, generate)
         text = genrm_full_text(state.output)
         if text is not None and (question := protocol.follow_up(options, text)) is not None:
             state.messages.append(ChatMessageUser(content=question))
-            state = await generate(state)
+            state = await generate_fitting(state, generate)
             second = genrm_full_text(state.output)
             text = text if second is None else f"{text}\n{second}"
         truncated = text is not None and state.output.stop_reason == "max_tokens"
@@ -184,7 +221,9 @@ def build_task(spec: TaskSpec, **params: Any) -> Task:
         dataset=dataset,
         setup=require_meta_judge() if protocol.uses_judge else None,
         solver=(
-            ask_genrm(params["genrm_template"]) if protocol.asks_several(options) else generate()
+            ask_genrm(params["genrm_template"])
+            if protocol.asks_several(options)
+            else ask_genrm_once()
         ),
         scorer=SCORERS[protocol.scorer_name](**scoring, **judge_params),
         # The official GenRM settings; --temperature, --max-tokens etc. override them.

@@ -347,3 +347,25 @@ def test_a_judge_whose_context_is_shorter_than_max_tokens_is_asked_what_fits(tmp
     assert len(said) == 1 and "max_tokens 16384" in said[0] and "(4096 tokens)" in said[0]
     results = json.loads((run_dir(tmp_path, "helpsteer3") / "results.json").read_text())
     assert results["metrics"]["overall"]["meta_correct"] == 4
+
+
+def test_a_genrm_request_over_its_context_names_the_setting_in_inspect(tmp_path):
+    def genrm_context(body):
+        return meta_answer("Correct") if is_metajudge_prompt(body) else CONTEXT_400
+
+    with LoopbackServer(genrm_context) as server:
+
+        def model(name: str):
+            return get_model(f"openai-api/loop/{name}", base_url=server.base_url, api_key="x",
+                             memoize=False)  # fmt: skip
+
+        (log,) = inspect_eval(
+            ralign_helpsteer3(sample=True),
+            model=model("genrm"),
+            model_roles={"meta_judge": model("judge")},
+            log_dir=str(tmp_path / "logs"),
+            display="none",
+        )
+    assert log.status == "error"
+    assert "does not fit its model's context" in log.error.message
+    assert "lower --max-tokens" in log.error.message
