@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import sys
+
 # The error type Inspect prints without a traceback (a missing role, unusable data).
 from inspect_ai._util.error import PrerequisiteError
 
@@ -12,4 +14,19 @@ from inspect_ai._util.error import PrerequisiteError
 # (its text also carries the whole request).
 from inspect_ai.model._model import ModelGenerateError, active_model
 
-__all__ = ["ModelGenerateError", "PrerequisiteError", "active_model"]
+# Inspect computes metrics on the samples done so far for its progress display, from this
+# function's inner ``compute``, and for the eval's results elsewhere.
+DISPLAY_METRICS = "update_metrics_display_fn.<locals>.compute"
+
+__all__ = ["ModelGenerateError", "PrerequisiteError", "active_model", "computing_for_display"]
+
+
+def computing_for_display() -> bool:
+    """Whether the metrics being computed are the progress display's (on the samples done so
+    far), not the eval's results."""
+    frame = sys._getframe(1)
+    while frame is not None:
+        if frame.f_code.co_qualname == DISPLAY_METRICS:
+            return True
+        frame = frame.f_back
+    return False

@@ -40,7 +40,11 @@ from ralign_tasks.identity import (
     tally_failures,
     unusable_block,
 )
-from ralign_tasks.inspect_adapter.compat import ModelGenerateError, PrerequisiteError
+from ralign_tasks.inspect_adapter.compat import (
+    ModelGenerateError,
+    PrerequisiteError,
+    computing_for_display,
+)
 from ralign_tasks.item import checked_item
 from ralign_tasks.protocols import PROTOCOLS, TASK_KEY, Protocol, TaskSpec, get_task
 from ralign_tasks.protocols.base import GenRMOutput
@@ -199,15 +203,12 @@ def _number(value: float | int | None) -> float:
 # "unreduced": every (sample, epoch) is one item, and Inspect's default epoch reducer (a mean)
 # never sees the values, whose statuses are strings.
 @metric(scores="unreduced")
-def ralign_metrics(
-    family: str, max_failure_rate: float = DEFAULT_MAX_FAILURE_RATE, samples: int | None = None
-) -> Metric:
+def ralign_metrics(family: str, max_failure_rate: float = DEFAULT_MAX_FAILURE_RATE) -> Metric:
     """A protocol's metrics (headline first) with bootstrap standard errors, and its counts,
     from the judged-item records in the scores' metadata.
 
     When the GenRM or the judge failed on at least ``max_failure_rate`` of its requests, what
-    that role measures is NaN, and once every one of the task's ``samples`` is scored (Inspect
-    also computes metrics on the samples done so far, for its display) the eval fails
+    that role measures is NaN (on Inspect's progress display) and the eval's results fail
     (:class:`RunNotUsable`) with a message naming the judge, the counts and the setting to
     change."""
     protocol = next(p for p in PROTOCOLS if p.name == family)
@@ -217,7 +218,7 @@ def ralign_metrics(
         roles = tally_failures(protocol.request_errors(item) for item in items)
         flagged = flagged_roles(roles, max_failure_rate)
         unmeasured = set(protocol.unmeasured_metrics(flagged))
-        if flagged and samples is not None and len(scores) >= samples:
+        if flagged and not computing_for_display():
             judges = {call.get("model") for item in items for call in item["judge"]}
             task = next((item["task"] for item in items), family)
             labels = [protocol.schema.spec(n).label for n in sorted(unmeasured)]

@@ -231,7 +231,7 @@ def build_task(spec: TaskSpec, **params: Any) -> Task:
             temperature=protocol.genrm_temperature, max_tokens=protocol.genrm_max_tokens
         ),
         # The scorer's metrics with this task's failure rule.
-        metrics=[ralign_metrics(protocol.name, _rate(params["max_failure_rate"]), len(dataset))],
+        metrics=[ralign_metrics(protocol.name, _rate(params["max_failure_rate"]))],
         headline_metric=HeadlineMetric(metric=protocol.schema.headline),
         version=__version__,
         metadata={

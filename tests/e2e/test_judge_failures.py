@@ -310,6 +310,14 @@ def test_a_judge_failing_every_request_fails_the_inspect_eval_keeping_its_sample
     assert len(log.samples) == 8 and all(s.scores for s in log.samples)
     (result,), _ = load_runs([tmp_path / "logs"])
     assert result.unusable() == "judge: 4 of 4 requests failed"
+    # Also when the eval covers part of the dataset (--limit).
+    with LoopbackServer(context_judge) as server:
+        (part,) = inspect_eval(
+            ralign_helpsteer3(sample=True), model=model("genrm"), limit=4,
+            model_roles={"meta_judge": model("judge")}, log_dir=str(tmp_path / "part"),
+            display="none",
+        )  # fmt: skip
+    assert part.status == "error" and "2 of 2 requests failed" in part.error.message
 
 
 def test_a_context_length_error_names_the_setting_to_lower_in_the_cli(tmp_path, capsys):

@@ -53,3 +53,8 @@ def test_inspect_private_names_still_exist():
     assert inspect_compat.active_model() is None  # no eval running
     error = inspect_compat.ModelGenerateError("Request: …", status_code=400, provider_message="x")
     assert (error.status_code, error.provider_message) == (400, "x")
+    from inspect_ai._eval.task.run import update_metrics_display_fn
+
+    display = update_metrics_display_fn(lambda metrics: None)
+    assert display.__qualname__ == inspect_compat.DISPLAY_METRICS
+    assert not inspect_compat.computing_for_display()
