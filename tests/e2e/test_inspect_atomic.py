@@ -21,7 +21,7 @@ from inspect_ai.model import (
 from inspect_ai.scorer import SampleScore, Score
 
 from ralign_tasks.data import sample_data_dir
-from ralign_tasks.inspect_adapter.scorer import ralign_metrics
+from ralign_tasks.inspect_adapter.scorer import RunNotUsable, ralign_metrics
 from ralign_tasks.inspect_adapter.tasks import (
     TaskSetupError,
     ralign_helpsteer3_atomic,
@@ -289,11 +289,14 @@ def test_item_round_trip_and_nan_when_nothing_is_scored(records):
         ItemStatus.JUDGE_FAILED,
     ]  # fmt: skip
     unscored = [SampleScore(score=Score(value=i["outcome"], metadata=i)) for i in items[1:]]
-    values = ralign_metrics("rationale")(unscored)
+    values = ralign_metrics("rationale")(unscored[:2])  # two skipped items, no judge call
     assert math.isnan(values["rc"]) and math.isnan(values["rc_stderr"])
-    # Labels B, B, A: a tie, no verdict, A>>B right.
-    assert values["outcome_acc"] == pytest.approx(1 / 3) and values["judge_failed"] == 1
+    # Labels B, B: a tie and no verdict.
+    assert values["outcome_acc"] == 0 and values["judge_failed"] == 0
     assert math.isnan(ralign_metrics("rationale")([])["rc"])
+    # The judge failed on its only request: the eval's results fail, naming it.
+    with pytest.raises(RunNotUsable, match="judge at j: 1 of 1 requests failed"):
+        ralign_metrics("rationale")(unscored)
 
 
 def test_role_config_wins_and_cached_reasks_replay(records, tmp_path):
