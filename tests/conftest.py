@@ -19,6 +19,7 @@ from ralign_tasks.protocols import load_task
 from ralign_tasks.records import PairRecord
 from ralign_tasks.scorers import config as endpoint_config
 from ralign_tasks.scorers import http_chat
+from tests.support.shared_data import check_shared_data
 
 pytest_plugins = ["tests.support.recorded_runs"]
 
@@ -29,6 +30,10 @@ TEST_RETRY_BUDGET_S = 0.4
 
 for _name in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
     os.environ[_name] = "1"
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    check_shared_data()
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

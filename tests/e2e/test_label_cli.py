@@ -20,13 +20,10 @@ from tests.support.label_judges import (
     pair_answers,
     position_biased_judge,
 )
+from tests.support.shared_data import SHARED_DATA, needs_shared_data
 
-SHARED = Path(__file__).resolve().parents[3] / "shared" / "data"
-JUDGEBENCH_DIR = SHARED / "judgebench"
-RMBENCH_DIR = SHARED / "rm-bench"
-needs_shared = pytest.mark.skipif(
-    not SHARED.is_dir(), reason="../shared/data (the real benchmark files) is absent"
-)
+JUDGEBENCH_DIR = SHARED_DATA / "judgebench"
+RMBENCH_DIR = SHARED_DATA / "rm-bench"
 
 
 def run(server, out: Path, benchmark: str, *extra: str) -> dict:
@@ -43,7 +40,7 @@ def samples(out: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
-@needs_shared
+@needs_shared_data
 @pytest.mark.parametrize(
     ("split", "expected", "ties"),
     [
@@ -69,7 +66,7 @@ def test_judgebench_length_judge_on_the_real_pairs_gives_the_spec_numbers(
     assert results["settings"]["verdict_format"] == "arena_hard"
 
 
-@needs_shared
+@needs_shared_data
 def test_judgebench_position_biased_judge_is_inconsistent_on_310_pairs(tmp_path):
     with LoopbackServer(position_biased_judge) as server:
         results = run(server, tmp_path, "judgebench", "--data-dir", str(JUDGEBENCH_DIR))
@@ -86,10 +83,10 @@ def test_judgebench_position_biased_judge_is_inconsistent_on_310_pairs(tmp_path)
     ]
 
 
-@needs_shared
+@needs_shared_data
 @pytest.mark.parametrize(
     "path",
-    sorted((JUDGEBENCH_DIR / "outputs").glob("*.jsonl")) if SHARED.is_dir() else [],
+    sorted((JUDGEBENCH_DIR / "outputs").glob("*.jsonl")) if SHARED_DATA.is_dir() else [],
     ids=lambda p: p.name.split("judge_model=")[-1],
 )
 def test_score_judgebench_outputs_prints_the_official_numbers(tmp_path, capsys, path):
@@ -119,7 +116,7 @@ def test_score_judgebench_outputs_refuses_another_benchmark(tmp_path, capsys):
     assert "--judgebench-outputs applies to judgebench" in capsys.readouterr().err
 
 
-@needs_shared
+@needs_shared_data
 @pytest.mark.slow  # 7,182 GenRM requests
 def test_rmbench_length_judge_gives_the_official_length_scorer_numbers(tmp_path, caplog):
     with LoopbackServer(length_judge) as server:

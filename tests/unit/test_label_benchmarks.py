@@ -3,8 +3,6 @@ conformance checks on the real files of ../shared/data (the numbers the official
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from ralign_tasks.scorers.judgebench import (
@@ -20,12 +18,7 @@ from ralign_tasks.scorers.rmbench import (
     read_rmbench_file,
     score_with,
 )
-
-SHARED_DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
-needs_shared_data = pytest.mark.skipif(
-    not SHARED_DATA.is_dir(), reason=f"the real benchmark files are not at {SHARED_DATA}"
-)
-
+from tests.support.shared_data import SHARED_DATA, needs_shared_data
 
 # --- JudgeBench ------------------------------------------------------------------------------
 
