@@ -50,6 +50,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf_home"))
     monkeypatch.setenv("RALIGN_CACHE_DIR", str(tmp_path / "cache"))
+    # Inspect caches judge answers by default too: a cache of each test's own.
+    monkeypatch.setenv("INSPECT_CACHE_DIR", str(tmp_path / "inspect_cache"))
     for name in list(os.environ):
         if name.startswith(("RALIGN_METAJUDGE_", "RALIGN_GENRM_")) or name in (
             "RALIGN_DATA_DIR",

@@ -338,7 +338,7 @@ def _scorer_factory(protocol: Protocol[Any, Any, Any]) -> Callable[..., Scorer]:
     keyword = signatures.Parameter.KEYWORD_ONLY
     judge_parameters = [
         signatures.Parameter("metajudge_template", keyword, default=None),
-        signatures.Parameter("metajudge_cache", keyword, default=False),
+        signatures.Parameter("metajudge_cache", keyword, default=True),
         signatures.Parameter(
             "metajudge_attempts", keyword, default=META_JUDGE_DEFAULTS.max_attempts
         ),
@@ -356,7 +356,8 @@ def _scorer_factory(protocol: Protocol[Any, Any, Any]) -> Callable[..., Scorer]:
     option_docs = "".join(f"\n      {o.name}: {o.help}" for o in scoring)
     judge_docs = (
         "      metajudge_template: path of a Jinja2 template replacing the judge prompt.\n"
-        "      metajudge_cache: keep the judge's answers in Inspect's model cache.\n"
+        "      metajudge_cache: keep the judge's answers in Inspect's model cache (default: on,\n"
+        "        as in the CLI and lm-eval).\n"
         "      metajudge_attempts: asks per judge request, for errors, empty and malformed "
         "answers (a ``max_retries`` in the role's own config takes precedence).\n"
         "      metajudge_timeout: seconds per judge attempt.\n"

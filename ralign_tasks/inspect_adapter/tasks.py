@@ -257,7 +257,7 @@ def _task_parameters(protocol: Protocol[Any, Any, Any]) -> list[signatures.Param
     def parameter(name: str, default: Any) -> signatures.Parameter:
         return signatures.Parameter(name, keyword, default=default)
 
-    judge = [parameter("metajudge_template", None), parameter("metajudge_cache", False)]
+    judge = [parameter("metajudge_template", None), parameter("metajudge_cache", True)]
     return [
         parameter("data_dir", None),
         parameter("sample", False),
@@ -282,7 +282,8 @@ def _task_function(spec: TaskSpec) -> Callable[..., Task]:
     option_docs = "".join(f"\n      {o.name}: {o.help}" for o in protocol.options)
     judge_docs = (
         "      metajudge_template: path of a Jinja2 template replacing the judge prompt.\n"
-        "      metajudge_cache: keep the judge's answers in Inspect's model cache.\n"
+        "      metajudge_cache: keep the judge's answers in Inspect's model cache (default: on,\n"
+        "        as in the CLI and lm-eval).\n"
     )
     factory.__doc__ = (
         f"{spec.title}: {protocol.title} of a GenRM.\n\n    Args:\n"
