@@ -180,6 +180,18 @@ def _coerce(cls: type[EndpointConfig], prefix: str, name: str, value: Any) -> An
     return value
 
 
+# ``RALIGN_METAJUDGE=none``: no judge, in every path (as ``--no-metajudge`` and lm-eval's
+# ``metajudge: none``).
+METAJUDGE_SWITCH_ENV = "RALIGN_METAJUDGE"
+
+
+def judge_switched_off(value: object = None) -> bool:
+    """Whether the judge is switched off: ``value`` (a path's own switch) when given, else
+    ``RALIGN_METAJUDGE``, is ``none``."""
+    given = os.environ.get(METAJUDGE_SWITCH_ENV, "") if value is None else value
+    return str(given).strip().lower() == "none"
+
+
 def host_of(url: str) -> str:
     """``host:port`` of a URL, never its user name or password (the URL itself when it has no
     host)."""

@@ -55,6 +55,7 @@ def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[No
     for name in list(os.environ):
         if name.startswith(("RALIGN_METAJUDGE_", "RALIGN_GENRM_")) or name in (
             "RALIGN_DATA_DIR",
+            "RALIGN_METAJUDGE",
             "OPENAI_API_KEY",
             "OPENAI_BASE_URL",
         ):

@@ -58,8 +58,10 @@ from ralign_tasks.scorers.cache import OPENED as OPENED_CACHES
 from ralign_tasks.scorers.config import (
     GENRM_ENV_PREFIX,
     METAJUDGE_ENV_PREFIX,
+    METAJUDGE_SWITCH_ENV,
     ConfigError,
     EndpointConfig,
+    judge_switched_off,
 )
 from ralign_tasks.task_configs import include_path
 
@@ -461,9 +463,16 @@ def _load(spec: TaskSpec, args: argparse.Namespace, options: dict[str, Any]) -> 
 def _judge_config(args: argparse.Namespace, specs: Sequence[TaskSpec]) -> EndpointConfig | None:
     """The judge of the run; ``None`` with ``--no-metajudge`` or when no task of ``specs``
     has a judge step (the label benchmarks)."""
+    if not any(protocol_of(spec).uses_judge for spec in specs):
+        return None
     if getattr(args, "no_metajudge", False):
         return None
-    if not any(protocol_of(spec).uses_judge for spec in specs):
+    if judge_switched_off():
+        if "no_metajudge" not in args:  # rc-score and rejudge: the judge is what they run
+            raise ConfigError(
+                f"{METAJUDGE_SWITCH_ENV}=none switches the judge off, but this command is the "
+                "judge's: unset it"
+            )
         return None
     config = EndpointConfig.from_sources(
         METAJUDGE_ENV_PREFIX,

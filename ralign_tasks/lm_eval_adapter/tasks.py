@@ -46,6 +46,7 @@ from ralign_tasks.scorers.config import (
     ConfigError,
     EndpointConfig,
     host_of,
+    judge_switched_off,
 )
 from ralign_tasks.scorers.jsonl import json_text
 from ralign_tasks.scorers.schema import merged_specs
@@ -191,8 +192,7 @@ def _report_unusable(task: str, block: str) -> None:
 def judge_config(metadata: Mapping[str, Any]) -> EndpointConfig | None:
     """Judge settings from ``RALIGN_METAJUDGE_*`` and ``metajudge_*`` metadata keys; ``None``
     when switched off with ``metajudge: none`` (or ``RALIGN_METAJUDGE=none``)."""
-    switch = metadata.get(METAJUDGE_SWITCH, os.environ.get("RALIGN_METAJUDGE", ""))
-    if str(switch).strip().lower() == "none":
+    if judge_switched_off(metadata.get(METAJUDGE_SWITCH)):
         return None
     if f"{METADATA_PREFIX}api_key" in metadata:
         raise ConfigError(

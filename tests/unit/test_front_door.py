@@ -3,6 +3,8 @@ misspelled benchmark, the flags that set a missing model, a folder that does not
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from ralign_tasks.cli import main
@@ -55,3 +57,19 @@ def test_every_command_says_what_it_does_and_every_default_is_shown():
             if shown and "default" not in (action.help or ""):
                 missing.append(f"ralign {name} {action.option_strings or action.dest}")
     assert not missing, f"defaults not shown: {missing}"
+
+
+def test_ralign_metajudge_none_switches_the_judge_off_in_the_cli_too(tmp_path, capsys, monkeypatch):
+    from ralign_tasks.testing.loopback import GENRM_PICKS_A, LoopbackServer, is_metajudge_prompt
+
+    monkeypatch.setenv("RALIGN_METAJUDGE", "none")
+    with LoopbackServer(lambda body: GENRM_PICKS_A) as server:
+        assert main(["run", "helpsteer3", "--sample", "--genrm-model", "g", "--genrm-base-url",
+                     server.base_url, "--output-dir", str(tmp_path)]) == 0  # fmt: skip
+        assert not any(is_metajudge_prompt(body) for body in server.requests)
+    results = json.loads((tmp_path / "g" / "helpsteer3" / "results.json").read_text())
+    assert results["metrics"]["overall"]["l_acc"] == 0.5
+    assert results["metrics"]["overall"]["f_score"] is None  # never computed without a judge
+    capsys.readouterr()
+    assert main(["rc-score", "--reference", "low_deceptive_alignment", "--sample"]) == 2
+    assert "RALIGN_METAJUDGE=none switches the judge off" in capsys.readouterr().err
