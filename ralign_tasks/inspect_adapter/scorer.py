@@ -132,7 +132,7 @@ def judge_generate_config(attempts: int, timeout: int) -> GenerateConfig:
     """The official judge settings with bounded retries: ``attempts`` per request of at most
     ``timeout`` seconds each (the role's own config is merged over it)."""
     if attempts < 1:
-        raise ValueError(f"metajudge_attempts must be at least 1, got {attempts}")
+        raise ValueError(f"metajudge_max_attempts must be at least 1, got {attempts}")
     return GenerateConfig(
         temperature=META_JUDGE_DEFAULTS.temperature,
         max_tokens=META_JUDGE_DEFAULTS.max_tokens,
@@ -330,7 +330,13 @@ def _scorer_factory(protocol: Protocol[Any, Any, Any]) -> Callable[..., Scorer]:
         options = protocol.option_values(kwargs, protocol.scorer_name)
         if not protocol.uses_judge:
             return score_sample(protocol, options, None, False, GenerateConfig())
-        defaults = judge_generate_config(kwargs["metajudge_attempts"], kwargs["metajudge_timeout"])
+        attempts = kwargs["metajudge_max_attempts"]
+        if kwargs["metajudge_attempts"] is not None:  # the earlier name, still accepted
+            logger.warning(
+                "metajudge_attempts is now metajudge_max_attempts, as in the CLI and lm-eval"
+            )
+            attempts = kwargs["metajudge_attempts"]
+        defaults = judge_generate_config(attempts, kwargs["metajudge_timeout"])
         return score_sample(
             protocol, options, kwargs["metajudge_template"], kwargs["metajudge_cache"], defaults
         )
@@ -340,8 +346,9 @@ def _scorer_factory(protocol: Protocol[Any, Any, Any]) -> Callable[..., Scorer]:
         signatures.Parameter("metajudge_template", keyword, default=None),
         signatures.Parameter("metajudge_cache", keyword, default=True),
         signatures.Parameter(
-            "metajudge_attempts", keyword, default=META_JUDGE_DEFAULTS.max_attempts
+            "metajudge_max_attempts", keyword, default=META_JUDGE_DEFAULTS.max_attempts
         ),
+        signatures.Parameter("metajudge_attempts", keyword, default=None),
         signatures.Parameter(
             "metajudge_timeout", keyword, default=int(META_JUDGE_DEFAULTS.timeout)
         ),
@@ -358,8 +365,9 @@ def _scorer_factory(protocol: Protocol[Any, Any, Any]) -> Callable[..., Scorer]:
         "      metajudge_template: path of a Jinja2 template replacing the judge prompt.\n"
         "      metajudge_cache: keep the judge's answers in Inspect's model cache (default: on,\n"
         "        as in the CLI and lm-eval).\n"
-        "      metajudge_attempts: asks per judge request, for errors, empty and malformed "
+        "      metajudge_max_attempts: asks per judge request, for errors, empty and malformed "
         "answers (a ``max_retries`` in the role's own config takes precedence).\n"
+        "      metajudge_attempts: the earlier name of metajudge_max_attempts (warns).\n"
         "      metajudge_timeout: seconds per judge attempt.\n"
     )
     what = (

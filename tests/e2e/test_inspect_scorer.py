@@ -3,6 +3,7 @@
 import math
 
 import pytest
+from inspect_ai import Task
 from inspect_ai import eval as inspect_eval
 from inspect_ai.log import resolve_sample_attachments
 from inspect_ai.model import (
@@ -250,3 +251,22 @@ def test_metajudge_cache_and_templates(sample_records, tmp_path):
 def test_bad_verdict_policy_is_rejected():
     with pytest.raises(ValueError, match="verdict_policy must be one of"):
         ralign_fidelity(verdict_policy="lenient")
+
+
+def test_max_attempts_has_lm_evals_name_and_the_earlier_one_warns(sample_records, tmp_path, caplog):
+    from ralign_tasks.inspect_adapter.scorer import ralign_fidelity
+
+    genrm = Scripted(sample_records, ["\\boxed{A}"] * 8)
+    for name in ("metajudge_max_attempts", "metajudge_attempts"):
+        judge_script = Scripted(sample_records, [""] * 8)
+        inspect_eval(
+            Task(dataset=ralign_helpsteer3(sample=True).dataset,
+                 scorer=ralign_fidelity(**{name: 2}, metajudge_cache=False), metrics=[]),
+            model=get_model("mockllm/model", custom_outputs=genrm),
+            model_roles={"meta_judge": mock_judge(judge_script)},
+            log_dir=str(tmp_path / name), display="none",
+        )  # fmt: skip
+        # Each of the 4 label-correct items' empty answers asked twice.
+        assert len(judge_script.calls) == 8, name
+    warned = [r.message for r in caplog.records if "metajudge_attempts is now" in r.message]
+    assert len(warned) == 1
