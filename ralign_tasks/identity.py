@@ -10,6 +10,7 @@ least ``max_failure_rate`` of the time has no usable numbers."""
 
 from __future__ import annotations
 
+import math
 import re
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
@@ -81,14 +82,30 @@ class RunIdentity:
         return ", ".join(shown)
 
 
+def failure_rate(value: Any) -> float:
+    """A ``max_failure_rate`` setting as a share between 0 and 1 (``ValueError`` otherwise)."""
+    try:
+        rate = float(value)
+    except (TypeError, ValueError):
+        rate = math.nan
+    if not 0.0 <= rate <= 1.0:
+        raise ValueError(f"must be between 0 and 1, got {value}")
+    return rate
+
+
+def too_many_failed(failed: int, sent: int, max_failure_rate: float) -> bool:
+    """The failure rule: at least one request failed, and at least ``max_failure_rate`` of
+    those sent."""
+    return failed > 0 and sent > 0 and failed / sent >= max_failure_rate
+
+
 def failure_flag(failures: Mapping[str, tuple[int, int]], max_failure_rate: float) -> str | None:
     """Why a run's numbers are unusable (``GenRM: 90 of 90 requests failed``), or ``None``:
-    a role whose failed requests are at least ``max_failure_rate`` of those it sent (and at
-    least one)."""
+    a role that failed too often (:func:`too_many_failed`)."""
     flagged = [
-        f"{role}: {failed} of {asked} requests failed"
-        for role, (failed, asked) in failures.items()
-        if failed and asked and failed / asked >= max_failure_rate
+        f"{role}: {failed} of {sent} requests failed"
+        for role, (failed, sent) in failures.items()
+        if too_many_failed(failed, sent, max_failure_rate)
     ]
     return "; ".join(flagged) or None
 
@@ -151,10 +168,10 @@ class FailureSettings:
 def flagged_roles(
     roles: Mapping[str, RoleFailures], max_failure_rate: float
 ) -> dict[str, RoleFailures]:
-    """The roles that failed on at least ``max_failure_rate`` of their requests (and once)."""
+    """The roles that failed too often (:func:`too_many_failed`)."""
     return {
         role: tally for role, tally in roles.items()
-        if tally.failed and tally.sent and tally.failed / tally.sent >= max_failure_rate
+        if too_many_failed(tally.failed, tally.sent, max_failure_rate)
     }  # fmt: skip
 
 

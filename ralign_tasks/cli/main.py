@@ -29,8 +29,10 @@ from ralign_tasks.identity import (
     DEFAULT_MAX_FAILURE_RATE,
     UNUSABLE_EXIT,
     RunIdentity,
+    failure_rate,
     is_context_error,
     safe_name,
+    too_many_failed,
 )
 from ralign_tasks.pipeline import (
     FinishedRun,
@@ -193,10 +195,10 @@ def _positive(text: str) -> int:
 
 
 def _rate(text: str) -> float:
-    value = float(text)
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {text}")
-    return value
+    try:
+        return failure_rate(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 class _Version(argparse.Action):
@@ -545,7 +547,7 @@ def _finish(run: FinishedRun, folder: Path, title: str, max_failure_rate: float)
     print(f"written: {folder}/results.json, {folder}/samples.jsonl\n")
     usable = True
     for role, stats in (("GenRM", run.genrm_stats), ("judge", run.judge_stats)):
-        if stats is None or not stats.failures or stats.failure_rate < max_failure_rate:
+        if stats is None or not too_many_failed(stats.failures, stats.requests, max_failure_rate):
             continue
         usable = False
         print(

@@ -10,7 +10,6 @@ and its family's options.
 from __future__ import annotations
 
 import inspect as signatures
-import math
 import os
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -24,7 +23,7 @@ from jinja2 import TemplateError
 
 from ralign_tasks import __version__
 from ralign_tasks.data import DataUnavailableError, data_source, keep_named
-from ralign_tasks.identity import DEFAULT_MAX_FAILURE_RATE, is_context_error
+from ralign_tasks.identity import DEFAULT_MAX_FAILURE_RATE, failure_rate, is_context_error
 from ralign_tasks.inspect_adapter.compat import (
     ModelGenerateError,
     PrerequisiteError,
@@ -243,12 +242,9 @@ def build_task(spec: TaskSpec, **params: Any) -> Task:
 
 def _rate(value: Any) -> float:
     try:
-        rate = float(value)
-    except (TypeError, ValueError):
-        rate = math.nan
-    if not 0.0 <= rate <= 1.0:
-        raise TaskSetupError(f"max_failure_rate must be between 0 and 1, got {value!r}")
-    return rate
+        return failure_rate(value)
+    except ValueError as exc:
+        raise TaskSetupError(f"max_failure_rate {exc}") from None
 
 
 def _task_parameters(protocol: Protocol[Any, Any, Any]) -> list[signatures.Parameter]:

@@ -31,6 +31,7 @@ from ralign_tasks.identity import (
     DEFAULT_MAX_FAILURE_RATE,
     UNUSABLE_EXIT,
     FailureSettings,
+    failure_rate,
     flagged_roles,
     tally_failures,
     unusable_block,
@@ -141,14 +142,10 @@ def doc_to_target(doc: Mapping[str, Any]) -> str:
 
 def max_failure_rate(metadata: Mapping[str, Any]) -> float:
     """The failure rule's threshold from ``--metadata`` (a share between 0 and 1)."""
-    value = metadata.get(MAX_FAILURE_RATE_KEY, DEFAULT_MAX_FAILURE_RATE)
     try:
-        rate = float(value)
-    except (TypeError, ValueError):
-        rate = math.nan
-    if not 0.0 <= rate <= 1.0:
-        raise ConfigError(f"{MAX_FAILURE_RATE_KEY} must be between 0 and 1, got {value!r}")
-    return rate
+        return failure_rate(metadata.get(MAX_FAILURE_RATE_KEY, DEFAULT_MAX_FAILURE_RATE))
+    except ValueError as exc:
+        raise ConfigError(f"{MAX_FAILURE_RATE_KEY} {exc}") from None
 
 
 def _running_lm_eval_cli() -> bool:
