@@ -163,8 +163,7 @@ async def ask_judge(
         last = exc.last_attempt.exception()
         raise TransportGaveUp(describe_error(last) if last else str(exc)) from None
     except ModelGenerateError as exc:
-        # Its text carries the whole request; what the provider said is what matters.
-        said = exc.provider_message or str(exc).rstrip().rsplit("\n", 1)[-1]
+        said = provider_said(exc)
         text = f"Error code: {exc.status_code} - {said}" if exc.status_code else said
         if exc.status_code in _FINAL_STATUSES:  # the same request gets the same answer
             raise TransportGaveUp(text) from None
@@ -176,6 +175,12 @@ async def ask_judge(
         prompt_tokens=usage.input_tokens if usage else 0,
         completion_tokens=usage.output_tokens if usage else 0,
     )
+
+
+def provider_said(error: ModelGenerateError) -> str:
+    """What the provider answered (its message, or the last line of Inspect's text, which
+    carries the whole request before it)."""
+    return error.provider_message or str(error).rstrip().rsplit("\n", 1)[-1]
 
 
 # Client errors that asking again cannot change (not a timeout, conflict or rate limit).

@@ -36,6 +36,7 @@ from ralign_tasks.inspect_adapter.scorer import (
     bound_with_defaults,
     genrm_full_text,
     meta_judge_model,
+    provider_said,
     ralign_metrics,
 )
 from ralign_tasks.protocols import TASK_KEY, TASKS, Protocol, TaskSpec, protocol_of
@@ -136,7 +137,7 @@ async def generate_fitting(state: TaskState, generate: Generate) -> TaskState:
     try:
         return await generate(state)
     except ModelGenerateError as exc:
-        said = exc.provider_message or str(exc).rstrip().rsplit("\n", 1)[-1]
+        said = provider_said(exc)
         if not is_context_error(said):
             raise
         error = GenRMContextError(
