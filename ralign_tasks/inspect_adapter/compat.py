@@ -18,7 +18,22 @@ from inspect_ai.model._model import ModelGenerateError, active_model
 # function's inner ``compute``, and for the eval's results elsewhere.
 DISPLAY_METRICS = "update_metrics_display_fn.<locals>.compute"
 
-__all__ = ["ModelGenerateError", "PrerequisiteError", "active_model", "computing_for_display"]
+__all__ = [
+    "ModelGenerateError",
+    "PrerequisiteError",
+    "StatedError",
+    "active_model",
+    "computing_for_display",
+]
+
+
+class StatedError(PrerequisiteError):
+    """An error Inspect prints without a traceback whose ``str()`` (and so the log's error
+    message) is its text too: ``PrerequisiteError`` keeps the text in ``.message`` only."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.args = (message,)
 
 
 def computing_for_display() -> bool:

@@ -42,7 +42,7 @@ from ralign_tasks.identity import (
 )
 from ralign_tasks.inspect_adapter.compat import (
     ModelGenerateError,
-    PrerequisiteError,
+    StatedError,
     computing_for_display,
 )
 from ralign_tasks.item import checked_item
@@ -76,12 +76,12 @@ INSPECT_SETTINGS = FailureSettings(
 )
 
 
-class RunNotUsable(PrerequisiteError):
+class RunNotUsable(StatedError):
     """A task's GenRM or judge failed on at least ``max_failure_rate`` of its requests: the
     eval ends with status error (its samples are in the log, for ``inspect eval-retry``)."""
 
 
-class MissingMetaJudgeError(PrerequisiteError):
+class MissingMetaJudgeError(StatedError):
     """No model is bound to the ``meta_judge`` role."""
 
     def __init__(self) -> None:
@@ -93,7 +93,6 @@ class MissingMetaJudgeError(PrerequisiteError):
             "It is never silently the model under test."
         )
         super().__init__(message)
-        self.args = (message,)  # PrerequisiteError keeps it in .message only; str() needs it
 
 
 def meta_judge_model() -> Model:
@@ -232,9 +231,7 @@ def ralign_metrics(family: str, max_failure_rate: float = DEFAULT_MAX_FAILURE_RA
                 max_failure_rate, labels, INSPECT_SETTINGS,
             )  # fmt: skip
             # The eval's error: its metrics are not written, its samples are (eval-retry).
-            error = RunNotUsable(block.replace(" (NaN), not measured", ", not measured"))
-            error.args = (error.message,)  # str() and the log show the message as it is
-            raise error
+            raise RunNotUsable(block.replace(" (NaN), not measured", ", not measured"))
         outcomes = [protocol.outcome_from_item(item) for item in items]
         summary = protocol.summarize(outcomes)
         values: dict[str, float] = {}

@@ -27,6 +27,7 @@ from ralign_tasks.identity import DEFAULT_MAX_FAILURE_RATE, failure_rate, is_con
 from ralign_tasks.inspect_adapter.compat import (
     ModelGenerateError,
     PrerequisiteError,
+    StatedError,
     active_model,
 )
 from ralign_tasks.inspect_adapter.scorer import (
@@ -127,7 +128,7 @@ def _generation_options(protocol: Protocol[Any, Any, Any], state: TaskState) -> 
     return protocol.option_values(state.metadata.get(OPTIONS_KEY) or {}, protocol.name)
 
 
-class GenRMContextError(PrerequisiteError):
+class GenRMContextError(StatedError):
     """The GenRM's server refused a request that does not fit its model's context."""
 
 
@@ -140,13 +141,11 @@ async def generate_fitting(state: TaskState, generate: Generate) -> TaskState:
         said = provider_said(exc)
         if not is_context_error(said):
             raise
-        error = GenRMContextError(
+        raise GenRMContextError(
             f"the GenRM's server refused a request that does not fit its model's context "
             f"({said}): lower --max-tokens (the GenRM's max_tokens), or serve the model with a "
             "longer context"
-        )
-        error.args = (error.message,)
-        raise error from None
+        ) from None
 
 
 @solver
