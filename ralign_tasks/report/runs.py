@@ -176,20 +176,20 @@ def _named(
     from the items' judge) and the failures its items show."""
     result.options = family_options(task, options)
     result.model = model
-    judge = result.judge_model
     result.identity = identity or RunIdentity(
         genrm=model,
         task=task,
         options=protocol_of(task).variant(result.options),
-        judge=judge,
+        judge=result.judge_model,
         path=path,
     )
     if result.items:
+        genrm = [item.genrm_requests for item in result.items]
+        judge = [item.judge_requests for item in result.items]
         result.failures = {
-            role: (sum(getattr(i, f"{key}_requests")[0] for i in result.items),
-                   sum(getattr(i, f"{key}_requests")[1] for i in result.items))
-            for role, key in (("GenRM", "genrm"), ("judge", "judge"))
-        }  # fmt: skip
+            role: (sum(failed for failed, _ in requests), sum(sent for _, sent in requests))
+            for role, requests in (("GenRM", genrm), ("judge", judge))
+        }
     return result
 
 
