@@ -286,8 +286,10 @@ def test_a_judge_failing_every_request_fails_lm_eval_after_writing_nan(tmp_path)
     assert all(task[f"{m},none"] != task[f"{m},none"] for m in ("s_corr", "f_score"))  # NaN
 
 
-def test_a_judge_failing_every_request_fails_the_inspect_eval_keeping_its_samples(tmp_path):
-    with LoopbackServer(context_judge) as server:
+def inspect_loopback(responder, log_dir: Path, **options):
+    """An Inspect eval of the helpsteer3 sample with GenRM and judge on a loopback server
+    answering with ``responder``; its log."""
+    with LoopbackServer(responder) as server:
 
         def model(name: str):
             return get_model(f"openai-api/loop/{name}", base_url=server.base_url, api_key="x",
@@ -297,9 +299,15 @@ def test_a_judge_failing_every_request_fails_the_inspect_eval_keeping_its_sample
             ralign_helpsteer3(sample=True),
             model=model("genrm"),
             model_roles={"meta_judge": model("judge")},
-            log_dir=str(tmp_path / "logs"),
+            log_dir=str(log_dir),
             display="none",
+            **options,
         )
+    return log
+
+
+def test_a_judge_failing_every_request_fails_the_inspect_eval_keeping_its_samples(tmp_path):
+    log = inspect_loopback(context_judge, tmp_path / "logs")
     assert log.status == "error"
     message = log.error.message
     assert "ralign: error: ralign_helpsteer3: the numbers of this run are not usable" in message
@@ -311,12 +319,7 @@ def test_a_judge_failing_every_request_fails_the_inspect_eval_keeping_its_sample
     (result,), _ = load_runs([tmp_path / "logs"])
     assert result.unusable() == "judge: 4 of 4 requests failed"
     # Also when the eval covers part of the dataset (--limit).
-    with LoopbackServer(context_judge) as server:
-        (part,) = inspect_eval(
-            ralign_helpsteer3(sample=True), model=model("genrm"), limit=4,
-            model_roles={"meta_judge": model("judge")}, log_dir=str(tmp_path / "part"),
-            display="none",
-        )  # fmt: skip
+    part = inspect_loopback(context_judge, tmp_path / "part", limit=4)
     assert part.status == "error" and "2 of 2 requests failed" in part.error.message
 
 
@@ -361,19 +364,7 @@ def test_a_genrm_request_over_its_context_names_the_setting_in_inspect(tmp_path)
     def genrm_context(body):
         return meta_answer("Correct") if is_metajudge_prompt(body) else CONTEXT_400
 
-    with LoopbackServer(genrm_context) as server:
-
-        def model(name: str):
-            return get_model(f"openai-api/loop/{name}", base_url=server.base_url, api_key="x",
-                             memoize=False)  # fmt: skip
-
-        (log,) = inspect_eval(
-            ralign_helpsteer3(sample=True),
-            model=model("genrm"),
-            model_roles={"meta_judge": model("judge")},
-            log_dir=str(tmp_path / "logs"),
-            display="none",
-        )
+    log = inspect_loopback(genrm_context, tmp_path / "logs")
     assert log.status == "error"
     assert "does not fit its model's context" in log.error.message
     assert "lower --max-tokens" in log.error.message
