@@ -163,7 +163,9 @@ async def ask_judge(
         raise TransportGaveUp(describe_error(last) if last else str(exc)) from None
     except ModelGenerateError as exc:
         said = provider_said(exc)
-        text = f"Error code: {exc.status_code} - {said}" if exc.status_code else said
+        # Named with its status once (OpenAI's message already starts with it).
+        shown = not exc.status_code or str(exc.status_code) in said
+        text = said if shown else f"Error code: {exc.status_code} - {said}"
         if exc.status_code in _FINAL_STATUSES:  # the same request gets the same answer
             raise TransportGaveUp(text) from None
         raise RuntimeError(text) from None
@@ -222,26 +224,25 @@ def ralign_metrics(family: str, max_failure_rate: float = DEFAULT_MAX_FAILURE_RA
         roles = tally_failures(protocol.request_errors(item) for item in items)
         flagged = flagged_roles(roles, max_failure_rate)
         unmeasured = set(protocol.unmeasured_metrics(flagged))
+        summary = protocol.summarize([protocol.outcome_from_item(item) for item in items])
+        # An option is off when none of its metrics has a value (no swapped item): its
+        # metrics are not reported; one undefined in a run with it on is NaN, as any other.
+        specs = [protocol.schema.spec(name) for name in protocol.schema.metric_names]
+        on = {s.option for s in specs if s.option and summary[s.name] is not None}
+        reported = [s.name for s in specs if s.option is None or s.option in on]
         if flagged and not computing_for_display():
             judges = {call.get("model") for item in items for call in item["judge"]}
             task = next((item["task"] for item in items), family)
-            labels = [protocol.schema.spec(n).label for n in sorted(unmeasured)]
+            labels = [protocol.schema.spec(n).label for n in reported if n in unmeasured]
             block = unusable_block(
                 task, flagged, {"judge": ", ".join(sorted(filter(None, judges))) or None},
                 max_failure_rate, labels, INSPECT_SETTINGS,
             )  # fmt: skip
             # The eval's error: its metrics are not written, its samples are (eval-retry).
             raise RunNotUsable(block.replace(" (NaN), not measured", ", not measured"))
-        outcomes = [protocol.outcome_from_item(item) for item in items]
-        summary = protocol.summarize(outcomes)
         values: dict[str, float] = {}
-        # An option is off when none of its metrics has a value (no swapped item): its
-        # metrics are not reported; one undefined in a run with it on is NaN, as any other.
-        specs = [protocol.schema.spec(name) for name in protocol.schema.metric_names]
-        on = {s.option for s in specs if s.option and summary[s.name] is not None}
         for name in protocol.schema.headline_first:
-            option = protocol.schema.spec(name).option
-            if option and option not in on:
+            if name not in reported:
                 continue
             measured = name not in unmeasured
             values[name] = _number(summary[name] if measured else None)
