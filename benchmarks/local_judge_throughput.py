@@ -28,9 +28,8 @@ from dataclasses import replace
 from pathlib import Path
 
 from ralign_tasks.data import sample_data_dir
-from ralign_tasks.prompts import render_metajudge_prompt
 from ralign_tasks.protocols import load_task
-from ralign_tasks.protocols.fidelity import FIDELITY
+from ralign_tasks.protocols.fidelity import FIDELITY, render_metajudge_prompt
 from ralign_tasks.scorers.config import EndpointConfig
 from ralign_tasks.scorers.engine import ChatRequest
 from ralign_tasks.scorers.local_backends import HFBackend, VLLMBackend

@@ -16,7 +16,7 @@ import pytest
 
 from ralign_tasks.data import sample_data_dir
 from ralign_tasks.protocols import load_task
-from ralign_tasks.records import PairRecord
+from ralign_tasks.protocols.fidelity import PairRecord
 from ralign_tasks.scorers import config as endpoint_config
 from ralign_tasks.scorers import http_chat
 from tests.support.shared_data import check_shared_data

@@ -4,28 +4,23 @@ GenRM's rationale against the golden one; L-Acc, S-Corr and F-Score per benchmar
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Literal
 
 from ralign_tasks.data import parse_turns, require_str
-from ralign_tasks.prompts import (
-    GENRM_TEMPLATE,
-    GENRM_TEMPLATE_ENV,
-    METAJUDGE_TEMPLATE,
-    METAJUDGE_TEMPLATE_ENV,
-    render_genrm_prompt,
-    render_metajudge_prompt,
-)
+from ralign_tasks.prompts import comparison_vars, load_template
 from ralign_tasks.protocols.base import GenRMOutput, JudgeCalls, Option, Protocol, TaskSpec
-from ralign_tasks.records import PairRecord
+from ralign_tasks.records import Turn, turn_dicts
 from ralign_tasks.scorers.ask import JudgeCall
-from ralign_tasks.scorers.meta_verdict import MetaStatus, parse_meta_verdict
-from ralign_tasks.scorers.metrics import (
+from ralign_tasks.scorers.fidelity import (
     FIDELITY_SCHEMA,
     ItemOutcome,
     JudgedAnswer,
+    MetaStatus,
     compute_fidelity,
+    parse_meta_verdict,
 )
 from ralign_tasks.scorers.verdict import (
     VERDICT_POLICIES,
@@ -36,6 +31,95 @@ from ralign_tasks.scorers.verdict import (
 )
 
 HF_DATASET = "lyn22333/R-Align-BMK"
+GENRM_TEMPLATE = "genrm_pairwise.jinja"
+METAJUDGE_TEMPLATE = "metajudge.jinja"
+GENRM_TEMPLATE_ENV = "RALIGN_GENRM_TEMPLATE"
+METAJUDGE_TEMPLATE_ENV = "RALIGN_METAJUDGE_TEMPLATE"
+
+
+@dataclass(frozen=True)
+class PairRecord:
+    """One benchmark item: a prompt, two answers, the better one and why.
+
+    ``context`` holds the dialogue before the final user turn (empty for single-turn items);
+    ``golden_rationale`` is the golden judgment with any thinking trace removed.
+    """
+
+    benchmark: str
+    id: str
+    context: tuple[Turn, ...]
+    prompt: str
+    response_a: str
+    response_b: str
+    label: Literal["A", "B"]
+    golden_rationale: str
+    subset: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """The record as plain JSON types (an lm-eval document, Inspect sample metadata)."""
+        return {
+            "benchmark": self.benchmark,
+            "id": self.id,
+            "subset": self.subset,
+            "label": self.label,
+            "context": turn_dicts(self.context),
+            "prompt": self.prompt,
+            "response_a": self.response_a,
+            "response_b": self.response_b,
+            "golden_rationale": self.golden_rationale,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> PairRecord:
+        """The inverse of :meth:`to_dict`."""
+        return cls(
+            benchmark=data["benchmark"],
+            id=str(data["id"]),
+            context=tuple(Turn(t["role"], t["content"]) for t in data["context"] or ()),
+            prompt=data["prompt"],
+            response_a=data["response_a"],
+            response_b=data["response_b"],
+            label=data["label"],
+            golden_rationale=data["golden_rationale"],
+            subset=data["subset"],
+        )
+
+
+def _comparison_vars(record: PairRecord) -> dict[str, object]:
+    return comparison_vars(record.context, record.prompt, record.response_a, record.response_b)
+
+
+def render_genrm_prompt(record: PairRecord, template_path: str | None = None) -> str:
+    """The GenRM's pairwise-comparison prompt (one user message)."""
+    path = template_path or os.environ.get(GENRM_TEMPLATE_ENV)
+    return load_template(path, GENRM_TEMPLATE).render(**_comparison_vars(record)).strip()
+
+
+def render_metajudge_prompt(
+    record: PairRecord,
+    genrm_output: str,
+    template_path: str | None = None,
+    *,
+    order_swapped: bool = False,
+    genrm_first: bool = False,
+) -> str:
+    """The meta-judge prompt: the comparison as the GenRM saw it, the golden rationale and the
+    GenRM's output with its thinking removed (the meta-judge never sees the GenRM's thinking).
+    ``order_swapped``: the GenRM saw the answers swapped (a swap run's second order), so the
+    golden rationale names them the other way round, which the prompt says. ``genrm_first``:
+    the GenRM's output comes before the golden rationale (the meta-judge position probe)."""
+    path = template_path or os.environ.get(METAJUDGE_TEMPLATE_ENV)
+    return (
+        load_template(path, METAJUDGE_TEMPLATE)
+        .render(
+            **_comparison_vars(record),
+            golden_rationale=record.golden_rationale,
+            genrm_output=strip_thinking(genrm_output),
+            order_swapped=order_swapped,
+            genrm_first=genrm_first,
+        )
+        .strip()
+    )
 
 
 def _spec(task: str, title: str, stem: str, *aliases: str) -> TaskSpec:

@@ -10,18 +10,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass
-from typing import Any
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
 
 from ralign_tasks.data import parse_turns, require_str
-from ralign_tasks.prompts import (
-    ATOMIC_GENRM_TEMPLATE,
-    ATOMIC_METAJUDGE_TEMPLATE,
-    render_atomic_genrm_prompt,
-    render_rc_prompt,
-)
+from ralign_tasks.prompts import comparison_vars, load_template
 from ralign_tasks.protocols.base import GenRMOutput, JudgeCalls, Option, Protocol, TaskSpec
-from ralign_tasks.records import AtomicRecord, ReferenceOutput
+from ralign_tasks.records import Turn, turn_dicts
 from ralign_tasks.scorers.rationale import (
     MAX_REASONS_ALLOWED,
     MAX_REASONS_SCORED,
@@ -36,6 +31,80 @@ from ralign_tasks.scorers.rationale import (
     parse_reasons,
     score_picks,
 )
+
+ATOMIC_GENRM_TEMPLATE = "atomic_genrm.jinja"
+ATOMIC_METAJUDGE_TEMPLATE = "atomic_metajudge.jinja"
+
+
+@dataclass(frozen=True)
+class ReferenceOutput:
+    """A reference model's stored output on the HelpSteer3-Atomic test split."""
+
+    checklist: tuple[str, ...]
+    label: str | None
+    generated_text: str | None
+
+
+@dataclass(frozen=True)
+class AtomicRecord:
+    """One HelpSteer3-Atomic item. ``label`` is the better response as A (response 1) or B,
+    from ``overall_preference`` (negative: response 1); ``None`` when absent or 0."""
+
+    id: str
+    domain: str
+    context: tuple[Turn, ...]
+    prompt: str
+    response1: str
+    response2: str
+    checklist: tuple[str, ...]
+    label: Literal["A", "B"] | None
+    references: dict[str, ReferenceOutput] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The record as plain JSON types, without the reference outputs (an lm-eval
+        document, Inspect sample metadata: scoring never reads them, and they would double
+        the logs)."""
+        return {
+            "id": self.id,
+            "domain": self.domain,
+            "label": self.label,
+            "checklist": list(self.checklist),
+            "context": turn_dicts(self.context),
+            "prompt": self.prompt,
+            "response1": self.response1,
+            "response2": self.response2,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> AtomicRecord:
+        """The inverse of :meth:`to_dict`."""
+        return cls(
+            id=str(data["id"]),
+            domain=data["domain"],
+            context=tuple(Turn(t["role"], t["content"]) for t in data["context"] or ()),
+            prompt=data["prompt"],
+            response1=data["response1"],
+            response2=data["response2"],
+            checklist=tuple(data["checklist"]),
+            label=data["label"] or None,
+        )
+
+
+def render_atomic_genrm_prompt(record: AtomicRecord, template_path: str | None = None) -> str:
+    """The HelpSteer3-Atomic GenRM prompt: ordered reasons, then a five-way verdict
+    (A = response 1)."""
+    variables = comparison_vars(record.context, record.prompt, record.response1, record.response2)
+    return load_template(template_path, ATOMIC_GENRM_TEMPLATE).render(**variables).strip()
+
+
+def render_rc_prompt(
+    reasons: list[str], rationales: list[str], template_path: str | None = None
+) -> str:
+    """The Rationale Consistency MetaJudge prompt: model reasons as S items, human atomic
+    rationales as R items."""
+    template = load_template(template_path, ATOMIC_METAJUDGE_TEMPLATE)
+    return template.render(reasons=reasons, rationales=rationales).strip()
+
 
 RC_TASK = TaskSpec(
     task="ralign_helpsteer3_atomic",

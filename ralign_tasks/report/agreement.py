@@ -23,8 +23,8 @@ from ralign_tasks.protocols.fidelity import FIDELITY_TASKS
 from ralign_tasks.report.console import UNDEFINED
 from ralign_tasks.report.runs import TaskResult, latest_runs, load_runs
 from ralign_tasks.report.tables import markdown_text, rich_text
+from ralign_tasks.scorers.fidelity import MetaStatus
 from ralign_tasks.scorers.lazy_modules import lazy_import
-from ralign_tasks.scorers.meta_verdict import MetaStatus
 
 # Loaded when a metric is first computed (see scorers/lazy_modules.py).
 np = lazy_import("numpy")

@@ -22,7 +22,7 @@ from ralign_tasks.report.runs import (
     no_samples_hint,
 )
 from ralign_tasks.report.tables import markdown_text, rich_text
-from ralign_tasks.scorers.metrics import DEFAULT_BOOTSTRAP, FIDELITY_METRICS, paired_difference
+from ralign_tasks.scorers.fidelity import DEFAULT_BOOTSTRAP, FIDELITY_METRICS, paired_difference
 
 
 @dataclass(frozen=True)

@@ -30,9 +30,8 @@ from ralign_tasks.protocols.fidelity import FIDELITY
 from ralign_tasks.protocols.label import LabelProtocol
 from ralign_tasks.report.console import UNDEFINED
 from ralign_tasks.report.runs import RunItem, TaskResult, no_samples_hint
+from ralign_tasks.scorers.fidelity import ItemOutcome, MetaStatus
 from ralign_tasks.scorers.jsonl import json_text
-from ralign_tasks.scorers.meta_verdict import MetaStatus
-from ralign_tasks.scorers.metrics import ItemOutcome
 
 # The viewer's outcome filters, in display order: key -> button label. Every item is in
 # exactly one of them (see :func:`view_outcome`).

@@ -27,10 +27,14 @@ from ralign_tasks.inspect_adapter.tasks import (
     ralign_helpsteer3_atomic,
     task_dataset,
 )
-from ralign_tasks.prompts import render_atomic_genrm_prompt
 from ralign_tasks.protocols import load_task
-from ralign_tasks.protocols.rationale import RATIONALE, RC_TASK, AtomicJudgment
-from ralign_tasks.records import AtomicRecord
+from ralign_tasks.protocols.rationale import (
+    RATIONALE,
+    RC_TASK,
+    AtomicJudgment,
+    AtomicRecord,
+    render_atomic_genrm_prompt,
+)
 from ralign_tasks.report.runs import load_runs
 from ralign_tasks.scorers.ask import JudgeCall
 from ralign_tasks.scorers.rationale import (

@@ -14,8 +14,7 @@ from ralign_tasks.inspect_adapter.tasks import ralign_helpsteer3
 from ralign_tasks.pipeline import score_outputs
 from ralign_tasks.protocols import get_task
 from ralign_tasks.protocols.base import GenRMOutput
-from ralign_tasks.protocols.fidelity import FIDELITY
-from ralign_tasks.records import PairRecord
+from ralign_tasks.protocols.fidelity import FIDELITY, PairRecord
 from ralign_tasks.report.runs import load_runs
 from ralign_tasks.scorers.config import EndpointConfig
 from ralign_tasks.testing.loopback import (

@@ -18,13 +18,15 @@ from inspect_ai.scorer import SampleScore, Score
 
 from ralign_tasks.inspect_adapter.scorer import genrm_full_text, ralign_fidelity, ralign_metrics
 from ralign_tasks.inspect_adapter.tasks import TaskSetupError, ralign_helpsteer3, task_dataset
-from ralign_tasks.prompts import render_genrm_prompt
 from ralign_tasks.protocols import get_task
-from ralign_tasks.protocols.fidelity import FIDELITY, FidelityJudgment
-from ralign_tasks.records import PairRecord
+from ralign_tasks.protocols.fidelity import (
+    FIDELITY,
+    FidelityJudgment,
+    PairRecord,
+    render_genrm_prompt,
+)
 from ralign_tasks.scorers.ask import JudgeCall
-from ralign_tasks.scorers.meta_verdict import MetaStatus
-from ralign_tasks.scorers.metrics import compute_fidelity
+from ralign_tasks.scorers.fidelity import MetaStatus, compute_fidelity
 from ralign_tasks.testing.loopback import METAJUDGE_CORRECT
 
 

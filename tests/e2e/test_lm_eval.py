@@ -13,8 +13,7 @@ import pytest
 from ralign_tasks.data import sample_data_dir
 from ralign_tasks.protocols import load_task
 from ralign_tasks.protocols.fidelity import FidelityJudgment
-from ralign_tasks.scorers.meta_verdict import MetaStatus
-from ralign_tasks.scorers.metrics import ItemOutcome, compute_fidelity
+from ralign_tasks.scorers.fidelity import ItemOutcome, MetaStatus, compute_fidelity
 from ralign_tasks.task_configs import include_path
 from ralign_tasks.testing.loopback import LoopbackServer, is_metajudge_prompt
 from ralign_tasks.testing.random_model import build_random_llama

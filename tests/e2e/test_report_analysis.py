@@ -13,8 +13,12 @@ from scipy.stats import rankdata
 
 from ralign_tasks.report.compare import compare, paired_items
 from ralign_tasks.report.runs import load_runs
-from ralign_tasks.scorers.meta_verdict import MetaStatus
-from ralign_tasks.scorers.metrics import ItemOutcome, compute_fidelity, paired_difference
+from ralign_tasks.scorers.fidelity import (
+    ItemOutcome,
+    MetaStatus,
+    compute_fidelity,
+    paired_difference,
+)
 from tests.support.recorded_runs import CLI_GENRM, INSPECT_GENRM, JSON_GENRM, VARIED_GENRM_NAMES
 from tests.support.reports import csv_rows, report
 

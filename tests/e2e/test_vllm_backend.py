@@ -16,7 +16,7 @@ from ralign_tasks.protocols.fidelity import FidelityJudgment
 from ralign_tasks.scorers import local_backends
 from ralign_tasks.scorers.config import EndpointConfig
 from ralign_tasks.scorers.engine import ChatRequest, run_chat_batch
-from ralign_tasks.scorers.meta_verdict import MetaStatus
+from ralign_tasks.scorers.fidelity import MetaStatus
 from ralign_tasks.testing.random_model import build_random_llama
 
 pytestmark = pytest.mark.vllm

@@ -21,7 +21,7 @@ from ralign_tasks.cli import main
 from ralign_tasks.data import sample_data_dir
 from ralign_tasks.inspect_adapter.tasks import ralign_helpsteer3
 from ralign_tasks.protocols import load_task
-from ralign_tasks.records import PairRecord
+from ralign_tasks.protocols.fidelity import PairRecord
 from ralign_tasks.testing.loopback import LoopbackServer, Reply
 from tests.support.harness import LM_EVAL_SCRIPT, lm_eval_run
 from tests.support.scripted import DEFAULT_OTHERS, SCRIPT, meta_answer, scripted_responder

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from ralign_tasks.records import PairRecord
+from ralign_tasks.protocols.fidelity import PairRecord
 from ralign_tasks.testing.loopback import (
     GENRM_PICKS_A,
     METAJUDGE_CORRECT,

@@ -7,7 +7,7 @@ from collections import Counter
 
 from ralign_tasks.report.runs import TaskResult
 from ralign_tasks.report.viewer import OUTCOMES
-from ralign_tasks.scorers.metrics import ItemOutcome
+from ralign_tasks.scorers.fidelity import ItemOutcome
 
 SHOWN = "+document.getElementById('shown').dataset.count"
 VISIBLE_OUTCOMES = (

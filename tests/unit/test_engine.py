@@ -16,7 +16,7 @@ from ralign_tasks.scorers import ask
 from ralign_tasks.scorers.cache import CacheError, ResponseCache
 from ralign_tasks.scorers.config import ConfigError, EndpointConfig
 from ralign_tasks.scorers.engine import ChatRequest, FatalEndpointError, run_chat_batch
-from ralign_tasks.scorers.meta_verdict import MetaStatus
+from ralign_tasks.scorers.fidelity import MetaStatus
 from ralign_tasks.testing.loopback import METAJUDGE_CORRECT, LoopbackServer, Reply, prompt_of
 
 FAST_RETRY = {"retry-after-ms": "5"}

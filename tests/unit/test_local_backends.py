@@ -11,8 +11,8 @@ from ralign_tasks.protocols.fidelity import FidelityJudgment
 from ralign_tasks.scorers import local_backends
 from ralign_tasks.scorers.config import EndpointConfig
 from ralign_tasks.scorers.engine import ChatRequest, FatalEndpointError, run_chat_batch
+from ralign_tasks.scorers.fidelity import MetaStatus
 from ralign_tasks.scorers.local_backends import Completion
-from ralign_tasks.scorers.meta_verdict import MetaStatus
 from ralign_tasks.testing.loopback import LoopbackServer, prompt_of
 from ralign_tasks.testing.random_model import build_random_llama
 from tests.support.scripted import meta_answer

@@ -1,6 +1,6 @@
 import pytest
 
-from ralign_tasks.scorers.meta_verdict import MetaStatus, parse_meta_verdict
+from ralign_tasks.scorers.fidelity import MetaStatus, parse_meta_verdict
 
 C, INC, PF = MetaStatus.CORRECT, MetaStatus.INCORRECT, MetaStatus.PARSE_FAIL
 

@@ -3,8 +3,7 @@ import json
 import pytest
 
 from ralign_tasks.protocols.fidelity import FIDELITY
-from ralign_tasks.scorers.meta_verdict import MetaStatus
-from ralign_tasks.scorers.metrics import ItemOutcome, compute_fidelity
+from ralign_tasks.scorers.fidelity import ItemOutcome, MetaStatus, compute_fidelity
 
 C, INC, PF, CF = (
     MetaStatus.CORRECT,

@@ -2,7 +2,7 @@ from dataclasses import replace
 
 import pytest
 
-from ralign_tasks.prompts import render_genrm_prompt, render_metajudge_prompt
+from ralign_tasks.protocols.fidelity import render_genrm_prompt, render_metajudge_prompt
 from ralign_tasks.records import Turn
 
 

@@ -1,4 +1,5 @@
-"""Fidelity metrics (SPEC §1): L-Acc, S-Corr, F-Score, their counts and bootstrap CIs.
+"""R-Align fidelity (SPEC §1): the meta-judge's answer parser, the per-item outcome, and the
+metrics L-Acc, S-Corr, F-Score with their counts and bootstrap CIs, the swap and sampling metrics.
 
 Every metric is a function of how many items fall in each outcome category, so resampling
 items with replacement is exactly a multinomial draw over the observed category shares:
@@ -12,14 +13,44 @@ import math
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
+from enum import Enum
 from typing import Any
 
 from ralign_tasks.scorers.lazy_modules import lazy_import
-from ralign_tasks.scorers.meta_verdict import MetaStatus
 from ralign_tasks.scorers.schema import MetricSpec, Schema
 
 # Loaded when a metric is first computed (see scorers/lazy_modules.py).
 np = lazy_import("numpy")
+
+
+class MetaStatus(str, Enum):
+    """Outcome of judging one label-correct GenRM rationale."""
+
+    CORRECT = "correct"
+    INCORRECT = "incorrect"
+    PARSE_FAIL = "parse_fail"
+    CALL_FAIL = "call_fail"
+
+
+_ANALYSIS_OPEN = "<genrm_analysis>"
+_VERDICT_OPEN = "<final_verdict>"
+_VERDICT_CLOSE = "</final_verdict>"
+
+
+def parse_meta_verdict(answer: str) -> MetaStatus:
+    """Classify a meta-judge answer exactly as the official scripts do.
+
+    Both ``<genrm_analysis>`` and ``<final_verdict>`` opening tags must be present, else
+    ParseFail. The verdict is the text after the first ``<final_verdict>`` up to the next
+    ``</final_verdict>`` (or the end when unclosed), stripped; only a case-insensitive exact
+    ``correct`` is Correct, anything else (``**Correct**``, ``Correct.``) is Incorrect.
+    An empty answer is a call failure, not a parse failure: the engine retries it.
+    """
+    if _ANALYSIS_OPEN not in answer or _VERDICT_OPEN not in answer:
+        return MetaStatus.PARSE_FAIL
+    verdict = answer.split(_VERDICT_OPEN, 1)[1].split(_VERDICT_CLOSE, 1)[0].strip()
+    return MetaStatus.CORRECT if verdict.lower() == "correct" else MetaStatus.INCORRECT
+
 
 FIDELITY_SCHEMA = Schema(
     metrics=(
