@@ -7,13 +7,10 @@ Harness-free and model-free: these functions take decisions (strings or ``None``
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
-
-from ralign_tasks.scorers.jsonl import read_jsonl
 
 LABELS = ("A>B", "B>A")
 # Category of a pair by the prefix of its `source`, in report order.
@@ -112,30 +109,3 @@ def compute_judgebench(outcomes: Sequence[PairOutcome]) -> dict[str, Any]:
     report["nulls"] = sum(o.first is None or o.second is None for o in outcomes)
     report["inconsistent"] = sum(o.first != flip(o.second) for o in outcomes)
     return report
-
-
-def read_judgebench_outputs(path: str | os.PathLike[str]) -> list[PairOutcome]:
-    """The pairs of one of the JudgeBench repository's judge-output files (JSONL: the pair row
-    plus ``judgments``, one entry per game, ``null`` for a game that raised), keyed by
-    ``pair_id`` (lines are in completion order; a repeated pair is an error). Errors name file
-    and line."""
-    seen: dict[str, int] = {}
-    outcomes = []
-    for line_no, row in read_jsonl(path):
-        try:
-            pair_id, label = row["pair_id"], row["label"]
-            games = row["judgments"]
-            if label not in LABELS:
-                raise ValueError(f"label must be one of {LABELS}, got {label!r}")
-            if not isinstance(games, list) or len(games) != 2:
-                raise ValueError("judgments must hold the two games (both orders)")
-            decisions = [game.get("decision") if game else None for game in games]
-            category = category_of(row["source"])
-        except (ValueError, KeyError, TypeError, AttributeError) as exc:
-            raise ValueError(f"{path}:{line_no}: not a JudgeBench judge output ({exc})") from None
-        if pair_id in seen:
-            first = seen[pair_id]
-            raise ValueError(f"{path}:{line_no}: pair {pair_id} again (first on line {first})")
-        seen[pair_id] = line_no
-        outcomes.append(PairOutcome(category, label, decisions[0], decisions[1]))
-    return outcomes

@@ -9,13 +9,9 @@ Harness-free and model-free: the cells come from a pairwise judge or from scalar
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
-from ralign_tasks.scorers.jsonl import read_json_bytes
 from ralign_tasks.scorers.lazy_modules import lazy_import
 
 # Loaded when a metric is first computed (see scorers/lazy_modules.py).
@@ -28,6 +24,17 @@ NORMAL = ((0, 0), (1, 1), (2, 2))
 EASY = ((1, 0), (2, 0), (2, 1))
 
 
+class Scored(Protocol):
+    """What scalar scoring needs of an item: its domain and its answers in the three styles."""
+
+    @property
+    def domain(self) -> str: ...
+    @property
+    def chosen(self) -> tuple[str, ...]: ...
+    @property
+    def rejected(self) -> tuple[str, ...]: ...
+
+
 def domain_of(name: str) -> str:
     """The scoring domain of a ``domain`` value or per-domain file stem (prefix match:
     ``safety-refuse`` and ``safety-response`` pool into ``safety``)."""
@@ -35,17 +42,6 @@ def domain_of(name: str) -> str:
         if name.startswith(domain):
             return domain
     raise ValueError(f"unknown RM-Bench domain {name!r}; known: {', '.join(DOMAINS)}")
-
-
-@dataclass(frozen=True)
-class RMBenchItem:
-    """One RM-Bench item: its domain, prompt and the three chosen and rejected answers."""
-
-    id: str
-    domain: str
-    prompt: str
-    chosen: tuple[str, str, str]
-    rejected: tuple[str, str, str]
 
 
 def cells_from_scores(chosen: Sequence[float], rejected: Sequence[float]) -> list[list[int]]:
@@ -94,39 +90,9 @@ def compute_rmbench(
     return report
 
 
-def read_rmbench_file(path: str | os.PathLike[str], domain: str | None = None) -> list[RMBenchItem]:
-    """Items of the official total file (each row names its ``domain``) or of a per-domain file
-    (no ``domain`` field, integer ids: the domain comes from the file name or ``domain``).
-    Errors name the file and the row."""
-    path = Path(path)
-    _, rows = read_json_bytes(path)
-    if not isinstance(rows, list):
-        raise ValueError(f"{path}: an RM-Bench file is one JSON array")
-    items = []
-    for index, row in enumerate(rows):
-        try:
-            name = row.get("domain") or domain or path.stem.removesuffix("_filtered")
-            chosen, rejected = row["chosen"], row["rejected"]
-            for key, answers in (("chosen", chosen), ("rejected", rejected)):
-                if len(answers) != STYLES or not all(isinstance(a, str) for a in answers):
-                    raise ValueError(f"'{key}' must hold three strings")
-            items.append(
-                RMBenchItem(
-                    id=str(row["id"]),
-                    domain=domain_of(name),
-                    prompt=row["prompt"],
-                    chosen=tuple(chosen),
-                    rejected=tuple(rejected),
-                )
-            )
-        except (ValueError, KeyError, TypeError, AttributeError) as exc:
-            raise ValueError(f"{path}: row {index}: not an RM-Bench item ({exc})") from None
-    return items
-
-
-def score_with(items: Sequence[RMBenchItem], scorer: Callable[[str], float]) -> dict[str, Any]:
-    """RM-Bench metrics of a scalar scorer applied to every answer (e.g. the length scorer of
-    the conformance check)."""
+def score_with(items: Sequence[Scored], scorer: Callable[[str], float]) -> dict[str, Any]:
+    """RM-Bench metrics of a scalar scorer applied to every answer of every item (e.g. the
+    length scorer of the conformance check)."""
     cells = []
     for item in items:
         chosen = [scorer(answer) for answer in item.chosen]

@@ -14,9 +14,8 @@ from ralign_tasks.cli import main
 from ralign_tasks.data import DataFormatError, sample_data_dir
 from ralign_tasks.pipeline import read_outputs_file
 from ralign_tasks.protocols import load_task
+from ralign_tasks.protocols.judgebench import read_official_outputs
 from ralign_tasks.scorers.jsonl import decode_json_line, json_text, lone_surrogate, read_jsonl
-from ralign_tasks.scorers.judgebench import read_judgebench_outputs
-from ralign_tasks.scorers.rmbench import read_rmbench_file
 from ralign_tasks.testing.loopback import (
     GENRM_PICKS_A,
     METAJUDGE_CORRECT,
@@ -175,8 +174,6 @@ def test_an_rmbench_file_that_is_not_json_is_an_error_naming_it(tmp_path, name, 
     path.write_bytes(content)
     with pytest.raises(ValueError, match=rf"^{path}: not JSON \({reason}\)$"):
         load_task("rmbench", tmp_path)
-    with pytest.raises(ValueError, match=rf"^{path}: not JSON \({reason}\)$"):
-        read_rmbench_file(path)
 
 
 def test_an_rb2_parquet_file_that_is_not_parquet_is_an_error_naming_it(tmp_path):
@@ -211,7 +208,7 @@ def test_every_jsonl_reader_turns_deep_nesting_into_an_error_naming_file_and_lin
     with pytest.raises(ValueError, match=message):
         read_outputs_file(path)
     with pytest.raises(ValueError, match=message):
-        read_judgebench_outputs(path)
+        read_official_outputs(path)
     with pytest.raises(ValueError, match=message):
         list(read_jsonl(path))
 

@@ -5,19 +5,11 @@ from __future__ import annotations
 
 import pytest
 
-from ralign_tasks.scorers.judgebench import (
-    PairOutcome,
-    compute_judgebench,
-    flip,
-    parse_arena_hard,
-    read_judgebench_outputs,
-)
-from ralign_tasks.scorers.rmbench import (
-    cells_from_scores,
-    compute_rmbench,
-    read_rmbench_file,
-    score_with,
-)
+from ralign_tasks.protocols import get_task
+from ralign_tasks.protocols.judgebench import JUDGEBENCH, read_official_outputs
+from ralign_tasks.protocols.rmbench import RMBENCH
+from ralign_tasks.scorers.judgebench import PairOutcome, compute_judgebench, flip, parse_arena_hard
+from ralign_tasks.scorers.rmbench import cells_from_scores, compute_rmbench, score_with
 from tests.support.shared_data import SHARED_DATA, needs_shared_data
 
 # --- JudgeBench ------------------------------------------------------------------------------
@@ -82,7 +74,9 @@ def test_judgebench_official_outputs_give_the_official_numbers(
     judge_model, expected, counts, first_order
 ):
     (path,) = (SHARED_DATA / "judgebench" / "outputs").glob(f"*judge_model={judge_model}.jsonl")
-    report = compute_judgebench(read_judgebench_outputs(path))
+    # The product's reader and the protocol's outcome, as `ralign score --judgebench-outputs`.
+    _, judgments, _ = read_official_outputs(path)
+    report = compute_judgebench([JUDGEBENCH.label_outcome(j).pair for j in judgments])
     values = [report[name] for name in ("knowledge", "reasoning", "math", "coding", "accuracy")]
     assert [round(v * 100, 2) for v in values] == list(expected)
     assert (report["ties"], report["incorrect"], report["nulls"], report["inconsistent"]) == counts
@@ -107,13 +101,13 @@ def test_the_arena_hard_parse_reproduces_every_stored_decision():
 
 def test_a_judge_output_file_with_a_repeated_pair_is_refused(tmp_path):
     row = (
-        '{"pair_id": "p", "source": "livecodebench", "label": "A>B", '
-        '"judgments": [{"decision": "A>B"}, null]}'
+        '{"pair_id": "p", "source": "livecodebench", "label": "A>B", "question": "q", '
+        '"response_A": "a", "response_B": "b", "judgments": [{"decision": "A>B"}, null]}'
     )
     path = tmp_path / "out.jsonl"
     path.write_text(row + "\n" + row + "\n", encoding="utf-8")
     with pytest.raises(ValueError, match=r"out.jsonl:2: pair p again \(first on line 1\)"):
-        read_judgebench_outputs(path)
+        read_official_outputs(path)
 
 
 # --- RM-Bench --------------------------------------------------------------------------------
@@ -134,11 +128,8 @@ def test_rmbench_triangles_and_ties():
 
 @needs_shared_data
 def test_rmbench_length_scorer_on_the_real_files_gives_the_official_numbers():
-    items = [
-        item
-        for path in sorted((SHARED_DATA / "rm-bench" / "data").glob("*_filtered.json"))
-        for item in read_rmbench_file(path)
-    ]
+    # The product's loader (the per-domain files of a local folder).
+    items = RMBENCH.load(get_task("rmbench"), SHARED_DATA / "rm-bench").records
     report = score_with(items, len)
     expected = {
         "chat": ([[54, 0, 0], [128, 32, 10], [128, 58, 24]], (2.5840, 28.4238, 81.1370), 37.3816),
