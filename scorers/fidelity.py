@@ -1,23 +1,23 @@
 """R-Align fidelity (SPEC §1): the meta-judge's answer parser, the per-item outcome, and the
 metrics L-Acc, S-Corr, F-Score with their counts and bootstrap CIs, the swap and sampling metrics.
 
-Every metric is a function of how many items fall in each outcome category, so resampling
-items with replacement is exactly a multinomial draw over the observed category shares:
-the bootstrap below draws category counts directly (same distribution, no per-item copies).
-Undefined values (a zero denominator) are ``None``, never 0 or NaN.
+Every metric is a ratio of sums of per-item columns (an item's outcome category, its swap or
+sampling facts), which is what ``scorers/stats.py`` resamples. Undefined values (a zero
+denominator) are ``None``, never 0 or NaN.
 """
 
 from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
 from ralign_tasks.scorers.lazy_modules import lazy_import
 from ralign_tasks.scorers.schema import MetricSpec, Schema
+from ralign_tasks.scorers.stats import DRAWS, SEED, bootstrap_sums, finite, paired_sums
 
 # Loaded when a metric is first computed (see scorers/lazy_modules.py).
 np = lazy_import("numpy")
@@ -176,8 +176,6 @@ _STATUS_CATEGORY = {
     MetaStatus.PARSE_FAIL: "parse_fail",
     MetaStatus.CALL_FAIL: "call_fail",
 }
-DEFAULT_BOOTSTRAP = 10_000
-DEFAULT_SEED = 20260101
 
 
 @dataclass(frozen=True)
@@ -237,21 +235,37 @@ class ItemOutcome:
         }
 
 
-def _metric_values(counts: np.ndarray) -> dict[str, np.ndarray]:
-    """Metrics for category-count rows (last axis follows CATEGORIES); NaN where undefined."""
-    wrong, correct, incorrect, parse_fail, call_fail, unjudged = np.moveaxis(counts, -1, 0)
-    n = counts.sum(axis=-1).astype(float)
-    labelled = (n - wrong).astype(float)
-    judged_all = unjudged == 0
+def _metric_values(sums: np.ndarray) -> dict[str, np.ndarray]:
+    """Metrics of summed item columns (last axis follows ``_COLUMNS``); NaN where undefined
+    or, for S-Corr and F-Score, where the run had no meta-judge."""
+    wrong, correct, incorrect, parse_fail, call_fail, unjudged, no_judge = np.moveaxis(sums, -1, 0)
+    n = sums[..., : len(CATEGORIES)].sum(axis=-1)
+    labelled = n - wrong
+    judged_all = (unjudged == 0) & (no_judge == 0)
     with np.errstate(divide="ignore", invalid="ignore"):
         l_acc = np.where(n > 0, labelled / n, np.nan)
-        decided = (correct + incorrect).astype(float)
+        decided = correct + incorrect
         # I / (C + I) equals the paper's 1 - C / (C + I) and is correctly rounded, so it
         # matches a mean over per-item indicators bit for bit (the lm-eval path).
         s_corr = np.where(judged_all & (decided > 0), incorrect / decided, np.nan)
-        denominator = (n - call_fail - parse_fail).astype(float)
+        denominator = n - call_fail - parse_fail
+        # Without a meta-judge there is no fidelity, also in a group where nothing was
+        # label-correct (whose F-Score would otherwise be a computed 0).
         f_score = np.where(judged_all & (denominator > 0), correct / denominator, np.nan)
     return {"l_acc": l_acc, "s_corr": s_corr, "f_score": f_score}
+
+
+# An item's columns: its outcome category (one-hot), and whether its run had no meta-judge.
+_COLUMNS = (*CATEGORIES, "no_judge")
+
+
+def _item_columns(outcomes: Sequence[ItemOutcome]) -> np.ndarray:
+    position = {name: index for index, name in enumerate(CATEGORIES)}
+    columns = np.zeros((len(outcomes), len(_COLUMNS)))
+    for row, outcome in enumerate(outcomes):
+        columns[row, position[outcome.category]] = 1.0
+        columns[row, -1] = float(not outcome.judged)
+    return columns
 
 
 def _known_count(flags: Sequence[bool | None]) -> int | None:
@@ -260,26 +274,18 @@ def _known_count(flags: Sequence[bool | None]) -> int | None:
     return sum(known) if known or not flags else None
 
 
-def _finite(value: float) -> float | None:
-    return float(value) if math.isfinite(value) else None
+def _point(values: Mapping[str, np.ndarray]) -> dict[str, float | None]:
+    return {name: finite(float(value)) for name, value in values.items()}
 
 
 def compute_fidelity(
-    outcomes: Sequence[ItemOutcome],
-    *,
-    n_bootstrap: int = DEFAULT_BOOTSTRAP,
-    confidence: float = 0.95,
-    seed: int = DEFAULT_SEED,
+    outcomes: Sequence[ItemOutcome], *, draws: int = DRAWS, seed: int = SEED
 ) -> dict[str, Any]:
-    """Counts, metrics, bootstrap stderr and percentile CIs for one group of items."""
+    """Counts, metrics, bootstrap stderr and 95% CIs (``scorers/stats.py``) for one group."""
     tally = Counter(outcome.category for outcome in outcomes)
-    counts = np.array([tally[c] for c in CATEGORIES], dtype=np.int64)
-    n = int(counts.sum())
-    point = {name: _finite(v) for name, v in _metric_values(counts).items()}
-    if not all(outcome.judged for outcome in outcomes):
-        # Without a meta-judge there is no fidelity, also in a group where nothing was
-        # label-correct (whose F-Score would otherwise be a computed 0).
-        point["s_corr"] = point["f_score"] = None
+    columns = _item_columns(outcomes)
+    point = _point(_metric_values(columns.sum(axis=0)))
+    n = len(outcomes)
     report: dict[str, Any] = {
         "n": n,
         "label_correct": n - int(tally["label_wrong"]),
@@ -293,17 +299,11 @@ def compute_fidelity(
         "genrm_truncated": _known_count([o.genrm_truncated for o in outcomes]),
         **point,
     }
-    stderr: dict[str, float | None] = dict.fromkeys(FIDELITY_METRICS)
-    ci: dict[str, list[float] | None] = dict.fromkeys(FIDELITY_METRICS)
-    if n > 0 and n_bootstrap > 0:
-        rng = np.random.default_rng(seed)
-        draws = rng.multinomial(n, counts / n, size=n_bootstrap)
-        tail = (1.0 - confidence) / 2.0 * 100.0
-        _intervals(_metric_values(draws), point, stderr, ci, tail)
+    stderr, ci = bootstrap_sums(columns, _metric_values, point, draws=draws, seed=seed)
     sampled = [o for o in outcomes if o.samples]
     if sampled and len(sampled) != len(outcomes):
         raise ValueError("a group mixes repeated and single-sample items")
-    repeated = compute_samples(outcomes, seed=seed) if sampled else {
+    repeated = compute_samples(outcomes, draws=draws, seed=seed) if sampled else {
         "stderr": dict.fromkeys(SAMPLE_METRICS), "ci": dict.fromkeys(SAMPLE_METRICS),
         **dict.fromkeys(SAMPLE_METRICS)}  # fmt: skip
     stderr.update(repeated.pop("stderr"))
@@ -313,7 +313,7 @@ def compute_fidelity(
     if swapped and len(swapped) != len(outcomes):
         raise ValueError("a group mixes swapped and unswapped items")
     if swapped:
-        swap = compute_swap(outcomes, seed=seed)
+        swap = compute_swap(outcomes, draws=draws, seed=seed)
         stderr.update(swap.pop("stderr"))
         ci.update(swap.pop("ci"))
         report.update(swap)
@@ -326,102 +326,27 @@ def compute_fidelity(
     return report
 
 
-def _intervals(
-    draws: dict[str, np.ndarray],
-    point: dict[str, float | None],
-    stderr: dict[str, float | None],
-    ci: dict[str, list[float] | None],
-    tail: float = 2.5,
-) -> None:
-    """Fill ``stderr`` and ``ci`` (percentile, ``tail`` percent cut off each side) from each
-    metric's bootstrap draws; left ``None`` where the metric is undefined or fewer than two
-    draws are finite."""
-    for name, values in draws.items():
-        defined = values[np.isfinite(values)]
-        if point[name] is None or defined.size < 2:
-            continue
-        stderr[name] = float(np.std(defined, ddof=1))
-        low, high = np.percentile(defined, [tail, 100.0 - tail])
-        ci[name] = [float(low), float(high)]
-
-
-def _category_index(outcomes: Sequence[ItemOutcome]) -> np.ndarray:
-    position = {name: index for index, name in enumerate(CATEGORIES)}
-    return np.array([position[o.category] for o in outcomes], dtype=np.int64)
-
-
 def paired_difference(
     first: Sequence[ItemOutcome],
     second: Sequence[ItemOutcome],
     *,
-    n_bootstrap: int = DEFAULT_BOOTSTRAP,
-    confidence: float = 0.95,
-    seed: int = DEFAULT_SEED,
+    draws: int = DRAWS,
+    seed: int = SEED,
 ) -> dict[str, dict[str, Any]]:
-    """Paired bootstrap of ``metric(first) - metric(second)`` for two GenRMs judged on the same
-    items (``first[i]`` and ``second[i]`` are one item).
-
-    Each draw resamples items with replacement and recomputes both GenRMs' metrics on the same
-    draw, so the spread reflects only their disagreement, not which items were drawn. As in
-    :func:`compute_fidelity`, a draw is a multinomial over the observed joint outcome pairs
-    (first's category, second's category), which is the same distribution as resampling items.
-    Per metric: both values, the difference, its percentile CI and a two-sided bootstrap p-value
-    (twice the smaller share of draws at or beyond 0 on either side, counting the data as one
-    draw, so at least ``2 / (draws + 1)``; ``None`` when undefined).
-    """
+    """Paired bootstrap of each official metric's difference between two GenRMs judged on the
+    same items (``first[i]`` and ``second[i]`` are one item): :func:`stats.paired_sums`."""
     if len(first) != len(second):
         raise ValueError(f"paired outcomes differ in length: {len(first)} and {len(second)}")
-    width = len(CATEGORIES)
-    joint = _category_index(first) * width + _category_index(second)
-    cells = np.bincount(joint, minlength=width * width).astype(np.int64)
-    n = int(cells.sum())
-
-    def metrics_of(cell_counts: np.ndarray) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-        table = cell_counts.reshape(*cell_counts.shape[:-1], width, width)
-        return _metric_values(table.sum(axis=-1)), _metric_values(table.sum(axis=-2))
-
-    point_first, point_second = metrics_of(cells)
-    # A run without a meta-judge has no S-Corr or F-Score to compare (see compute_fidelity).
-    for point, outcomes in ((point_first, first), (point_second, second)):
-        if not all(outcome.judged for outcome in outcomes):
-            point["s_corr"] = point["f_score"] = np.array(np.nan)
-    draws_first = draws_second = None
-    if n > 0 and n_bootstrap > 0:
-        rng = np.random.default_rng(seed)
-        draws_first, draws_second = metrics_of(rng.multinomial(n, cells / n, size=n_bootstrap))
-    tail = (1.0 - confidence) / 2.0 * 100.0
-    result: dict[str, dict[str, Any]] = {}
-    for name in FIDELITY_METRICS:
-        value_first = _finite(float(point_first[name]))
-        value_second = _finite(float(point_second[name]))
-        defined = value_first is not None and value_second is not None
-        entry: dict[str, Any] = {
-            "n": n,
-            "first": value_first,
-            "second": value_second,
-            "difference": value_first - value_second if defined else None,
-            "ci": None,
-            "p_value": None,
-        }
-        if defined and draws_first is not None and draws_second is not None:
-            differences = draws_first[name] - draws_second[name]
-            differences = differences[np.isfinite(differences)]
-            if differences.size >= 2:
-                low, high = np.percentile(differences, [tail, 100.0 - tail])
-                entry["ci"] = [float(low), float(high)]
-                # With the usual +1 (the observed data counts as a draw), p is never 0.
-                below, above = np.sum(differences <= 0), np.sum(differences >= 0)
-                share = (min(below, above) + 1) / (differences.size + 1)
-                entry["p_value"] = float(min(1.0, 2.0 * share))
-        result[name] = entry
-    return result
+    return paired_sums(
+        _item_columns(first), _item_columns(second), _metric_values, FIDELITY_METRICS,
+        draws=draws, seed=seed,
+    )  # fmt: skip
 
 
 # --- Position swap (issue 14): both orders of every pair ----------------------------------
 
 SWAP_METRICS = ("position_consistency", "first_position_rate", "l_acc_swap", "s_corr_swap",
                 "f_score_swap")  # fmt: skip
-SWAP_BOOTSTRAP = 2000
 _FAILED = (MetaStatus.CALL_FAIL, MetaStatus.PARSE_FAIL)
 
 
@@ -433,9 +358,10 @@ def _vote(label_correct: bool, verdict: str | None) -> int:
 
 
 def _swap_columns(outcomes: Sequence[ItemOutcome]) -> np.ndarray:
-    """Per item (rows): consistent, first-shown picks, verdicts, net-vote correct, faithful,
-    excluded (a CallFail or ParseFail in either order), in S-Corr's denominator, and in its
-    numerator; the metrics are ratios of these columns' sums."""
+    """Per item (rows; an item is one unit, both orders): consistent, first-shown picks,
+    verdicts, net-vote correct, faithful, excluded (a CallFail or ParseFail in either order),
+    in S-Corr's denominator, in its numerator, and whether its run had no meta-judge; the
+    metrics are ratios of these columns' sums."""
     rows = []
     for o in outcomes:
         second = o.second
@@ -455,44 +381,38 @@ def _swap_columns(outcomes: Sequence[ItemOutcome]) -> np.ndarray:
             any(m in _FAILED for m in metas),
             both_right and both_decided,
             both_right and both_decided and MetaStatus.INCORRECT in metas,
+            not o.judged,
+            1,
         ])  # fmt: skip
-    return np.asarray(rows, dtype=float).reshape(-1, 8)
+    return np.asarray(rows, dtype=float).reshape(-1, 10)
 
 
-def _swap_values(sums: np.ndarray, n: np.ndarray) -> dict[str, np.ndarray]:
-    consistent, first, verdicts, net, faithful, excluded, s_den, s_num = np.moveaxis(sums, -1, 0)
+def _swap_values(sums: np.ndarray) -> dict[str, np.ndarray]:
+    consistent, first, verdicts, net, faithful, excluded, s_den, s_num, no_judge, n = np.moveaxis(
+        sums, -1, 0
+    )
+    judged = no_judge == 0
     with np.errstate(divide="ignore", invalid="ignore"):
         return {
             "position_consistency": np.where(n > 0, consistent / n, np.nan),
             "first_position_rate": np.where(verdicts > 0, first / verdicts, np.nan),
             "l_acc_swap": np.where(n > 0, net / n, np.nan),
-            "s_corr_swap": np.where(s_den > 0, s_num / s_den, np.nan),
-            "f_score_swap": np.where(n - excluded > 0, faithful / (n - excluded), np.nan),
+            "s_corr_swap": np.where(judged & (s_den > 0), s_num / s_den, np.nan),
+            "f_score_swap": np.where(
+                judged & (n - excluded > 0), faithful / (n - excluded), np.nan
+            ),
         }
 
 
 def compute_swap(
-    outcomes: Sequence[ItemOutcome],
-    *,
-    n_bootstrap: int = SWAP_BOOTSTRAP,
-    seed: int = DEFAULT_SEED,
+    outcomes: Sequence[ItemOutcome], *, draws: int = DRAWS, seed: int = SEED
 ) -> dict[str, Any]:
-    """The position-swap metrics of a group of swapped items (README, "Position swap"), with
+    """The position-swap metrics of a group of swapped items (docs: robustness), with
     bootstrap stderr and 95% CIs over items; ``None`` where undefined, and S-Corr and F-Score
     of the swap without a meta-judge."""
     columns = _swap_columns(outcomes)
-    n = len(outcomes)
-    point = {
-        k: _finite(float(v)) for k, v in _swap_values(columns.sum(axis=0), np.float64(n)).items()
-    }
-    if not all(o.judged for o in outcomes):
-        point["s_corr_swap"] = point["f_score_swap"] = None
-    stderr: dict[str, float | None] = dict.fromkeys(SWAP_METRICS)
-    ci: dict[str, list[float] | None] = dict.fromkeys(SWAP_METRICS)
-    if n > 1 and n_bootstrap > 0:
-        rng = np.random.default_rng(seed)
-        sums = np.stack([columns[rng.integers(0, n, n)].sum(axis=0) for _ in range(n_bootstrap)])
-        _intervals(_swap_values(sums, np.float64(n)), point, stderr, ci)
+    point = _point(_swap_values(columns.sum(axis=0)))
+    stderr, ci = bootstrap_sums(columns, _swap_values, point, draws=draws, seed=seed)
     return {**point, "stderr": stderr, "ci": ci}
 
 
@@ -501,60 +421,50 @@ def compute_swap(
 SAMPLE_METRICS = ("l_acc_maj", "l_acc_mean", "verdict_stability", "f_score_mean")
 
 
-def _sample_columns(outcomes: Sequence[ItemOutcome]) -> tuple[np.ndarray, np.ndarray]:
-    """Per item: majority verdict right, share of samples label-correct, share of samples
-    giving the item's most frequent verdict; and per item and sample (items x k x 2):
-    Correct, and in F-Score's denominator (no CallFail or ParseFail)."""
-    items, fidelity = [], []
+def _sample_columns(outcomes: Sequence[ItemOutcome]) -> np.ndarray:
+    """Per item (a unit, with all its k samples): majority verdict right, share of samples
+    label-correct, share of samples giving the item's most frequent verdict, whether its run
+    had no meta-judge, 1 (the item count); then per sample: Correct, and in F-Score's
+    denominator (no CallFail or ParseFail)."""
+    if len({len(o.samples) for o in outcomes}) > 1:
+        raise ValueError("items with different numbers of samples")
+    rows = []
     for o in outcomes:
         samples = o.samples
         right = sum(s.label_correct for s in samples)
         wrong = sum(s.verdict is not None and not s.label_correct for s in samples)
-        items.append([right > wrong, right / len(samples), max(right, wrong) / len(samples)])
-        fidelity.append([
-            [s.label_correct and s.meta is MetaStatus.CORRECT, s.meta not in _FAILED]
-            for s in samples
-        ])  # fmt: skip
-    return np.asarray(items, dtype=float).reshape(-1, 3), np.asarray(fidelity, dtype=float)
+        row = [right > wrong, right / len(samples), max(right, wrong) / len(samples)]
+        row += [not o.judged, 1]
+        for s in samples:
+            row += [s.label_correct and s.meta is MetaStatus.CORRECT, s.meta not in _FAILED]
+        rows.append(row)
+    width = 5 + 2 * (len(outcomes[0].samples) if outcomes else 0)
+    return np.asarray(rows, dtype=float).reshape(-1, width)
 
 
-def _sample_values(items: np.ndarray, fidelity: np.ndarray) -> dict[str, float]:
-    if not len(items):
-        return dict.fromkeys(SAMPLE_METRICS, math.nan)
-    correct, counted = fidelity[..., 0].sum(axis=0), fidelity[..., 1].sum(axis=0)
+def _sample_values(sums: np.ndarray) -> dict[str, np.ndarray]:
+    majority, mean_right, stability, no_judge, n = np.moveaxis(sums[..., :5], -1, 0)
+    per_sample = sums[..., 5:].reshape(*sums.shape[:-1], -1, 2)
+    correct, counted = per_sample[..., 0], per_sample[..., 1]
     with np.errstate(divide="ignore", invalid="ignore"):
-        per_sample = np.where(counted > 0, correct / counted, np.nan)
-    return {
-        "l_acc_maj": float(items[:, 0].mean()),
-        "l_acc_mean": float(items[:, 1].mean()),
-        "verdict_stability": float(items[:, 2].mean()),
-        "f_score_mean": float(np.mean(per_sample)),
-    }
+        f_score = np.where(counted > 0, correct / counted, np.nan).mean(axis=-1)
+        return {
+            "l_acc_maj": np.where(n > 0, majority / n, np.nan),
+            "l_acc_mean": np.where(n > 0, mean_right / n, np.nan),
+            "verdict_stability": np.where(n > 0, stability / n, np.nan),
+            "f_score_mean": np.where(no_judge == 0, f_score, np.nan),
+        }
 
 
 def compute_samples(
-    outcomes: Sequence[ItemOutcome], *, n_bootstrap: int = SWAP_BOOTSTRAP, seed: int = DEFAULT_SEED
+    outcomes: Sequence[ItemOutcome], *, draws: int = DRAWS, seed: int = SEED
 ) -> dict[str, Any]:
-    """The repeated-sampling metrics of a group of items with k samples each (README,
-    "Repeated sampling"): majority-vote label accuracy (a tie of verdicts is wrong), the mean
+    """The repeated-sampling metrics of a group of items with k samples each (docs:
+    robustness): majority-vote label accuracy (a tie of verdicts is wrong), the mean
     per-sample label accuracy, verdict stability (the mean share of an item's samples that
     give its most frequent verdict), and the mean over samples of each sample's F-Score;
     bootstrap CIs resample items (each with all its samples), not samples."""
-    if len({len(o.samples) for o in outcomes}) > 1:
-        raise ValueError("items with different numbers of samples")
-    items, fidelity = _sample_columns(outcomes)
-    point = {k: _finite(v) for k, v in _sample_values(items, fidelity).items()}
-    if not all(o.judged for o in outcomes):
-        point["f_score_mean"] = None
-    stderr: dict[str, float | None] = dict.fromkeys(SAMPLE_METRICS)
-    ci: dict[str, list[float] | None] = dict.fromkeys(SAMPLE_METRICS)
-    n = len(outcomes)
-    if n > 1 and n_bootstrap > 0:
-        rng = np.random.default_rng(seed)
-        draws: dict[str, list[float]] = {name: [] for name in SAMPLE_METRICS}
-        for _ in range(n_bootstrap):
-            rows = rng.integers(0, n, n)
-            for name, value in _sample_values(items[rows], fidelity[rows]).items():
-                draws[name].append(value)
-        _intervals({k: np.asarray(v) for k, v in draws.items()}, point, stderr, ci)
+    columns = _sample_columns(outcomes)
+    point = _point(_sample_values(columns.sum(axis=0)))
+    stderr, ci = bootstrap_sums(columns, _sample_values, point, draws=draws, seed=seed)
     return {**point, "stderr": stderr, "ci": ci}

@@ -13,6 +13,7 @@ from typing import Any
 from ralign_tasks.scorers.ask import InvalidAnswer
 from ralign_tasks.scorers.lazy_modules import lazy_import
 from ralign_tasks.scorers.schema import MetricSpec, Schema
+from ralign_tasks.scorers.stats import DRAWS, SEED, bootstrap_sums
 from ralign_tasks.scorers.verdict import strip_thinking
 
 # Loaded when a metric is first computed (see scorers/lazy_modules.py).
@@ -195,33 +196,35 @@ class AtomicOutcome:
         return values
 
 
-def _mean_with_ci(values: np.ndarray, n_bootstrap: int, seed: int) -> dict[str, object]:
-    defined = ~np.isnan(values)
-    if not defined.any():
-        return {"value": None, "stderr": None, "ci": None}
-    value = float(np.nanmean(values))
-    kept = values[defined]
-    if kept.size < 2 or n_bootstrap <= 0:
-        return {"value": value, "stderr": None, "ci": None}
-    rng = np.random.default_rng(seed)
-    means = rng.choice(kept, size=(n_bootstrap, kept.size), replace=True).mean(axis=1)
-    low, high = np.percentile(means, [2.5, 97.5])
-    return {"value": value, "stderr": float(means.std(ddof=1)), "ci": [float(low), float(high)]}
+def _means(sums: np.ndarray) -> dict[str, np.ndarray]:
+    """Each metric's mean over the items that define it, from summed (value, defined) column
+    pairs (in ``RC_SCHEMA.metric_names`` order)."""
+    pairs = sums.reshape(*sums.shape[:-1], -1, 2)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        means = np.where(pairs[..., 1] > 0, pairs[..., 0] / pairs[..., 1], np.nan)
+    return {name: means[..., i] for i, name in enumerate(RC_SCHEMA.metric_names)}
 
 
 def compute_rc(
-    outcomes: Sequence[AtomicOutcome], *, n_bootstrap: int = 2000, seed: int = 20260101
+    outcomes: Sequence[AtomicOutcome], *, draws: int = DRAWS, seed: int = SEED
 ) -> dict[str, Any]:
     """Means over the items each metric is defined for (``np.nanmean`` in item order, the same
-    arithmetic as lm-eval's ``nanmean``), bootstrap stderr and 95% CIs, and the counts."""
+    arithmetic as lm-eval's ``nanmean``), bootstrap stderr and 95% CIs over items
+    (``scorers/stats.py``: a draw's mean is over its items that define the metric), and the
+    counts."""
     per_item = [o.metric_values() for o in outcomes]
-    report: dict[str, Any] = {"n": len(outcomes), "stderr": {}, "ci": {}}
+    report: dict[str, Any] = {"n": len(outcomes)}
     for name in RC_SCHEMA.count_names:
         report[name] = int(sum(item[name] for item in per_item))
-    for name in RC_SCHEMA.metric_names:
-        values = np.array([item[name] for item in per_item], dtype=float)
-        summary = _mean_with_ci(values, n_bootstrap, seed)
-        report[name] = summary["value"]
-        report["stderr"][name] = summary["stderr"]
-        report["ci"][name] = summary["ci"]
+    values = np.array(
+        [[item[name] for name in RC_SCHEMA.metric_names] for item in per_item], dtype=float
+    ).reshape(len(per_item), -1)
+    point: dict[str, float | None] = {}
+    for index, name in enumerate(RC_SCHEMA.metric_names):
+        column = values[:, index]
+        point[name] = float(np.nanmean(column)) if (~np.isnan(column)).any() else None
+    defined = ~np.isnan(values)
+    columns = np.stack([np.where(defined, values, 0.0), defined], axis=-1).reshape(len(values), -1)
+    report.update(point)
+    report["stderr"], report["ci"] = bootstrap_sums(columns, _means, point, draws=draws, seed=seed)
     return report

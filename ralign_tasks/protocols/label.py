@@ -22,6 +22,7 @@ from ralign_tasks.protocols.base import GenRMOutput, JudgeCalls, Option, Protoco
 from ralign_tasks.scorers.judgebench import parse_arena_hard
 from ralign_tasks.scorers.lazy_modules import lazy_import
 from ralign_tasks.scorers.schema import MetricSpec
+from ralign_tasks.scorers.stats import SEED, bootstrap_units
 from ralign_tasks.scorers.verdict import parse_verdict
 
 # Loaded when a metric is first computed (see scorers/lazy_modules.py).
@@ -40,9 +41,6 @@ ARENA_HARD_FOLLOW_UP = (
     "Please continue your evaluation and finish with your final verdict: exactly one label "
     "in double square brackets, [[A>>B]], [[A>B]], [[A=B]], [[B>A]] or [[B>>A]]."
 )
-DEFAULT_SEED = 20260101
-BOOTSTRAP_DRAWS = 1000
-
 VERDICT_FORMAT_OPTION = Option(
     "verdict_format",
     "pairwise",
@@ -54,7 +52,7 @@ VERDICT_FORMAT_OPTION = Option(
 )
 SEED_OPTION = Option(
     "seed",
-    DEFAULT_SEED,
+    SEED,
     "seeds where each item's answers are shown (drawn per item, recorded in every game)",
     stage="generation",
     kind=int,
@@ -184,45 +182,6 @@ def count_requests(counts: Sequence[RequestCounts]) -> dict[str, int | None]:
         "requests_no_verdict": sum(c.no_verdict for c in counts),
         "requests_truncated": sum(known) if known or not counts else None,
     }
-
-
-def stratified_bootstrap(
-    strata: Mapping[str, Sequence[Any]],
-    statistic: Callable[[list[list[Any]]], Mapping[str, float | None]],
-    names: Sequence[str],
-    *,
-    draws: int = BOOTSTRAP_DRAWS,
-    seed: int = DEFAULT_SEED,
-) -> tuple[dict[str, float | None], dict[str, list[float] | None]]:
-    """Standard errors and 95% percentile CIs of ``statistic`` over units (items, or items
-    that must be drawn together) resampled with replacement within each stratum (subset,
-    domain, category: their sizes stay fixed, as in the benchmark). A unit is a list of
-    outcomes; ``statistic`` gets the drawn units (a unit drawn twice appears twice). ``None``
-    where the statistic is undefined or there are too few units."""
-    rng = np.random.default_rng(seed)
-    groups = [list(units) for units in strata.values() if units]
-    samples: dict[str, list[float]] = {name: [] for name in names}
-    if sum(len(units) for units in groups) >= 2:
-        for _ in range(draws):
-            drawn = [
-                units[index]
-                for units in groups
-                for index in rng.integers(0, len(units), len(units))
-            ]
-            values = statistic(drawn)
-            for name in names:
-                if values.get(name) is not None:
-                    samples[name].append(float(values[name]))  # type: ignore[arg-type]
-    stderr: dict[str, float | None] = {}
-    ci: dict[str, list[float] | None] = {}
-    for name, found in samples.items():
-        if len(found) < draws:  # undefined in some draws (or never drawn): no honest interval
-            stderr[name], ci[name] = None, None
-            continue
-        low, high = np.percentile(found, [2.5, 97.5])
-        stderr[name] = float(np.std(found, ddof=1))
-        ci[name] = [float(low), float(high)]
-    return stderr, ci
 
 
 class LabelProtocol(Protocol[RecordT, LabelJudgment, OutcomeT]):
@@ -400,9 +359,12 @@ class LabelProtocol(Protocol[RecordT, LabelJudgment, OutcomeT]):
 
     def summarize(self, outcomes: Sequence[OutcomeT]) -> dict[str, Any]:
         report = self.values(outcomes)
-        stderr, ci = stratified_bootstrap(
-            self.strata(outcomes),
-            lambda units: self.values(self.drawn(units)),
-            self.schema.metric_names,
+        strata = self.strata(outcomes)
+        units = [unit for members in strata.values() for unit in members]
+        stderr, ci = bootstrap_units(
+            units,
+            lambda drawn: self.values(self.drawn(drawn)),
+            {name: report.get(name) for name in self.schema.metric_names},
+            strata=[name for name, members in strata.items() for _ in members],
         )
         return {**report, "stderr": stderr, "ci": ci}

@@ -22,7 +22,8 @@ from ralign_tasks.report.runs import (
     no_samples_hint,
 )
 from ralign_tasks.report.tables import markdown_text, rich_text
-from ralign_tasks.scorers.fidelity import DEFAULT_BOOTSTRAP, FIDELITY_METRICS, paired_difference
+from ralign_tasks.scorers.fidelity import FIDELITY_METRICS, paired_difference
+from ralign_tasks.scorers.stats import DRAWS
 
 
 @dataclass(frozen=True)
@@ -122,7 +123,7 @@ def compare(
     second: Sequence[TaskResult],
     warnings: list[str],
     *,
-    n_bootstrap: int = DEFAULT_BOOTSTRAP,
+    n_bootstrap: int = DRAWS,
 ) -> Comparison:
     """A - B per benchmark both sides ran and per metric, over their paired items."""
     runs_a, runs_b = _by_task(first, "A"), _by_task(second, "B")
@@ -141,7 +142,7 @@ def compare(
         stats = paired_difference(
             [item.outcome for item in items_a],
             [item.outcome for item in items_b],
-            n_bootstrap=n_bootstrap,
+            draws=n_bootstrap,
         )
         differences += [Difference(task, metric, **stats[metric]) for metric in FIDELITY_METRICS]
     if not differences:

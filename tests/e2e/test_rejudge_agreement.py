@@ -13,7 +13,8 @@ import pytest
 from ralign_tasks.cli.main import main
 from ralign_tasks.data import sample_data_dir
 from ralign_tasks.protocols import load_task
-from ralign_tasks.report.agreement import agreement, fleiss_kappa, load_raters
+from ralign_tasks.report.agreement import agreement, load_raters
+from ralign_tasks.scorers.stats import fleiss_kappa
 from ralign_tasks.testing.loopback import LoopbackServer, is_metajudge_prompt, prompt_of
 from tests.support.label_judges import pair_answers
 from tests.support.scripted import meta_answer

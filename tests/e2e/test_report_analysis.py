@@ -43,7 +43,7 @@ def outcome(category: str, subset: str = "s") -> ItemOutcome:
 
 def test_identical_runs_differ_by_exactly_zero():
     items = [outcome(c) for c in ["correct", "incorrect", "wrong", "parse_fail"] * 10]
-    result = paired_difference(items, items, n_bootstrap=500)
+    result = paired_difference(items, items, draws=500)
     for metric in ("l_acc", "s_corr", "f_score"):
         assert result[metric]["difference"] == 0.0
         assert result[metric]["ci"] == [0.0, 0.0]
@@ -55,7 +55,7 @@ def test_point_values_equal_the_unpaired_metrics():
     second = [
         outcome(c) for c in ["incorrect"] * 4 + ["call_fail"] + ["wrong"] * 3 + ["correct"] * 4
     ]
-    result = paired_difference(first, second, n_bootstrap=200)
+    result = paired_difference(first, second, draws=200)
     for metric in ("l_acc", "s_corr", "f_score"):
         a, b = compute_fidelity(first)[metric], compute_fidelity(second)[metric]
         assert result[metric]["first"] == a and result[metric]["second"] == b
@@ -69,7 +69,7 @@ def test_pairing_removes_the_spread_of_shared_items():
     base = [outcome("correct")] * 50 + [outcome("wrong")] * 45
     first = base + [outcome("correct")] * 5
     second = base + [outcome("incorrect")] * 5
-    result = paired_difference(first, second, n_bootstrap=4000, seed=7)["f_score"]
+    result = paired_difference(first, second, draws=4000, seed=7)["f_score"]
     assert result["difference"] == pytest.approx(0.05)
     low, high = result["ci"]
     assert low > 0 and high - low < 0.1
@@ -88,7 +88,7 @@ def test_pairing_removes_the_spread_of_shared_items():
 def test_undefined_metric_gives_no_difference():
     first = [outcome("wrong")] * 4  # nothing meta-judged: S-Corr undefined, F-Score 0 of 4
     second = [outcome("correct")] * 4
-    result = paired_difference(first, second, n_bootstrap=100)
+    result = paired_difference(first, second, draws=100)
     assert result["s_corr"]["first"] is None
     assert result["s_corr"]["difference"] is None and result["s_corr"]["p_value"] is None
     assert result["l_acc"]["difference"] == -1.0
@@ -96,7 +96,7 @@ def test_undefined_metric_gives_no_difference():
 
 def test_lengths_must_match():
     with pytest.raises(ValueError, match="differ in length"):
-        paired_difference([outcome("correct")], [], n_bootstrap=10)
+        paired_difference([outcome("correct")], [], draws=10)
 
 
 # --- ralign report --compare -------------------------------------------------------------------

@@ -1,0 +1,243 @@
+"""The one bootstrap: every confidence interval and paired test of every family.
+
+A draw resamples *units* with replacement: an item, or a cluster of rows that must be drawn
+together (both orders of a swapped pair, an item's k samples, a RewardBench 2 Ties prompt's
+rows). With *strata* (subsets whose sizes the benchmark fixes), each stratum is resampled on
+its own, keeping its size. The same data, seed and number of draws give the same draws in
+every path (CLI, lm-eval, Inspect, the report).
+
+Policy for undefined resamples: a draw in which a metric is undefined (a zero denominator, a
+stratum the statistic needs but the draw left empty) is left out of that metric's interval;
+an interval and a standard error are given when the metric's point estimate is defined and at
+least two draws define it, else ``None``. Intervals are percentile intervals (95%).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
+from typing import Any, TypeVar
+
+from ralign_tasks.scorers.lazy_modules import lazy_import
+
+# Loaded when a statistic is first computed (see scorers/lazy_modules.py).
+np = lazy_import("numpy")
+
+SEED = 20260101
+DRAWS = 2000
+CONFIDENCE = 0.95
+# Index arrays of at most this many entries are built at once (draws x units).
+_CHUNK_ENTRIES = 2_000_000
+
+Unit = TypeVar("Unit")
+Values = Mapping[str, "float | None"]
+
+
+def finite(value: float | None) -> float | None:
+    """``value`` as a float, ``None`` when undefined (``None``, NaN or infinite)."""
+    return None if value is None or not math.isfinite(value) else float(value)
+
+
+def _groups(strata: Sequence[Hashable] | None, n: int) -> list[np.ndarray]:
+    """The unit indices of each stratum (one group of all units without strata)."""
+    if strata is None:
+        return [np.arange(n)]
+    if len(strata) != n:
+        raise ValueError(f"{len(strata)} strata for {n} units")
+    members: dict[Hashable, list[int]] = {}
+    for index, stratum in enumerate(strata):
+        members.setdefault(stratum, []).append(index)
+    return [np.asarray(indices) for indices in members.values()]
+
+
+def _rows(columns: np.ndarray) -> np.ndarray:
+    """``columns`` as a 2-D float array of one row per unit (a 1-D array is one column)."""
+    array = np.asarray(columns, dtype=float)
+    return array[:, None] if array.ndim == 1 else array
+
+
+def _drawn_sums(columns: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """Each draw's column sums: how often the draw took each unit, times the columns (one
+    matrix product instead of a copy of every drawn row)."""
+    draws = len(rows)
+    offsets = rows + (np.arange(draws) * len(columns))[:, None]
+    taken = np.bincount(offsets.ravel(), minlength=draws * len(columns)).reshape(draws, -1)
+    return taken @ columns
+
+
+def draw_indices(
+    n: int,
+    *,
+    strata: Sequence[Hashable] | None = None,
+    draws: int = DRAWS,
+    seed: int = SEED,
+) -> Iterator[np.ndarray]:
+    """The draws as blocks of unit-index rows (one row per draw, ``n`` indices each)."""
+    groups = _groups(strata, n)
+    rng = np.random.default_rng(seed)
+    block = max(1, _CHUNK_ENTRIES // max(n, 1))
+    for start in range(0, draws, block):
+        rows = min(block, draws - start)
+        yield np.concatenate(
+            [group[rng.integers(0, len(group), (rows, len(group)))] for group in groups], axis=1
+        )
+
+
+def intervals(
+    drawn: Mapping[str, np.ndarray],
+    point: Values,
+    confidence: float = CONFIDENCE,
+) -> tuple[dict[str, float | None], dict[str, list[float] | None]]:
+    """Standard errors and percentile intervals of each metric's draws (NaN: undefined), by
+    the policy in this module's docstring."""
+    tail = (1.0 - confidence) / 2.0 * 100.0
+    stderr: dict[str, float | None] = {}
+    ci: dict[str, list[float] | None] = {}
+    for name, values in drawn.items():
+        defined = values[np.isfinite(values)]
+        if point.get(name) is None or defined.size < 2:
+            stderr[name], ci[name] = None, None
+            continue
+        low, high = np.percentile(defined, [tail, 100.0 - tail])
+        stderr[name] = float(np.std(defined, ddof=1))
+        ci[name] = [float(low), float(high)]
+    return stderr, ci
+
+
+def bootstrap_sums(
+    columns: np.ndarray,
+    statistic: Callable[[np.ndarray], Mapping[str, np.ndarray]],
+    point: Values,
+    *,
+    strata: Sequence[Hashable] | None = None,
+    draws: int = DRAWS,
+    seed: int = SEED,
+) -> tuple[dict[str, float | None], dict[str, list[float] | None]]:
+    """The bootstrap of a statistic of column sums: ``columns`` holds one row per unit,
+    ``statistic`` maps rows of summed columns (one per draw) to each metric's values (NaN
+    where undefined). Fast: no Python per draw."""
+    columns = _rows(columns)
+    drawn: dict[str, list[np.ndarray]] = {name: [] for name in point}
+    if len(columns) and draws > 0:
+        for rows in draw_indices(len(columns), strata=strata, draws=draws, seed=seed):
+            for name, values in statistic(_drawn_sums(columns, rows)).items():
+                drawn[name].append(np.asarray(values, dtype=float).reshape(len(rows)))
+    return intervals(
+        {name: np.concatenate(v) if v else np.empty(0) for name, v in drawn.items()}, point
+    )
+
+
+def bootstrap_units(
+    units: Sequence[Unit],
+    statistic: Callable[[list[Unit]], Values],
+    point: Values,
+    *,
+    strata: Sequence[Hashable] | None = None,
+    draws: int = DRAWS,
+    seed: int = SEED,
+) -> tuple[dict[str, float | None], dict[str, list[float] | None]]:
+    """The bootstrap of any statistic of the drawn units (a unit drawn twice appears twice):
+    for official aggregations that are not sums (RewardBench 2's Ties score)."""
+    drawn: dict[str, list[float]] = {name: [] for name in point}
+    if units and draws > 0:
+        for rows in draw_indices(len(units), strata=strata, draws=draws, seed=seed):
+            for row in rows:
+                values = statistic([units[i] for i in row])
+                for name in drawn:
+                    value = finite(values.get(name))
+                    drawn[name].append(math.nan if value is None else value)
+    return intervals({name: np.asarray(v, dtype=float) for name, v in drawn.items()}, point)
+
+
+def paired_sums(
+    first: np.ndarray,
+    second: np.ndarray,
+    statistic: Callable[[np.ndarray], Mapping[str, np.ndarray]],
+    names: Sequence[str],
+    *,
+    draws: int = DRAWS,
+    seed: int = SEED,
+    confidence: float = CONFIDENCE,
+) -> dict[str, dict[str, Any]]:
+    """Paired bootstrap of ``metric(first) - metric(second)`` for two runs on the same units
+    (row ``i`` of both is one unit): each draw takes the same units for both, so the spread
+    reflects only their disagreement. Per metric: both values, the difference, its percentile
+    interval and a two-sided bootstrap p-value (twice the smaller share of draws at or beyond
+    0 on either side, counting the data as one draw, so at least ``2 / (draws + 1)``);
+    ``None`` where undefined. ``statistic`` as for :func:`bootstrap_sums`."""
+    first, second = _rows(first), _rows(second)
+    if len(first) != len(second):
+        raise ValueError(f"paired units differ in number: {len(first)} and {len(second)}")
+    n = len(first)
+    value_first = {k: finite(float(v)) for k, v in statistic(first.sum(axis=0)).items()}
+    value_second = {k: finite(float(v)) for k, v in statistic(second.sum(axis=0)).items()}
+    differences: dict[str, list[np.ndarray]] = {name: [] for name in names}
+    if n and draws > 0:
+        for rows in draw_indices(n, draws=draws, seed=seed):
+            drawn_first = statistic(_drawn_sums(first, rows))
+            drawn_second = statistic(_drawn_sums(second, rows))
+            for name in names:
+                differences[name].append(np.asarray(drawn_first[name] - drawn_second[name]))
+    tail = (1.0 - confidence) / 2.0 * 100.0
+    result: dict[str, dict[str, Any]] = {}
+    for name in names:
+        a, b = value_first.get(name), value_second.get(name)
+        defined = a is not None and b is not None
+        entry: dict[str, Any] = {
+            "n": n,
+            "first": a,
+            "second": b,
+            "difference": a - b if defined else None,  # type: ignore[operator]
+            "ci": None,
+            "p_value": None,
+        }
+        spread = np.concatenate(differences[name]) if differences[name] else np.empty(0)
+        spread = spread[np.isfinite(spread)]
+        if defined and spread.size >= 2:
+            low, high = np.percentile(spread, [tail, 100.0 - tail])
+            entry["ci"] = [float(low), float(high)]
+            below, above = np.sum(spread <= 0), np.sum(spread >= 0)
+            share = (min(below, above) + 1) / (spread.size + 1)
+            entry["p_value"] = float(min(1.0, 2.0 * share))
+        result[name] = entry
+    return result
+
+
+# --- Agreement of raters on binary grades (1 = Correct) ----------------------------------
+
+
+def cohen_kappa(first: np.ndarray, second: np.ndarray) -> float | None:
+    """Cohen's κ of two raters' binary grades (1 = Correct); ``None`` where chance agreement
+    is certain (both raters gave one grade only)."""
+    observed = float(np.mean(first == second))
+    p1, p2 = float(np.mean(first)), float(np.mean(second))
+    expected = p1 * p2 + (1 - p1) * (1 - p2)
+    return None if expected >= 1.0 else (observed - expected) / (1.0 - expected)
+
+
+def fleiss_kappa(grades: np.ndarray) -> float | None:
+    """Fleiss' κ of binary grades (items x raters, 1 = Correct); ``None`` where chance
+    agreement is certain."""
+    items, raters = grades.shape
+    correct = grades.sum(axis=1)
+    counts = np.stack([correct, raters - correct], axis=1).astype(float)
+    per_item = ((counts * (counts - 1)).sum(axis=1)) / (raters * (raters - 1))
+    shares = counts.sum(axis=0) / (items * raters)
+    expected = float((shares**2).sum())
+    observed = float(per_item.mean())
+    return None if expected >= 1.0 else (observed - expected) / (1.0 - expected)
+
+
+def kappa(grades: np.ndarray) -> float | None:
+    """Cohen's κ of two raters (columns), Fleiss' κ of more."""
+    if grades.shape[1] == 2:
+        return cohen_kappa(grades[:, 0], grades[:, 1])
+    return fleiss_kappa(grades)
+
+
+def kappa_interval(grades: np.ndarray, draws: int = DRAWS, seed: int = SEED) -> list[float] | None:
+    """A 95% bootstrap interval of κ over items (rows), by this module's policy."""
+    point = {"kappa": kappa(grades)}
+    _, ci = bootstrap_units(list(grades), lambda rows: {"kappa": kappa(np.stack(rows))}, point,
+                            draws=draws, seed=seed)  # fmt: skip
+    return ci["kappa"]
