@@ -12,18 +12,13 @@ from typing import Any
 from ralign_tasks.data import require_str
 from ralign_tasks.protocols.base import GenRMOutput, Option, TaskSpec
 from ralign_tasks.protocols.label import (
-    ARENA_HARD_TEMPLATE,
-    PAIRWISE_TEMPLATE,
     REQUEST_COUNTS,
     VERDICT_FORMAT_OPTION,
     Game,
     LabelJudgment,
-    LabelProtocol,
+    PairwiseLabelProtocol,
     RequestCounts,
     count_requests,
-    pair_decision,
-    pair_follow_up,
-    render_pair,
     summary_metric,
 )
 from ralign_tasks.scorers.jsonl import read_jsonl
@@ -114,13 +109,12 @@ class JudgeBenchOutcome:
         return self.pair.category
 
 
-class JudgeBenchProtocol(LabelProtocol[JudgeBenchRecord, JudgeBenchOutcome]):
+class JudgeBenchProtocol(PairwiseLabelProtocol[JudgeBenchRecord, JudgeBenchOutcome]):
     name = "judgebench"
     title = "JudgeBench"
     scorer_name = "ralign_judgebench_scorer"
     schema = JUDGEBENCH_SCHEMA
     group_field = "category"
-    genrm_template_file = PAIRWISE_TEMPLATE
     tasks = (JUDGEBENCH_TASK,)
     options = (
         Option(
@@ -132,9 +126,6 @@ class JudgeBenchProtocol(LabelProtocol[JudgeBenchRecord, JudgeBenchOutcome]):
         ),
         VERDICT_FORMAT_OPTION,
     )
-
-    def genrm_template_files(self) -> tuple[str, ...]:
-        return (PAIRWISE_TEMPLATE, ARENA_HARD_TEMPLATE)
 
     # --- records ---------------------------------------------------------------------------
 
@@ -174,18 +165,11 @@ class JudgeBenchProtocol(LabelProtocol[JudgeBenchRecord, JudgeBenchOutcome]):
     def games(self, record: JudgeBenchRecord, options: Mapping[str, Any]) -> list[dict[str, Any]]:
         return [{"order": 1, "first": "A"}, {"order": 2, "first": "B"}]
 
-    def render(self, record: JudgeBenchRecord, shown: Mapping[str, Any],
-               options: Mapping[str, Any], template: str | None) -> str:  # fmt: skip
-        answers = (record.response_a, record.response_b)
-        if shown["first"] == "B":
-            answers = answers[::-1]
-        return render_pair(options["verdict_format"], record.question, *answers, template)
-
-    def read(self, shown: Mapping[str, Any], text: str | None, options: Mapping[str, Any]) -> Any:
-        return pair_decision(options["verdict_format"], text)
-
-    def follow_up(self, options: Mapping[str, Any], answer: str) -> str | None:
-        return pair_follow_up(options["verdict_format"], answer)
+    def shown_pair(
+        self, record: JudgeBenchRecord, shown: Mapping[str, Any]
+    ) -> tuple[str, str, str]:
+        first, second = record.response_a, record.response_b
+        return (record.question, *((second, first) if shown["first"] == "B" else (first, second)))
 
     def summary(self, record: JudgeBenchRecord, games: Sequence[Game]) -> str | None:
         first, second = (game.verdict for game in games)

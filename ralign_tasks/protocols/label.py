@@ -368,3 +368,28 @@ class LabelProtocol(Protocol[RecordT, LabelJudgment, OutcomeT]):
             strata=[name for name, members in strata.items() for _ in members],
         )
         return {**report, "stderr": stderr, "ci": ci}
+
+
+class PairwiseLabelProtocol(LabelProtocol[RecordT, OutcomeT]):
+    """A label benchmark whose games each show two answers and ask for a pairwise verdict in
+    one of the two verdict formats (JudgeBench, RM-Bench): what its games show where is the
+    family's; prompting, reading and the Arena-Hard follow-up are shared."""
+
+    genrm_template_file = PAIRWISE_TEMPLATE
+
+    def genrm_template_files(self) -> tuple[str, ...]:
+        return (PAIRWISE_TEMPLATE, ARENA_HARD_TEMPLATE)
+
+    @abstractmethod
+    def shown_pair(self, record: RecordT, shown: Mapping[str, Any]) -> tuple[str, str, str]:
+        """One game's request and its answers A and B, in the order the game shows them."""
+
+    def render(self, record: RecordT, shown: Mapping[str, Any], options: Mapping[str, Any],
+               template: str | None) -> str:  # fmt: skip
+        return render_pair(options["verdict_format"], *self.shown_pair(record, shown), template)
+
+    def read(self, shown: Mapping[str, Any], text: str | None, options: Mapping[str, Any]) -> Any:
+        return pair_decision(options["verdict_format"], text)
+
+    def follow_up(self, options: Mapping[str, Any], answer: str) -> str | None:
+        return pair_follow_up(options["verdict_format"], answer)

@@ -26,20 +26,15 @@ from ralign_tasks.data import (
 )
 from ralign_tasks.protocols.base import TaskSpec
 from ralign_tasks.protocols.label import (
-    ARENA_HARD_TEMPLATE,
-    PAIRWISE_TEMPLATE,
     REQUEST_COUNTS,
     SEED_OPTION,
     VERDICT_FORMAT_OPTION,
     Game,
     LabelJudgment,
-    LabelProtocol,
+    PairwiseLabelProtocol,
     RequestCounts,
     count_requests,
     draw,
-    pair_decision,
-    pair_follow_up,
-    render_pair,
     summary_metric,
 )
 from ralign_tasks.scorers.jsonl import has_surrogate_escape, lone_surrogate, read_json_bytes
@@ -133,18 +128,14 @@ def _styles(row: Mapping[str, Any], key: str) -> tuple[str, ...]:
     return tuple(value)
 
 
-class RMBenchProtocol(LabelProtocol[RMBenchRecord, RMBenchOutcome]):
+class RMBenchProtocol(PairwiseLabelProtocol[RMBenchRecord, RMBenchOutcome]):
     name = "rmbench"
     title = "RM-Bench"
     scorer_name = "ralign_rmbench_scorer"
     schema = RMBENCH_SCHEMA
     group_field = "domain"
-    genrm_template_file = PAIRWISE_TEMPLATE
     tasks = (RMBENCH_TASK,)
     options = (VERDICT_FORMAT_OPTION, SEED_OPTION)
-
-    def genrm_template_files(self) -> tuple[str, ...]:
-        return (PAIRWISE_TEMPLATE, ARENA_HARD_TEMPLATE)
 
     # --- records ---------------------------------------------------------------------------
 
@@ -248,17 +239,10 @@ class RMBenchProtocol(LabelProtocol[RMBenchRecord, RMBenchOutcome]):
                 games.append({"chosen": i, "rejected": j, "chosen_slot": "A" if first else "B"})
         return games
 
-    def render(self, record: RMBenchRecord, shown: Mapping[str, Any],
-               options: Mapping[str, Any], template: str | None) -> str:  # fmt: skip
+    def shown_pair(self, record: RMBenchRecord, shown: Mapping[str, Any]) -> tuple[str, str, str]:
         chosen, rejected = record.chosen[shown["chosen"]], record.rejected[shown["rejected"]]
         answers = (chosen, rejected) if shown["chosen_slot"] == "A" else (rejected, chosen)
-        return render_pair(options["verdict_format"], record.prompt, *answers, template)
-
-    def read(self, shown: Mapping[str, Any], text: str | None, options: Mapping[str, Any]) -> Any:
-        return pair_decision(options["verdict_format"], text)
-
-    def follow_up(self, options: Mapping[str, Any], answer: str) -> str | None:
-        return pair_follow_up(options["verdict_format"], answer)
+        return (record.prompt, *answers)
 
     def summary(self, record: RMBenchRecord, games: Sequence[Game]) -> str | None:
         return f"{sum(_cell(game) for game in games)}/{len(games)} cells"
