@@ -32,12 +32,13 @@ from ralign_tasks.pipeline import judge_items
 from ralign_tasks.protocols import get_task, load_task
 from ralign_tasks.protocols.fidelity import FIDELITY, FidelityJudgment
 from ralign_tasks.scorers.config import EndpointConfig
+from ralign_tasks.scorers.settings import JudgeSettings
 
 
 def judge_all(judgments: list[FidelityJudgment], config: EndpointConfig):
     """The meta-judge step of the fidelity tasks over ``judgments``, as every path runs it."""
     records = [judgment.record for judgment in judgments]
-    return judge_items(get_task("helpsteer3"), records, judgments, config)
+    return judge_items(get_task("helpsteer3"), records, judgments, JudgeSettings(config))
 
 
 def label_correct_judgments(count: int) -> list[FidelityJudgment]:

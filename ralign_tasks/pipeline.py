@@ -22,6 +22,7 @@ from ralign_tasks.scorers.ask import StopRun
 from ralign_tasks.scorers.config import EndpointConfig
 from ralign_tasks.scorers.engine import BatchStats, ChatRequest, run_chat_batch
 from ralign_tasks.scorers.jsonl import json_text, read_json_bytes, read_jsonl
+from ralign_tasks.scorers.settings import JudgeSettings
 
 RUN_VERSION = 1
 RESULTS_FILE = "results.json"
@@ -119,10 +120,11 @@ class JudgeRequests(Sequence[ChatRequest]):
         protocol: Protocol[Any, Any, Any],
         judgments: Sequence[Any],
         todo: Sequence[tuple[int, int]],
-        config: EndpointConfig,
+        judge: JudgeSettings,
     ) -> None:
-        self.protocol, self.judgments, self.todo, self.config = protocol, judgments, todo, config
-        self.template = protocol.judge_template(config)
+        self.protocol, self.judgments, self.todo = protocol, judgments, todo
+        self.config = judge.transport
+        self.template = protocol.judge_template(judge)
         # The prompts of the item rendered last: its other slots follow it (swap runs).
         self._rendered: tuple[int, list[str | None]] = (-1, [])
 
@@ -152,27 +154,27 @@ def judge_items(
     spec: TaskSpec,
     records: Sequence[Any],
     judgments: Sequence[Any],
-    config: EndpointConfig | None,
+    judge: JudgeSettings | None,
     part: str | None = None,
 ) -> tuple[list[ItemRun[Any, Any]], BatchStats | None]:
     """Send every request the protocol wants judged (each item's slots) to the judge in one
-    concurrent batch (none when ``config`` is ``None``); outcomes and judged-item records of
+    concurrent batch (none when ``judge`` is ``None``); outcomes and judged-item records of
     all items, in order."""
     protocol = protocol_of(spec)
     slots = [protocol.judge_slots(judgment) for judgment in judgments]
     calls: list[list[Any]] = [[None] * len(sent) for sent in slots]
     stats = None
-    if config is not None:
+    if judge is not None:
         todo = [
             (index, slot)
             for index, sent in enumerate(slots)
             for slot, on in enumerate(sent)
             if on
         ]  # fmt: skip
-        requests = JudgeRequests(protocol, judgments, todo, config)
+        requests = JudgeRequests(protocol, judgments, todo, judge)
         results, stats = run_chat_batch(
             requests,
-            config,
+            judge.transport,
             checks=[protocol.check(judgments[i], slot) for i, slot in todo],
             description=protocol.judge_step.replace("_", "-"),
             part=part,
@@ -181,8 +183,8 @@ def judge_items(
             calls[index][slot] = result
     items = [
         protocol.run_item(
-            spec.task, record, judgment, item_calls, config is not None,
-            config.model if config else None,
+            spec.task, record, judgment, item_calls, judge is not None,
+            judge.transport.model if judge else None,
         )
         for record, judgment, item_calls in zip(records, judgments, calls, strict=True)
     ]  # fmt: skip
@@ -193,7 +195,7 @@ def score_outputs(
     spec: TaskSpec,
     records: Sequence[Any],
     outputs: Sequence[Sequence[GenRMOutput]],
-    judge_config: EndpointConfig | None,
+    judge_config: JudgeSettings | None,
     options: Mapping[str, Any] | None = None,
     part: str | None = None,
 ) -> ScoredRun:
@@ -212,7 +214,7 @@ def score_judgments(
     spec: TaskSpec,
     records: Sequence[Any],
     judgments: Sequence[Any],
-    judge_config: EndpointConfig | None,
+    judge_config: JudgeSettings | None,
     part: str | None = None,
 ) -> ScoredRun:
     """Judge already parsed judgments (e.g. a reference model's stored checklists)."""

@@ -1,22 +1,29 @@
-"""Settings of a chat endpoint (meta-judge or GenRM), from env vars and/or a mapping.
+"""Settings of a chat endpoint (meta-judge or GenRM), from env vars and/or a mapping: where and
+how requests are sent, nothing about what they ask (the judge's other settings, its templates,
+are in :mod:`settings`).
 
-Keys are the same everywhere: ``RALIGN_METAJUDGE_<KEY>`` in the environment, or ``<key>`` in a
-mapping such as lm-eval's ``--metadata``; a mapping value wins over the environment.
+A key is ``<PREFIX><KEY>`` in the environment (``RALIGN_METAJUDGE_TIMEOUT``), or ``<key>`` in a
+mapping such as the CLI's flags; a mapping value wins over the environment.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 from urllib.parse import urlsplit
 
+logger = logging.getLogger("ralign_tasks.settings")
+
 # Where the openai client sends requests when no base URL is given.
 OPENAI_DEFAULT_BASE_URL = "https://api.openai.com/v1"
 METAJUDGE_ENV_PREFIX = "RALIGN_METAJUDGE_"
 GENRM_ENV_PREFIX = "RALIGN_GENRM_"
 BACKENDS = ("openai", "vllm", "hf")
+# Earlier names of settings, still read (with a warning): old name -> setting.
+ALIASES = {"use_cache": "cache"}
 
 
 # Seconds within which a request's transient failures are sent again (see ``retry_budget``).
@@ -53,11 +60,9 @@ class EndpointConfig:
     max_answer_bytes: int = 8 * 1024 * 1024
     temperature: float = 0.4
     max_tokens: int = 16384
-    # Judge prompt templates, one per family (each family's variables differ).
-    template: str | None = None
-    rc_template: str | None = None
     cache_dir: str | None = None
-    use_cache: bool = True
+    # Whether answers are read from and written to the cache (``cache_dir``).
+    cache: bool = True
     # In-process backends (vllm, hf): passed through to vllm.LLM / transformers.
     dtype: str | None = None
     device_map: str | None = None
@@ -77,14 +82,21 @@ class EndpointConfig:
         """Build from ``defaults`` < environment (``prefix + KEY``) < ``overrides``."""
         values: dict[str, Any] = dict(defaults)
         given: set[str] = set()  # settings the user chose (environment or overrides)
-        for spec in fields(cls):
-            env_value = os.environ.get(prefix + spec.name.upper())
-            if env_value not in (None, ""):
-                values[spec.name] = env_value
-                given.add(spec.name)
-            if overrides and overrides.get(spec.name) not in (None, ""):
-                values[spec.name] = overrides[spec.name]
-                given.add(spec.name)
+        for name in (*ALIASES, *cls.names()):
+            value = os.environ.get(prefix + name.upper())
+            if value in (None, ""):
+                continue
+            if name in ALIASES:
+                logger.warning(
+                    "%s%s is now %s%s", prefix, name.upper(), prefix, ALIASES[name].upper()
+                )
+                name = ALIASES[name]
+            values[name] = value
+            given.add(name)
+        for name, value in (overrides or {}).items():
+            if value not in (None, ""):
+                values[name] = value
+                given.add(name)
         if not values.get("api_key") and not values.get("base_url"):
             # Talking to api.openai.com itself: the usual OpenAI variable is fine.
             values["api_key"] = os.environ.get("OPENAI_API_KEY")
@@ -93,6 +105,11 @@ class EndpointConfig:
         config = cls(**{name: _coerce(cls, prefix, name, value) for name, value in values.items()})
         config.check_credentials(prefix)
         return config
+
+    @classmethod
+    def names(cls) -> tuple[str, ...]:
+        """Every setting's name (``model``, ``base_url``, …)."""
+        return tuple(spec.name for spec in fields(cls))
 
     def check_credentials(self, prefix: str) -> None:
         """Refuse a base URL that carries credentials: the client always sends its key as a
@@ -178,18 +195,6 @@ def _coerce(cls: type[EndpointConfig], prefix: str, name: str, value: Any) -> An
             f"{prefix}{name.upper()} (or {name!r}) must be of type {kind}, got {value!r}"
         ) from None
     return value
-
-
-# ``RALIGN_METAJUDGE=none``: no judge, in every path (as ``--no-metajudge`` and lm-eval's
-# ``metajudge: none``).
-METAJUDGE_SWITCH_ENV = "RALIGN_METAJUDGE"
-
-
-def judge_switched_off(value: object = None) -> bool:
-    """Whether the judge is switched off: ``value`` (a path's own switch) when given, else
-    ``RALIGN_METAJUDGE``, is ``none``."""
-    given = os.environ.get(METAJUDGE_SWITCH_ENV, "") if value is None else value
-    return str(given).strip().lower() == "none"
 
 
 def host_of(url: str) -> str:

@@ -334,7 +334,7 @@ class _Batch:
         self.endpoint = config.endpoint
         self.stats = BatchStats(endpoint=config.host, requests=len(requests))
         self.started = time.perf_counter()
-        self.owns_cache = cache is None and config.use_cache
+        self.owns_cache = cache is None and config.cache
         self.cache = ResponseCache(config.cache_dir) if self.owns_cache else cache
         self.results: list[JudgeCall[Any] | None] = [None] * len(requests)
         self.requests = requests

@@ -34,6 +34,7 @@ from ralign_tasks.identity import (
     safe_name,
     too_many_failed,
 )
+from ralign_tasks.judge import JUDGE_SETTINGS, resolve_judge
 from ralign_tasks.pipeline import (
     FinishedRun,
     ScoredRun,
@@ -60,11 +61,11 @@ from ralign_tasks.scorers.cache import OPENED as OPENED_CACHES
 from ralign_tasks.scorers.config import (
     GENRM_ENV_PREFIX,
     METAJUDGE_ENV_PREFIX,
-    METAJUDGE_SWITCH_ENV,
     ConfigError,
     EndpointConfig,
-    judge_switched_off,
 )
+from ralign_tasks.scorers.settings import SWITCH_ENV, JudgeSettings, switched_off
+from ralign_tasks.scorers.stats import DRAWS
 from ralign_tasks.task_configs import include_path
 
 # `ralign run` with no names: the three R-Align fidelity benchmarks.
@@ -118,16 +119,44 @@ def _add_data_options(
             ),
         )
     _add_output_options(parser, "ralign_results", "<OUTPUT_DIR>/<GenRM>/<benchmark>[_options]")
-    parser.add_argument("--metajudge-model", help=f"overrides {METAJUDGE_ENV_PREFIX}MODEL")
-    parser.add_argument("--metajudge-base-url", help=f"overrides {METAJUDGE_ENV_PREFIX}BASE_URL")
+    _add_judge_options(parser, judge_optional=judge_optional)
+    _add_failure_option(parser)
+
+
+def _add_judge_options(parser: argparse.ArgumentParser, *, judge_optional: bool) -> None:
+    """Every judge setting as ``--metajudge-<key>`` (see ralign_tasks.scorers.settings), and
+    the cache and judge switches."""
+    group = parser.add_argument_group(
+        "meta-judge settings",
+        f"each flag overrides {METAJUDGE_ENV_PREFIX}<KEY> (the API key is read from "
+        f"{METAJUDGE_ENV_PREFIX}API_KEY only)",
+    )
+    for setting in JUDGE_SETTINGS:
+        if setting.secret:
+            continue
+        kind: dict[str, Any] = (
+            {"action": argparse.BooleanOptionalAction}
+            if setting.kind == "bool"
+            else {
+                "type": {"int": int, "float": float}.get(setting.kind, str),
+                "metavar": "PATH" if setting.template else setting.kind.upper(),
+            }
+        )
+        group.add_argument(
+            setting.flag,
+            dest=setting.name,
+            help=f"{setting.help} (default: {setting.default_text})",
+            **kind,
+        )
     if judge_optional:
-        parser.add_argument(
+        group.add_argument(
             "--no-metajudge",
             action="store_true",
-            help="report what needs no judge only (label accuracy, counts)",
+            help=f"report what needs no judge only (label accuracy, counts); as {SWITCH_ENV}=none",
         )
-    parser.add_argument("--no-cache", action="store_true", help="neither read nor write the cache")
-    _add_failure_option(parser)
+    parser.add_argument(
+        "--no-cache", action="store_true", help="neither read nor write the cache (GenRM, judge)"
+    )
 
 
 def _add_output_options(parser: argparse.ArgumentParser, default: str, layout: str) -> None:
@@ -303,15 +332,13 @@ def build_parser() -> argparse.ArgumentParser:
         "logs, ralign run folders) with another meta-judge or template: no GenRM call",
     )
     rejudge.add_argument("paths", nargs="+", help="the runs, or folders holding them")
-    rejudge.add_argument("--metajudge-model", help=f"overrides {METAJUDGE_ENV_PREFIX}MODEL")
-    rejudge.add_argument("--metajudge-base-url", help=f"overrides {METAJUDGE_ENV_PREFIX}BASE_URL")
     rejudge.add_argument(
         "--judge-order",
         choices=("golden_first", "genrm_first"),
         help="R-Align rationale fidelity: the meta-judge position probe (default: the run's)",
     )
     _add_output_options(rejudge, "ralign_rejudged", "<OUTPUT_DIR>/<GenRM>__<benchmark>")
-    rejudge.add_argument("--no-cache", action="store_true", help="neither read nor write the cache")
+    _add_judge_options(rejudge, judge_optional=False)
     _add_failure_option(rejudge)
 
     report = _add_command(
@@ -363,8 +390,8 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument(
         "--bootstrap",
         type=int,
-        default=10_000,
-        help="bootstrap draws for --compare, at least 100 (default: 10000)",
+        default=DRAWS,
+        help=f"bootstrap draws for --compare, at least 100 (default: {DRAWS})",
     )
     report.add_argument(
         "--max-failure-rate",
@@ -432,7 +459,7 @@ def _family_options(args: argparse.Namespace, spec: TaskSpec) -> dict[str, Any]:
     return protocol.option_values(given, spec.task)
 
 
-def _check_templates(spec: TaskSpec, judge: EndpointConfig | None) -> None:
+def _check_templates(spec: TaskSpec, judge: JudgeSettings | None) -> None:
     """A missing or broken prompt template stops the run before any call."""
     protocol = protocol_of(spec)
     try:
@@ -462,32 +489,28 @@ def _load(spec: TaskSpec, args: argparse.Namespace, options: dict[str, Any]) -> 
     return loaded
 
 
-def _judge_config(args: argparse.Namespace, specs: Sequence[TaskSpec]) -> EndpointConfig | None:
-    """The judge of the run; ``None`` with ``--no-metajudge`` or when no task of ``specs``
+def _judge_config(args: argparse.Namespace, specs: Sequence[TaskSpec]) -> JudgeSettings | None:
+    """The judge of the run from its ``--metajudge-<key>`` flags over ``RALIGN_METAJUDGE_<KEY>``;
+    ``None`` with ``--no-metajudge`` (or ``RALIGN_METAJUDGE=none``) or when no task of ``specs``
     has a judge step (the label benchmarks)."""
     if not any(protocol_of(spec).uses_judge for spec in specs):
         return None
     if getattr(args, "no_metajudge", False):
         return None
-    if judge_switched_off():
+    if switched_off():
         if "no_metajudge" not in args:  # rc-score and rejudge: the judge is what they run
             raise ConfigError(
-                f"{METAJUDGE_SWITCH_ENV}=none switches the judge off, but this command is the "
-                "judge's: unset it"
+                f"{SWITCH_ENV}=none switches the judge off, but this command is the judge's: "
+                "unset it"
             )
         return None
-    config = EndpointConfig.from_sources(
-        METAJUDGE_ENV_PREFIX,
-        {
-            "model": args.metajudge_model,
-            "base_url": args.metajudge_base_url,
-            "use_cache": False if args.no_cache else None,
-        },
-    )
+    given = {s.key: getattr(args, s.name) for s in JUDGE_SETTINGS if not s.secret}
+    judge = resolve_judge(given | ({"cache": False} if args.no_cache else {}))
     flags = "pass --metajudge-model (and --metajudge-base-url)" + (
         ", or --no-metajudge to report what needs no judge, " if "no_metajudge" in args else ", "
     )
-    return config.require_model("meta-judge", METAJUDGE_ENV_PREFIX, flags + "or ")
+    judge.transport.require_model("meta-judge", METAJUDGE_ENV_PREFIX, flags + "or ")
+    return judge
 
 
 def _run_folder(
@@ -511,15 +534,15 @@ def _identity(
     genrm: str,
     spec: TaskSpec,
     options: dict[str, Any],
-    judge: EndpointConfig | None,
+    judge: JudgeSettings | None,
     path: str,
 ) -> RunIdentity:
     return RunIdentity(
         genrm=genrm,
         task=spec.task,
         options=protocol_of(spec).variant(options),
-        judge=str(judge.model) if judge else None,
-        judge_endpoint=judge.endpoint if judge else None,
+        judge=str(judge.transport.model) if judge else None,
+        judge_endpoint=judge.transport.endpoint if judge else None,
         path=path,
     )
 
@@ -527,7 +550,7 @@ def _identity(
 def _settings(
     args: argparse.Namespace,
     loaded: LoadResult,
-    judge: EndpointConfig | None,
+    judge: JudgeSettings | None,
     options: dict[str, Any],
 ) -> dict[str, Any]:
     return {
@@ -535,8 +558,8 @@ def _settings(
         "items": len(loaded.records),
         "skipped_bad_rows": [str(row) for row in loaded.bad_rows],
         **options,
-        "meta_judge_model": judge.model if judge else None,
-        "meta_judge_endpoint": judge.endpoint if judge else None,
+        "meta_judge_model": judge.transport.model if judge else None,
+        "meta_judge_endpoint": judge.transport.endpoint if judge else None,
     }
 
 
@@ -573,7 +596,7 @@ def _genrm_step(
     spec: TaskSpec,
     records: Sequence[Any],
     genrm: EndpointConfig,
-    judge: EndpointConfig | None,
+    judge: JudgeSettings | None,
     options: dict[str, Any],
 ) -> StepScorer:
     """A run step that asks the GenRM, then judges."""
@@ -592,7 +615,7 @@ def _output_step(
     spec: TaskSpec,
     records: Sequence[Any],
     outputs: Sequence[Sequence[GenRMOutput]],
-    judge: EndpointConfig | None,
+    judge: JudgeSettings | None,
     options: dict[str, Any],
 ) -> StepScorer:
     """A run step over stored GenRM outputs."""
@@ -605,7 +628,7 @@ def _output_step(
 
 
 def _judged_step(
-    spec: TaskSpec, records: Sequence[Any], judgments: Sequence[Any], judge: EndpointConfig | None
+    spec: TaskSpec, records: Sequence[Any], judgments: Sequence[Any], judge: JudgeSettings | None
 ) -> StepScorer:
     """A run step over judgments made already (stored checklists, official judge outputs)."""
 
@@ -639,7 +662,7 @@ def _outputs_for(
     return [[GenRMOutput(text, truncated=None) for text in outputs[r.id]] for r in records]
 
 
-def _judge_of(spec: TaskSpec, judge: EndpointConfig | None) -> EndpointConfig | None:
+def _judge_of(spec: TaskSpec, judge: JudgeSettings | None) -> JudgeSettings | None:
     """The run's judge for a task whose family has a judge step; ``None`` otherwise."""
     return judge if protocol_of(spec).uses_judge else None
 
@@ -664,7 +687,7 @@ def _genrm_config(args: argparse.Namespace, spec: TaskSpec) -> EndpointConfig:
         {
             "model": args.genrm_model,
             "base_url": args.genrm_base_url,
-            "use_cache": False if args.no_cache else None,
+            "cache": False if args.no_cache else None,
         },
         temperature=protocol.genrm_temperature,
         max_tokens=protocol.genrm_max_tokens,
@@ -807,8 +830,8 @@ def cmd_rejudge(args: argparse.Namespace) -> int:
             outputs.append(protocol.stored_outputs(item.genrm))
         folder = Path(args.output_dir) / page_name(result, taken).removesuffix(".html")
         settings = {"rejudged_from": result.source, "items": len(records), **options} | {
-            "meta_judge_model": judge.model if judge else None,
-            "meta_judge_endpoint": judge.endpoint if judge else None,
+            "meta_judge_model": judge.transport.model if judge else None,
+            "meta_judge_endpoint": judge.transport.endpoint if judge else None,
         }
         score_step = _output_step(spec, records, outputs, judge, options)
         # Named by the source's path (a rejudged CLI run and a rejudged lm-eval run of one

@@ -15,7 +15,7 @@ import asyncio
 import inspect as signatures
 import logging
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from inspect_ai.model import (
@@ -46,6 +46,7 @@ from ralign_tasks.inspect_adapter.compat import (
     computing_for_display,
 )
 from ralign_tasks.item import checked_item
+from ralign_tasks.judge import JUDGE_SETTINGS, resolve_judge
 from ralign_tasks.protocols import PROTOCOLS, TASK_KEY, Protocol, TaskSpec, get_task
 from ralign_tasks.protocols.base import GenRMOutput
 from ralign_tasks.scorers.ask import (
@@ -55,7 +56,16 @@ from ralign_tasks.scorers.ask import (
     ask_until_valid,
     describe_error,
 )
-from ralign_tasks.scorers.config import EndpointConfig, host_of
+from ralign_tasks.scorers.config import host_of
+from ralign_tasks.scorers.settings import (
+    NAME_PREFIX,
+    SWITCH_NAME,
+    JudgeSettings,
+    Setting,
+    given_by_name,
+    switched_off,
+    warn_alias,
+)
 
 logger = logging.getLogger("ralign_tasks.inspect")
 
@@ -64,8 +74,6 @@ META_JUDGE_ROLE = "meta_judge"
 # several prompts per item (store; one {text, truncated, error} per prompt, in order).
 OPTIONS_KEY = "ralign_options"
 OUTPUTS_STORE_KEY = "ralign_genrm_outputs"
-# The official judge settings (SPEC §1), as the CLI and lm-eval use them.
-META_JUDGE_DEFAULTS = EndpointConfig()
 # What a failed task's message tells an Inspect user to change.
 INSPECT_SETTINGS = FailureSettings(
     max_failure_rate=f"-T max_failure_rate=… (at least this share fails the eval; default "
@@ -127,16 +135,64 @@ def genrm_outputs(state: TaskState) -> list[GenRMOutput]:
     return [GenRMOutput(output, truncated, error)]
 
 
-def judge_generate_config(attempts: int, timeout: int) -> GenerateConfig:
-    """The official judge settings with bounded retries: ``attempts`` per request of at most
-    ``timeout`` seconds each (the role's own config is merged over it)."""
-    if attempts < 1:
-        raise ValueError(f"metajudge_max_attempts must be at least 1, got {attempts}")
+def inspect_settings(protocol: Protocol[Any, Any, Any]) -> tuple[Setting, ...]:
+    """The judge settings that ``protocol``'s Inspect task and scorer take as ``metajudge_<key>``:
+    those Inspect has no syntax of its own for (:attr:`Setting.inspect`), and of the judge
+    templates the family's own."""
+    return tuple(
+        s for s in JUDGE_SETTINGS
+        if s.inspect is None and (not s.template or s.key == protocol.judge_template_setting)
+    )  # fmt: skip
+
+
+def inspect_aliases(protocol: Protocol[Any, Any, Any]) -> dict[str, str]:
+    """Earlier Inspect names still taken (with a warning), each with its setting's name:
+    ``metajudge_attempts``, and ``metajudge_template`` where the family's template is another
+    key (it named every family's judge template)."""
+    aliases = {"metajudge_attempts": "metajudge_max_attempts"}
+    if protocol.judge_template_setting not in (None, "template"):
+        aliases["metajudge_template"] = NAME_PREFIX + str(protocol.judge_template_setting)
+    return aliases
+
+
+def inspect_judge(
+    protocol: Protocol[Any, Any, Any], given: Mapping[str, Any]
+) -> JudgeSettings | None:
+    """The judge settings of an Inspect task or scorer: its ``metajudge_*`` parameters in
+    ``given`` (those the user gave) over ``RALIGN_METAJUDGE_<KEY>`` over the defaults. ``None``
+    for a family without a judge step, or when ``metajudge=none`` (or ``RALIGN_METAJUDGE=none``)
+    switches the judge off: the run then reports what needs no judge, as lm-eval's
+    ``metajudge: none`` and the CLI's ``--no-metajudge`` do."""
+    if not protocol.uses_judge or switched_off(given.get(SWITCH_NAME)):
+        return None
+    values = dict(given)
+    for old, new in inspect_aliases(protocol).items():
+        if values.get(old) is not None:
+            warn_alias(old, new)
+            values.setdefault(new, values[old])
+        values.pop(old, None)
+    return resolve_judge(given_by_name(values, inspect_settings(protocol), "Inspect's parameters"))
+
+
+def inspect_values(
+    protocol: Protocol[Any, Any, Any], judge: JudgeSettings | None
+) -> dict[str, Any]:
+    """``judge`` as the parameters of ``protocol``'s scorer (``metajudge=none``: no judge)."""
+    if judge is None:
+        return {SWITCH_NAME: "none"} if protocol.uses_judge else {}
+    return {s.name: judge.value(s.key) for s in inspect_settings(protocol)}
+
+
+def judge_generate_config(judge: JudgeSettings) -> GenerateConfig:
+    """The judge's generation settings with bounded retries: ``max_attempts`` per request of at
+    most ``timeout`` seconds each (the role's own config is merged over it)."""
+    transport = judge.transport
     return GenerateConfig(
-        temperature=META_JUDGE_DEFAULTS.temperature,
-        max_tokens=META_JUDGE_DEFAULTS.max_tokens,
-        max_retries=attempts - 1,
-        attempt_timeout=timeout,
+        temperature=transport.temperature,
+        max_tokens=transport.max_tokens,
+        max_retries=transport.max_attempts - 1,
+        # Inspect counts whole seconds.
+        attempt_timeout=math.ceil(transport.timeout),
     )
 
 
@@ -209,9 +265,12 @@ def _number(value: float | int | None) -> float:
 # "unreduced": every (sample, epoch) is one item, and Inspect's default epoch reducer (a mean)
 # never sees the values, whose statuses are strings.
 @metric(scores="unreduced")
-def ralign_metrics(family: str, max_failure_rate: float = DEFAULT_MAX_FAILURE_RATE) -> Metric:
+def ralign_metrics(
+    family: str, max_failure_rate: float = DEFAULT_MAX_FAILURE_RATE, judged: bool = True
+) -> Metric:
     """A protocol's metrics (headline first) with bootstrap standard errors, and its counts,
-    from the judged-item records in the scores' metadata.
+    from the judged-item records in the scores' metadata; without a judge (``judged`` false)
+    only those that need none, as in lm-eval.
 
     When the GenRM or the judge failed on at least ``max_failure_rate`` of its requests, what
     that role measures is NaN (on Inspect's progress display) and the eval's results fail
@@ -229,7 +288,10 @@ def ralign_metrics(family: str, max_failure_rate: float = DEFAULT_MAX_FAILURE_RA
         # metrics are not reported; one undefined in a run with it on is NaN, as any other.
         specs = [protocol.schema.spec(name) for name in protocol.schema.metric_names]
         on = {s.option for s in specs if s.option and summary[s.name] is not None}
-        reported = [s.name for s in specs if s.option is None or s.option in on]
+        reported = [
+            s.name for s in specs
+            if (s.option is None or s.option in on) and (judged or not s.needs_judge)
+        ]  # fmt: skip
         if flagged and not computing_for_display():
             judges = {call.get("model") for item in items for call in item["judge"]}
             task = next((item["task"] for item in items), family)
@@ -248,24 +310,25 @@ def ralign_metrics(family: str, max_failure_rate: float = DEFAULT_MAX_FAILURE_RA
             values[name] = _number(summary[name] if measured else None)
             values[f"{name}_stderr"] = _number(summary["stderr"][name] if measured else None)
         for name in protocol.schema.count_names:
-            values[name] = _number(summary[name])
+            if judged or not protocol.schema.spec(name).needs_judge:
+                values[name] = _number(summary[name])
         return values
 
     return compute
 
 
 def score_sample(
-    protocol: Protocol[Any, Any, Any],
-    options: dict[str, Any],
-    metajudge_template: str | None,
-    metajudge_cache: bool,
-    defaults: GenerateConfig,
+    protocol: Protocol[Any, Any, Any], options: dict[str, Any], settings: JudgeSettings | None
 ) -> Callable[[TaskState, Target], Any]:
-    """The scoring function of one protocol's scorer."""
+    """The scoring function of one protocol's scorer (``settings``: the judge's, ``None``
+    without a judge)."""
+    template = protocol.judge_template(settings) if settings else None
+    cache = settings is not None and settings.transport.cache
+    defaults = judge_generate_config(settings) if settings else GenerateConfig()
 
     async def score(state: TaskState, target: Target) -> Score:
         # No scores at all without a meta-judge, for a family that has a judge step.
-        judge = meta_judge_model() if protocol.uses_judge else None
+        judge = meta_judge_model() if settings is not None else None
         spec = _task_of(state.metadata, protocol)
         record = protocol.record_from_dict(state.metadata)
         judgment = protocol.judgment(
@@ -273,7 +336,7 @@ def score_sample(
             genrm_outputs(state),
             {**options, **(state.metadata.get(OPTIONS_KEY) or {})},
         )
-        prompts = protocol.judge_prompts(judgment, metajudge_template)
+        prompts = protocol.judge_prompts(judgment, template)
         calls: list[JudgeCall[Any] | None] = [None] * len(prompts)
         if judge is not None:
             # A role's own config (--model-role meta_judge="{model: …, temperature: 0}") wins.
@@ -281,7 +344,7 @@ def score_sample(
 
             async def ask_slot(slot: int, prompt: str) -> None:
                 call = await ask_until_valid(
-                    lambda attempt: ask_judge(judge, prompt, config, metajudge_cache, attempt),
+                    lambda attempt: ask_judge(judge, prompt, config, cache, attempt),
                     protocol.check(judgment, slot),
                     judge_attempts(config),
                     gave_up=lambda exc: isinstance(exc, TransportGaveUp),
@@ -323,63 +386,73 @@ def _task_of(metadata: dict[str, Any], protocol: Protocol[Any, Any, Any]) -> Tas
     return get_task(name) if name else protocol.tasks[0]
 
 
+def judge_parameters(protocol: Protocol[Any, Any, Any]) -> list[signatures.Parameter]:
+    """The judge's parameters of ``protocol``'s Inspect task and scorer: its settings
+    (:func:`inspect_settings`) with their defaults, the switch ``metajudge`` and the earlier
+    names (no default: they are only read where given)."""
+    if not protocol.uses_judge:
+        return []
+    keyword = signatures.Parameter.KEYWORD_ONLY
+    return [
+        *(
+            signatures.Parameter(s.name, keyword, default=s.default)
+            for s in inspect_settings(protocol)
+        ),
+        signatures.Parameter(SWITCH_NAME, keyword, default=None),
+        *(signatures.Parameter(old, keyword, default=None) for old in inspect_aliases(protocol)),
+    ]
+
+
+def judge_docs(protocol: Protocol[Any, Any, Any]) -> str:
+    """The ``Args`` lines of :func:`judge_parameters`."""
+    if not protocol.uses_judge:
+        return ""
+    settings = "".join(
+        f"      {s.name}: {s.help} (default: {s.default_text}; {s.env}).\n"
+        for s in inspect_settings(protocol)
+    )
+    aliases = "".join(
+        f"      {old}: the earlier name of {new} (warns).\n"
+        for old, new in inspect_aliases(protocol).items()
+    )
+    return (
+        settings
+        + f"      {SWITCH_NAME}: none switches the judge off (as RALIGN_METAJUDGE=none): only what "
+        "needs no judge is reported.\n"
+        + aliases
+        + "      The judge's model, endpoint, key, concurrency and backend are the meta_judge "
+        "role's (--model-role meta_judge=<provider/model>); a temperature, max_tokens or "
+        "max_retries in the role's own config wins over these.\n"
+    )
+
+
 def _scorer_factory(protocol: Protocol[Any, Any, Any]) -> Callable[..., Scorer]:
     """The registered scorer of a protocol: parameters are its scoring options and the
     judge's settings."""
     scoring = protocol.options_of("scoring")
 
     def factory(**given: Any) -> Scorer:
-        kwargs = bound_with_defaults(signature, given)
-        options = protocol.option_values(kwargs, protocol.scorer_name)
-        if not protocol.uses_judge:
-            return score_sample(protocol, options, None, False, GenerateConfig())
-        attempts = kwargs["metajudge_max_attempts"]
-        if kwargs["metajudge_attempts"] is not None:  # the earlier name, still accepted
-            logger.warning(
-                "metajudge_attempts is now metajudge_max_attempts, as in the CLI and lm-eval"
-            )
-            attempts = kwargs["metajudge_attempts"]
-        defaults = judge_generate_config(attempts, kwargs["metajudge_timeout"])
-        return score_sample(
-            protocol, options, kwargs["metajudge_template"], kwargs["metajudge_cache"], defaults
+        options = protocol.option_values(
+            bound_with_defaults(signature, given), protocol.scorer_name
         )
+        return score_sample(protocol, options, inspect_judge(protocol, given))
 
     keyword = signatures.Parameter.KEYWORD_ONLY
-    judge_parameters = [
-        signatures.Parameter("metajudge_template", keyword, default=None),
-        signatures.Parameter("metajudge_cache", keyword, default=True),
-        signatures.Parameter(
-            "metajudge_max_attempts", keyword, default=META_JUDGE_DEFAULTS.max_attempts
-        ),
-        signatures.Parameter("metajudge_attempts", keyword, default=None),
-        signatures.Parameter(
-            "metajudge_timeout", keyword, default=int(META_JUDGE_DEFAULTS.timeout)
-        ),
-    ]
     parameters = [
         *(signatures.Parameter(o.name, keyword, default=o.default) for o in scoring),
-        *(judge_parameters if protocol.uses_judge else []),
+        *judge_parameters(protocol),
     ]
     signature = signatures.Signature(parameters)
     factory.__signature__ = signature  # type: ignore[attr-defined]
     factory.__name__ = factory.__qualname__ = protocol.scorer_name
     option_docs = "".join(f"\n      {o.name}: {o.help}" for o in scoring)
-    judge_docs = (
-        "      metajudge_template: path of a Jinja2 template replacing the judge prompt.\n"
-        "      metajudge_cache: keep the judge's answers in Inspect's model cache (default: on,\n"
-        "        as in the CLI and lm-eval).\n"
-        "      metajudge_max_attempts: asks per judge request, for errors, empty and malformed "
-        "answers (a ``max_retries`` in the role's own config takes precedence).\n"
-        "      metajudge_attempts: the earlier name of metajudge_max_attempts (warns).\n"
-        "      metajudge_timeout: seconds per judge attempt.\n"
-    )
     what = (
         "parse the GenRM's output and have the judge (role ``meta_judge``) grade it"
         if protocol.uses_judge
         else "parse the GenRM's verdicts and score them by the benchmark's official rule"
     )
-    factory.__doc__ = f"{protocol.title}: {what}.\n\n    Args:{option_docs}\n" + (
-        judge_docs if protocol.uses_judge else ""
+    factory.__doc__ = f"{protocol.title}: {what}.\n\n    Args:{option_docs}\n" + judge_docs(
+        protocol
     )
     return scorer(metrics=[ralign_metrics(protocol.name)], name=protocol.scorer_name)(factory)
 

@@ -2,14 +2,17 @@
 ``… ralign_tasks/ralign_helpsteer3_atomic`` and so on, one per registered task.
 
 The model under evaluation is the GenRM; the judge is the model bound to the ``meta_judge``
-role (``--model-role meta_judge=<provider/model>``), which is required. A task's parameters
-(``-T``) are the common ones (``data_dir``, ``sample``, the group filter, templates, judge cache)
-and its family's options.
+role (``--model-role meta_judge=<provider/model>``), which is required unless ``-T
+metajudge=none`` (or ``RALIGN_METAJUDGE=none``) switches the judge off. A task's parameters
+(``-T``) are the common ones (``data_dir``, ``sample``, the group filter, the GenRM template),
+its family's options and the judge's settings (``metajudge_<key>``, see
+:mod:`ralign_tasks.scorers.settings`).
 """
 
 from __future__ import annotations
 
 import inspect as signatures
+import logging
 import os
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -36,11 +39,21 @@ from ralign_tasks.inspect_adapter.scorer import (
     SCORERS,
     bound_with_defaults,
     genrm_full_text,
+    inspect_aliases,
+    inspect_judge,
+    inspect_values,
+    judge_docs,
+    judge_parameters,
     meta_judge_model,
     provider_said,
     ralign_metrics,
 )
-from ralign_tasks.protocols import TASK_KEY, TASKS, Protocol, TaskSpec, protocol_of
+from ralign_tasks.judge import JUDGE_SETTINGS
+from ralign_tasks.protocols import PROTOCOLS, TASK_KEY, TASKS, Protocol, TaskSpec, protocol_of
+from ralign_tasks.scorers.config import ConfigError
+from ralign_tasks.scorers.settings import NAME_PREFIX
+
+logger = logging.getLogger("ralign_tasks.inspect")
 
 
 class TaskSetupError(PrerequisiteError):
@@ -186,17 +199,24 @@ def genrm_game(index: int, genrm_template: str | None = None) -> Solver:
     return ask
 
 
-def build_task(spec: TaskSpec, **params: Any) -> Task:
-    """The Inspect task of one registered task (the body of every generated ``@task``)."""
+def build_task(spec: TaskSpec, judge_given: Mapping[str, Any], **params: Any) -> Task:
+    """The Inspect task of one registered task (the body of every generated ``@task``):
+    ``params`` are all its parameters, ``judge_given`` the judge's that the user gave."""
     protocol = protocol_of(spec)
+    try:
+        judge = inspect_judge(protocol, judge_given)
+    except (ConfigError, ValueError) as exc:
+        raise TaskSetupError(str(exc)) from exc
     # Inside `inspect eval` (an active model is set while tasks are created) the model roles
     # are known already: a missing judge stops the run before it starts. A Task built by hand
     # before eval() gets the same error from its setup step, before any generation.
-    if active_model() is not None and protocol.uses_judge:
+    if active_model() is not None and judge is not None:
         meta_judge_model()
     try:
         options = protocol.option_values(params, spec.task)
-        protocol.check_templates(params["genrm_template"], params.get("metajudge_template"))
+        protocol.check_templates(
+            params["genrm_template"], protocol.judge_template(judge) if judge else None
+        )
         dataset = task_dataset(
             spec,
             data_dir=params["data_dir"],
@@ -208,29 +228,24 @@ def build_task(spec: TaskSpec, **params: Any) -> Task:
     except (DataUnavailableError, ValueError, FileNotFoundError, TemplateError) as exc:
         raise TaskSetupError(str(exc)) from exc
     scoring = {o.name: options[o.name] for o in protocol.options_of("scoring")}
-    judge_params = (
-        {
-            "metajudge_template": params["metajudge_template"],
-            "metajudge_cache": params["metajudge_cache"],
-        }
-        if protocol.uses_judge
-        else {}
-    )
     return Task(
         dataset=dataset,
-        setup=require_meta_judge() if protocol.uses_judge else None,
+        setup=require_meta_judge() if judge is not None else None,
         solver=(
             ask_genrm(params["genrm_template"])
             if protocol.asks_several(options)
             else ask_genrm_once()
         ),
-        scorer=SCORERS[protocol.scorer_name](**scoring, **judge_params),
+        scorer=SCORERS[protocol.scorer_name](**scoring, **inspect_values(protocol, judge)),
         # The official GenRM settings; --temperature, --max-tokens etc. override them.
         config=GenerateConfig(
             temperature=protocol.genrm_temperature, max_tokens=protocol.genrm_max_tokens
         ),
-        # The scorer's metrics with this task's failure rule.
-        metrics=[ralign_metrics(protocol.name, _rate(params["max_failure_rate"]))],
+        # The scorer's metrics with this task's failure rule (and without a judge, only what
+        # needs none).
+        metrics=[
+            ralign_metrics(protocol.name, _rate(params["max_failure_rate"]), judge is not None)
+        ],
         headline_metric=HeadlineMetric(metric=protocol.schema.headline),
         version=__version__,
         metadata={
@@ -253,41 +268,70 @@ def _task_parameters(protocol: Protocol[Any, Any, Any]) -> list[signatures.Param
     def parameter(name: str, default: Any) -> signatures.Parameter:
         return signatures.Parameter(name, keyword, default=default)
 
-    judge = [parameter("metajudge_template", None), parameter("metajudge_cache", True)]
     return [
         parameter("data_dir", None),
         parameter("sample", False),
         parameter(protocol.group_field, None),
         *(parameter(option.name, option.default) for option in protocol.options),
         parameter("genrm_template", None),
-        *(judge if protocol.uses_judge else []),
+        *judge_parameters(protocol),
         parameter("max_failure_rate", DEFAULT_MAX_FAILURE_RATE),
     ]
+
+
+def _unused(spec: TaskSpec, names: Sequence[str]) -> None:
+    """Parameters ``spec``'s task does not take: Inspect's warning for an unused parameter
+    (an eval of several tasks gives them all the same ``-T``), but a ``metajudge_…`` name that
+    is no judge setting, or one that Inspect spells its own way (the role's model, …), is a
+    :class:`TaskSetupError` rather than a run with the default."""
+    settings = {s.name: s for s in JUDGE_SETTINGS}
+    earlier = {old for protocol in PROTOCOLS for old in inspect_aliases(protocol)}
+    for name in names:
+        setting = settings.get(name)
+        if setting is not None and setting.inspect is not None:
+            raise TaskSetupError(
+                f"{spec.task}: {name} is not a task parameter in Inspect: the judge's "
+                f"{setting.key.replace('_', ' ')} is {setting.inspect}"
+            )
+        if name.startswith(NAME_PREFIX) and setting is None and name not in earlier:
+            known = [p.name for p in judge_parameters(protocol_of(spec))]
+            raise TaskSetupError(
+                f"{spec.task}: unknown meta-judge setting {name!r}"
+                + (f"; its settings are {', '.join(known)}" if known else "")
+            )
+        logger.warning("param '%s' not used by task '%s'", name, spec.task)
 
 
 def _task_function(spec: TaskSpec) -> Callable[..., Task]:
     """A registered ``@task`` named after ``spec`` whose parameters are its family's."""
     protocol = protocol_of(spec)
     signature = signatures.Signature(_task_parameters(protocol), return_annotation=Task)
+    judge_names = {p.name for p in judge_parameters(protocol)}
 
     def factory(**params: Any) -> Task:
-        return build_task(spec, **bound_with_defaults(signature, params))
+        _unused(spec, [name for name in params if name not in signature.parameters])
+        given = {name: value for name, value in params.items() if name in signature.parameters}
+        judge_given = {name: value for name, value in given.items() if name in judge_names}
+        return build_task(spec, judge_given, **bound_with_defaults(signature, given))
 
-    factory.__signature__ = signature  # type: ignore[attr-defined]
+    # Inspect passes a task only the -T parameters its signature names (and warns of the
+    # others): ``other`` lets the factory see them, so that a mistyped judge setting is an
+    # error rather than a run with the default.
+    factory.__signature__ = signature.replace(  # type: ignore[attr-defined]
+        parameters=[
+            *signature.parameters.values(),
+            signatures.Parameter("other", signatures.Parameter.VAR_KEYWORD),
+        ]
+    )
     factory.__name__ = factory.__qualname__ = spec.task
     option_docs = "".join(f"\n      {o.name}: {o.help}" for o in protocol.options)
-    judge_docs = (
-        "      metajudge_template: path of a Jinja2 template replacing the judge prompt.\n"
-        "      metajudge_cache: keep the judge's answers in Inspect's model cache (default: on,\n"
-        "        as in the CLI and lm-eval).\n"
-    )
     factory.__doc__ = (
         f"{spec.title}: {protocol.title} of a GenRM.\n\n    Args:\n"
         "      data_dir: local copy of the dataset (default: $RALIGN_DATA_DIR, then the hub).\n"
         "      sample: use the bundled sample.\n"
         f"      {protocol.group_field}: keep only these (one name or a list).{option_docs}\n"
         "      genrm_template: path of a Jinja2 template replacing the GenRM prompt.\n"
-        + (judge_docs if protocol.uses_judge else "")
+        + judge_docs(protocol)
         + "      max_failure_rate: the eval fails (status error, samples kept) when at least "
         "this share of the GenRM's or the judge's requests failed.\n"
     )

@@ -37,25 +37,17 @@ from ralign_tasks.identity import (
     unusable_block,
 )
 from ralign_tasks.item import checked_item
+from ralign_tasks.judge import JUDGE_SETTINGS, resolve_judge
 from ralign_tasks.lm_eval_adapter import compat
 from ralign_tasks.pipeline import judge_items
 from ralign_tasks.protocols import PROTOCOLS, TASK_KEY, get_task, protocol_of
 from ralign_tasks.protocols.base import GenRMOutput
 from ralign_tasks.scorers.ask import StopRun
-from ralign_tasks.scorers.config import (
-    METAJUDGE_ENV_PREFIX,
-    ConfigError,
-    EndpointConfig,
-    host_of,
-    judge_switched_off,
-)
+from ralign_tasks.scorers.config import METAJUDGE_ENV_PREFIX, ConfigError, host_of
 from ralign_tasks.scorers.jsonl import json_text
 from ralign_tasks.scorers.schema import merged_specs
+from ralign_tasks.scorers.settings import SWITCH_NAME, JudgeSettings, given_by_name, switched_off
 
-# Judge keys in --metadata carry this prefix: lm-eval merges --model_args into the same
-# mapping, so a bare `model` or `base_url` there would be the GenRM's own.
-METADATA_PREFIX = "metajudge_"
-METAJUDGE_SWITCH = "metajudge"  # `metajudge: none` reports what needs no judge only
 # A document's generation options (JSON) and, in the copy doc_to_text gets for a document's
 # later requests, which of its prompts to render.
 OPTIONS_KEY = "ralign_options"
@@ -186,30 +178,21 @@ def _report_unusable(task: str, block: str) -> None:
     _unusable.append(block)
 
 
-def judge_config(metadata: Mapping[str, Any]) -> EndpointConfig | None:
-    """Judge settings from ``RALIGN_METAJUDGE_*`` and ``metajudge_*`` metadata keys; ``None``
-    when switched off with ``metajudge: none`` (or ``RALIGN_METAJUDGE=none``)."""
-    if judge_switched_off(metadata.get(METAJUDGE_SWITCH)):
+def judge_config(metadata: Mapping[str, Any]) -> JudgeSettings | None:
+    """The judge's settings from ``RALIGN_METAJUDGE_*`` and the ``metajudge_*`` metadata keys
+    (see :mod:`ralign_tasks.scorers.settings`); ``None`` when switched off with ``metajudge:
+    none`` (or ``RALIGN_METAJUDGE=none``)."""
+    if switched_off(metadata.get(SWITCH_NAME)):
         return None
-    if f"{METADATA_PREFIX}api_key" in metadata:
-        raise ConfigError(
-            f"pass the meta-judge API key as {METAJUDGE_ENV_PREFIX}API_KEY in the environment, "
-            "not in --metadata: lm-eval writes the metadata into its results file"
-        )
-    overrides = {
-        key.removeprefix(METADATA_PREFIX): value
-        for key, value in metadata.items()
-        if key.startswith(METADATA_PREFIX)
-    }
-    config = EndpointConfig.from_sources(METAJUDGE_ENV_PREFIX, overrides)
-    if not config.model:
+    judge = resolve_judge(given_by_name(metadata, JUDGE_SETTINGS, "--metadata"))
+    if not judge.transport.model:
         raise ConfigError(
             f"no meta-judge configured for the R-Align tasks: set {METAJUDGE_ENV_PREFIX}MODEL "
             f"(and {METAJUDGE_ENV_PREFIX}BASE_URL, {METAJUDGE_ENV_PREFIX}API_KEY as needed) or "
             'pass --metadata \'{"metajudge_model": ..., "metajudge_base_url": ...}\'. '
             'For label accuracy alone, pass --metadata \'{"metajudge": "none"}\'.'
         )
-    return config
+    return judge
 
 
 class RalignTask(ConfigurableTask):
@@ -296,7 +279,9 @@ class RalignTask(ConfigurableTask):
                 spec.label for spec in map(self.protocol.schema.spec, judged.unmeasured)
                 if spec.option is None or self.protocol.option_on(spec.option, self.options)
             ]  # fmt: skip
-            judge_host = host_of(self.judge_config.endpoint) if self.judge_config else None
+            judge_host = (
+                host_of(self.judge_config.transport.endpoint) if self.judge_config else None
+            )
             endpoints = {"judge": stats.endpoint if stats else judge_host}
             _report_unusable(self.spec.task, unusable_block(
                 self.spec.task, flagged, endpoints, self.max_failure_rate, sorted(labels),

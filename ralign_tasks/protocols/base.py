@@ -22,8 +22,8 @@ from ralign_tasks.data import LoadResult, locate_data_file, read_jsonl_records
 from ralign_tasks.item import ITEM_VERSION
 from ralign_tasks.prompts import load_template
 from ralign_tasks.scorers.ask import JudgeCall
-from ralign_tasks.scorers.config import EndpointConfig
 from ralign_tasks.scorers.schema import Schema
+from ralign_tasks.scorers.settings import JudgeSettings
 
 RecordT = TypeVar("RecordT")
 JudgmentT = TypeVar("JudgmentT")
@@ -158,15 +158,13 @@ class Protocol(ABC, Generic[RecordT, JudgmentT, OutcomeT]):
     genrm_temperature: ClassVar[float] = 0.4
     genrm_max_tokens: ClassVar[int] = 8192
     # The bundled prompt templates, the environment variable that replaces the GenRM's (if
-    # any), and the judge endpoint setting (EndpointConfig field) that replaces the judge's;
-    # a family without a judge step has no judge template.
+    # any), and the key of the judge setting that replaces the judge's (``template``:
+    # ``--metajudge-template``, ``RALIGN_METAJUDGE_TEMPLATE``, ``metajudge_template``; see
+    # :mod:`ralign_tasks.scorers.settings`); a family without a judge step has no judge template.
     genrm_template_file: ClassVar[str]
     judge_template_file: ClassVar[str | None] = None
     genrm_template_env: ClassVar[str | None] = None
     judge_template_setting: ClassVar[str | None] = None
-    # The environment variable that replaces the judge's template where no setting is given
-    # (Inspect's scorer parameter), as EndpointConfig reads it for the CLI and lm-eval.
-    judge_template_env: ClassVar[str | None] = None
 
     @property
     def uses_judge(self) -> bool:
@@ -255,9 +253,9 @@ class Protocol(ABC, Generic[RecordT, JudgmentT, OutcomeT]):
 
     # --- prompt templates ------------------------------------------------------------------
 
-    def judge_template(self, config: EndpointConfig) -> str | None:
+    def judge_template(self, judge: JudgeSettings) -> str | None:
         """This family's judge template in the judge's settings (``None``: the bundled one)."""
-        return getattr(config, self.judge_template_setting) if self.judge_template_setting else None
+        return judge.template(self.judge_template_setting)
 
     def genrm_template_files(self) -> tuple[str, ...]:
         """The bundled GenRM templates the family may render (all are checked up front)."""
@@ -272,12 +270,7 @@ class Protocol(ABC, Generic[RecordT, JudgmentT, OutcomeT]):
         for name in self.genrm_template_files():
             load_template(None, name)
         if self.judge_template_file is not None:
-            load_template(self.resolved_judge_template(judge), self.judge_template_file)
-
-    def resolved_judge_template(self, template: str | None) -> str | None:
-        """``template``, else the family's environment variable (``None``: the bundled one)."""
-        env = os.environ.get(self.judge_template_env) if self.judge_template_env else None
-        return template or env or None
+            load_template(judge, self.judge_template_file)
 
     # --- the judge -------------------------------------------------------------------------
 

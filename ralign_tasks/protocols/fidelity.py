@@ -34,7 +34,6 @@ HF_DATASET = "lyn22333/R-Align-BMK"
 GENRM_TEMPLATE = "genrm_pairwise.jinja"
 METAJUDGE_TEMPLATE = "metajudge.jinja"
 GENRM_TEMPLATE_ENV = "RALIGN_GENRM_TEMPLATE"
-METAJUDGE_TEMPLATE_ENV = "RALIGN_METAJUDGE_TEMPLATE"
 
 
 @dataclass(frozen=True)
@@ -108,9 +107,8 @@ def render_metajudge_prompt(
     ``order_swapped``: the GenRM saw the answers swapped (a swap run's second order), so the
     golden rationale names them the other way round, which the prompt says. ``genrm_first``:
     the GenRM's output comes before the golden rationale (the meta-judge position probe)."""
-    path = template_path or os.environ.get(METAJUDGE_TEMPLATE_ENV)
     return (
-        load_template(path, METAJUDGE_TEMPLATE)
+        load_template(template_path, METAJUDGE_TEMPLATE)
         .render(
             **_comparison_vars(record),
             golden_rationale=record.golden_rationale,
@@ -188,7 +186,6 @@ class FidelityProtocol(Protocol[PairRecord, FidelityJudgment, ItemOutcome]):
     judge_template_file = METAJUDGE_TEMPLATE
     genrm_template_env = GENRM_TEMPLATE_ENV
     judge_template_setting = "template"  # RALIGN_METAJUDGE_TEMPLATE, metajudge_template
-    judge_template_env = METAJUDGE_TEMPLATE_ENV
     tasks = (
         _spec("ralign_helpsteer3", "HelpSteer3", "helpsteer3_aug", "helpsteer3"),
         _spec("ralign_rewardbench2", "RewardBench 2", "reward_bench2_aug", "reward_bench2"),

@@ -189,7 +189,6 @@ class RationaleProtocol(Protocol[AtomicRecord, AtomicJudgment, AtomicOutcome]):
     genrm_template_file = ATOMIC_GENRM_TEMPLATE
     judge_template_file = ATOMIC_METAJUDGE_TEMPLATE
     judge_template_setting = "rc_template"  # RALIGN_METAJUDGE_RC_TEMPLATE, metajudge_rc_template
-    judge_template_env = "RALIGN_METAJUDGE_RC_TEMPLATE"
     tasks = (RC_TASK,)
     options = (
         Option("split", "test", "test (1,000 items) or full (22,116)", ("test", "full"), "data"),
@@ -265,7 +264,7 @@ class RationaleProtocol(Protocol[AtomicRecord, AtomicJudgment, AtomicOutcome]):
         if judgment.skip_status is not None:
             return [None]
         reasons, rationales = judgment.scored_reasons, list(judgment.record.checklist)
-        return [render_rc_prompt(reasons, rationales, self.resolved_judge_template(template))]
+        return [render_rc_prompt(reasons, rationales, template)]
 
     def check(
         self, judgment: AtomicJudgment, slot: int

@@ -17,6 +17,7 @@ from ralign_tasks.protocols.base import GenRMOutput
 from ralign_tasks.protocols.fidelity import FIDELITY, PairRecord
 from ralign_tasks.report.runs import load_runs
 from ralign_tasks.scorers.config import EndpointConfig
+from ralign_tasks.scorers.settings import JudgeSettings
 from ralign_tasks.testing.loopback import (
     LoopbackServer,
     is_metajudge_prompt,
@@ -145,9 +146,9 @@ def test_api_run_matches_hand_computed_metrics_and_the_cli_pipeline(scripted, tm
     assert scores[6].metadata["genrm"]["error"]  # the failed GenRM call says why
     records = [PairRecord.from_dict(sample.metadata) for sample in log.samples]
     config = EndpointConfig(
-        model="judge", base_url=scripted.base_url, api_key="x", max_attempts=1, use_cache=False
+        model="judge", base_url=scripted.base_url, api_key="x", max_attempts=1, cache=False
     )
-    run = score_outputs(get_task("helpsteer3"), records, outputs, config)
+    run = score_outputs(get_task("helpsteer3"), records, outputs, JudgeSettings(config))
     assert [i.item for i in run.items] == [
         s.metadata | {"judge": i.item["judge"]} for s, i in zip(scores, run.items, strict=True)
     ]

@@ -17,6 +17,7 @@ from ralign_tasks.scorers import local_backends
 from ralign_tasks.scorers.config import EndpointConfig
 from ralign_tasks.scorers.engine import ChatRequest, run_chat_batch
 from ralign_tasks.scorers.fidelity import MetaStatus
+from ralign_tasks.scorers.settings import JudgeSettings
 from ralign_tasks.testing.random_model import build_random_llama
 
 pytestmark = pytest.mark.vllm
@@ -49,6 +50,8 @@ def test_vllm_backend_generates_for_every_request(vllm_config):
 def test_vllm_backend_through_judge_items(vllm_config):
     records = load_task("reward_bench2", sample_data_dir()).records[:4]
     items = [FidelityJudgment.from_output(r, f"\\boxed{{{r.label}}}") for r in records]
-    verdicts, stats = judge_items(get_task("reward_bench2"), records, items, vllm_config)
+    verdicts, stats = judge_items(
+        get_task("reward_bench2"), records, items, JudgeSettings(vllm_config)
+    )
     assert stats.requests == 4
     assert {v.outcome.meta for v in verdicts} <= {MetaStatus.PARSE_FAIL, MetaStatus.CALL_FAIL}

@@ -24,6 +24,7 @@ from ralign_tasks.scorers.rationale import (
     parse_reasons,
     score_picks,
 )
+from ralign_tasks.scorers.settings import JudgeSettings
 from ralign_tasks.testing.loopback import LoopbackServer, prompt_of
 from tests.support.folders import run_dir
 
@@ -230,7 +231,7 @@ def test_malformed_answers_are_asked_again_then_fail(tmp_path):
         return "never well-formed"
 
     with LoopbackServer(respond) as server:
-        config = EndpointConfig(model="j", base_url=server.base_url, max_attempts=3)
+        config = JudgeSettings(EndpointConfig(model="j", base_url=server.base_url, max_attempts=3))
         verdicts, _ = judge_items(RC_TASK, records, judgments, config)
         sent = len(server.requests)
         # A rerun pays for nothing: every well-formed answer and every re-ask is cached.
@@ -301,12 +302,11 @@ def test_each_family_reads_its_own_judge_template(tmp_path):
         return rc_block(*(f"- R{k}@S0: 0" for k in range(1, len(records[0].checklist) + 1)))
 
     with LoopbackServer(respond) as server:
-        config = EndpointConfig(
-            model="j", base_url=server.base_url, template=str(fidelity_template)
-        )
+        transport = EndpointConfig(model="j", base_url=server.base_url)
+        config = JudgeSettings(transport, {"template": str(fidelity_template)})
         (item,), _ = judge_items(RC_TASK, records, judgments, config)
         assert item.outcome.status is ItemStatus.SCORED and "<RESULT_START>" in prompts[0]
-        config = config.with_(rc_template=str(rc_template))
+        config = JudgeSettings(transport, {**config.templates, "rc_template": str(rc_template)})
         judge_items(RC_TASK, records, judgments, config)
     assert prompts[1] == f"MINE 1 {len(records[0].checklist)}"
 

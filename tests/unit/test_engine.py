@@ -17,6 +17,7 @@ from ralign_tasks.scorers.cache import CacheError, ResponseCache
 from ralign_tasks.scorers.config import ConfigError, EndpointConfig
 from ralign_tasks.scorers.engine import ChatRequest, FatalEndpointError, run_chat_batch
 from ralign_tasks.scorers.fidelity import MetaStatus
+from ralign_tasks.scorers.settings import JudgeSettings
 from ralign_tasks.testing.loopback import METAJUDGE_CORRECT, LoopbackServer, Reply, prompt_of
 
 FAST_RETRY = {"retry-after-ms": "5"}
@@ -275,7 +276,7 @@ def test_judge_items_sends_only_label_correct_items(sample_records):
     ]
     with LoopbackServer(lambda body: METAJUDGE_CORRECT) as server:
         items, stats = judge_items(
-            get_task("helpsteer3"), sample_records, judgments, config_for(server)
+            get_task("helpsteer3"), sample_records, judgments, JudgeSettings(config_for(server))
         )
         sent = server.prompts()
     correct = [j for j in judgments if j.label_correct]
@@ -293,10 +294,10 @@ def test_judge_items_sends_only_label_correct_items(sample_records):
 def test_config_from_env_and_overrides(monkeypatch):
     monkeypatch.setenv("RALIGN_METAJUDGE_MODEL", "env-model")
     monkeypatch.setenv("RALIGN_METAJUDGE_CONCURRENCY", "8")
-    monkeypatch.setenv("RALIGN_METAJUDGE_USE_CACHE", "false")
+    monkeypatch.setenv("RALIGN_METAJUDGE_CACHE", "false")
     config = EndpointConfig.from_sources(overrides={"model": "meta-model", "timeout": "30"})
     assert (config.model, config.concurrency, config.timeout) == ("meta-model", 8, 30.0)
-    assert config.use_cache is False
+    assert config.cache is False
     monkeypatch.setenv("RALIGN_METAJUDGE_CONCURRENCY", "lots")
     with pytest.raises(ConfigError, match="RALIGN_METAJUDGE_CONCURRENCY"):
         EndpointConfig.from_sources()
@@ -436,7 +437,7 @@ def test_repeats_fed_after_their_request_was_answered_share_its_answer(monkeypat
     monkeypatch.setattr(engine, "FEED_STEP", 1)  # one request taken in per step
     requests = requests_for(3) * 3
     with LoopbackServer(lambda body: f"answer {prompt_of(body)}", latency_s=0.01) as server:
-        results, stats = run_chat_batch(requests, config_for(server, use_cache=False))
+        results, stats = run_chat_batch(requests, config_for(server, cache=False))
         assert sorted(server.prompts()) == ["q0", "q1", "q2"]
     assert [r.value for r in results] == [f"answer q{i % 3}" for i in range(9)]
     assert (stats.requests, stats.calls, stats.completion_tokens) == (9, 3, 6)

@@ -13,6 +13,7 @@ from ralign_tasks.scorers.config import EndpointConfig
 from ralign_tasks.scorers.engine import ChatRequest, FatalEndpointError, run_chat_batch
 from ralign_tasks.scorers.fidelity import MetaStatus
 from ralign_tasks.scorers.local_backends import Completion
+from ralign_tasks.scorers.settings import JudgeSettings
 from ralign_tasks.testing.loopback import LoopbackServer, prompt_of
 from ralign_tasks.testing.random_model import build_random_llama
 from tests.support.scripted import meta_answer
@@ -57,7 +58,9 @@ def judgments(records):
 
 def judge_all(judgments, config):
     """Meta verdicts (the judge calls of the label-correct items) and the batch stats."""
-    items, stats = judge_items(HELPSTEER3, [j.record for j in judgments], judgments, config)
+    items, stats = judge_items(
+        HELPSTEER3, [j.record for j in judgments], judgments, JudgeSettings(config)
+    )
     return items, stats
 
 
@@ -72,11 +75,11 @@ def test_all_backends_give_the_same_verdicts(sample_records, scripted_local):
     items = judgments(sample_records)
     by_backend = {}
     for backend in ("hf", "vllm"):
-        config = EndpointConfig(model="judge", backend=backend, use_cache=False)
+        config = EndpointConfig(model="judge", backend=backend, cache=False)
         verdicts, _ = judge_all(items, config)
         by_backend[backend] = [v.outcome.meta for v in verdicts]
     with LoopbackServer(lambda body: scripted_answer(prompt_of(body))) as server:
-        config = EndpointConfig(model="judge", base_url=server.base_url, use_cache=False)
+        config = EndpointConfig(model="judge", base_url=server.base_url, cache=False)
         verdicts, _ = judge_all(items, config)
         by_backend["openai"] = [v.outcome.meta for v in verdicts]
     expected = [
@@ -159,6 +162,6 @@ def test_a_local_model_that_fails_stops_the_run(sample_records, monkeypatch):
         raise OSError("no model folder at /nowhere")
 
     monkeypatch.setattr(local_backends, "local_backend", broken)
-    config = EndpointConfig(model="/nowhere", backend="hf", use_cache=False)
+    config = EndpointConfig(model="/nowhere", backend="hf", cache=False)
     with pytest.raises(FatalEndpointError, match="hf backend: OSError: no model folder"):
         judge_all(judgments(sample_records), config)

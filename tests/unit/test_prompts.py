@@ -2,7 +2,8 @@ from dataclasses import replace
 
 import pytest
 
-from ralign_tasks.protocols.fidelity import render_genrm_prompt, render_metajudge_prompt
+from ralign_tasks.judge import resolve_judge
+from ralign_tasks.protocols.fidelity import FIDELITY, render_genrm_prompt, render_metajudge_prompt
 from ralign_tasks.records import Turn
 
 
@@ -51,8 +52,10 @@ def test_templates_can_be_overridden_by_path(sample_records, tmp_path, monkeypat
 
     judge = tmp_path / "judge.jinja"
     judge.write_text("J {{ golden_rationale }} / {{ genrm_output }}", encoding="utf-8")
+    # The environment reaches the prompt through the judge's settings, read once.
     monkeypatch.setenv("RALIGN_METAJUDGE_TEMPLATE", str(judge))
-    assert render_metajudge_prompt(record, "<think>t</think>out") == (
+    template = FIDELITY.judge_template(resolve_judge({}))
+    assert render_metajudge_prompt(record, "<think>t</think>out", template) == (
         f"J {record.golden_rationale} / out"
     )
 
@@ -65,7 +68,6 @@ def test_missing_template_is_a_clear_error(sample_records, tmp_path):
 @pytest.mark.parametrize("options", [{}, {"swap": True}, {"samples": 3}])
 def test_judge_slots_name_exactly_the_prompts_that_are_sent(sample_records, options):
     from ralign_tasks.protocols.base import GenRMOutput
-    from ralign_tasks.protocols.fidelity import FIDELITY
 
     count = 2 if options.get("swap") else options.get("samples", 1)
     texts = ["\\boxed{A}", "\\boxed{B}", None, "no verdict"]
