@@ -9,9 +9,9 @@ A documented example is an HTML comment naming the command, followed by a ``cons
     ```
 
 Each page's examples run in order, in one temporary folder of their own (so a later example can
-read what an earlier one wrote), through ``bash -c`` with this environment: ``$URL`` is the
-stand-in server of ``python -m ralign_tasks.testing.loopback`` (run in this process), and the
-GenRM and meta-judge point at it as the README's quick start sets them up
+read what an earlier one wrote), through ``bash -o pipefail -c`` with this environment:
+``$URL`` is the stand-in server of ``python -m ralign_tasks.testing.loopback`` (run in this
+process), and the GenRM and meta-judge point at it as the README's quick start sets them up
 (``RALIGN_GENRM_MODEL=genrm``, ``RALIGN_METAJUDGE_MODEL=judge``, both base URLs ``$URL``;
 Inspect's ``openai-api/loop/…`` through ``LOOP_BASE_URL``); ``$OTHER_URL`` is a second
 scripted GenRM and judge (see :func:`other`); ``$BUSY_URL`` answers every request with 503;
@@ -105,6 +105,7 @@ def normalise(text: str, replacements: dict[str, str]) -> str:
     for old, new in replacements.items():
         text = text.replace(old, new)
     text = re.sub(r"127\.0\.0\.1:\d{4,5}", "127.0.0.1:<port>", text)
+    text = re.sub(r"\[\d\d/\d\d/\d\d \d\d:\d\d:\d\d\]", "[MM/DD/YY HH:MM:SS]", text)
     text = re.sub(r"\b\d+\.\d+s\b", "<t>s", text)
     text = re.sub(r"(total time: +)\d+:\d\d:\d\d", r"\g<1>H:MM:SS", text)
     text = _LOG_NAME.sub(r"<date>_\1_<id>.", text)
@@ -117,10 +118,12 @@ def normalise(text: str, replacements: dict[str, str]) -> str:
 
 
 def run(example: Example, cwd: Path, env: dict[str, str], replacements: dict[str, str]) -> str:
+    command = ["bash", "-o", "pipefail", "-c", example.command]
     done = subprocess.run(
-        ["bash", "-c", example.command], cwd=cwd, env=env, capture_output=True, text=True,
-        timeout=TIMEOUT_S,
-    )  # fmt: skip
+        command, cwd=cwd, env=env, capture_output=True, text=True, timeout=TIMEOUT_S
+    )
+    if "Traceback" in done.stderr:  # a broken tree, not an example: say so
+        print(f"{example.page.name}: {example.command}: {done.stderr[-800:]}", file=sys.stderr)
     output = normalise(done.stdout, replacements)
     status = f"\n[exit status {done.returncode}]" if done.returncode else ""
     return f"$ {example.command}\n{output}{status}\n"
@@ -170,7 +173,9 @@ def regenerate(pages: list[Path]) -> Iterator[tuple[Example, str]]:
             with tempfile.TemporaryDirectory(prefix="ralign-docs-") as folder:
                 cwd = Path(folder).resolve()
                 env = environment(urls, cwd)
-                replacements = {f"{cwd}/": "", str(cwd): "."}
+                replacements = {
+                    f"{cwd}/": "", str(cwd): ".", str(SHARED_DATA / "judgebench"): "$JUDGEBENCH"
+                }  # fmt: skip
                 for example in examples:
                     if not skipped(example):
                         yield example, run(example, cwd, env, replacements)

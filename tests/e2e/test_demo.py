@@ -4,14 +4,27 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from ralign_tasks.cli.demo import DISCLAIMER
 
 pytestmark = pytest.mark.slow  # about three minutes
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+def readme_demo_lines() -> list[str]:
+    """The lines of the README's `ralign demo` output block (`...` marks what it leaves out)."""
+    block = re.search(
+        r"^<!-- output of: ralign demo .*? -->\n```\n(.*?)^```$", README.read_text(), re.M | re.S
+    )
+    assert block, "README.md has no `ralign demo` output block"
+    return [line for line in block.group(1).splitlines() if line.strip() and line != "..."]
 
 
 def test_demo_runs_offline_and_prints_the_fidelity_table(tmp_path):
@@ -26,6 +39,9 @@ def test_demo_runs_offline_and_prints_the_fidelity_table(tmp_path):
     for text in ("|Groups|", "ralign_helpsteer3", "l_acc", "s_corr", "f_score", "meta_call_fail"):
         assert text in run.stdout
     assert DISCLAIMER in run.stdout
+    # The README shows what the demo prints, numbers included.
+    printed = run.stdout.replace(str(tmp_path / "out"), "ralign_demo")
+    assert [line for line in readme_demo_lines() if line not in printed] == []
     assert f"ralign report {tmp_path / 'out'}" in run.stdout  # where to go next
     (results,) = (tmp_path / "out").glob("*/results_*.json")
     # The GenRM is named by the model's name, not by the cache path it was loaded from.
