@@ -652,7 +652,7 @@ def _outputs_for(
         )
     protocol = protocol_of(spec)
     for record in records:
-        expected = len(protocol.genrm_prompts(record, options))
+        expected = protocol.prompt_count(record, options)
         if len(outputs[record.id]) != expected:
             raise ValueError(
                 f"{path}: item {record.id} has {len(outputs[record.id])} output(s); "

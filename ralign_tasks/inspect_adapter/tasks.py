@@ -98,7 +98,7 @@ def task_dataset(
                 # its solver (ask_genrm).
                 input=[
                     ChatMessageUser(
-                        content=protocol.genrm_prompts(record, options, genrm_template)[0]
+                        content=protocol.genrm_prompt(record, options, 0, genrm_template)
                     )
                 ],
                 target=protocol.target(record),
@@ -125,8 +125,8 @@ def ask_genrm(genrm_template: str | None = None) -> Solver:
     async def solve(state: TaskState, generate: Generate) -> TaskState:
         protocol = protocol_of(state.metadata[TASK_KEY])
         options = _generation_options(protocol, state)
-        prompts = protocol.genrm_prompts(protocol.record_from_dict(state.metadata), options)
-        games = [genrm_game(index, genrm_template) for index in range(len(prompts))]
+        count = protocol.prompt_count(protocol.record_from_dict(state.metadata), options)
+        games = [genrm_game(index, genrm_template) for index in range(count)]
         finished = await fork(state, games)
         state.messages = finished[0].messages
         state.output = finished[0].output
@@ -182,7 +182,7 @@ def genrm_game(index: int, genrm_template: str | None = None) -> Solver:
         protocol = protocol_of(state.metadata[TASK_KEY])
         options = _generation_options(protocol, state)
         record = protocol.record_from_dict(state.metadata)
-        prompt = protocol.genrm_prompts(record, options, genrm_template)[index]
+        prompt = protocol.genrm_prompt(record, options, index, genrm_template)
         state.messages = [ChatMessageUser(content=prompt)]
         state = await generate_fitting(state, generate)
         text = genrm_full_text(state.output)

@@ -40,7 +40,7 @@ from ralign_tasks.item import checked_item
 from ralign_tasks.judge import JUDGE_SETTINGS, resolve_judge
 from ralign_tasks.lm_eval_adapter import compat
 from ralign_tasks.pipeline import judge_items
-from ralign_tasks.protocols import PROTOCOLS, TASK_KEY, get_task, protocol_of
+from ralign_tasks.protocols import PROTOCOLS, TASK_KEY, Protocol, get_task, protocol_of
 from ralign_tasks.protocols.base import GenRMOutput
 from ralign_tasks.scorers.ask import StopRun
 from ralign_tasks.scorers.config import METAJUDGE_ENV_PREFIX, ConfigError, host_of
@@ -114,17 +114,18 @@ def load_docs(
     return {"test": datasets.Dataset.from_list(docs)}
 
 
-def document_prompts(doc: Mapping[str, Any]) -> list[str]:
-    """Every GenRM prompt of a document, in its protocol's order."""
+def _document(doc: Mapping[str, Any]) -> tuple[Protocol, Any, dict[str, Any]]:
+    """A document's protocol, record and generation options."""
     protocol = protocol_of(doc[TASK_KEY])
     options = protocol.option_values(json.loads(doc.get(OPTIONS_KEY) or "{}"), doc[TASK_KEY])
-    return protocol.genrm_prompts(protocol.record_from_dict(doc), options)
+    return protocol, protocol.record_from_dict(doc), options
 
 
 def doc_to_text(doc: Mapping[str, Any]) -> str:
     """The GenRM prompt of a document's request (the first, unless the document names
-    another: a label benchmark asks several per document)."""
-    return document_prompts(doc)[doc.get(PROMPT_INDEX_KEY, 0)]
+    another: a label benchmark asks several per document); only that one is rendered."""
+    protocol, record, options = _document(doc)
+    return protocol.genrm_prompt(record, options, doc.get(PROMPT_INDEX_KEY, 0))
 
 
 def doc_to_target(doc: Mapping[str, Any]) -> str:
@@ -231,7 +232,8 @@ class RalignTask(ConfigurableTask):
         """One generation request per GenRM prompt of the document: the first from lm-eval's
         context, the others from contexts built the same way for the other prompts."""
         first = super().construct_requests(doc, ctx, **kwargs)
-        count = len(document_prompts(doc))
+        protocol, record, options = _document(doc)
+        count = protocol.prompt_count(record, options)
         if count == 1:
             return first
         requests = [first]

@@ -214,13 +214,25 @@ class Protocol(ABC, Generic[RecordT, JudgmentT, OutcomeT]):
 
     # --- the GenRM -------------------------------------------------------------------------
 
+    def prompt_count(self, record: RecordT, options: Mapping[str, Any]) -> int:
+        """How many prompts the GenRM gets for one item: one for most families; a label
+        benchmark asks several (both orders of a pair, the nine style cells of an item, each
+        completion to rate), a swap or repeated run more. ``options`` are the family's."""
+        return 1
+
     @abstractmethod
+    def genrm_prompt(
+        self, record: RecordT, options: Mapping[str, Any], index: int, template: str | None = None
+    ) -> str:
+        """The ``index``-th GenRM prompt of one item (one user message), of
+        :meth:`prompt_count`, in a fixed order: a harness renders only what it sends."""
+
     def genrm_prompts(
         self, record: RecordT, options: Mapping[str, Any], template: str | None = None
     ) -> list[str]:
-        """The GenRM's prompts for one item (one user message each), in a fixed order: one
-        for most families; a label benchmark asks several (both orders of a pair, the nine
-        style cells of an item, each completion to rate). ``options`` are the family's."""
+        """Every GenRM prompt of one item, in order."""
+        count = self.prompt_count(record, options)
+        return [self.genrm_prompt(record, options, i, template) for i in range(count)]
 
     def asks_several(self, options: Mapping[str, Any]) -> bool:
         """Whether an item may need more than one GenRM request under ``options`` (several

@@ -283,13 +283,20 @@ class FidelityProtocol(Protocol[PairRecord, FidelityJudgment, ItemOutcome]):
     def asks_several(self, options: Mapping[str, Any]) -> bool:
         return bool(options.get("swap")) or self.samples(options) > 1
 
-    def genrm_prompts(
-        self, record: PairRecord, options: Mapping[str, Any], template: str | None = None
-    ) -> list[str]:
-        orders = [record, swapped(record)] if options.get("swap") else [record]
-        prompts = [render_genrm_prompt(order, template) for order in orders]
-        # Repeated sampling: the same prompt k times (each harness asks it anew).
-        return prompts * self.samples(options)
+    def prompt_count(self, record: PairRecord, options: Mapping[str, Any]) -> int:
+        # Both orders with swap; repeated sampling asks the same prompts k times (each
+        # harness asks them anew).
+        return (2 if options.get("swap") else 1) * self.samples(options)
+
+    def genrm_prompt(
+        self,
+        record: PairRecord,
+        options: Mapping[str, Any],
+        index: int,
+        template: str | None = None,
+    ) -> str:
+        second_order = bool(options.get("swap")) and index % 2 == 1
+        return render_genrm_prompt(swapped(record) if second_order else record, template)
 
     def target(self, record: PairRecord) -> str:
         return record.label

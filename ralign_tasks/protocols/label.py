@@ -213,11 +213,13 @@ class LabelProtocol(Protocol[RecordT, LabelJudgment, OutcomeT]):
     def summary(self, record: RecordT, games: Sequence[Game]) -> str | None:
         """A short summary of an item's verdicts (the record's ``verdict``)."""
 
-    def genrm_prompts(
-        self, record: RecordT, options: Mapping[str, Any], template: str | None = None
-    ) -> list[str]:
-        games = self.games(record, options)
-        return [self.render(record, shown, options, template) for shown in games]
+    def prompt_count(self, record: RecordT, options: Mapping[str, Any]) -> int:
+        return len(self.games(record, options))
+
+    def genrm_prompt(
+        self, record: RecordT, options: Mapping[str, Any], index: int, template: str | None = None
+    ) -> str:
+        return self.render(record, self.games(record, options)[index], options, template)
 
     def judgment(
         self, record: RecordT, outputs: Sequence[GenRMOutput], options: Mapping[str, Any]

@@ -238,10 +238,14 @@ class RationaleProtocol(Protocol[AtomicRecord, AtomicJudgment, AtomicOutcome]):
 
     # --- the GenRM -------------------------------------------------------------------------
 
-    def genrm_prompts(
-        self, record: AtomicRecord, options: Mapping[str, Any], template: str | None = None
-    ) -> list[str]:
-        return [render_atomic_genrm_prompt(record, template)]
+    def genrm_prompt(
+        self,
+        record: AtomicRecord,
+        options: Mapping[str, Any],
+        index: int,
+        template: str | None = None,
+    ) -> str:
+        return render_atomic_genrm_prompt(record, template)
 
     def target(self, record: AtomicRecord) -> str:
         return record.label or ""  # items without a human preference have no label

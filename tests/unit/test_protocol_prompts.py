@@ -1,0 +1,48 @@
+"""A harness renders only the GenRM prompt it sends: ``genrm_prompt(record, options, i)`` is the
+i-th of ``genrm_prompts``, for every family and the options that change the prompts."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from ralign_tasks.data import sample_data_dir
+from ralign_tasks.lm_eval_adapter.tasks import OPTIONS_KEY, PROMPT_INDEX_KEY, doc_to_text
+from ralign_tasks.protocols import TASK_KEY, TASKS, load_task, protocol_of
+from ralign_tasks.protocols.label import LabelProtocol
+
+CASES = [(task, {}) for task in TASKS] + [
+    ("ralign_helpsteer3", {"swap": True}),
+    ("ralign_helpsteer3", {"samples": 3}),
+]
+
+
+@pytest.mark.parametrize(("task", "given"), CASES, ids=[f"{t}{g or ''}" for t, g in CASES])
+def test_each_prompt_alone_is_the_same_as_in_the_list(task, given):
+    protocol = protocol_of(task)
+    options = protocol.option_values(given, task)
+    for record in load_task(task, sample_data_dir()).records[:3]:
+        every = protocol.genrm_prompts(record, options)
+        assert len(every) == protocol.prompt_count(record, options)
+        assert [protocol.genrm_prompt(record, options, i) for i in range(len(every))] == every
+
+
+def test_lm_eval_renders_only_the_prompt_of_the_request(monkeypatch):
+    protocol = protocol_of("ralign_rmbench")
+    assert isinstance(protocol, LabelProtocol)
+    record = load_task("ralign_rmbench", sample_data_dir()).records[0]
+    options = protocol.option_values({}, "ralign_rmbench")
+    doc = {
+        **protocol.record_to_dict(record),
+        TASK_KEY: "ralign_rmbench",
+        OPTIONS_KEY: json.dumps(options),
+        PROMPT_INDEX_KEY: 4,
+    }
+    rendered = []
+    render = type(protocol).render
+    monkeypatch.setattr(
+        type(protocol), "render", lambda self, *args: rendered.append(args) or render(self, *args)
+    )
+    assert doc_to_text(doc) == protocol.genrm_prompts(record, options)[4]
+    assert len(rendered) == 1 + 9  # the request's prompt, then the list it is checked against
