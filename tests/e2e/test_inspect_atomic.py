@@ -318,9 +318,11 @@ def test_role_config_wins_and_cached_reasks_replay(records, tmp_path):
         "{% for s in reasons %}S{{ loop.index }}: {{ s }}\n{% endfor %}"
     )
     judge, script = judge_model(records)
-    first = run(records, judge, tmp_path, metajudge_cache=True, metajudge_template=str(template))
+    first = run(records, judge, tmp_path, metajudge_cache=True, metajudge_rc_template=str(template))
     assert len(script.calls) == 9
-    second = run(records, judge, tmp_path, metajudge_cache=True, metajudge_template=str(template))
+    second = run(
+        records, judge, tmp_path, metajudge_cache=True, metajudge_rc_template=str(template)
+    )
     assert len(script.calls) == 9  # every answer, re-asks included, came from the cache
     # Each ask has its own cache scope: item 1's re-ask is still the good answer.
     assert metrics_of(second) == metrics_of(first) and metrics_of(first)["scored"] == 5
@@ -396,4 +398,4 @@ def test_cli_eval_against_the_loopback_server(records, tmp_path):
 
 def test_a_missing_judge_template_stops_the_task_before_generation(tmp_path):
     with pytest.raises(TaskSetupError, match="prompt template not found"):
-        ralign_helpsteer3_atomic(sample=True, metajudge_template=str(tmp_path / "typo.jinja"))
+        ralign_helpsteer3_atomic(sample=True, metajudge_rc_template=str(tmp_path / "typo.jinja"))

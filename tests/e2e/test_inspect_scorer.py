@@ -272,3 +272,24 @@ def test_max_attempts_has_lm_evals_name_and_the_earlier_one_warns(sample_records
         assert len(judge_script.calls) == 8, name
     warned = [r.message for r in caplog.records if "metajudge_attempts is now" in r.message]
     assert len(warned) == 1
+
+
+@pytest.mark.parametrize("switch", ["parameter", "environment"])
+def test_metajudge_none_reports_what_needs_no_judge(sample_records, tmp_path, monkeypatch, switch):
+    """``-T metajudge=none`` or ``RALIGN_METAJUDGE=none``: no meta_judge role is needed and the
+    metrics are those that need no judge, as lm-eval's ``metajudge: none`` reports them."""
+    given = {"metajudge": "none"} if switch == "parameter" else {}
+    if switch == "environment":
+        monkeypatch.setenv("RALIGN_METAJUDGE", "none")
+    genrm = Scripted(sample_records, ["\\boxed{A}"] * 8)
+    (log,) = inspect_eval(
+        ralign_helpsteer3(sample=True, **given),
+        model=get_model("mockllm/model", custom_outputs=genrm),
+        log_dir=str(tmp_path / "logs"),
+        display="none",
+    )
+    assert log.status == "success", log.error
+    metrics = log.results.scores[0].metrics
+    assert metrics["l_acc"].value == 0.5
+    assert "f_score" not in metrics and "meta_call_fail" not in metrics
+    assert "genrm_no_verdict" in metrics
