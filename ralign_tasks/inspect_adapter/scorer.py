@@ -79,8 +79,8 @@ INSPECT_SETTINGS = FailureSettings(
     max_failure_rate=f"-T max_failure_rate=… (at least this share fails the eval; default "
     f"{DEFAULT_MAX_FAILURE_RATE})",
     genrm_max_tokens="--max-tokens",
-    judge_max_tokens="the judge's max_tokens (--model-role "
-    'meta_judge="{model: …, max_tokens: 2048}")',
+    judge_max_tokens="the judge's max_tokens (-T metajudge_max_tokens=…, or max_tokens in the "
+    "role's own config, which wins)",
 )
 
 

@@ -312,7 +312,7 @@ def test_a_judge_failing_every_request_fails_the_inspect_eval_keeping_its_sample
     message = log.error.message
     assert "ralign: error: ralign_helpsteer3: the numbers of this run are not usable" in message
     assert "judge at openai-api/loop/judge: 4 of 4 requests failed (100%" in message, message
-    assert "lower the judge's max_tokens (--model-role meta_judge=" in message
+    assert "lower the judge's max_tokens (-T metajudge_max_tokens=" in message
     assert "-T max_failure_rate=" in message
     # The samples are kept, for `inspect eval-retry` and for `ralign report`, which marks them.
     assert len(log.samples) == 8 and all(s.scores for s in log.samples)
