@@ -178,29 +178,77 @@ def paired_sums(
             drawn_second = statistic(_drawn_sums(second, rows))
             for name in names:
                 differences[name].append(np.asarray(drawn_first[name] - drawn_second[name]))
-    tail = (1.0 - confidence) / 2.0 * 100.0
-    result: dict[str, dict[str, Any]] = {}
-    for name in names:
-        a, b = value_first.get(name), value_second.get(name)
-        defined = a is not None and b is not None
-        entry: dict[str, Any] = {
-            "n": n,
-            "first": a,
-            "second": b,
-            "difference": a - b if defined else None,  # type: ignore[operator]
-            "ci": None,
-            "p_value": None,
-        }
-        spread = np.concatenate(differences[name]) if differences[name] else np.empty(0)
-        spread = spread[np.isfinite(spread)]
-        if defined and spread.size >= 2:
-            low, high = np.percentile(spread, [tail, 100.0 - tail])
-            entry["ci"] = [float(low), float(high)]
-            below, above = np.sum(spread <= 0), np.sum(spread >= 0)
-            share = (min(below, above) + 1) / (spread.size + 1)
-            entry["p_value"] = float(min(1.0, 2.0 * share))
-        result[name] = entry
-    return result
+    spreads = {
+        name: np.concatenate(found) if found else np.empty(0) for name, found in differences.items()
+    }
+    return {
+        name: _difference(n, value_first.get(name), value_second.get(name), spreads[name],
+                          confidence)
+        for name in names
+    }  # fmt: skip
+
+
+def paired_units(
+    first: Mapping[Hashable, Sequence[Unit]],
+    second: Mapping[Hashable, Sequence[Unit]],
+    statistic: Callable[[list[Unit]], Values],
+    names: Sequence[str],
+    *,
+    n: int,
+    draws: int = DRAWS,
+    seed: int = SEED,
+    confidence: float = CONFIDENCE,
+) -> dict[str, dict[str, Any]]:
+    """:func:`paired_sums` for any statistic of the drawn units (an official aggregate that
+    is not a sum, recomputed on each draw): ``first`` and ``second`` map each stratum to its
+    units, unit ``i`` of a stratum being the same in both runs; each draw takes the same units
+    of both, within each stratum. ``n`` is the item count reported."""
+    if {k: len(v) for k, v in first.items()} != {k: len(v) for k, v in second.items()}:
+        raise ValueError("the two runs' units differ: they must pair unit by unit")
+    units_first = [unit for units in first.values() for unit in units]
+    units_second = [unit for units in second.values() for unit in units]
+    strata = [name for name, units in first.items() for _ in units]
+    point_first, point_second = statistic(units_first), statistic(units_second)
+    differences: dict[str, list[float]] = {name: [] for name in names}
+    if units_first and draws > 0:
+        for rows in draw_indices(len(strata), strata=strata, draws=draws, seed=seed):
+            for row in rows:
+                a = statistic([units_first[i] for i in row])
+                b = statistic([units_second[i] for i in row])
+                for name in names:
+                    x, y = finite(a.get(name)), finite(b.get(name))
+                    differences[name].append(math.nan if x is None or y is None else x - y)
+    return {
+        name: _difference(n, finite(point_first.get(name)), finite(point_second.get(name)),
+                          np.asarray(differences[name], dtype=float), confidence)
+        for name in names
+    }  # fmt: skip
+
+
+def _difference(
+    n: int, first: float | None, second: float | None, spread: np.ndarray, confidence: float
+) -> dict[str, Any]:
+    """One metric's paired comparison (see :func:`paired_sums`) from its draws' differences
+    (non-finite ones left out)."""
+    defined = first is not None and second is not None
+    entry: dict[str, Any] = {
+        "n": n,
+        "first": first,
+        "second": second,
+        "difference": first - second if defined else None,  # type: ignore[operator]
+        "ci": None,
+        "p_value": None,
+    }
+    spread = spread[np.isfinite(spread)]
+    if defined and spread.size >= 2:
+        tail = (1.0 - confidence) / 2.0 * 100.0
+        low, high = np.percentile(spread, [tail, 100.0 - tail])
+        entry["ci"] = [float(low), float(high)]
+        # With the usual +1 (the observed data counts as a draw), p is never 0.
+        below, above = np.sum(spread <= 0), np.sum(spread >= 0)
+        share = (min(below, above) + 1) / (spread.size + 1)
+        entry["p_value"] = float(min(1.0, 2.0 * share))
+    return entry
 
 
 # --- Agreement of raters on binary grades (1 = Correct) ----------------------------------

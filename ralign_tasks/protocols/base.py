@@ -22,8 +22,13 @@ from ralign_tasks.data import LoadResult, locate_data_file, read_jsonl_records
 from ralign_tasks.item import ITEM_VERSION
 from ralign_tasks.prompts import load_template
 from ralign_tasks.scorers.ask import JudgeCall
+from ralign_tasks.scorers.lazy_modules import lazy_import
 from ralign_tasks.scorers.schema import Schema
 from ralign_tasks.scorers.settings import JudgeSettings
+from ralign_tasks.scorers.stats import paired_units
+
+# Loaded when a metric is first compared (see scorers/lazy_modules.py).
+np = lazy_import("numpy")
 
 RecordT = TypeVar("RecordT")
 JudgmentT = TypeVar("JudgmentT")
@@ -123,6 +128,13 @@ class GenRMOutput:
 
 # The judge calls of one item, one per judge request slot (``None``: that slot not sent).
 JudgeCalls = Sequence["JudgeCall[Any] | None"]
+
+
+def latest_call(judge: Sequence[Mapping[str, Any]], slot: int = 0) -> Mapping[str, Any]:
+    """The last call of one judge slot in a judged-item record's ``judge`` list (an empty
+    mapping where none was made; a call that names no slot answers the first)."""
+    calls = [call for call in judge if call.get("slot", 0) == slot]
+    return calls[-1] if calls else {}
 
 
 @dataclass
@@ -458,3 +470,75 @@ class Protocol(ABC, Generic[RecordT, JudgmentT, OutcomeT]):
             value = given.get(option.name)
             values[option.name] = option.validate(option.default if value is None else value, where)
         return values
+
+    # --- the report: --compare, --agreement, plots, results_summary.csv, the viewer ----------
+
+    # The metrics drawn against each other with the ``y = x`` line (label accuracy and what is
+    # left of it once the rationale is checked), and bars of them per GenRM; ``None``: bars of
+    # the headline metrics only, no such scatter.
+    plot_pair: ClassVar[tuple[str, str] | None] = None
+    # The columns of the R-Align repository's ``results_summary.csv`` (metric, column suffix);
+    # empty: the family is not in that file.
+    summary_csv: ClassVar[tuple[tuple[str, str], ...]] = ()
+    # What the judge's grades of :meth:`judge_grades` mean, true then false (the agreement's
+    # confusion matrix names them).
+    grade_names: ClassVar[tuple[str, str]] = ("yes", "no")
+    # The viewer's page layout (``viewer_page.html`` renders one per kind), its outcome filters
+    # (key -> label; every item is in exactly one, :meth:`view_item` says which) and the
+    # filters shown only where a run has such items.
+    view_kind: ClassVar[str]
+    view_outcomes: ClassVar[dict[str, str]]
+    view_optional: ClassVar[frozenset[str]] = frozenset()
+
+    def headline_metrics(self) -> tuple[str, ...]:
+        """The metrics ``--compare`` compares (and a run's bars plot): the schema's headline."""
+        return (self.schema.headline,)
+
+    def paired_units(self, outcomes: Sequence[OutcomeT]) -> Mapping[str, Sequence[Any]]:
+        """What ``--compare``'s paired bootstrap draws, per stratum: here each item's values
+        of :meth:`headline_metrics` (from :meth:`document_values`), one stratum. Two runs'
+        units pair by stratum and position: they come from the same items in the same order."""
+        names = self.headline_metrics()
+        rows = [self.document_values(outcome) for outcome in outcomes]
+        return {"": [tuple(row[name] for name in names) for row in rows]}
+
+    def paired_statistic(self, units: list[Any]) -> dict[str, float | None]:
+        """The compared metrics of drawn units (a unit drawn twice counts twice): here the
+        mean of each one's per-item values, NaN (an item outside its denominator) left out, as
+        :meth:`summarize` and lm-eval's ``nanmean`` compute it; ``None`` where no item has one."""
+        values = np.asarray(units, dtype=float).reshape(len(units), -1)
+        defined = (~np.isnan(values)).any(axis=0)
+        return {
+            name: float(np.nanmean(values[:, column])) if defined[column] else None
+            for column, name in enumerate(self.headline_metrics())
+        }
+
+    def paired_difference(
+        self, first: Sequence[OutcomeT], second: Sequence[OutcomeT], *, draws: int
+    ) -> dict[str, dict[str, Any]]:
+        """``--compare``: per :meth:`headline_metrics`, A's and B's values, A - B, its CI and
+        p-value over the items both runs have (``first[i]`` and ``second[i]`` are one item):
+        :meth:`paired_statistic` on each draw of :meth:`paired_units`
+        (:func:`~ralign_tasks.scorers.stats.paired_units`)."""
+        return paired_units(
+            self.paired_units(first), self.paired_units(second), self.paired_statistic,
+            self.headline_metrics(), n=len(first), draws=draws,
+        )  # fmt: skip
+
+    def judge_grades(
+        self, record: RecordT, item: Mapping[str, Any], outcome: OutcomeT
+    ) -> dict[str, bool | None]:
+        """The judge's grades of one item for ``--agreement``, keyed so that two raters' grades
+        of the same thing match (a slot, a rationale): true or false (:attr:`grade_names`),
+        ``None`` where the judge was asked but gave no grade. Empty: nothing was graded (a
+        family without a judge, an item not sent)."""
+        return {}
+
+    @abstractmethod
+    def view_item(
+        self, record: RecordT, item: Mapping[str, Any], outcome: OutcomeT
+    ) -> dict[str, Any]:
+        """One item as the viewer's page shows it (plain JSON types), from its record, its
+        judged-item record and its outcome: ``kind`` (:attr:`view_kind`), ``id``, ``subset``,
+        ``label``, ``verdict``, ``outcome`` (a key of :attr:`view_outcomes`), ``truncated``,
+        and what the kind's layout shows."""

@@ -7,19 +7,28 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from ralign_tasks.data import parse_turns, require_str
 from ralign_tasks.prompts import comparison_vars, load_template
-from ralign_tasks.protocols.base import GenRMOutput, JudgeCalls, Option, Protocol, TaskSpec
+from ralign_tasks.protocols.base import (
+    GenRMOutput,
+    JudgeCalls,
+    Option,
+    Protocol,
+    TaskSpec,
+    latest_call,
+)
 from ralign_tasks.records import Turn, turn_dicts
 from ralign_tasks.scorers.ask import JudgeCall
 from ralign_tasks.scorers.fidelity import (
+    FIDELITY_METRICS,
     FIDELITY_SCHEMA,
     ItemOutcome,
     JudgedAnswer,
     MetaStatus,
     compute_fidelity,
+    paired_difference,
     parse_meta_verdict,
 )
 from ralign_tasks.scorers.verdict import (
@@ -501,6 +510,76 @@ class FidelityProtocol(Protocol[PairRecord, FidelityJudgment, ItemOutcome]):
     def document_values(self, outcome: ItemOutcome) -> dict[str, float]:
         return outcome.document_values()
 
+    # --- the report and the viewer ---------------------------------------------------------
+
+    plot_pair = ("l_acc", "f_score")
+    summary_csv = (
+        ("l_acc", "label_acc"),
+        ("s_corr", "spurious_correctness"),
+        ("f_score", "fidelity_score"),
+    )
+    grade_names = (MetaStatus.CORRECT.value, MetaStatus.INCORRECT.value)
+    view_kind = "fidelity"
+    view_outcomes: ClassVar[dict[str, str]] = {
+        "faithful": "faithful",
+        "spurious": "spurious-correct",
+        "label-wrong": "label-wrong",
+        "unjudged": "not judged",  # only a run without a meta-judge has such items
+        "failures": "failures",
+    }
+    view_optional = frozenset({"unjudged"})
+
+    def headline_metrics(self) -> tuple[str, ...]:
+        return FIDELITY_METRICS
+
+    def paired_difference(
+        self, first: Sequence[ItemOutcome], second: Sequence[ItemOutcome], *, draws: int
+    ) -> dict[str, dict[str, Any]]:
+        """The paired bootstrap over the outcome categories (:func:`paired_difference`)."""
+        return paired_difference(first, second, draws=draws)
+
+    def judge_grades(
+        self, record: PairRecord, item: Mapping[str, Any], outcome: ItemOutcome
+    ) -> dict[str, bool | None]:
+        """Per order sent to the meta-judge (label-correct), whether it found the rationale
+        Correct; ``None`` for a ParseFail, a CallFail or no meta-judge."""
+        answers = [outcome, *([outcome.second] if outcome.second is not None else [])]
+        return {
+            str(slot): None if answer.meta not in _GRADES else answer.meta is MetaStatus.CORRECT
+            for slot, answer in enumerate(answers)
+            if answer.label_correct
+        }
+
+    def view_item(
+        self, record: PairRecord, item: Mapping[str, Any], outcome: ItemOutcome
+    ) -> dict[str, Any]:
+        """Prompt, both answers, golden rationale, GenRM output and the meta-judge's verdict
+        and answer (a swap run: the second order too)."""
+        genrm, judge = item["genrm"], item["judge"]
+        first, second = latest_call(judge, 0), latest_call(judge, 1)
+        return {
+            "kind": self.view_kind,
+            "id": record.id,
+            "subset": outcome.subset,
+            "label": record.label,
+            "verdict": genrm.get("verdict"),
+            "outcome": _view_outcome(outcome),
+            "context": turn_dicts(record.context),
+            "prompt": record.prompt,
+            "response_a": record.response_a,
+            "response_b": record.response_b,
+            "golden_rationale": record.golden_rationale,
+            "output": genrm.get("output"),
+            "call_fail": outcome.genrm_call_fail,
+            "no_verdict": outcome.genrm_no_verdict,
+            "truncated": outcome.genrm_truncated,
+            "label_correct": outcome.label_correct,
+            "meta": outcome.meta.value if outcome.meta is not None else None,
+            "meta_answer": first.get("answer"),
+            "meta_error": first.get("error"),
+            **_second_order(genrm, outcome, second.get("answer")),
+        }
+
 
 def swapped(record: PairRecord) -> PairRecord:
     """The pair with its answers shown the other way round (and its label flipped)."""
@@ -554,6 +633,50 @@ def _truncated(judgment: FidelityJudgment) -> bool | None:
     others = [*([judgment.swapped] if judgment.swapped else []), *judgment.repeats]
     flags = [judgment.truncated, *(other.truncated for other in others)]
     return None if None in flags else any(flags)
+
+
+_GRADES = (MetaStatus.CORRECT, MetaStatus.INCORRECT)
+
+
+def _view_outcome(outcome: ItemOutcome) -> str:
+    """The viewer's outcome of one item: ``failures`` when the GenRM call failed or gave no
+    verdict, ``label-wrong`` when its verdict picks the worse answer, ``unjudged`` when it was
+    never sent to a meta-judge (a run without one), else the meta-judge's verdict on the
+    rationale (``faithful``/``spurious``), ``failures`` when its call or answer failed."""
+    if outcome.genrm_call_fail or outcome.genrm_no_verdict:
+        return "failures"
+    if not outcome.label_correct:
+        return "label-wrong"
+    if outcome.meta is None:
+        return "unjudged"
+    if outcome.meta is MetaStatus.CORRECT:
+        return "faithful"
+    if outcome.meta is MetaStatus.INCORRECT:
+        return "spurious"
+    return "failures"
+
+
+def _second_order(
+    genrm: Mapping[str, Any], outcome: ItemOutcome, meta_answer: str | None
+) -> dict[str, Any]:
+    """A swap run's second order (answers shown the other way round), and whether the two
+    verdicts agree once mapped back (``None`` outside swap runs)."""
+    second, stored = outcome.second, genrm.get("swapped")
+    if second is None or not stored:
+        return {"swapped": None, "consistent": None}
+    mapped = {"A": "B", "B": "A"}.get(second.verdict or "")
+    verdict = genrm.get("verdict")
+    return {
+        "swapped": {
+            "output": stored.get("output"),
+            "verdict": second.verdict,
+            "verdict_mapped": mapped,
+            "label_correct": second.label_correct,
+            "meta": second.meta.value if second.meta is not None else None,
+            "meta_answer": meta_answer,
+        },
+        "consistent": verdict is not None and mapped == verdict,
+    }
 
 
 FIDELITY = FidelityProtocol()

@@ -285,7 +285,7 @@ class LabelProtocol(Protocol[RecordT, LabelJudgment, OutcomeT]):
 
     # --- the viewer ------------------------------------------------------------------------
 
-    # The viewer's outcome filters, key -> label; every item is in exactly one.
+    view_kind = "games"
     view_outcomes: ClassVar[dict[str, str]] = {
         "right": "right",
         "partial": "partial credit",
@@ -293,6 +293,7 @@ class LabelProtocol(Protocol[RecordT, LabelJudgment, OutcomeT]):
         "set": "scored as a set",  # shown only where there are such items (RB2's Ties)
         "failures": "failures",
     }
+    view_optional = frozenset({"set"})
 
     @abstractmethod
     def credit(self, outcome: OutcomeT) -> float | None:
@@ -303,11 +304,11 @@ class LabelProtocol(Protocol[RecordT, LabelJudgment, OutcomeT]):
         """The answers of an item as the viewer lists them: ``title`` and ``text``."""
 
     def view_item(
-        self, record: Mapping[str, Any], outcome: OutcomeT, genrm: Mapping[str, Any]
+        self, record: RecordT, item: Mapping[str, Any], outcome: OutcomeT
     ) -> dict[str, Any]:
-        """One item as the viewer's page shows it (``record`` in its dict form, ``genrm`` the
-        judged-item record's part): its answers and its games (what each showed where, the
-        GenRM's output and verdict), filed under one outcome."""
+        """Its answers and its games (what each showed where, the GenRM's output and
+        verdict), filed under one outcome."""
+        genrm = item["genrm"]
         games = genrm.get("games") or []
         failed = any(game["output"] is None or game["verdict"] is None for game in games)
         credit = self.credit(outcome)
@@ -318,17 +319,16 @@ class LabelProtocol(Protocol[RecordT, LabelJudgment, OutcomeT]):
             else "wrong" if credit == 0
             else "partial"
         )  # fmt: skip
-        parsed = self.record_from_dict(record)
         return {
-            "kind": "games",
-            "id": str(record["id"]),
+            "kind": self.view_kind,
+            "id": str(record.id),  # type: ignore[attr-defined]
             "subset": self.outcome_group(outcome),
-            "label": record.get("label") or "",
+            "label": record.label or "",  # type: ignore[attr-defined]
             "verdict": genrm.get("verdict"),
             "outcome": key,
             "credit": credit,
-            "prompt": self.view_prompt(parsed),
-            "answers": self.view_answers(parsed),
+            "prompt": self.view_prompt(record),
+            "answers": self.view_answers(record),
             "games": [
                 {
                     "shown": ", ".join(f"{name} {value}" for name, value in game["shown"].items()),
@@ -358,6 +358,15 @@ class LabelProtocol(Protocol[RecordT, LabelJudgment, OutcomeT]):
     def drawn(self, units: list[list[OutcomeT]]) -> list[OutcomeT]:
         """The outcomes of one bootstrap draw of units (a unit may be drawn several times)."""
         return [outcome for unit in units for outcome in unit]
+
+    def paired_units(self, outcomes: Sequence[OutcomeT]) -> Mapping[str, Sequence[Any]]:
+        """The bootstrap's units and strata (:meth:`strata`)."""
+        return self.strata(outcomes)
+
+    def paired_statistic(self, units: list[Any]) -> dict[str, float | None]:
+        """The official aggregate (:meth:`values`) of the drawn units, on each draw."""
+        values = self.values(self.drawn(units))
+        return {name: values[name] for name in self.headline_metrics()}
 
     def summarize(self, outcomes: Sequence[OutcomeT]) -> dict[str, Any]:
         report = self.values(outcomes)

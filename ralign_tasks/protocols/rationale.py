@@ -11,11 +11,18 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from ralign_tasks.data import parse_turns, require_str
 from ralign_tasks.prompts import comparison_vars, load_template
-from ralign_tasks.protocols.base import GenRMOutput, JudgeCalls, Option, Protocol, TaskSpec
+from ralign_tasks.protocols.base import (
+    GenRMOutput,
+    JudgeCalls,
+    Option,
+    Protocol,
+    TaskSpec,
+    latest_call,
+)
 from ralign_tasks.records import Turn, turn_dicts
 from ralign_tasks.scorers.rationale import (
     MAX_REASONS_ALLOWED,
@@ -366,6 +373,81 @@ class RationaleProtocol(Protocol[AtomicRecord, AtomicJudgment, AtomicOutcome]):
 
     def document_values(self, outcome: AtomicOutcome) -> dict[str, float]:
         return outcome.metric_values()
+
+    # --- the report and the viewer ---------------------------------------------------------
+
+    grade_names = ("matched", "unmatched")
+    view_kind = "rationale"
+    view_outcomes: ClassVar[dict[str, str]] = {
+        "scored": "scored",
+        "skipped": "skipped",
+        "unjudged": "not judged",  # only a run without a MetaJudge has such items
+        "failures": "failures",
+    }
+    view_optional = frozenset({"unjudged"})
+
+    def judge_grades(
+        self, record: AtomicRecord, item: Mapping[str, Any], outcome: AtomicOutcome
+    ) -> dict[str, bool | None]:
+        """Per human rationale (``R1``, ``R2``, …) of an item sent to the MetaJudge, whether
+        it matched one of the GenRM's reasons (a reason picked with a score above 0); ``None``
+        for each where no well-formed answer came."""
+        if outcome.status is ItemStatus.JUDGE_FAILED:
+            return {f"R{n}": None for n in range(1, len(record.checklist) + 1)}
+        if outcome.status is not ItemStatus.SCORED:
+            return {}
+        picks = latest_call(item["judge"])["value"]
+        return {f"R{n}": s > 0 and score > 0 for n, (s, score) in enumerate(picks, 1)}
+
+    def view_item(
+        self, record: AtomicRecord, item: Mapping[str, Any], outcome: AtomicOutcome
+    ) -> dict[str, Any]:
+        """Prompt, both answers, the GenRM's output and reasons, each human rationale with
+        the reason the MetaJudge matched to it and its score, the item's RC values and the
+        MetaJudge's answer."""
+        genrm, call = item["genrm"], latest_call(item["judge"])
+        status = outcome.status
+        picks = call.get("value") if status is ItemStatus.SCORED else None
+        key = (
+            "failures" if genrm.get("output") is None or status is ItemStatus.JUDGE_FAILED
+            else "scored" if status is ItemStatus.SCORED
+            else "unjudged" if status is ItemStatus.UNJUDGED
+            else "skipped"
+        )  # fmt: skip
+        return {
+            "kind": self.view_kind,
+            "id": record.id,
+            "subset": outcome.domain,
+            "label": record.label or "",
+            "verdict": genrm.get("verdict"),
+            "outcome": key,
+            "status": status.value,
+            "context": turn_dicts(record.context),
+            "prompt": record.prompt,
+            "response_a": record.response1,
+            "response_b": record.response2,
+            "output": genrm.get("output"),
+            "error": genrm.get("error"),
+            "truncated": bool(genrm.get("truncated")),
+            "reasons": list(genrm.get("reasons") or []),
+            "reasons_scored": MAX_REASONS_SCORED,
+            "rationales": [
+                {
+                    "text": text,
+                    "reason": picks[index][0] if picks else None,
+                    "score": picks[index][1] if picks else None,
+                }
+                for index, text in enumerate(record.checklist)
+            ],
+            "scores": [
+                {"name": self.schema.label(name), "value": value}
+                for name, value in asdict(outcome.scores).items()
+            ]
+            if outcome.scores
+            else None,
+            "judge_answer": call.get("answer"),
+            "judge_error": call.get("error"),
+        }
 
 
 RATIONALE = RationaleProtocol()

@@ -1,6 +1,9 @@
-"""``ralign report --compare A B``: is one GenRM's L-Acc / S-Corr / F-Score really different from
-another's on the same items? A paired bootstrap over the items both runs judged
-(:func:`paired_difference`), per benchmark, rendered like the comparison table."""
+"""``ralign report --compare A B``: is one GenRM's headline metric really different from
+another's on the same items? Per benchmark both ran, a paired bootstrap over the items both
+judged, as the benchmark's protocol defines it
+(:meth:`~ralign_tasks.protocols.base.Protocol.paired_difference`: L-Acc, S-Corr and F-Score
+for R-Align fidelity, RC for Rationale Consistency, each label benchmark's official headline),
+rendered like the comparison table."""
 
 from __future__ import annotations
 
@@ -11,8 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from ralign_tasks.protocols import metric_label
-from ralign_tasks.protocols.fidelity import FIDELITY_TASKS
+from ralign_tasks.protocols import TASKS, metric_label, protocol_of
 from ralign_tasks.report.console import UNDEFINED
 from ralign_tasks.report.runs import (
     RunItem,
@@ -22,7 +24,6 @@ from ralign_tasks.report.runs import (
     no_samples_hint,
 )
 from ralign_tasks.report.tables import markdown_text, rich_text
-from ralign_tasks.scorers.fidelity import FIDELITY_METRICS, paired_difference
 from ralign_tasks.scorers.stats import DRAWS
 
 
@@ -64,7 +65,7 @@ def select_runs(spec: str, loaded: Sequence[TaskResult], warnings: list[str]) ->
                 "pass a single run, or pass the folder as PATH and name the GenRMs"
             )
         if not results:
-            raise ValueError(f"--compare {spec}: no R-Align results found there")
+            raise ValueError(f"--compare {spec}: no results found there")
     if not results:
         known = sorted({r.genrm for r in loaded}) or ["none"]
         raise ValueError(
@@ -110,12 +111,9 @@ def paired_items(
     return [a[key] for key in shared], [b[key] for key in shared]
 
 
-def _by_task(results: Sequence[TaskResult], side: str) -> dict[str, TaskResult]:
-    """One side's fidelity runs by task (one GenRM, one run per task: see :func:`select_runs`)."""
-    by_task = {result.task: result for result in results if result.task in FIDELITY_TASKS}
-    if not by_task:
-        raise ValueError(f"--compare {side}: no R-Align fidelity run (helpsteer3, rb2, ppe)")
-    return by_task
+def _by_task(results: Sequence[TaskResult]) -> dict[str, TaskResult]:
+    """One side's runs by task (one GenRM, one run per task: see :func:`select_runs`)."""
+    return {result.task: result for result in results}
 
 
 def compare(
@@ -125,11 +123,13 @@ def compare(
     *,
     n_bootstrap: int = DRAWS,
 ) -> Comparison:
-    """A - B per benchmark both sides ran and per metric, over their paired items."""
-    runs_a, runs_b = _by_task(first, "A"), _by_task(second, "B")
+    """A - B per benchmark both sides ran and per compared metric of its protocol
+    (:meth:`~ralign_tasks.protocols.base.Protocol.headline_metrics`), over their paired
+    items."""
+    runs_a, runs_b = _by_task(first), _by_task(second)
     name_a, name_b = next(iter(runs_a.values())).genrm, next(iter(runs_b.values())).genrm
     differences = []
-    for task in (t for t in FIDELITY_TASKS if t in runs_a and t in runs_b):
+    for task in (t for t in TASKS if t in runs_a and t in runs_b):
         a, b = runs_a[task], runs_b[task]
         if not a.items or not b.items:
             missing = a if not a.items else b
@@ -139,12 +139,13 @@ def compare(
             )
             continue
         items_a, items_b = paired_items(a, b, warnings)
-        stats = paired_difference(
+        protocol = protocol_of(task)
+        stats = protocol.paired_difference(
             [item.outcome for item in items_a],
             [item.outcome for item in items_b],
             draws=n_bootstrap,
         )
-        differences += [Difference(task, metric, **stats[metric]) for metric in FIDELITY_METRICS]
+        differences += [Difference(task, m, **stats[m]) for m in protocol.headline_metrics()]
     if not differences:
         raise ValueError(f"--compare: {name_a} and {name_b} share no benchmark with samples")
     return Comparison(name_a, name_b, n_bootstrap, differences)

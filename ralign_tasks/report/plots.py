@@ -1,8 +1,9 @@
 """Plots and the downstream correlation of ``ralign report``.
 
-The papers' picture: label accuracy against fidelity (how far each GenRM sits below the
-``F-Score = L-Acc`` line is its spurious correctness), both as bars, and which of the metrics
-tracks downstream RLHF results (Pearson r and Spearman ρ over GenRMs). Figures are built with
+The papers' picture, for each family that declares it (``Protocol.plot_pair``): label accuracy
+against fidelity (how far each GenRM sits below the ``F-Score = L-Acc`` line is its spurious
+correctness); every benchmark's headline metrics as bars; and which of the metrics tracks
+downstream RLHF results (Pearson r and Spearman ρ over GenRMs). Figures are built with
 matplotlib's object API (no pyplot state, no display needed) and saved as PNG and SVG.
 """
 
@@ -20,7 +21,6 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from ralign_tasks.protocols import TASKS, get_task, metric_label, protocol_of
-from ralign_tasks.protocols.fidelity import FIDELITY_TASKS
 from ralign_tasks.report.console import UNDEFINED
 from ralign_tasks.report.runs import TaskResult, finite_or_none
 from ralign_tasks.report.tables import markdown_text, rich_text
@@ -91,31 +91,37 @@ def _genrm_colours(by_task: dict[str, dict[str, TaskResult]]) -> dict[str, str]:
     return {genrm: f"C{index % 10}" for index, genrm in enumerate(genrms)}
 
 
+def _bar_metrics(task: str) -> tuple[str, ...]:
+    """What a task's bars show: its protocol's plotted pair, else its headline metrics."""
+    protocol = protocol_of(task)
+    return protocol.plot_pair or protocol.headline_metrics()
+
+
 def lacc_vs_fscore_figure(by_task: dict[str, dict[str, TaskResult]]) -> Figure | None:
-    """One panel per fidelity benchmark: a labelled point per GenRM at (L-Acc, F-Score) with
-    its 95% CIs, and the ``F-Score = L-Acc`` line a GenRM without spurious correctness (and
-    without judge failures) would sit on."""
-    tasks = [task for task in FIDELITY_TASKS if task in by_task]
+    """One panel per benchmark whose protocol has a plotted pair (R-Align fidelity: L-Acc,
+    F-Score): a labelled point per GenRM at the pair's values with their 95% CIs, and the
+    ``y = x`` line a GenRM without spurious correctness (and without judge failures) would
+    sit on."""
+    pairs = {task: protocol_of(task).plot_pair for task in by_task}
     points = {
-        task: [
-            r
-            for r in by_task[task].values()
-            if r.values["l_acc"] is not None and r.values["f_score"] is not None
-        ]
-        for task in tasks
-    }
-    tasks = [task for task in tasks if points[task]]
+        task: [r for r in by_task[task].values()
+               if r.values[pair[0]] is not None and r.values[pair[1]] is not None]
+        for task, pair in pairs.items()
+        if pair
+    }  # fmt: skip
+    tasks = [task for task in points if points[task]]
     if not tasks:
         return None
     colours = _genrm_colours(by_task)
     figure, axes = _grid(len(tasks), 3, (4.6, 4.2))
     for axis, task in zip(axes, tasks, strict=True):
+        x_metric, y_metric = pairs[task]  # type: ignore[misc]
         # GenRMs at the same point share one label instead of overprinting each other.
         labels: dict[tuple[float, float], list[str]] = {}
         ends = []
         for result in points[task]:
-            x, y = result.values["l_acc"] * 100, result.values["f_score"] * 100
-            x_err, y_err = _percent_error(result, "l_acc"), _percent_error(result, "f_score")
+            x, y = result.values[x_metric] * 100, result.values[y_metric] * 100
+            x_err, y_err = _percent_error(result, x_metric), _percent_error(result, y_metric)
             ends += [x - x_err[0], x + x_err[1], y - y_err[0], y + y_err[1]]
             labels.setdefault((x, y), []).append(result.genrm)
             axis.errorbar(
@@ -138,26 +144,28 @@ def lacc_vs_fscore_figure(by_task: dict[str, dict[str, TaskResult]]) -> Figure |
         axis.set_xlim(low, high)
         axis.set_ylim(low, high)
         axis.set_title(_short(task))
-        axis.set_xlabel("L-Acc (%)")
-        axis.set_ylabel("F-Score (%)")
+        axis.set_xlabel(f"{metric_label(x_metric)} (%)")
+        axis.set_ylabel(f"{metric_label(y_metric)} (%)")
         axis.grid(alpha=0.3)
-    figure.suptitle("Label accuracy vs fidelity (dashed: F-Score = L-Acc)")
+    figure.suptitle("Label accuracy vs what survives the rationale check (dashed: y = x)")
     return figure
 
 
 def metric_bars_figure(by_task: dict[str, dict[str, TaskResult]]) -> Figure | None:
-    """One panel per fidelity benchmark: L-Acc and F-Score bars per GenRM with 95% CIs; a
-    missing value shows "n/a" where its bar would be (never a zero bar)."""
-    tasks = [task for task in FIDELITY_TASKS if task in by_task]
+    """One panel per benchmark: bars per GenRM of its protocol's plotted pair (R-Align
+    fidelity: L-Acc and F-Score), else of its headline metrics, with 95% CIs; a missing value
+    shows "n/a" where its bar would be (never a zero bar)."""
+    tasks = list(by_task)
     if not tasks:
         return None
     width = max(4.6, 0.9 * max(len(by_task[task]) for task in tasks) + 1.5)
     figure, axes = _grid(len(tasks), 1 if width > 9 else 3, (width, 3.8))
     for axis, task in zip(axes, tasks, strict=True):
         genrms = list(by_task[task])
-        for offset, (metric, colour) in zip(
-            (-0.2, 0.2), (("l_acc", "tab:blue"), ("f_score", "tab:orange")), strict=True
-        ):
+        metrics = _bar_metrics(task)
+        offsets = [0.4 * (index - (len(metrics) - 1) / 2) for index in range(len(metrics))]
+        # C0, C1: matplotlib's first colours (tab:blue, tab:orange).
+        for index, (offset, metric) in enumerate(zip(offsets, metrics, strict=True)):
             shown = [
                 (index, by_task[task][g])
                 for index, g in enumerate(genrms)
@@ -170,7 +178,7 @@ def metric_bars_figure(by_task: dict[str, dict[str, TaskResult]]) -> Figure | No
                 [index + offset for index, _ in shown],
                 [result.values[metric] * 100 for _, result in shown],
                 width=0.4,
-                color=colour,
+                color=f"C{index}",
                 label=metric_label(metric),
                 yerr=[
                     [_percent_error(r, metric)[0] for _, r in shown],
@@ -190,7 +198,7 @@ def metric_bars_figure(by_task: dict[str, dict[str, TaskResult]]) -> Figure | No
         axis.set_title(_short(task))
         axis.grid(axis="y", alpha=0.3)
         axis.legend(fontsize=_LABEL_FONT)
-    figure.suptitle("L-Acc and F-Score per GenRM (95% CI)")
+    figure.suptitle("Headline metrics per GenRM (95% CI)")
     return figure
 
 

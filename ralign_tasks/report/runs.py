@@ -30,6 +30,7 @@ from ralign_tasks.pipeline import (
     samples_row_of,
 )
 from ralign_tasks.protocols import TASKS, Protocol, protocol_of
+from ralign_tasks.protocols.base import latest_call
 from ralign_tasks.scorers.jsonl import json_text, parse_json, read_json_bytes, read_jsonl
 
 # lm-eval names its results `results_<date id>.json`, or `<stem>_<date id>.json` for an
@@ -42,19 +43,19 @@ _INSPECT_MANIFESTS = {"eval-set.json", "logs.json", "listing.json"}
 @dataclass(frozen=True)
 class RunItem:
     """One judged item of a run, as any path logged it: the record (its ``to_dict`` form), the
-    GenRM's output and verdict, the judge's answer or error, and the outcome the metrics
-    count."""
+    GenRM's output and verdict, the outcome the metrics count, and the judge's calls."""
 
     record: dict[str, Any]
     output: str | None
     verdict: str | None
     outcome: Any
-    meta_answer: str | None
-    meta_error: str | None
     # The GenRM part of the judged-item record (a label benchmark's games are in it).
     genrm: Mapping[str, Any] = field(default_factory=dict)
+    # The judge part of the judged-item record: one entry per call, naming its slot.
+    judge: tuple[Mapping[str, Any], ...] = ()
     judge_model: str | None = None  # who judged it (the record's last judge call)
-    second_meta_answer: str | None = None  # a swap run's judge answer on the second order
+    # The judge's grades, for the agreement (see Protocol.judge_grades).
+    grades: Mapping[str, bool | None] = field(default_factory=dict)
     # A digest of the record's own form: two runs' items of one id pair only if it is equal.
     fingerprint: str = ""
     # (failed, sent) requests of the item's GenRM outputs and judge slots (latest call each).
@@ -68,10 +69,15 @@ class RunItem:
     def brief(self) -> RunItem:
         """The item without its texts (record, GenRM output, judge answers): what the tables,
         ``--compare`` and ``--agreement`` use."""
-        return replace(
-            self, record={"id": self.record["id"]}, output=None, meta_answer=None,
-            meta_error=None, genrm={}, second_meta_answer=None,
-        )  # fmt: skip
+        return replace(self, record={"id": self.record["id"]}, output=None, genrm={}, judge=())
+
+    def judged(self) -> dict[str, Any]:
+        """The ``genrm`` and ``judge`` parts of its judged-item record, as a protocol's viewer
+        reads them."""
+        return {
+            "genrm": {**self.genrm, "output": self.output, "verdict": self.verdict},
+            "judge": list(self.judge),
+        }
 
     @classmethod
     def from_item(
@@ -80,27 +86,26 @@ class RunItem:
         """An item from its record and its judged-item record (``ItemFormatError`` if that is
         not one)."""
         item = checked_item(item)
-        # The first slot's latest call (a swap run's second order is slot 1).
         calls = item["judge"]
-        first = [c for c in calls if c.get("slot", 0) == 0]
-        judge = (first or calls or [{}])[-1]
-        second = [c for c in calls if c.get("slot") == 1]
+        # The first slot's latest call (a swap run's second order is slot 1), else any.
+        judge = latest_call(calls) or (calls or [{}])[-1]
         errors = protocol.request_errors(item)
         # The record's own form, whatever a harness added next to it (lm-eval documents and
         # Inspect sample metadata carry the task name), so runs of different paths compare
         # item by item.
-        own = protocol.record_to_dict(protocol.record_from_dict(record))
+        parsed = protocol.record_from_dict(record)
+        own = protocol.record_to_dict(parsed)
         canonical = json_text(own, sort_keys=True).encode("utf-8")
+        outcome = protocol.outcome_from_item(item)
         return cls(
             record=own,
             output=item["genrm"]["output"],
             verdict=item["genrm"]["verdict"],
-            outcome=protocol.outcome_from_item(item),
-            meta_answer=judge.get("answer"),
-            meta_error=judge.get("error"),
+            outcome=outcome,
             genrm=item["genrm"],
+            judge=tuple(calls),
             judge_model=judge.get("model"),
-            second_meta_answer=second[-1].get("answer") if second else None,
+            grades=protocol.judge_grades(parsed, item, outcome),
             fingerprint=hashlib.sha256(canonical).hexdigest(),
             genrm_requests=(sum(e is not None for e in errors["GenRM"]), len(errors["GenRM"])),
             judge_requests=(sum(e is not None for e in errors["judge"]), len(errors["judge"])),

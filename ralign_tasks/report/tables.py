@@ -10,20 +10,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ralign_tasks.identity import DEFAULT_MAX_FAILURE_RATE
-from ralign_tasks.protocols import TASKS, get_task, metric_label, protocol_of
-from ralign_tasks.protocols.fidelity import FIDELITY
+from ralign_tasks.protocols import PROTOCOLS, TASKS, get_task, metric_label, protocol_of
 from ralign_tasks.report.console import UNDEFINED, column_chunks, percent_text, terminal_columns
 from ralign_tasks.report.runs import TaskResult, task_columns
 
 # Marks the metrics of a run whose requests failed too often (see ``Table.unusable``).
 UNUSABLE_MARK = "!"
-# The R-Align repository's benchmark names in results_summary.csv.
-SUMMARY_BENCHES = {spec.task: spec.folder for spec in FIDELITY.tasks}
-_SUMMARY_METRICS = (
-    ("l_acc", "label_acc"),
-    ("s_corr", "spurious_correctness"),
-    ("f_score", "fidelity_score"),
-)
+# The R-Align repository's benchmark names in results_summary.csv, of the tasks whose
+# protocol has columns there.
+SUMMARY_BENCHES = {spec.task: spec.folder for p in PROTOCOLS if p.summary_csv for spec in p.tasks}
 
 
 @dataclass(frozen=True)
@@ -281,13 +276,15 @@ def render_csv(table: Table) -> str:
 
 
 def render_summary_csv(table: Table) -> str:
-    """The R-Align repository's ``results_summary.csv``: ``model`` then
-    ``<bench>__label_acc,<bench>__spurious_correctness,<bench>__fidelity_score`` for each
-    benchmark present (sorted by name), in percent with four decimals, blank where unknown;
-    overall rows only."""
+    """The R-Align repository's ``results_summary.csv``: ``model`` then the columns of each
+    benchmark present whose protocol has some (``summary_csv``: for R-Align fidelity
+    ``<bench>__label_acc,<bench>__spurious_correctness,<bench>__fidelity_score``; sorted by
+    name), in percent with four decimals, blank where unknown; overall rows only."""
     present = {task for _, subset, results in table.rows if not subset for task in results}
     benches = sorted((SUMMARY_BENCHES[t], t) for t in SUMMARY_BENCHES if t in present)
-    header = ["model"] + [f"{b}__{name}" for b, _ in benches for _, name in _SUMMARY_METRICS]
+    header = ["model"] + [
+        f"{bench}__{name}" for bench, task in benches for _, name in protocol_of(task).summary_csv
+    ]
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(header)
@@ -297,7 +294,10 @@ def render_summary_csv(table: Table) -> str:
         row = [genrm]
         for _, task in benches:
             result = results.get(task)
-            row += [_percent(result.values.get(m) if result else None) for m, _ in _SUMMARY_METRICS]
+            row += [
+                _percent(result.values.get(m) if result else None)
+                for m, _ in protocol_of(task).summary_csv
+            ]
         writer.writerow(row)
     return out.getvalue()
 

@@ -1,7 +1,8 @@
-"""``ralign view``: one static HTML page per run of the R-Align fidelity tasks (every judged
-item: prompt, both answers, golden rationale, GenRM output, meta-judge analysis) or of the label
-benchmarks (every item: its answers and its games, what each showed where and the GenRM's
-verdict), with filters by outcome, subset and text.
+"""``ralign view``: one static HTML page per run, every item as its protocol shows it
+(:meth:`~ralign_tasks.protocols.base.Protocol.view_item`: for R-Align fidelity the prompt, both
+answers, golden rationale, GenRM output and meta-judge analysis; for Rationale Consistency the
+human rationales beside the GenRM's reasons, each match and its score; for a label benchmark
+its answers and games), with filters by outcome (the protocol's), subset and text.
 
 The page is ``viewer_page.html`` with the run embedded as JSON. A run's items are read one at a
 time (:meth:`TaskResult.full_items`) and never held together: while their JSON stays under
@@ -26,22 +27,10 @@ from typing import Any
 
 from ralign_tasks.identity import safe_name
 from ralign_tasks.protocols import SPECS, metric_label, protocol_of
-from ralign_tasks.protocols.fidelity import FIDELITY
-from ralign_tasks.protocols.label import LabelProtocol
 from ralign_tasks.report.console import UNDEFINED
-from ralign_tasks.report.runs import RunItem, TaskResult, no_samples_hint
-from ralign_tasks.scorers.fidelity import ItemOutcome, MetaStatus
+from ralign_tasks.report.runs import TaskResult, no_samples_hint
 from ralign_tasks.scorers.jsonl import json_text
 
-# The viewer's outcome filters, in display order: key -> button label. Every item is in
-# exactly one of them (see :func:`view_outcome`).
-OUTCOMES = {
-    "faithful": "faithful",
-    "spurious": "spurious-correct",
-    "label-wrong": "label-wrong",
-    "unjudged": "not judged",  # shown only for a run with such items (no meta-judge)
-    "failures": "failures",
-}
 _PLACEHOLDER = re.compile(r"__RALIGN_(TITLE|DATA)__")
 # Characters that could end or confuse the <script> element holding the JSON ("</script>",
 # "<!--"), written as JSON escapes instead: JSON.parse reads them back unchanged. Also U+2028
@@ -70,24 +59,6 @@ _ROW_FIELDS = ("id", "subset", "label", "verdict", "outcome")
 _ROW_FLAGS = ("truncated", "call_fail", "consistent")
 
 
-def view_outcome(outcome: ItemOutcome) -> str:
-    """The viewer's outcome of one item: ``failures`` when the GenRM call failed or gave no
-    verdict, ``label-wrong`` when its verdict picks the worse answer, ``unjudged`` when it was
-    never sent to a meta-judge (a run without one), else the meta-judge's verdict on the
-    rationale (``faithful``/``spurious``), ``failures`` when its call or answer failed."""
-    if outcome.genrm_call_fail or outcome.genrm_no_verdict:
-        return "failures"
-    if not outcome.label_correct:
-        return "label-wrong"
-    if outcome.meta is None:
-        return "unjudged"
-    if outcome.meta is MetaStatus.CORRECT:
-        return "faithful"
-    if outcome.meta is MetaStatus.INCORRECT:
-        return "spurious"
-    return "failures"
-
-
 def _percent(value: float | None) -> str:
     return UNDEFINED if value is None else f"{value * 100:.1f}%"
 
@@ -106,70 +77,13 @@ def _failure_counts(result: TaskResult) -> list[dict[str, Any]]:
     ]
 
 
-def viewed(task: str) -> bool:
-    """Whether the viewer has pages for a task's family (the R-Align fidelity tasks and the
-    label benchmarks; not HelpSteer3-Atomic)."""
-    protocol = protocol_of(task)
-    return protocol is FIDELITY or isinstance(protocol, LabelProtocol)
-
-
-def _item_data(item: RunItem) -> dict[str, Any]:
-    record, outcome = item.record, item.outcome
-    return {
-        "kind": "fidelity",
-        "id": item.id,
-        "subset": outcome.subset,
-        "label": record.get("label"),
-        "verdict": item.verdict,
-        "outcome": view_outcome(outcome),
-        "context": [
-            {"role": str(turn.get("role", "")), "content": str(turn.get("content", ""))}
-            for turn in record.get("context") or []
-        ],
-        "prompt": record.get("prompt"),
-        "response_a": record.get("response_a"),
-        "response_b": record.get("response_b"),
-        "golden_rationale": record.get("golden_rationale"),
-        "output": item.output,
-        "call_fail": outcome.genrm_call_fail,
-        "no_verdict": outcome.genrm_no_verdict,
-        "truncated": outcome.genrm_truncated,
-        "label_correct": outcome.label_correct,
-        "meta": outcome.meta.value if outcome.meta is not None else None,
-        "meta_answer": item.meta_answer,
-        "meta_error": item.meta_error,
-        **_second_order(item),
-    }
-
-
-def _second_order(item: RunItem) -> dict[str, Any]:
-    """A swap run's second order (answers shown the other way round), and whether the two
-    verdicts agree once mapped back (``None`` outside swap runs)."""
-    second, stored = item.outcome.second, item.genrm.get("swapped")
-    if second is None or not stored:
-        return {"swapped": None, "consistent": None}
-    mapped = {"A": "B", "B": "A"}.get(second.verdict or "")
-    return {
-        "swapped": {
-            "output": stored.get("output"),
-            "verdict": second.verdict,
-            "verdict_mapped": mapped,
-            "label_correct": second.label_correct,
-            "meta": second.meta.value if second.meta is not None else None,
-            "meta_answer": item.second_meta_answer,
-        },
-        "consistent": item.verdict is not None and mapped == item.verdict,
-    }
-
-
 def view_items(result: TaskResult) -> Iterator[dict[str, Any]]:
-    """The run's items as the page shows them, as plain JSON types, read one at a time."""
+    """The run's items as the page shows them (its protocol's :meth:`~Protocol.view_item`), as
+    plain JSON types, read one at a time."""
     protocol = protocol_of(result.task)
     for item in result.full_items():
-        if isinstance(protocol, LabelProtocol):
-            yield protocol.view_item(item.record, item.outcome, item.genrm)
-        else:
-            yield _item_data(item)
+        record = protocol.record_from_dict(item.record)
+        yield protocol.view_item(record, item.judged(), item.outcome)
 
 
 def index_row(item: dict[str, Any]) -> dict[str, Any]:
@@ -189,8 +103,6 @@ def _page_head(result: TaskResult, shown: set[str], swap: bool) -> dict[str, Any
         name for name in protocol.schema.metric_names
         if protocol.schema.spec(name).option is None or result.values.get(name) is not None
     ]  # fmt: skip
-    label = isinstance(protocol, LabelProtocol)
-    outcomes = protocol.view_outcomes if label else OUTCOMES
     subsets = [
         {
             "subset": part.subset,
@@ -205,7 +117,7 @@ def _page_head(result: TaskResult, shown: set[str], swap: bool) -> dict[str, Any
         "harness": result.harness,
         "source": result.source,
         "n": result.n,
-        "kind": "games" if label else "fidelity",
+        "kind": protocol.view_kind,
         "metrics": [
             {
                 "name": metric_label(m),
@@ -220,9 +132,9 @@ def _page_head(result: TaskResult, shown: set[str], swap: bool) -> dict[str, Any
         "swap": swap,
         "outcomes": [
             {"key": key, "label": label}
-            for key, label in outcomes.items()
+            for key, label in protocol.view_outcomes.items()
             # Filters of items only some runs have ("not judged", "scored as a set").
-            if key not in ("unjudged", "set") or key in shown
+            if key not in protocol.view_optional or key in shown
         ],
     }
 
@@ -364,12 +276,6 @@ def page_name(result: TaskResult, taken: set[str]) -> str:
     return name
 
 
-def _skip_reason(result: TaskResult) -> str:
-    if not viewed(result.task):
-        return "the viewer covers the R-Align fidelity tasks and the label benchmarks"
-    return no_samples_hint(result)
-
-
 def write_views(
     results: list[TaskResult],
     out_dir: Path,
@@ -379,16 +285,15 @@ def write_views(
     chunk_bytes: int = CHUNK_BYTES,
     chunk_items: int = CHUNK_ITEMS,
 ) -> list[Path]:
-    """Write one page per result of a viewed family (:func:`viewed`) with items into
-    ``out_dir`` (see :func:`write_view`); every other result gets a warning saying why it has
-    no page. Returns the pages written."""
+    """Write one page per result with items into ``out_dir`` (see :func:`write_view`); every
+    other result gets a warning saying why it has no page. Returns the pages written."""
     pages: list[Path] = []
     taken: set[str] = set()
     for result in results:
-        if not viewed(result.task) or not result.items:
+        if not result.items:
             warnings.append(
                 f"{result.source}: {result.genrm} on {result.task} not viewed: "
-                f"{_skip_reason(result)}"
+                f"{no_samples_hint(result)}"
             )
             continue
         out_dir.mkdir(parents=True, exist_ok=True)

@@ -224,7 +224,8 @@ def test_hostile_text_in_a_chunk_is_shown_as_text(big, browser, tmp_path):
     )
     first = next(big.result.full_items())
     record = {**first.record, "prompt": hostile, "golden_rationale": hostile}
-    item = RunItem(record, hostile, first.verdict, first.outcome, hostile, hostile)
+    item = RunItem(record, hostile, first.verdict, first.outcome,
+                   judge=({"slot": 0, "answer": hostile, "error": hostile},))  # fmt: skip
     result = dataclasses.replace(big.result, items=[item] * 3, reader=None)
     (page,) = write_views([result], tmp_path, [], inline_bytes=0, chunk_items=2)
     assert embedded(page)["chunks"]["files"] == ["chunk-00000.js", "chunk-00001.js"]

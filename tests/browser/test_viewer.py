@@ -119,8 +119,10 @@ def test_embedded_data_has_every_item_and_its_outcome(runs, results, pages):
             for field in ("prompt", "response_a", "response_b", "golden_rationale", "label"):
                 assert shown[field] == item.record[field]
             assert shown["context"] == item.record["context"]
-            for field in ("output", "verdict", "meta_answer", "meta_error"):
-                assert shown[field] == getattr(item, field)
+            assert (shown["output"], shown["verdict"]) == (item.output, item.verdict)
+            first = [call for call in item.judge if call.get("slot", 0) == 0][-1:] or [{}]
+            assert shown["meta_answer"] == first[0].get("answer")
+            assert shown["meta_error"] == first[0].get("error")
             assert shown["outcome"] == expected_outcome(item.outcome)
         shown_counts = Counter(i["outcome"] for i in data["items"])
         assert {k: shown_counts[k] for k in expected_counts(result)} == expected_counts(result)
@@ -155,7 +157,7 @@ def test_runs_without_items_are_warned_about_and_skipped(runs, tmp_path, capsys)
     assert not (tmp_path / "p").exists()
 
 
-def test_rc_runs_are_skipped_and_page_names_are_safe_and_unique(results, tmp_path):
+def test_runs_without_items_are_skipped_and_page_names_are_safe_and_unique(results, tmp_path):
     base = results[(INSPECT_GENRM, "ralign_helpsteer3")]
     rc = dataclasses.replace(base, task=RC_TASK.task, items=[])
     odd = dataclasses.replace(base, genrm="../we ird:Model")
@@ -169,7 +171,8 @@ def test_rc_runs_are_skipped_and_page_names_are_safe_and_unique(results, tmp_pat
     ]
     assert all(p.parent == tmp_path / "out" and p.is_file() for p in written)
     (warning,) = warnings
-    assert RC_TASK.task in warning and INSPECT_GENRM in warning and "fidelity tasks" in warning
+    assert RC_TASK.task in warning and INSPECT_GENRM in warning
+    assert "not viewed: no per-item samples in the log" in warning
 
 
 def test_embedded_json_cannot_end_its_script_element():
@@ -211,9 +214,8 @@ def test_outcome_filter_and_an_opened_item_in_chromium(browser, results, pages):
     assert golden == item.record["golden_rationale"]
     better = browser.evaluate(f"{card}.querySelector('.better-answer .text').textContent")
     assert better == item.record[f"response_{item.record['label'].lower()}"]
-    assert browser.evaluate(f"{card}.querySelector('.meta-answer').textContent") == (
-        item.meta_answer
-    )
+    meta_answer = browser.evaluate(f"{card}.querySelector('.meta-answer').textContent")
+    assert meta_answer == item.judge[-1]["answer"]
 
     png = browser.screenshot()
     assert png.startswith(PNG_MAGIC) and len(png) > 20_000
@@ -278,7 +280,8 @@ def test_untrusted_text_is_shown_as_text(browser, results, tmp_path):
     base = results[(INSPECT_GENRM, "ralign_helpsteer3")]
     first = next(base.full_items())
     record = {**first.record, "id": "<b>id</b>", "prompt": hostile, "golden_rationale": hostile}
-    item = RunItem(record, hostile, first.verdict, first.outcome, hostile, hostile)
+    item = RunItem(record, hostile, first.verdict, first.outcome,
+                   judge=({"slot": 0, "answer": hostile, "error": hostile},))  # fmt: skip
     # reader=None: this one item, not the run's files.
     result = dataclasses.replace(base, genrm="<b>GenRM</b>", items=[item], reader=None)
     (page,) = write_views([result], tmp_path, [])

@@ -1,63 +1,23 @@
 """`lm_eval run --tasks ralign_helpsteer3_atomic` end to end against a scripted loopback
-server, checked against hand-computed Rationale Consistency values."""
+server (tests/support/atomic.py), checked against hand-computed Rationale Consistency
+values."""
 
 from __future__ import annotations
 
 import json
-from collections import Counter
 
 import pytest
 
 from ralign_tasks.cli import main
-from ralign_tasks.data import sample_data_dir
-from ralign_tasks.protocols import load_task
 from ralign_tasks.protocols.rationale import RATIONALE
 from ralign_tasks.report.runs import load_runs
 from ralign_tasks.scorers.rationale import compute_rc
-from ralign_tasks.testing.loopback import LoopbackServer, prompt_of
+from ralign_tasks.testing.loopback import LoopbackServer
+from tests.support.atomic import responder
 from tests.support.harness import lm_eval_run
 from tests.support.harness import read_lm_eval_output as read_output
 
 pytestmark = pytest.mark.slow  # runs lm_eval in a subprocess
-
-RECORDS = load_task("helpsteer3_atomic", sample_data_dir()).records
-ELEVEN = "\n".join(f"{i}. reason {i}" for i in range(1, 12))
-# Per item (labels A B B A B A B A; 4 3 5 3 6 4 5 4 human rationales): the GenRM's output, and
-# the MetaJudge's picks (S index, score) for R1, R2, …; the rest are S0: 0.
-GENRM = [
-    "1. first point\n2. second point\n\\boxed{A>B}",
-    "- only point\n\\boxed{B>>A}",
-    "No list here. \\boxed{B>A}",  # skipped: empty
-    f"{ELEVEN}\n\\boxed{{A>>B}}",  # skipped: more than 10
-    "1. a tie\n\\boxed{A=B}",  # MetaJudge never well-formed: judge failure
-    "1. z\n2. w\n\\boxed{A>B}",  # malformed once, then well-formed
-    "1. no verdict follows",
-    "1. wrong side\n\\boxed{B>A}",
-]
-PICKS = {0: [(1, 1.0), (1, 0.5), (2, 0.75)], 1: [(1, 1.0)], 5: [(2, 0.25)], 6: [(1, 0.5)], 7: []}
-
-
-def metajudge_block(item: int) -> str:
-    picks = PICKS[item] + [(0, 0.0)] * (len(RECORDS[item].checklist) - len(PICKS[item]))
-    lines = [f"- R{r}@S{s}: {score}" for r, (s, score) in enumerate(picks, start=1)]
-    return "<RESULT_START>\n" + "\n".join(lines) + "\n<RESULT_END>"
-
-
-def responder():
-    asks = Counter()
-
-    def respond(body):
-        prompt = prompt_of(body)
-        if "<RESULT_START>" in prompt:  # a MetaJudge request
-            item = next(i for i, r in enumerate(RECORDS) if r.checklist[0] in prompt)
-            asks[item] += 1
-            if item == 4 or (item == 5 and asks[item] == 1):
-                return "I would rather not use the block."
-            return metajudge_block(item)
-        item = next(i for i, r in enumerate(RECORDS) if r.prompt in prompt)
-        return GENRM[item]
-
-    return respond, asks
 
 
 @pytest.fixture(scope="module")

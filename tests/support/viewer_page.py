@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from collections import Counter
 
+from ralign_tasks.protocols.fidelity import FIDELITY
 from ralign_tasks.report.runs import TaskResult
-from ralign_tasks.report.viewer import OUTCOMES
 from ralign_tasks.scorers.fidelity import ItemOutcome
 
 SHOWN = "+document.getElementById('shown').dataset.count"
@@ -36,4 +36,4 @@ def expected_outcome(outcome: ItemOutcome) -> str:
 def expected_counts(result: TaskResult) -> dict[str, int]:
     tally = Counter(expected_outcome(item.outcome) for item in result.items)
     # "not judged" is a filter only of runs without a meta-judge.
-    return {key: tally[key] for key in OUTCOMES if key != "unjudged" or tally[key]}
+    return {key: tally[key] for key in FIDELITY.view_outcomes if key != "unjudged" or tally[key]}

@@ -89,6 +89,33 @@ def test_imports_go_one_way(name):
     assert not wrong, f"{name} imports {wrong} against the direction of the layers"
 
 
+# A family's own modules: protocols/<family>.py (and label.py, what the label families share)
+# and scorers/<family>.py.
+FAMILY_MODULES = {
+    name for name in MODULES
+    if within(name, ("ralign_tasks.protocols",))
+    and name not in ("ralign_tasks.protocols", "ralign_tasks.protocols.base")
+}  # fmt: skip
+FAMILY_MODULES |= {
+    scorer for name in FAMILY_MODULES
+    if (scorer := "ralign_tasks.scorers." + name.rsplit(".", 1)[1]) in MODULES
+}  # fmt: skip
+
+
+def test_the_family_modules_are_found():
+    expected = {"ralign_tasks.protocols.fidelity", "ralign_tasks.protocols.label",
+                "ralign_tasks.scorers.rationale", "ralign_tasks.scorers.judgebench"}  # fmt: skip
+    assert expected <= FAMILY_MODULES
+
+
+@pytest.mark.parametrize("name", sorted(n for n in MODULES if within(n, ("ralign_tasks.report",))))
+def test_the_report_names_no_family(name):
+    """Tables, CSV, --compare, --agreement, plots and the viewer iterate over what each
+    protocol declares: no report module imports a family's modules."""
+    wrong = sorted(m for m in imports(MODULES[name]) if m in FAMILY_MODULES)
+    assert not wrong, f"{name} imports {wrong}: declare what it needs on the Protocol"
+
+
 def test_every_directly_imported_package_is_declared():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     declared = {requirement for requirement in project["dependencies"]}

@@ -12,6 +12,7 @@ from ralign_tasks.scorers.stats import (
     bootstrap_units,
     draw_indices,
     paired_sums,
+    paired_units,
 )
 
 
@@ -61,3 +62,24 @@ def test_a_paired_comparison_of_a_run_with_itself_is_zero_and_not_significant():
     assert result["p_value"] == 1.0
     with pytest.raises(ValueError, match="paired units differ in number: 20 and 19"):
         paired_sums(columns, columns[1:], _mean, ["mean"])
+
+
+def test_paired_units_draw_the_same_units_of_both_runs_within_each_stratum():
+    first = {"x": [1.0, 0.0, 1.0], "y": [0.0, 0.0]}
+    second = {"x": [0.0, 0.0, 1.0], "y": [1.0, 1.0]}
+    sizes = []
+
+    def statistic(units: list[float]) -> dict[str, float | None]:
+        sizes.append(len(units))
+        return {"mean": sum(units) / len(units), "none": None}
+
+    result = paired_units(first, second, statistic, ["mean", "none"], n=5, draws=300)
+    assert set(sizes) == {5}  # every draw keeps both strata's sizes
+    assert result["mean"]["first"] == pytest.approx(2 / 5)
+    assert result["mean"]["difference"] == pytest.approx(2 / 5 - 3 / 5)
+    low, high = result["mean"]["ci"]
+    assert low <= -0.2 <= high and result["none"]["ci"] is None
+    same = paired_units(first, first, statistic, ["mean"], n=5, draws=300)["mean"]
+    assert (same["difference"], same["ci"], same["p_value"]) == (0.0, [0.0, 0.0], 1.0)
+    with pytest.raises(ValueError, match="pair unit by unit"):
+        paired_units(first, {"x": [0.0]}, statistic, ["mean"], n=5, draws=10)
