@@ -216,15 +216,16 @@ def compute_rc(
     report: dict[str, Any] = {"n": len(outcomes)}
     for name in RC_SCHEMA.count_names:
         report[name] = int(sum(item[name] for item in per_item))
-    values = np.array(
-        [[item[name] for name in RC_SCHEMA.metric_names] for item in per_item], dtype=float
-    ).reshape(len(per_item), -1)
+    names = RC_SCHEMA.metric_names
+    values = np.array([[item[name] for name in names] for item in per_item], dtype=float)
+    values = values.reshape(len(per_item), len(names))
     point: dict[str, float | None] = {}
-    for index, name in enumerate(RC_SCHEMA.metric_names):
+    for index, name in enumerate(names):
         column = values[:, index]
         point[name] = float(np.nanmean(column)) if (~np.isnan(column)).any() else None
     defined = ~np.isnan(values)
-    columns = np.stack([np.where(defined, values, 0.0), defined], axis=-1).reshape(len(values), -1)
+    columns = np.stack([np.where(defined, values, 0.0), defined], axis=-1)
+    columns = columns.reshape(len(values), 2 * len(names))
     report.update(point)
     report["stderr"], report["ci"] = bootstrap_sums(columns, _means, point, draws=draws, seed=seed)
     return report

@@ -214,6 +214,8 @@ class RalignTask(ConfigurableTask):
             self.judge_config = judge_config(metadata) if self.protocol.uses_judge else None
             self.max_failure_rate = max_failure_rate(metadata)
         self._context_settings: dict[str, Any] = {}
+        # Set by apply_filters, carried by each document's summary values (see summary).
+        self._judged: JudgedItems | None = None
         judge_template = (
             self.protocol.judge_template(self.judge_config) if self.judge_config else None
         )
@@ -270,8 +272,8 @@ class RalignTask(ConfigurableTask):
             # budget: one line, not a traceback, and a failing exit status (the answers
             # received are in the cache; a rerun resumes).
             raise SystemExit(f"ralign: error: {self.spec.task}: {exc}") from None
-        # What the summary metrics aggregate: each document's value only names the metric.
-        judged = _judged[self.spec.task] = _Judged([item.item for item in items])
+        # What the summary metrics aggregate: each document's value carries this object.
+        judged = self._judged = JudgedItems(self.spec.task, [item.item for item in items])
         roles = tally_failures(self.protocol.request_errors(item.item) for item in items)
         flagged = flagged_roles(roles, self.max_failure_rate)
         if flagged:
@@ -299,12 +301,12 @@ class RalignTask(ConfigurableTask):
         values: dict[str, Any] = self.protocol.document_values(
             self.protocol.outcome_from_item(item)
         )
-        # A summary metric's value is what the protocol's computation needs of the document:
-        # one object shared by all of them, so that `summary` computes once per task.
-        # Metrics of an option that is off (swap) are not reported at all, and a run without
-        # a judge reports what needs none. A metric's stderr follows it (see compat). A summary
-        # metric's per-document value only names it and the task: the aggregation computes
-        # it over the task's judged items (the documents' own records are in the samples log).
+        # A summary metric's per-document value names it and carries the task's judged items
+        # (one object shared by every document, so that `summary` computes once per task):
+        # lm-eval hands an aggregation only the documents' values, so this is how the items
+        # reach it without a module-global table (the documents' own records are in the
+        # samples log). Metrics of an option that is off (swap) are not reported at all, and a
+        # run without a judge reports what needs none. A metric's stderr follows it (compat).
         reported = {}
         for spec in self.protocol.schema:
             if spec.option is not None and not self.protocol.option_on(spec.option, self.options):
@@ -313,7 +315,7 @@ class RalignTask(ConfigurableTask):
                 continue
             if spec.aggregation == "summary":
                 for name in (spec.name, compat.stderr_name(spec.name)):
-                    reported[name] = (name, self.spec.task)
+                    reported[name] = (name, self._judged)
             else:
                 reported[spec.name] = values[spec.name]
         return reported
@@ -326,36 +328,37 @@ def count(items: Sequence[float]) -> float:
     return float(sum(known)) if known or not items else math.nan
 
 
-@dataclass
-class _Judged:
-    """A task's judged-item records from its last ``apply_filters``, and their summary once
-    computed."""
+@dataclass(eq=False)
+class JudgedItems:
+    """A task's judged-item records from its ``apply_filters``, and their summary once
+    computed: what every document's summary-metric value carries to :func:`summary`."""
 
+    task: str
     items: list[Mapping[str, Any]]
     report: dict[str, Any] | None = None
     # Metrics the run could not measure (a role failed too often): NaN, never a number.
     unmeasured: set[str] = field(default_factory=set)
 
+    def __str__(self) -> str:
+        # What lm-eval writes for the value in a logged sample (it str()s what JSON cannot
+        # hold): the task, not every item of the run.
+        return f"{self.task}: {len(self.items)} judged items"
 
-_judged: dict[str, _Judged] = {}
 
-
-def summary(items: Sequence[tuple[str, str]]) -> float:
+def summary(items: Sequence[tuple[str, JudgedItems]]) -> float:
     """Aggregation of a ``summary`` metric: the protocol's own metric (or, for
     ``<metric>_stderr``, its standard error) over the task's judged items (NaN where
     undefined), computed once per task for all its summary metrics."""
     if not items:
         return math.nan
-    name, task = items[0]
-    judged = _judged.get(task)
-    if judged is None or len(judged.items) != len(items):
+    name, judged = items[0]
+    if len(judged.items) != len(items):
         raise RuntimeError(
-            f"{task}: {len(items)} documents to aggregate but "
-            f"{len(judged.items) if judged else 'no'} judged items: the task's filters ran "
-            "on other documents"
+            f"{judged.task}: {len(items)} documents to aggregate but {len(judged.items)} "
+            "judged items: the task's filters ran on other documents"
         )
     if judged.report is None:
-        protocol = protocol_of(task)
+        protocol = protocol_of(judged.task)
         judged.report = protocol.summarize([protocol.outcome_from_item(i) for i in judged.items])
     metric = name.removesuffix("_stderr")
     if metric in judged.unmeasured:

@@ -106,9 +106,9 @@ def test_samples_log_meta_verdicts(group_run):
     assert [j["genrm"]["verdict"] for j in judged][:3] == ["A", "B", "A"]
     # lm-eval does not say why generation stopped: truncation is unknown, not false.
     assert {j["genrm"]["truncated"] for j in judged} == {None}
-    # A metric's per-document value names it and its task: lm-eval aggregates it with the
-    # protocol's own computation over the judged items.
-    assert rows[records[0].id]["f_score"] == ["f_score", "ralign_helpsteer3"]
+    # A metric's per-document value names it and carries the task's judged items: lm-eval
+    # aggregates it with the protocol's own computation over them, and logs it briefly.
+    assert rows[records[0].id]["f_score"] == ["f_score", "ralign_helpsteer3: 8 judged items"]
 
 
 def test_only_label_correct_documents_reach_the_metajudge(group_run):
