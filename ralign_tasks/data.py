@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from ralign_tasks.records import Turn
+from ralign_tasks.scorers.errors import UserError
 from ralign_tasks.scorers.jsonl import (
     decode_json_line,
     has_surrogate_escape,
@@ -33,7 +34,7 @@ T = TypeVar("T")
 logger = logging.getLogger("ralign_tasks.data")
 
 
-class DataFormatError(ValueError):
+class DataFormatError(UserError):
     """A row of a benchmark file is not in the R-Align format."""
 
     def __init__(self, path: str, line: int, reason: str) -> None:
@@ -170,7 +171,7 @@ def _refuse_lone_surrogate(raw: bytes, value: Any) -> Any:
     text would fail later, when sent to a model or written as UTF-8, so it is a bad row now."""
     problem = lone_surrogate(value) if has_surrogate_escape(raw) else None
     if problem:
-        raise ValueError(problem)
+        raise UserError(problem)
     return value
 
 
@@ -204,7 +205,7 @@ def read_jsonl_records(
             record = parse(decoded(), line_no)
             record_id = record.id  # type: ignore[attr-defined]
             if record_id in first_line_of_id:
-                raise ValueError(
+                raise UserError(
                     f"duplicate id {record_id!r} (first on line {first_line_of_id[record_id]})"
                 )
         except ValueError as exc:
@@ -220,23 +221,23 @@ def read_jsonl_records(
 def require_str(row: dict[str, Any], key: str, where: str = "") -> str:
     """``row[key]`` if it is a string; ``ValueError`` naming the field otherwise."""
     if key not in row:
-        raise ValueError(f"missing field {where}{key!r}")
+        raise UserError(f"missing field {where}{key!r}")
     value = row[key]
     if not isinstance(value, str):
-        raise ValueError(f"field {where}{key!r} must be a string, got {type(value).__name__}")
+        raise UserError(f"field {where}{key!r} must be a string, got {type(value).__name__}")
     return value
 
 
 def parse_turns(value: Any, field_name: str) -> list[Turn]:
     """A non-empty list of ``{role, content}`` objects as turns."""
     if not isinstance(value, list):
-        raise ValueError(f"field {field_name!r} must be a list, got {type(value).__name__}")
+        raise UserError(f"field {field_name!r} must be a list, got {type(value).__name__}")
     if not value:
-        raise ValueError(f"field {field_name!r} is empty (the final user turn is required)")
+        raise UserError(f"field {field_name!r} is empty (the final user turn is required)")
     turns = []
     for index, turn in enumerate(value):
         if not isinstance(turn, dict):
-            raise ValueError(f"{field_name}[{index}] must be an object")
+            raise UserError(f"{field_name}[{index}] must be an object")
         where = f"{field_name}[{index}]."
         turns.append(Turn(require_str(turn, "role", where), require_str(turn, "content", where)))
     return turns
@@ -264,7 +265,7 @@ def data_source(
 ) -> str | os.PathLike[str] | None:
     """Where to load from: the bundled sample, ``data_dir``, or ``None`` (environment or hub)."""
     if sample and data_dir:
-        raise ValueError("pass either sample=true or data_dir, not both")
+        raise UserError("pass either sample=true or data_dir, not both")
     return sample_data_dir() if sample else data_dir
 
 
@@ -287,7 +288,7 @@ def keep_named(
     known = sorted({getattr(item, field) for item in items})
     unknown = [name for name in wanted if name not in known]
     if unknown:
-        raise ValueError(
+        raise UserError(
             f"unknown {field}(s) {', '.join(map(repr, unknown))} in {location}; "
             f"known: {', '.join(known)}"
         )

@@ -17,6 +17,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+from ralign_tasks.scorers.errors import UserError
+
 # The share of a role's requests that, once failed, makes a run's numbers unusable (at least
 # this share: 0.5 flags a run where half the requests failed).
 DEFAULT_MAX_FAILURE_RATE = 0.5
@@ -89,7 +91,7 @@ def failure_rate(value: Any) -> float:
     except (TypeError, ValueError):
         rate = math.nan
     if not 0.0 <= rate <= 1.0:
-        raise ValueError(f"must be between 0 and 1, got {value}")
+        raise UserError(f"must be between 0 and 1, got {value}")
     return rate
 
 

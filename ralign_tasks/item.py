@@ -15,11 +15,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from ralign_tasks.scorers.errors import UserError
+
 ITEM_VERSION = 1
 VERSION_KEY = "ralign_item"
 
 
-class ItemFormatError(ValueError):
+class ItemFormatError(UserError):
     """A value that is not a judged-item record of a version this package reads."""
 
 

@@ -21,6 +21,7 @@ from ralign_tasks.protocols.base import GenRMOutput, ItemRun
 from ralign_tasks.scorers.ask import StopRun
 from ralign_tasks.scorers.config import EndpointConfig
 from ralign_tasks.scorers.engine import BatchStats, ChatRequest, run_chat_batch
+from ralign_tasks.scorers.errors import UserError
 from ralign_tasks.scorers.jsonl import json_text, read_json_bytes, read_jsonl
 from ralign_tasks.scorers.settings import JudgeSettings
 
@@ -395,7 +396,7 @@ def samples_row_of(run_id: str | None) -> Callable[[dict[str, Any]], tuple[Any, 
     def record_and_item(row: dict[str, Any]) -> tuple[Any, Any]:
         found = row.get("run_id")
         if run_id and found != run_id:
-            raise ValueError(
+            raise UserError(
                 f"a row of another run ({found}) than its results.json ({run_id}): two runs "
                 "wrote this folder, or a copy mixed two folders"
             )
@@ -513,12 +514,12 @@ def read_outputs_file(path: str | os.PathLike[str]) -> dict[str, list[str | None
     outputs: dict[str, list[str | None]] = {}
     for line_no, row in read_jsonl(path):
         if not isinstance(row, dict) or "id" not in row or not ({"output", "outputs"} & set(row)):
-            raise ValueError(f"{path}:{line_no}: expected an object with 'id' and 'output'")
+            raise UserError(f"{path}:{line_no}: expected an object with 'id' and 'output'")
         texts = row["outputs"] if "outputs" in row else [row["output"]]
         if not isinstance(texts, list) or not all(t is None or isinstance(t, str) for t in texts):
-            raise ValueError(f"{path}:{line_no}: 'output' must be a string or null")
+            raise UserError(f"{path}:{line_no}: 'output' must be a string or null")
         key = str(row["id"])
         if key in outputs:
-            raise ValueError(f"{path}:{line_no}: duplicate id {key!r}")
+            raise UserError(f"{path}:{line_no}: duplicate id {key!r}")
         outputs[key] = texts
     return outputs

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field, fields, replace
 from typing import Any
 from urllib.parse import urlsplit
 
+from ralign_tasks.scorers.errors import UserError
+
 logger = logging.getLogger("ralign_tasks.settings")
 
 # Where the openai client sends requests when no base URL is given.
@@ -35,7 +37,7 @@ def _default_retry_budget() -> float:
     return DEFAULT_RETRY_BUDGET_S
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError):
     """A setting is missing or malformed."""
 
 

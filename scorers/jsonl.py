@@ -14,6 +14,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from ralign_tasks.scorers.errors import UserError
+
 # A ``\\ud800``-``\\udfff`` escape: only JSON text holding one can decode to a lone surrogate
 # (UTF-8 bytes cannot encode one).
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
@@ -38,9 +40,9 @@ def parse_json(text: str) -> Any:
     except json.JSONDecodeError as exc:
         where = f"line {exc.lineno} column {exc.colno}" if exc.lineno > 1 else f"column {exc.colno}"
         # Some messages end in "at" already ("Unterminated string starting at").
-        raise ValueError(f"invalid JSON ({exc.msg.removesuffix(' at')} at {where})") from None
+        raise UserError(f"invalid JSON ({exc.msg.removesuffix(' at')} at {where})") from None
     except RecursionError:
-        raise ValueError("invalid JSON (nested too deeply to read)") from None
+        raise UserError("invalid JSON (nested too deeply to read)") from None
 
 
 def decode_json_line(raw: bytes) -> Any:
@@ -50,7 +52,7 @@ def decode_json_line(raw: bytes) -> Any:
         # Without the row's end: an error at the end of a cut-off row is at its last column.
         line = raw.decode("utf-8").removesuffix("\n")
     except UnicodeDecodeError as exc:
-        raise ValueError(
+        raise UserError(
             f"not UTF-8 text (byte 0x{raw[exc.start]:02x} at byte column {exc.start + 1})"
         ) from None
     return parse_json(line)
@@ -63,7 +65,7 @@ def read_json_bytes(path: str | os.PathLike[str]) -> tuple[bytes, Any]:
     try:
         return raw, decode_json_line(raw)
     except ValueError as exc:
-        raise ValueError(f"{path}: not JSON ({exc})") from None
+        raise UserError(f"{path}: not JSON ({exc})") from None
 
 
 def has_surrogate_escape(raw: bytes) -> bool:
@@ -116,7 +118,7 @@ def read_jsonl(path: str | os.PathLike[str]) -> Iterator[tuple[int, Any]]:
         except ValueError as exc:
             # Only the last row can lack its newline: a bad one is most likely cut off.
             torn = "" if raw.endswith(b"\n") else "; the file ends inside this row (cut off?)"
-            raise ValueError(f"{path}:{line_no}: {exc}{torn}") from None
+            raise UserError(f"{path}:{line_no}: {exc}{torn}") from None
         yield line_no, value
 
 

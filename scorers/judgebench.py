@@ -12,6 +12,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from ralign_tasks.scorers.errors import UserError
+
 LABELS = ("A>B", "B>A")
 # Category of a pair by the prefix of its `source`, in report order.
 CATEGORIES = (
@@ -60,7 +62,7 @@ def category_of(source: str) -> str:
     for name, prefix in CATEGORIES:
         if source.startswith(prefix):
             return name
-    raise ValueError(f"unknown JudgeBench source {source!r}")
+    raise UserError(f"unknown JudgeBench source {source!r}")
 
 
 @dataclass(frozen=True)

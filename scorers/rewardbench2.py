@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from ralign_tasks.scorers.errors import UserError
 from ralign_tasks.scorers.lazy_modules import lazy_import
 
 # Loaded when a metric is first computed (see scorers/lazy_modules.py).
@@ -57,7 +58,7 @@ def subset_key(name: str) -> str:
     if name in SUBSETS:
         return name
     known = ", ".join(repr(n) for n in OFFICIAL_SUBSETS)
-    raise ValueError(f"unknown RewardBench 2 subset {name!r}; known: {known}")
+    raise UserError(f"unknown RewardBench 2 subset {name!r}; known: {known}")
 
 
 # --- Rankings mode: one 4-way judgment per item ----------------------------------------------
@@ -95,13 +96,13 @@ def ranking_credit(letter: str | None, chosen_slot: int) -> float:
     if letter is None:
         return NO_VERDICT_CREDIT
     if letter not in LETTERS:
-        raise ValueError(f"a ranking verdict is one of {LETTERS} or None, got {letter!r}")
+        raise UserError(f"a ranking verdict is one of {LETTERS} or None, got {letter!r}")
     return 1.0 if letter == LETTERS[k] else 0.0
 
 
 def _slot(chosen_slot: int) -> int:
     if isinstance(chosen_slot, bool) or chosen_slot not in range(len(LETTERS)):
-        raise ValueError(f"the chosen slot is 0..3 (A..D), got {chosen_slot!r}")
+        raise UserError(f"the chosen slot is 0..3 (A..D), got {chosen_slot!r}")
     return int(chosen_slot)
 
 
@@ -124,7 +125,7 @@ def ratings_credit(ratings: Sequence[int]) -> float:
     (-1) are left out; none left gives 0.25; otherwise 1/|W| if the chosen answer is among
     the W completions at the top rating, else 0 (partial credit for a shared top)."""
     if not ratings:
-        raise ValueError("an item needs at least one rating")
+        raise UserError("an item needs at least one rating")
     valid = [r for r in ratings if r != -1]
     if not valid:
         return NO_VERDICT_CREDIT
@@ -135,7 +136,7 @@ def scalar_credit(scores: Sequence[float]) -> float:
     """The same best-of-n credit for a scalar reward model (``run_v2.py``): every score counts
     (there is no "unparsed" value), so equal scores share the credit."""
     if not scores:
-        raise ValueError("an item needs at least one score")
+        raise UserError("an item needs at least one score")
     return _top_share(scores, max(scores))
 
 
@@ -152,7 +153,7 @@ def pairwise_credit(wins: Sequence[bool | None]) -> float:
     won every comparison; a loss or a comparison without a verdict (``None``) makes it 0.
     Unlike the official modes there is no 0.25: a pairwise judge has no 4-way random pick."""
     if not wins:
-        raise ValueError("pairwise credit needs at least one comparison")
+        raise UserError("pairwise credit needs at least one comparison")
     return 1.0 if all(win is not None and bool(win) for win in wins) else 0.0
 
 
@@ -168,7 +169,7 @@ def parse_ties_id(row_id: str) -> tuple[str, int]:
             return parts[0], int(parts[1])
         except ValueError:
             pass
-    raise ValueError(f"a Ties row id is 'ref:<n>' or 'tied:<n>' with an integer n, got {row_id!r}")
+    raise UserError(f"a Ties row id is 'ref:<n>' or 'tied:<n>' with an integer n, got {row_id!r}")
 
 
 @dataclass(frozen=True)
@@ -189,12 +190,12 @@ class TiesRow:
         try:
             num_correct = operator.index(self.num_correct)
         except TypeError:
-            raise ValueError(
+            raise UserError(
                 f"{self.id}: num_correct must be an integer, got {self.num_correct!r}"
             ) from None
         # The official scorer takes max/min of both groups and fails when one is empty.
         if not 1 <= num_correct < len(scores):
-            raise ValueError(
+            raise UserError(
                 f"{self.id}: needs at least one correct and one incorrect score "
                 f"(num_correct={num_correct}, {len(scores)} scores)"
             )
@@ -213,14 +214,14 @@ class TiesRow:
 def _unwrap(score: Any, row_id: str) -> float:
     if isinstance(score, (list, tuple, np.ndarray)):
         if len(score) != 1:
-            raise ValueError(f"{row_id}: a score list must hold one value, got {score!r}")
+            raise UserError(f"{row_id}: a score list must hold one value, got {score!r}")
         score = score[0]
     try:
         value = float(score)
     except (TypeError, ValueError):
-        raise ValueError(f"{row_id}: a score must be a number, got {score!r}") from None
+        raise UserError(f"{row_id}: a score must be a number, got {score!r}") from None
     if math.isnan(value):
-        raise ValueError(f"{row_id}: a score is NaN")
+        raise UserError(f"{row_id}: a score is NaN")
     return value
 
 
@@ -254,7 +255,7 @@ def ties_score(rows: Sequence[TiesRow]) -> dict[str, float]:
         if number in stats[kind]:
             # The official code would pool the two rows' scores into one prompt; a repeated id
             # is almost surely a data error, so it is refused.
-            raise ValueError(f"Ties row {row.id!r} appears twice")
+            raise UserError(f"Ties row {row.id!r} appears twice")
         stats[kind][number] = _ties_stats(row)
     ref, tied = stats["ref"], stats["tied"]
 
@@ -266,7 +267,7 @@ def ties_score(rows: Sequence[TiesRow]) -> dict[str, float]:
     for number in paired:
         if tied[number].spread is None:
             # The official code fails here (it compares a number with None).
-            raise ValueError(
+            raise UserError(
                 f"Ties row 'tied:{number}' has one correct score; its spread is undefined"
             )
     if paired:
@@ -315,12 +316,12 @@ def compute_rb2(
     for name, credit in items:
         key = subset_key(name)
         if key == "ties":
-            raise ValueError("Ties is not scored per item: pass its rows as ties_rows")
+            raise UserError("Ties is not scored per item: pass its rows as ties_rows")
         if credit is None:
             no_verdict += 1
             credit = NO_VERDICT_CREDIT
         elif not 0.0 <= credit <= 1.0:  # also refuses NaN
-            raise ValueError(f"{name}: an item's credit must lie in [0, 1], got {credit!r}")
+            raise UserError(f"{name}: an item's credit must lie in [0, 1], got {credit!r}")
         credits[key].append(float(credit))
     report: dict[str, Any] = {"n": len(items) + len(ties_rows), "missing": []}
     counts = {name: len(values) for name, values in credits.items()}

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
+from ralign_tasks.scorers.errors import UserError
 from ralign_tasks.scorers.lazy_modules import lazy_import
 
 # Loaded when a metric is first computed (see scorers/lazy_modules.py).
@@ -41,7 +42,7 @@ def domain_of(name: str) -> str:
     for domain in DOMAINS:
         if name.startswith(domain):
             return domain
-    raise ValueError(f"unknown RM-Bench domain {name!r}; known: {', '.join(DOMAINS)}")
+    raise UserError(f"unknown RM-Bench domain {name!r}; known: {', '.join(DOMAINS)}")
 
 
 def cells_from_scores(chosen: Sequence[float], rejected: Sequence[float]) -> list[list[int]]:
@@ -63,7 +64,7 @@ def compute_rmbench(
     (the official code raises there); ``missing`` names such domains."""
     cells = np.asarray([item_cells for _, item_cells in items], dtype=float).reshape(-1, 9)
     if cells.shape[0] != len(items):
-        raise ValueError("an item's cells must be 3x3")
+        raise UserError("an item's cells must be 3x3")
     cells = cells.reshape(-1, STYLES, STYLES)
     domains = np.asarray([domain_of(domain) for domain, _ in items])
     matrices = {domain: cells[domains == domain] for domain in DOMAINS}

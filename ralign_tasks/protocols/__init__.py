@@ -15,6 +15,7 @@ from ralign_tasks.protocols.judgebench import JUDGEBENCH
 from ralign_tasks.protocols.rationale import RATIONALE
 from ralign_tasks.protocols.rewardbench2 import RB2
 from ralign_tasks.protocols.rmbench import RMBENCH
+from ralign_tasks.scorers.errors import UnknownNameError
 from ralign_tasks.scorers.schema import MetricSpec, merged_specs
 
 PROTOCOLS: tuple[Protocol[Any, Any, Any], ...] = (FIDELITY, RATIONALE, JUDGEBENCH, RMBENCH, RB2)
@@ -46,7 +47,7 @@ def get_task(name: str) -> TaskSpec:
     close = difflib.get_close_matches(name, _BY_NAME, n=1, cutoff=0.6)
     guess = f"; did you mean {close[0]!r}?" if close else ""
     known = ", ".join(f"{spec.short} ({spec.task})" for spec in TASKS.values())
-    raise KeyError(f"unknown benchmark {name!r}{guess} Known: {known}")
+    raise UnknownNameError(f"unknown benchmark {name!r}{guess} Known: {known}")
 
 
 def protocol_of(spec: TaskSpec | str) -> Protocol[Any, Any, Any]:

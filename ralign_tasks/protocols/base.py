@@ -22,6 +22,7 @@ from ralign_tasks.data import LoadResult, locate_data_file, read_jsonl_records
 from ralign_tasks.item import ITEM_VERSION
 from ralign_tasks.prompts import load_template
 from ralign_tasks.scorers.ask import JudgeCall
+from ralign_tasks.scorers.errors import UserError
 from ralign_tasks.scorers.lazy_modules import lazy_import
 from ralign_tasks.scorers.schema import Schema
 from ralign_tasks.scorers.settings import JudgeSettings
@@ -73,7 +74,7 @@ class TaskSpec:
 
     def file_name(self, split: str) -> str:
         if split not in self.files:
-            raise ValueError(
+            raise UserError(
                 f"{self.task}: split must be one of {sorted(self.files)}, got {split!r}"
             )
         return self.files[split]
@@ -104,14 +105,14 @@ class Option:
             if isinstance(value, str) and value.strip().lower() in ("true", "false"):
                 value = value.strip().lower() == "true"
             if not isinstance(value, bool):
-                raise ValueError(f"{where}: {self.name} must be true or false, got {value!r}")
+                raise UserError(f"{where}: {self.name} must be true or false, got {value!r}")
         if self.kind is int:
             if isinstance(value, str) and value.strip().lstrip("-").isdigit():
                 value = int(value)
             if isinstance(value, bool) or not isinstance(value, int):
-                raise ValueError(f"{where}: {self.name} must be a whole number, got {value!r}")
+                raise UserError(f"{where}: {self.name} must be a whole number, got {value!r}")
         if self.choices and value not in self.choices:
-            raise ValueError(f"{where}: {self.name} must be one of {self.choices}, got {value!r}")
+            raise UserError(f"{where}: {self.name} must be one of {self.choices}, got {value!r}")
         return value
 
 
@@ -183,6 +184,27 @@ class Protocol(ABC, Generic[RecordT, JudgmentT, OutcomeT]):
         """Whether items go to a judge (meta-judge, MetaJudge); the label benchmarks score the
         GenRM's verdicts alone, and no harness asks for a judge for them."""
         return bool(self.judge_step)
+
+    # The three R-Align fidelity benchmarks: what `ralign run` runs when given no names.
+    run_by_default: ClassVar[bool] = False
+
+    # --- judgments made elsewhere (scored without asking the GenRM) ----------------------
+
+    def reference_judgments(self, records: Sequence[RecordT], model: str) -> list[JudgmentT]:
+        """The judgments of a reference model whose outputs the data carries (``ralign
+        rc-score --reference``)."""
+        raise UserError(f"{self.title}: its data carries no reference model outputs")
+
+    def official_outputs(
+        self, path: str
+    ) -> tuple[list[RecordT], list[JudgmentT], str, dict[str, Any]]:
+        """The records, judgments, judge name and options of one of the benchmark's own
+        judge-output files (``ralign score --judgebench-outputs``)."""
+        raise UserError(f"{self.title}: there are no official judge-output files to score")
+
+    def official_line(self, report: Mapping[str, Any]) -> str | None:
+        """The headline numbers as the benchmark's own code prints them (``None``: none)."""
+        return None
 
     # --- records ---------------------------------------------------------------------------
 

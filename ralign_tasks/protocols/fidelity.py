@@ -21,6 +21,7 @@ from ralign_tasks.protocols.base import (
 )
 from ralign_tasks.records import Turn, turn_dicts
 from ralign_tasks.scorers.ask import JudgeCall
+from ralign_tasks.scorers.errors import UserError
 from ralign_tasks.scorers.fidelity import (
     FIDELITY_METRICS,
     FIDELITY_SCHEMA,
@@ -194,6 +195,7 @@ class FidelityProtocol(Protocol[PairRecord, FidelityJudgment, ItemOutcome]):
     genrm_template_file = GENRM_TEMPLATE
     judge_template_file = METAJUDGE_TEMPLATE
     genrm_template_env = GENRM_TEMPLATE_ENV
+    run_by_default = True
     judge_template_setting = "template"  # RALIGN_METAJUDGE_TEMPLATE, metajudge_template
     tasks = (
         _spec("ralign_helpsteer3", "HelpSteer3", "helpsteer3_aug", "helpsteer3"),
@@ -239,25 +241,25 @@ class FidelityProtocol(Protocol[PairRecord, FidelityJudgment, ItemOutcome]):
 
     def parse_row(self, row: Any, line: int, spec: TaskSpec, split: str) -> PairRecord:
         if not isinstance(row, dict):
-            raise ValueError(f"row must be a JSON object, got {type(row).__name__}")
+            raise UserError(f"row must be a JSON object, got {type(row).__name__}")
         if "conversations" not in row:
-            raise ValueError("missing field 'conversations'")
+            raise UserError("missing field 'conversations'")
         turns = parse_turns(row["conversations"], "conversations")
         response_a = require_str(row, "response_A")
         response_b = require_str(row, "response_B")
         label = require_str(row, "gt_label").strip()
         if label not in ("A", "B"):
-            raise ValueError(f"field 'gt_label' must be 'A' or 'B', got {row['gt_label']!r}")
+            raise UserError(f"field 'gt_label' must be 'A' or 'B', got {row['gt_label']!r}")
         golden = strip_thinking(require_str(row, "gt_judgment"))
         if not golden:
-            raise ValueError("field 'gt_judgment' has no rationale after its thinking trace")
+            raise UserError("field 'gt_judgment' has no rationale after its thinking trace")
         source = row.get("source")
         if not isinstance(source, dict):
-            raise ValueError("missing field 'source' (an object with 'subset')")
+            raise UserError("missing field 'source' (an object with 'subset')")
         subset = require_str(source, "subset", "source.")
         raw_id = row.get("id")
         if raw_id is not None and not isinstance(raw_id, (str, int)):
-            raise ValueError(f"field 'id' must be a string or integer, got {type(raw_id).__name__}")
+            raise UserError(f"field 'id' must be a string or integer, got {type(raw_id).__name__}")
         return PairRecord(
             benchmark=spec.folder,
             id=str(raw_id) if raw_id is not None else f"{spec.folder}-line{line}",
@@ -281,9 +283,9 @@ class FidelityProtocol(Protocol[PairRecord, FidelityJudgment, ItemOutcome]):
     def option_values(self, given: Mapping[str, Any], where: str) -> dict[str, Any]:
         values = super().option_values(given, where)
         if values["samples"] < 1:
-            raise ValueError(f"{where}: samples must be at least 1, got {values['samples']}")
+            raise UserError(f"{where}: samples must be at least 1, got {values['samples']}")
         if values["swap"] and values["samples"] > 1:
-            raise ValueError(f"{where}: choose swap or samples > 1, not both in one run")
+            raise UserError(f"{where}: choose swap or samples > 1, not both in one run")
         return values
 
     def samples(self, options: Mapping[str, Any]) -> int:

@@ -21,6 +21,7 @@ from ralign_tasks.protocols.label import (
     count_requests,
     summary_metric,
 )
+from ralign_tasks.scorers.errors import UserError
 from ralign_tasks.scorers.jsonl import read_jsonl
 from ralign_tasks.scorers.judgebench import (
     CATEGORIES,
@@ -131,10 +132,10 @@ class JudgeBenchProtocol(PairwiseLabelProtocol[JudgeBenchRecord, JudgeBenchOutco
 
     def parse_row(self, row: Any, line: int, spec: TaskSpec, split: str) -> JudgeBenchRecord:
         if not isinstance(row, dict):
-            raise ValueError(f"row must be a JSON object, got {type(row).__name__}")
+            raise UserError(f"row must be a JSON object, got {type(row).__name__}")
         label = require_str(row, "label")
         if label not in LABELS:
-            raise ValueError(f"field 'label' must be one of {LABELS}, got {label!r}")
+            raise UserError(f"field 'label' must be one of {LABELS}, got {label!r}")
         source = require_str(row, "source")
         return JudgeBenchRecord(
             id=require_str(row, "pair_id"),
@@ -241,6 +242,18 @@ class JudgeBenchProtocol(PairwiseLabelProtocol[JudgeBenchRecord, JudgeBenchOutco
             **count_requests([o.requests for o in outcomes]),
         }
 
+    def official_outputs(
+        self, path: str
+    ) -> tuple[list[JudgeBenchRecord], list[LabelJudgment], str, dict[str, Any]]:
+        records, judgments, judge = read_official_outputs(path)
+        # The official files come from the Arena-Hard judge; the responses' author names the
+        # split.
+        split = "claude" if any("claude" in r.response_model for r in records) else "gpt"
+        return records, judgments, judge, {"verdict_format": "arena_hard", "split": split}
+
+    def official_line(self, report: Mapping[str, Any]) -> str:
+        return official_line(report)
+
     def strata(self, outcomes: Sequence[JudgeBenchOutcome]) -> dict[str, list[list[Any]]]:
         strata: dict[str, list[list[Any]]] = {name: [] for name, _ in CATEGORIES}
         for outcome in outcomes:
@@ -268,13 +281,13 @@ def read_official_outputs(
             record = JUDGEBENCH.parse_row(row, line_no, JUDGEBENCH_TASK, "")
             games = row.get("judgments")
             if not isinstance(games, list) or len(games) != 2:
-                raise ValueError("'judgments' must hold the two games (both orders)")
+                raise UserError("'judgments' must hold the two games (both orders)")
             if not all(game is None or isinstance(game, dict) for game in games):
-                raise ValueError("each game of 'judgments' must be an object or null")
+                raise UserError("each game of 'judgments' must be an object or null")
         except ValueError as exc:
-            raise ValueError(f"{path}:{line_no}: not a JudgeBench judge output ({exc})") from None
+            raise UserError(f"{path}:{line_no}: not a JudgeBench judge output ({exc})") from None
         if record.id in seen:
-            raise ValueError(
+            raise UserError(
                 f"{path}:{line_no}: pair {record.id} again (first on line {seen[record.id]})"
             )
         seen[record.id] = line_no
@@ -291,7 +304,7 @@ def read_official_outputs(
         records.append(record)
         judgments.append(LabelJudgment(record, tuple(played), JUDGEBENCH.summary(record, played)))
     if not records:
-        raise ValueError(f"{path}: no pairs")
+        raise UserError(f"{path}: no pairs")
     name = str(row.get("judge_name") or "judge")
     return records, judgments, f"{name}/{judge}" if judge else name
 

@@ -24,6 +24,7 @@ from ralign_tasks.protocols.base import (
     latest_call,
 )
 from ralign_tasks.records import Turn, turn_dicts
+from ralign_tasks.scorers.errors import UnknownNameError, UserError
 from ralign_tasks.scorers.rationale import (
     MAX_REASONS_ALLOWED,
     MAX_REASONS_SCORED,
@@ -152,7 +153,7 @@ class AtomicJudgment:
         """A reference model's stored checklist and label (test split)."""
         if model not in record.references:
             known = ", ".join(sorted(record.references)) or "none"
-            raise KeyError(f"item {record.id} has no output of {model!r} (has: {known})")
+            raise UnknownNameError(f"item {record.id} has no output of {model!r} (has: {known})")
         stored = record.references[model]
         return cls(record, stored.generated_text, stored.checklist, stored.label)
 
@@ -173,9 +174,9 @@ class AtomicJudgment:
 def _string_list(row: dict[str, Any], key: str, *, allow_empty: bool) -> tuple[str, ...]:
     value = row.get(key)
     if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
-        raise ValueError(f"field {key!r} must be a list of strings")
+        raise UserError(f"field {key!r} must be a list of strings")
     if not allow_empty and not [item for item in value if item.strip()]:
-        raise ValueError(f"field {key!r} is empty")
+        raise UserError(f"field {key!r} is empty")
     return tuple(value)
 
 
@@ -205,13 +206,13 @@ class RationaleProtocol(Protocol[AtomicRecord, AtomicJudgment, AtomicOutcome]):
 
     def parse_row(self, row: Any, line: int, spec: TaskSpec, split: str) -> AtomicRecord:
         if not isinstance(row, dict):
-            raise ValueError(f"row must be a JSON object, got {type(row).__name__}")
+            raise UserError(f"row must be a JSON object, got {type(row).__name__}")
         turns = parse_turns(row.get("context"), "context")
         preference = row.get("overall_preference")
         if preference is not None and (
             isinstance(preference, bool) or not isinstance(preference, int)
         ):
-            raise ValueError(f"field 'overall_preference' must be an integer, got {preference!r}")
+            raise UserError(f"field 'overall_preference' must be an integer, got {preference!r}")
         label = None if not preference else ("A" if preference < 0 else "B")
         references = {}
         for key in row:
@@ -244,6 +245,11 @@ class RationaleProtocol(Protocol[AtomicRecord, AtomicJudgment, AtomicOutcome]):
         return record.to_dict()
 
     # --- the GenRM -------------------------------------------------------------------------
+
+    def reference_judgments(
+        self, records: Sequence[AtomicRecord], model: str
+    ) -> list[AtomicJudgment]:
+        return [AtomicJudgment.from_reference(record, model) for record in records]
 
     def genrm_prompt(
         self,

@@ -46,6 +46,7 @@ from ralign_tasks.protocols.label import (
     render_pair,
     summary_metric,
 )
+from ralign_tasks.scorers.errors import UserError
 from ralign_tasks.scorers.rewardbench2 import (
     LETTERS,
     SUBSETS,
@@ -139,7 +140,7 @@ class RB2Outcome:
 def _answers(row: Mapping[str, Any], key: str) -> tuple[str, ...]:
     value = row.get(key)
     if not isinstance(value, list) or not value or not all(isinstance(a, str) for a in value):
-        raise ValueError(f"field {key!r} must be a non-empty list of strings")
+        raise UserError(f"field {key!r} must be a non-empty list of strings")
     return tuple(value)
 
 
@@ -171,21 +172,21 @@ class RB2Protocol(LabelProtocol[RB2Record, RB2Outcome]):
 
     def parse_row(self, row: Any, line: int, spec: TaskSpec, split: str) -> RB2Record:
         if not isinstance(row, dict):
-            raise ValueError(f"row must be a JSON object, got {type(row).__name__}")
+            raise UserError(f"row must be a JSON object, got {type(row).__name__}")
         subset = subset_key(require_str(row, "subset"))
         raw_id = row.get("id")
         if isinstance(raw_id, bool) or not isinstance(raw_id, (str, int)):
-            raise ValueError(f"field 'id' must be a string or an integer, got {raw_id!r}")
+            raise UserError(f"field 'id' must be a string or an integer, got {raw_id!r}")
         chosen, rejected = _answers(row, "chosen"), _answers(row, "rejected")
         num_correct = row.get("num_correct", len(chosen))
         if num_correct != len(chosen):
-            raise ValueError(
+            raise UserError(
                 f"num_correct is {num_correct!r} but 'chosen' holds {len(chosen)} completions"
             )
         if subset == "ties":
             parse_ties_id(str(raw_id))
         elif len(rejected) != len(LETTERS) - 1:
-            raise ValueError(
+            raise UserError(
                 f"a {subset} item is best-of-4: 'rejected' must hold 3 completions, "
                 f"got {len(rejected)}"
             )
@@ -238,7 +239,7 @@ class RB2Protocol(LabelProtocol[RB2Record, RB2Outcome]):
             # Not Parquet (ArrowInvalid), or a string that is not UTF-8 (UnicodeDecodeError,
             # which names no file): one error naming the file, as for every data file.
             except (pa.ArrowException, ValueError) as exc:
-                raise ValueError(f"{path}: not a readable Parquet file ({exc})") from None
+                raise UserError(f"{path}: not a readable Parquet file ({exc})") from None
             parsed, bad = read_jsonl_records(
                 path, lambda row, line: self.parse_row(row, line, spec, "test"),
                 skip_bad_rows=skip_bad_rows, rows=rows,

@@ -37,6 +37,7 @@ from ralign_tasks.protocols.label import (
     draw,
     summary_metric,
 )
+from ralign_tasks.scorers.errors import UserError
 from ralign_tasks.scorers.jsonl import has_surrogate_escape, lone_surrogate, read_json_bytes
 from ralign_tasks.scorers.rmbench import DOMAINS, STYLES, compute_rmbench, domain_of
 from ralign_tasks.scorers.schema import Schema
@@ -122,9 +123,9 @@ class RMBenchOutcome:
 def _styles(row: Mapping[str, Any], key: str) -> tuple[str, ...]:
     value = row.get(key)
     if not isinstance(value, list) or len(value) != STYLES:
-        raise ValueError(f"field {key!r} must be a list of three answers (one per style)")
+        raise UserError(f"field {key!r} must be a list of three answers (one per style)")
     if not all(isinstance(answer, str) for answer in value):
-        raise ValueError(f"field {key!r} must hold strings")
+        raise UserError(f"field {key!r} must hold strings")
     return tuple(value)
 
 
@@ -144,14 +145,14 @@ class RMBenchProtocol(PairwiseLabelProtocol[RMBenchRecord, RMBenchOutcome]):
         per-domain file (``split`` is then the file's domain; integer ids, made ``chat/100``
         like the total file's)."""
         if not isinstance(row, dict):
-            raise ValueError(f"row must be a JSON object, got {type(row).__name__}")
+            raise UserError(f"row must be a JSON object, got {type(row).__name__}")
         if "domain" not in row and split == "total":
-            raise ValueError("missing field 'domain' (every row of the total file names it)")
+            raise UserError("missing field 'domain' (every row of the total file names it)")
         source = require_str(row, "domain") if "domain" in row else split
         domain = domain_of(source)
         raw_id = row.get("id")
         if isinstance(raw_id, bool) or not isinstance(raw_id, (str, int)):
-            raise ValueError(f"field 'id' must be a string or an integer, got {raw_id!r}")
+            raise UserError(f"field 'id' must be a string or an integer, got {raw_id!r}")
         item_id = raw_id if isinstance(raw_id, str) else f"{source}/{raw_id}"
         return RMBenchRecord(
             id=item_id,
@@ -193,13 +194,13 @@ class RMBenchProtocol(PairwiseLabelProtocol[RMBenchRecord, RMBenchOutcome]):
                 try:
                     problem = lone_surrogate(row) if suspect else None
                     if problem:
-                        raise ValueError(problem)
+                        raise UserError(problem)
                     record = self.parse_row(row, index, spec, source)
                     if record.id in seen:
-                        raise ValueError(f"duplicate id {record.id!r} (also in {seen[record.id]})")
+                        raise UserError(f"duplicate id {record.id!r} (also in {seen[record.id]})")
                 except ValueError as exc:
                     if not skip_bad_rows:
-                        raise ValueError(f"{path}: {where}: {exc}") from None
+                        raise UserError(f"{path}: {where}: {exc}") from None
                     bad_rows.append(BadRow(str(path), index, str(exc)))
                     continue
                 seen[record.id] = f"{path.name} {where}"

@@ -25,6 +25,7 @@ from ralign_tasks.protocols import TASKS, get_task, metric_label, protocol_of
 from ralign_tasks.report.console import UNDEFINED
 from ralign_tasks.report.runs import TaskResult, latest_runs, load_runs
 from ralign_tasks.report.tables import markdown_text, rich_text
+from ralign_tasks.scorers.errors import UserError
 from ralign_tasks.scorers.lazy_modules import lazy_import
 from ralign_tasks.scorers.stats import DRAWS, kappa, kappa_interval
 
@@ -139,7 +140,7 @@ def load_raters(paths: Sequence[str], warnings: list[str]) -> list[Rater]:
         runs = {(r.model or r.genrm, r.task): r for r in latest_runs(results, warnings)
                 if protocol_of(r.task).uses_judge and r.items}  # fmt: skip
         if not runs:
-            raise ValueError(f"--agreement {path}: no run of a judged benchmark with items")
+            raise UserError(f"--agreement {path}: no run of a judged benchmark with items")
         models = {r.judge_model for r in runs.values() if r.judge_model}
         name = models.pop() if len(models) == 1 else Path(path).name
         if name in (rater.name for rater in raters):

@@ -24,6 +24,7 @@ from ralign_tasks.report.runs import (
     no_samples_hint,
 )
 from ralign_tasks.report.tables import markdown_text, rich_text
+from ralign_tasks.scorers.errors import UserError
 from ralign_tasks.scorers.stats import DRAWS
 
 
@@ -60,15 +61,15 @@ def select_runs(spec: str, loaded: Sequence[TaskResult], warnings: list[str]) ->
         results = latest_runs(found, warnings)
         genrms = sorted({r.genrm for r in results})
         if len(genrms) > 1:
-            raise ValueError(
+            raise UserError(
                 f"--compare {spec}: runs of several GenRMs ({', '.join(genrms)}); "
                 "pass a single run, or pass the folder as PATH and name the GenRMs"
             )
         if not results:
-            raise ValueError(f"--compare {spec}: no results found there")
+            raise UserError(f"--compare {spec}: no results found there")
     if not results:
         known = sorted({r.genrm for r in loaded}) or ["none"]
-        raise ValueError(
+        raise UserError(
             f"--compare {spec}: neither a GenRM of the given runs nor a path "
             f"(GenRMs: {', '.join(known)})"
         )
@@ -147,7 +148,7 @@ def compare(
         )
         differences += [Difference(task, m, **stats[m]) for m in protocol.headline_metrics()]
     if not differences:
-        raise ValueError(f"--compare: {name_a} and {name_b} share no benchmark with samples")
+        raise UserError(f"--compare: {name_a} and {name_b} share no benchmark with samples")
     return Comparison(name_a, name_b, n_bootstrap, differences)
 
 

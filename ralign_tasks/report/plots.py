@@ -24,6 +24,7 @@ from ralign_tasks.protocols import TASKS, get_task, metric_label, protocol_of
 from ralign_tasks.report.console import UNDEFINED
 from ralign_tasks.report.runs import TaskResult, finite_or_none
 from ralign_tasks.report.tables import markdown_text, rich_text
+from ralign_tasks.scorers.errors import UserError
 
 MIN_CORRELATION_POINTS = 3  # r of two points is ±1 by construction
 _LABEL_FONT = 7
@@ -214,7 +215,7 @@ def read_downstream(path: str | Path) -> dict[str, float]:
         reader = csv.DictReader(handle)
         columns = [name.strip() for name in reader.fieldnames or []]
         if "model" not in columns or "score" not in columns:
-            raise ValueError(
+            raise UserError(
                 f"{path}: a downstream CSV needs a header with 'model' and 'score' columns; "
                 f"found {columns or 'no header'}"
             )
@@ -224,18 +225,18 @@ def read_downstream(path: str | Path) -> dict[str, float]:
             line = reader.line_num
             model, text = (row["model"] or "").strip(), (row["score"] or "").strip()
             if not model:
-                raise ValueError(f"{path}:{line}: empty model name")
+                raise UserError(f"{path}:{line}: empty model name")
             try:
                 score = float(text)
             except ValueError:
-                raise ValueError(f"{path}:{line}: score {text!r} is not a number") from None
+                raise UserError(f"{path}:{line}: score {text!r} is not a number") from None
             if not math.isfinite(score):
-                raise ValueError(f"{path}:{line}: score {text!r} is not a finite number")
+                raise UserError(f"{path}:{line}: score {text!r} is not a finite number")
             if model in scores:
-                raise ValueError(f"{path}:{line}: model {model!r} appears twice")
+                raise UserError(f"{path}:{line}: model {model!r} appears twice")
             scores[model] = score
     if not scores:
-        raise ValueError(f"{path}: no rows")
+        raise UserError(f"{path}: no rows")
     return scores
 
 

@@ -31,6 +31,7 @@ from ralign_tasks.pipeline import (
 )
 from ralign_tasks.protocols import TASKS, Protocol, protocol_of
 from ralign_tasks.protocols.base import latest_call
+from ralign_tasks.scorers.errors import UserError
 from ralign_tasks.scorers.jsonl import json_text, parse_json, read_json_bytes, read_jsonl
 
 # lm-eval names its results `results_<date id>.json`, or `<stem>_<date id>.json` for an
@@ -285,7 +286,7 @@ def _sampled_result(
                 item = RunItem.from_item(*record_and_item(row), protocol)
             except (ValueError, KeyError, TypeError, IndexError) as exc:
                 reason = f"no field {exc.args[0]!r}" if isinstance(exc, KeyError) else str(exc)
-                raise ValueError(
+                raise UserError(
                     f"{samples_file}:{line_no}: not a judged-item row ({reason})"
                 ) from None
             yield item
@@ -360,7 +361,7 @@ def read_lm_eval(results_file: Path, warnings: list[str]) -> list[TaskResult]:
     ``samples_<task>_<date id>.jsonl`` neighbours."""
     _, data = read_json_bytes(results_file)
     if not is_lm_eval_results(data):
-        raise ValueError("not an lm-eval results file")
+        raise UserError("not an lm-eval results file")
     model = lm_eval_genrm(data, results_file)
     stamp = _lm_eval_stamp(results_file)
     created = finite_or_none(data.get("date"))
@@ -387,7 +388,7 @@ def read_lm_eval(results_file: Path, warnings: list[str]) -> list[TaskResult]:
         result.created = created
         found.append(_named(result, model, task, config.get("metadata"), "lm-eval"))
     if not found:
-        raise ValueError("an lm-eval results file without R-Align tasks")
+        raise UserError("an lm-eval results file without R-Align tasks")
     return found
 
 
@@ -412,7 +413,7 @@ def read_inspect(log_file: Path, warnings: list[str]) -> list[TaskResult]:
 
     log = read_log(log_file)
     if log.task not in TASKS:
-        raise ValueError(f"an Inspect log of task {log.task!r}, not an R-Align task")
+        raise UserError(f"an Inspect log of task {log.task!r}, not an R-Align task")
     source = str(log_file)
     genrm = run_name(log.genrm, log.task, log.task_args)
     if len(log.scorers) > 1:
@@ -459,10 +460,10 @@ def read_run_folder(results_file: Path, warnings: list[str]) -> list[TaskResult]
     the judged-item records of its ``samples.jsonl`` (every row of this run's id)."""
     data = read_run_results(results_file)
     if not is_run_results(data):
-        raise ValueError("not the results.json of a ralign run folder")
+        raise UserError("not the results.json of a ralign run folder")
     task, source = data["task"], str(results_file)
     if task not in TASKS:
-        raise ValueError(f"a run of task {task!r}, not one this ralign-tasks knows")
+        raise UserError(f"a run of task {task!r}, not one this ralign-tasks knows")
     genrm = run_name(str(data["genrm"]), task, data.get("settings"))
     samples_file = results_file.with_name(SAMPLES_FILE)
     metrics = data["metrics"]
@@ -533,7 +534,7 @@ def _read(path: Path, warnings: list[str]) -> list[TaskResult]:
     if path.suffix == ".eval":
         return read_inspect(path, warnings)
     if path.suffix != ".json":
-        raise ValueError("neither an lm-eval results file nor an Inspect log")
+        raise UserError("neither an lm-eval results file nor an Inspect log")
     if _LM_EVAL_RESULTS.search(path.name):
         return read_lm_eval(path, warnings)
     if path.name == RESULTS_FILE:
@@ -551,7 +552,7 @@ def _read(path: Path, warnings: list[str]) -> list[TaskResult]:
             return read_run_folder(path, warnings)
         if isinstance(data, dict) and "eval" in data:  # an Inspect log that failed to load
             raise inspect_error from None
-        raise ValueError("neither an lm-eval results file nor an Inspect log") from None
+        raise UserError("neither an lm-eval results file nor an Inspect log") from None
 
 
 def load_runs(paths: Iterable[str | Path]) -> tuple[list[TaskResult], list[str]]:

@@ -341,7 +341,7 @@ def test_help_loads_neither_a_client_nor_a_solver():
     """`ralign --help` stays fast: openai, scipy.optimize and the harnesses load where used."""
     script = (
         "import sys, json\n"
-        "from ralign_tasks.cli.main import build_parser\n"
+        "from ralign_tasks.cli.parser import build_parser\n"
         "build_parser().format_help()\n"
         "heavy = ('openai', 'scipy.optimize', 'lm_eval', 'inspect_ai', 'matplotlib')\n"
         "print(json.dumps([m for m in heavy if m in sys.modules]))\n"

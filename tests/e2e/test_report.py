@@ -158,7 +158,7 @@ def test_missing_metrics_are_n_a_not_zero(runs, capsys):
 
 
 def test_cli_format_choices_match_the_renderers():
-    from ralign_tasks.cli.main import build_parser
+    from ralign_tasks.cli.parser import build_parser
     from ralign_tasks.report.tables import RENDERERS
 
     report = build_parser()._subparsers._group_actions[0].choices["report"]

@@ -46,7 +46,7 @@ def test_check_data_of_a_folder_that_does_not_exist(tmp_path, capsys):
 def test_every_command_says_what_it_does_and_every_default_is_shown():
     import argparse
 
-    from ralign_tasks.cli.main import build_parser
+    from ralign_tasks.cli.parser import build_parser
 
     (commands,) = [a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)]
     missing = []

@@ -13,7 +13,8 @@ import pytest
 from inspect_ai._eval.registry import task_create
 from inspect_ai._util.registry import registry_info, registry_params
 
-from ralign_tasks.cli.main import _judge_config, build_parser
+from ralign_tasks.cli.parser import build_parser
+from ralign_tasks.cli.runs import _judge_config
 from ralign_tasks.inspect_adapter.compat import PrerequisiteError
 from ralign_tasks.inspect_adapter.scorer import SCORERS, inspect_aliases, inspect_judge
 from ralign_tasks.inspect_adapter.tasks import TASK_FUNCTIONS

@@ -1,0 +1,399 @@
+"""The ``ralign`` command line's parser: every subcommand and option, generated over the
+registered protocols (their tasks, options and group filters) and the judge settings."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from typing import Any
+
+from ralign_tasks.identity import (
+    DEFAULT_MAX_FAILURE_RATE,
+    failure_rate,
+)
+from ralign_tasks.judge import JUDGE_SETTINGS
+from ralign_tasks.protocols import PROTOCOLS, TASKS, Protocol, protocol_of
+from ralign_tasks.protocols.base import Option
+from ralign_tasks.scorers.config import (
+    GENRM_ENV_PREFIX,
+    METAJUDGE_ENV_PREFIX,
+)
+from ralign_tasks.scorers.settings import SWITCH_ENV
+from ralign_tasks.scorers.stats import DRAWS
+
+# The task `ralign rc-score` scores (Rationale Consistency of stored outputs).
+RC_TASK = "ralign_helpsteer3_atomic"
+
+# `ralign run` with no names: the tasks of the families run by default (R-Align fidelity).
+DEFAULT_RUN = [spec.short for p in PROTOCOLS if p.run_by_default for spec in p.tasks]
+TASK_NAMES = ", ".join(spec.short for spec in TASKS.values())
+
+
+def _add_data_options(
+    parser: argparse.ArgumentParser,
+    protocols: Sequence[Protocol[Any, Any, Any]] = PROTOCOLS,
+    *,
+    judge_optional: bool = True,
+) -> None:
+    """The options of a command over the tasks of ``protocols``: data source and filters,
+    their families' options (generated from the protocols), judge and output settings."""
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument(
+        "--sample", action="store_true", help="use the bundled sample (8 rows per benchmark)"
+    )
+    source.add_argument(
+        "--data-dir", help="local copy of the dataset (default: $RALIGN_DATA_DIR, then the hub)"
+    )
+    for field, titles in group_fields(protocols).items():
+        parser.add_argument(
+            f"--{field}",
+            metavar="NAME",
+            action="append",
+            help=f"keep only this {field} ({' / '.join(titles)}); repeat for several",
+        )
+    parser.add_argument(
+        "--limit", type=_positive, help="keep the first N items of each benchmark (N ≥ 1)"
+    )
+    parser.add_argument(
+        "--skip-bad-rows", action="store_true", help="skip malformed rows (each is reported)"
+    )
+    for name, found in family_options_of(protocols).items():
+        # Families may share an option name with choices of their own (split: test | full
+        # for HelpSteer3-Atomic, gpt | claude for JudgeBench); each family checks its own.
+        choices = [choice for option, _ in found for choice in option.choices]
+        kind: dict[str, Any] = (
+            {"action": "store_const", "const": True}  # a switch: --swap
+            if found[0][0].kind is bool
+            else {"choices": list(dict.fromkeys(choices)) or None}
+        )
+        parser.add_argument(
+            f"--{name.replace('_', '-')}",
+            **kind,
+            help="; ".join(
+                f"{' / '.join(titles)}: {option.help} (default: {option.default})"
+                for option, titles in found
+            ),
+        )
+    _add_output_options(parser, "ralign_results", "<OUTPUT_DIR>/<GenRM>/<benchmark>[_options]")
+    _add_judge_options(parser, judge_optional=judge_optional)
+    _add_failure_option(parser)
+
+
+def _add_judge_options(parser: argparse.ArgumentParser, *, judge_optional: bool) -> None:
+    """Every judge setting as ``--metajudge-<key>`` (see ralign_tasks.scorers.settings), and
+    the cache and judge switches."""
+    group = parser.add_argument_group(
+        "meta-judge settings",
+        f"each flag overrides {METAJUDGE_ENV_PREFIX}<KEY> (the API key is read from "
+        f"{METAJUDGE_ENV_PREFIX}API_KEY only)",
+    )
+    for setting in JUDGE_SETTINGS:
+        if setting.secret:
+            continue
+        kind: dict[str, Any] = (
+            {"action": argparse.BooleanOptionalAction}
+            if setting.kind == "bool"
+            else {
+                "type": {"int": int, "float": float}.get(setting.kind, str),
+                "metavar": "PATH" if setting.template else setting.kind.upper(),
+            }
+        )
+        group.add_argument(
+            setting.flag,
+            dest=setting.name,
+            help=f"{setting.help} (default: {setting.default_text})",
+            **kind,
+        )
+    if judge_optional:
+        group.add_argument(
+            "--no-metajudge",
+            action="store_true",
+            help=f"report what needs no judge only (label accuracy, counts); as {SWITCH_ENV}=none",
+        )
+    parser.add_argument(
+        "--no-cache", action="store_true", help="neither read nor write the cache (GenRM, judge)"
+    )
+
+
+def _add_output_options(parser: argparse.ArgumentParser, default: str, layout: str) -> None:
+    parser.add_argument(
+        "--output-dir",
+        default=default,
+        help=f"where results are written: {layout} (default: {default})",
+    )
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace a run of another GenRM, judge, options or command in the run's folder "
+        "(without it that is an error; a rerun of the same run always replaces it)",
+    )
+
+
+def _add_failure_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--max-failure-rate",
+        "--max-judge-failure-rate",
+        dest="max_failure_rate",
+        type=_rate,
+        default=DEFAULT_MAX_FAILURE_RATE,
+        metavar="RATE",
+        help="exit with status 3 (after writing the results) when at least this share of a "
+        "benchmark's GenRM or judge requests failed (default: "
+        f"{DEFAULT_MAX_FAILURE_RATE})",
+    )
+
+
+def group_fields(protocols: Sequence[Protocol[Any, Any, Any]]) -> dict[str, list[str]]:
+    """Each family's group filter option (``subset``, ``domain``) with the families using it."""
+    fields: dict[str, list[str]] = {}
+    for protocol in protocols:
+        fields.setdefault(protocol.group_field, []).append(protocol.title)
+    return fields
+
+
+def family_options_of(
+    protocols: Sequence[Protocol[Any, Any, Any]],
+) -> dict[str, list[tuple[Option, list[str]]]]:
+    """Every family option of ``protocols`` by name: each distinct definition with the
+    families that have it."""
+    found: dict[str, list[tuple[Option, list[str]]]] = {}
+    for protocol in protocols:
+        for option in protocol.options:
+            definitions = found.setdefault(option.name, [])
+            for known, titles in definitions:
+                if known == option:
+                    titles.append(protocol.title)
+                    break
+            else:
+                definitions.append((option, [protocol.title]))
+    return found
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _rate(text: str) -> float:
+    try:
+        return failure_rate(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+class _Version(argparse.Action):
+    """``--version``: the installed package's version, looked up only when asked (reading
+    package metadata costs a tenth of ``ralign --help``'s time)."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: Any, **kwargs: Any) -> None:
+        from importlib.metadata import version
+
+        print(f"ralign-tasks {version('ralign-tasks')}")
+        parser.exit()
+
+
+def _add_command(
+    commands: Any,
+    name: str,
+    *,
+    help: str,
+) -> argparse.ArgumentParser:
+    """A subcommand whose ``--help`` starts with what it does (its one-line help)."""
+    parser: argparse.ArgumentParser = commands.add_parser(name, help=help, description=help)
+    return parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ralign", description="Rationale-aware reward-model benchmarks (R-Align)."
+    )
+    parser.add_argument("--version", action=_Version, help="print the version and exit")
+    commands = parser.add_subparsers(dest="command", required=True)
+    _add_command(commands, "include-path", help="print the folder for lm_eval --include_path")
+    demo = _add_command(
+        commands,
+        "demo",
+        help="offline end-to-end run on the bundled sample with SmolLM2-135M as GenRM and "
+        "meta-judge (a smoke test, not a measurement)",
+    )
+    demo.add_argument(
+        "--output-dir",
+        default="ralign_demo",
+        help="where lm-eval writes results (default: ralign_demo)",
+    )
+
+    run = _add_command(
+        commands, "run", help="ask a GenRM (OpenAI-compatible endpoint), judge it, report metrics"
+    )
+    run.add_argument(
+        "benchmarks",
+        nargs="*",
+        default=DEFAULT_RUN,
+        help=f"any of {TASK_NAMES} (default: {' '.join(DEFAULT_RUN)})",
+    )
+    run.add_argument("--genrm-model", help=f"overrides {GENRM_ENV_PREFIX}MODEL")
+    run.add_argument("--genrm-base-url", help=f"overrides {GENRM_ENV_PREFIX}BASE_URL")
+    _add_data_options(run)
+
+    score = _add_command(
+        commands, "score", help="judge and report precomputed GenRM outputs (JSONL of id, output)"
+    )
+    score.add_argument("benchmark", help=f"one of {TASK_NAMES}")
+    stored_outputs = score.add_mutually_exclusive_group(required=True)
+    stored_outputs.add_argument(
+        "--outputs",
+        help="JSONL rows {'id': ..., 'output': ...}; for a benchmark that asks several prompts "
+        "per item {'id': ..., 'outputs': [...]} in the order of its prompts",
+    )
+    stored_outputs.add_argument(
+        "--judgebench-outputs",
+        metavar="FILE",
+        help="judgebench only: one of JudgeBench's own judge-output files (both orders), "
+        "scored by the official rule from its stored decisions",
+    )
+    score.add_argument(
+        "--genrm-name", help="the GenRM's name in reports (default: the outputs file's name)"
+    )
+    _add_data_options(score)
+
+    rc = _add_command(
+        commands,
+        "rc-score",
+        help="Rationale Consistency (HelpSteer3-Atomic) of stored outputs: a reference model's "
+        "checklists from the test split, or a JSONL of GenRM outputs",
+    )
+    stored = rc.add_mutually_exclusive_group(required=True)
+    stored.add_argument(
+        "--reference",
+        help="a reference model of the test split, e.g. low_deceptive_alignment",
+    )
+    stored.add_argument("--outputs", help="JSONL rows {'id': ..., 'output': ...}")
+    rc.add_argument(
+        "--genrm-name", help="the GenRM's name in reports (default: the outputs file's name)"
+    )
+    _add_data_options(rc, [protocol_of(RC_TASK)], judge_optional=False)
+
+    rejudge = _add_command(
+        commands,
+        "rejudge",
+        help="re-run only the judge step of finished runs (lm-eval output folders, Inspect "
+        "logs, ralign run folders) with another meta-judge or template: no GenRM call",
+    )
+    rejudge.add_argument("paths", nargs="+", help="the runs, or folders holding them")
+    rejudge.add_argument(
+        "--judge-order",
+        choices=("golden_first", "genrm_first"),
+        help="R-Align rationale fidelity: the meta-judge position probe (default: the run's)",
+    )
+    _add_output_options(rejudge, "ralign_rejudged", "<OUTPUT_DIR>/<GenRM>__<benchmark>")
+    _add_judge_options(rejudge, judge_optional=False)
+    _add_failure_option(rejudge)
+
+    report = _add_command(
+        commands,
+        "report",
+        help="compare GenRMs: one table from lm-eval output folders, Inspect logs and ralign "
+        "run folders",
+    )
+    report.add_argument(
+        "paths",
+        nargs="*",
+        help="lm-eval output folders, Inspect logs, ralign run folders, or folders holding them",
+    )
+    report.add_argument("--by-subset", action="store_true", help="add one row per subset")
+    report.add_argument(
+        "--details",
+        action="store_true",
+        help="add the failure counts to the terminal table (Markdown and CSV always have them)",
+    )
+    report.add_argument(
+        "--format",
+        choices=("table", "markdown", "csv"),
+        default="table",
+        help="a terminal table, Markdown or CSV (default: table)",
+    )
+    report.add_argument("--output", help="write the table here instead of printing it")
+    report.add_argument("--csv", help="also write the table as CSV (what --format csv prints)")
+    report.add_argument(
+        "--summary-csv", help="also write the R-Align repository's results_summary.csv format"
+    )
+    report.add_argument(
+        "--plots",
+        metavar="DIR",
+        help="write L-Acc vs F-Score and grouped-bar plots (PNG and SVG) here",
+    )
+    report.add_argument(
+        "--downstream",
+        metavar="CSV",
+        help="downstream scores (columns model,score): Pearson r and Spearman rho of each "
+        "metric against them, printed and, with --plots, plotted and written as CSV",
+    )
+    report.add_argument(
+        "--compare",
+        nargs=2,
+        metavar=("A", "B"),
+        help="paired bootstrap of A - B over shared items instead of the table; A and B are "
+        "runs (paths) or GenRM names among PATHS",
+    )
+    report.add_argument(
+        "--bootstrap",
+        type=int,
+        default=DRAWS,
+        help=f"bootstrap draws for --compare, at least 100 (default: {DRAWS})",
+    )
+    report.add_argument(
+        "--max-failure-rate",
+        type=_rate,
+        default=DEFAULT_MAX_FAILURE_RATE,
+        metavar="RATE",
+        help="mark a run as not usable when at least this share of its GenRM or judge "
+        f"requests failed (default: {DEFAULT_MAX_FAILURE_RATE})",
+    )
+    report.add_argument(
+        "--include-unusable",
+        action="store_true",
+        help="let --compare use runs marked as not usable (refused without it)",
+    )
+    report.add_argument(
+        "--agreement",
+        nargs="+",
+        metavar="RUN",
+        help="meta-judge agreement instead of the table: two or more runs of the same GenRM "
+        "outputs judged by different meta-judges (or one twice); per benchmark raw agreement, "
+        "Cohen's / Fleiss' kappa with a bootstrap CI, the confusion matrix and Kendall's tau "
+        "of the GenRMs' F-Score ranking; --plots DIR draws F-Score per GenRM and meta-judge",
+    )
+
+    view = _add_command(
+        commands,
+        "view",
+        help="write one self-contained HTML page per R-Align run: every item with its "
+        "rationales, filterable by outcome and subset",
+    )
+    view.add_argument(
+        "paths", nargs="+", help="lm-eval output folders, Inspect logs, ralign run folders"
+    )
+    view.add_argument(
+        "--output-dir",
+        default="ralign_view",
+        help="where the pages are written (default: ralign_view)",
+    )
+
+    check = _add_command(
+        commands,
+        "check-data",
+        help="validate the benchmark files of a local folder and list every bad row",
+    )
+    check.add_argument(
+        "benchmarks", nargs="*", help=f"any of {TASK_NAMES} (default: every file present)"
+    )
+    check.add_argument("--data-dir", help="the folder (default: $RALIGN_DATA_DIR)")
+    return parser
