@@ -73,3 +73,15 @@ def test_ralign_metajudge_none_switches_the_judge_off_in_the_cli_too(tmp_path, c
     capsys.readouterr()
     assert main(["rc-score", "--reference", "low_deceptive_alignment", "--sample"]) == 2
     assert "RALIGN_METAJUDGE=none switches the judge off" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("bug", [KeyError("genrm"), ValueError("too many values to unpack")])
+def test_a_bug_keeps_its_traceback_only_a_user_error_is_exit_2(monkeypatch, bug):
+    import ralign_tasks.cli.runs as runs
+
+    def broken(args):
+        raise bug
+
+    monkeypatch.setitem(runs.PLANNERS, "run", broken)
+    with pytest.raises(type(bug)):
+        main(["run", "helpsteer3", "--sample"])
