@@ -21,6 +21,7 @@ from typing import Any, ClassVar, Generic, Literal, TypeVar
 from ralign_tasks.data import LoadResult, locate_data_file, read_jsonl_records
 from ralign_tasks.item import ITEM_VERSION
 from ralign_tasks.prompts import load_template
+from ralign_tasks.records import record_dict, record_of
 from ralign_tasks.scorers.ask import JudgeCall
 from ralign_tasks.scorers.errors import UserError
 from ralign_tasks.scorers.lazy_modules import lazy_import
@@ -187,6 +188,9 @@ class Protocol(ABC, Generic[RecordT, JudgmentT, OutcomeT]):
 
     # The three R-Align fidelity benchmarks: what `ralign run` runs when given no names.
     run_by_default: ClassVar[bool] = False
+    # The family's record: a frozen dataclass whose fields give its document form
+    # (see ralign_tasks.records).
+    record_type: ClassVar[type]
 
     # --- judgments made elsewhere (scored without asking the GenRM) ----------------------
 
@@ -212,14 +216,14 @@ class Protocol(ABC, Generic[RecordT, JudgmentT, OutcomeT]):
     def parse_row(self, row: Any, line: int, spec: TaskSpec, split: str) -> RecordT:
         """Validate one decoded JSON row; ``ValueError`` naming the problem."""
 
-    @abstractmethod
     def record_from_dict(self, data: Mapping[str, Any]) -> RecordT:
         """A record from its :meth:`record_to_dict` form (an lm-eval document, Inspect sample
-        metadata)."""
+        metadata), derived from :attr:`record_type`'s fields."""
+        return record_of(self.record_type, data)
 
-    @abstractmethod
     def record_to_dict(self, record: RecordT) -> dict[str, Any]:
-        """The record as plain JSON types."""
+        """The record as plain JSON types, derived from its fields."""
+        return record_dict(record)
 
     def load(
         self,

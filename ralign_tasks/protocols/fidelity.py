@@ -64,35 +64,6 @@ class PairRecord:
     golden_rationale: str
     subset: str
 
-    def to_dict(self) -> dict[str, Any]:
-        """The record as plain JSON types (an lm-eval document, Inspect sample metadata)."""
-        return {
-            "benchmark": self.benchmark,
-            "id": self.id,
-            "subset": self.subset,
-            "label": self.label,
-            "context": turn_dicts(self.context),
-            "prompt": self.prompt,
-            "response_a": self.response_a,
-            "response_b": self.response_b,
-            "golden_rationale": self.golden_rationale,
-        }
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> PairRecord:
-        """The inverse of :meth:`to_dict`."""
-        return cls(
-            benchmark=data["benchmark"],
-            id=str(data["id"]),
-            context=tuple(Turn(t["role"], t["content"]) for t in data["context"] or ()),
-            prompt=data["prompt"],
-            response_a=data["response_a"],
-            response_b=data["response_b"],
-            label=data["label"],
-            golden_rationale=data["golden_rationale"],
-            subset=data["subset"],
-        )
-
 
 def _comparison_vars(record: PairRecord) -> dict[str, object]:
     return comparison_vars(record.context, record.prompt, record.response_a, record.response_b)
@@ -187,6 +158,7 @@ _META_NAMES = {
 
 class FidelityProtocol(Protocol[PairRecord, FidelityJudgment, ItemOutcome]):
     name = "fidelity"
+    record_type = PairRecord
     title = "R-Align rationale fidelity"
     scorer_name = "ralign_fidelity"
     judge_step = "meta_judge"
@@ -271,12 +243,6 @@ class FidelityProtocol(Protocol[PairRecord, FidelityJudgment, ItemOutcome]):
             golden_rationale=golden,
             subset=subset,
         )
-
-    def record_from_dict(self, data: Mapping[str, Any]) -> PairRecord:
-        return PairRecord.from_dict(data)
-
-    def record_to_dict(self, record: PairRecord) -> dict[str, Any]:
-        return record.to_dict()
 
     # --- the GenRM -------------------------------------------------------------------------
 

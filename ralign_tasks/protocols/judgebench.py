@@ -85,18 +85,6 @@ class JudgeBenchRecord:
     label: str
     response_model: str = ""  # who wrote the two responses (names the split)
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "response_model": self.response_model,
-            "source": self.source,
-            "category": self.category,
-            "label": self.label,
-            "question": self.question,
-            "response_a": self.response_a,
-            "response_b": self.response_b,
-        }
-
 
 @dataclass(frozen=True)
 class JudgeBenchOutcome:
@@ -112,6 +100,7 @@ class JudgeBenchOutcome:
 
 class JudgeBenchProtocol(PairwiseLabelProtocol[JudgeBenchRecord, JudgeBenchOutcome]):
     name = "judgebench"
+    record_type = JudgeBenchRecord
     title = "JudgeBench"
     scorer_name = "ralign_judgebench_scorer"
     schema = JUDGEBENCH_SCHEMA
@@ -147,16 +136,6 @@ class JudgeBenchProtocol(PairwiseLabelProtocol[JudgeBenchRecord, JudgeBenchOutco
             label=label,
             response_model=str(row.get("response_model") or ""),
         )
-
-    def record_from_dict(self, data: Mapping[str, Any]) -> JudgeBenchRecord:
-        fields = ("id", "source", "category", "question", "response_a", "response_b", "label")
-        return JudgeBenchRecord(
-            **{key: str(data[key]) for key in fields},
-            response_model=str(data.get("response_model") or ""),
-        )
-
-    def record_to_dict(self, record: JudgeBenchRecord) -> dict[str, Any]:
-        return record.to_dict()
 
     def target(self, record: JudgeBenchRecord) -> str:
         return record.label

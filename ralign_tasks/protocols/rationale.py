@@ -23,7 +23,7 @@ from ralign_tasks.protocols.base import (
     TaskSpec,
     latest_call,
 )
-from ralign_tasks.records import Turn, turn_dicts
+from ralign_tasks.records import NOT_IN_DOCUMENT, Turn, turn_dicts
 from ralign_tasks.scorers.errors import UnknownNameError, UserError
 from ralign_tasks.scorers.rationale import (
     MAX_REASONS_ALLOWED,
@@ -66,36 +66,8 @@ class AtomicRecord:
     response2: str
     checklist: tuple[str, ...]
     label: Literal["A", "B"] | None
-    references: dict[str, ReferenceOutput] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        """The record as plain JSON types, without the reference outputs (an lm-eval
-        document, Inspect sample metadata: scoring never reads them, and they would double
-        the logs)."""
-        return {
-            "id": self.id,
-            "domain": self.domain,
-            "label": self.label,
-            "checklist": list(self.checklist),
-            "context": turn_dicts(self.context),
-            "prompt": self.prompt,
-            "response1": self.response1,
-            "response2": self.response2,
-        }
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> AtomicRecord:
-        """The inverse of :meth:`to_dict`."""
-        return cls(
-            id=str(data["id"]),
-            domain=data["domain"],
-            context=tuple(Turn(t["role"], t["content"]) for t in data["context"] or ()),
-            prompt=data["prompt"],
-            response1=data["response1"],
-            response2=data["response2"],
-            checklist=tuple(data["checklist"]),
-            label=data["label"] or None,
-        )
+    # Not in the document form: scoring never reads them, and they would double the logs.
+    references: dict[str, ReferenceOutput] = field(default_factory=dict, metadata=NOT_IN_DOCUMENT)
 
 
 def render_atomic_genrm_prompt(record: AtomicRecord, template_path: str | None = None) -> str:
@@ -189,6 +161,7 @@ def _result_block(answer: str) -> str:
 
 class RationaleProtocol(Protocol[AtomicRecord, AtomicJudgment, AtomicOutcome]):
     name = "rationale"
+    record_type = AtomicRecord
     title = "Rationale Consistency"
     scorer_name = "ralign_rc"
     judge_step = "rc_meta_judge"
@@ -237,12 +210,6 @@ class RationaleProtocol(Protocol[AtomicRecord, AtomicJudgment, AtomicOutcome]):
             label=label,
             references=references,
         )
-
-    def record_from_dict(self, data: Mapping[str, Any]) -> AtomicRecord:
-        return AtomicRecord.from_dict(data)
-
-    def record_to_dict(self, record: AtomicRecord) -> dict[str, Any]:
-        return record.to_dict()
 
     # --- the GenRM -------------------------------------------------------------------------
 

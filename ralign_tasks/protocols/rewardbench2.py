@@ -114,16 +114,6 @@ class RB2Record:
     def completions(self) -> tuple[str, ...]:
         return (*self.chosen, *self.rejected)
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "source_id": self.source_id,
-            "subset": self.subset,
-            "prompt": self.prompt,
-            "chosen": list(self.chosen),
-            "rejected": list(self.rejected),
-        }
-
 
 @dataclass(frozen=True)
 class RB2Outcome:
@@ -146,6 +136,7 @@ def _answers(row: Mapping[str, Any], key: str) -> tuple[str, ...]:
 
 class RB2Protocol(LabelProtocol[RB2Record, RB2Outcome]):
     name = "rb2"
+    record_type = RB2Record
     title = "RewardBench 2"
     scorer_name = "ralign_rb2_scorer"
     schema = RB2_SCHEMA
@@ -247,19 +238,6 @@ class RB2Protocol(LabelProtocol[RB2Record, RB2Outcome]):
             records += parsed
             bad_rows += bad
         return LoadResult(spec.task, str(files[0].parent), records, bad_rows)
-
-    def record_from_dict(self, data: Mapping[str, Any]) -> RB2Record:
-        return RB2Record(
-            id=str(data["id"]),
-            source_id=str(data["source_id"]),
-            subset=str(data["subset"]),
-            prompt=str(data["prompt"]),
-            chosen=tuple(data["chosen"]),
-            rejected=tuple(data["rejected"]),
-        )
-
-    def record_to_dict(self, record: RB2Record) -> dict[str, Any]:
-        return record.to_dict()
 
     def target(self, record: RB2Record) -> str:
         return record.chosen[0]

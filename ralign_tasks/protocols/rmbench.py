@@ -100,16 +100,6 @@ class RMBenchRecord:
     def label(self) -> str:
         return ""  # the chosen answers are the better ones in every cell
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "domain": self.domain,
-            "source": self.source,
-            "prompt": self.prompt,
-            "chosen": list(self.chosen),
-            "rejected": list(self.rejected),
-        }
-
 
 @dataclass(frozen=True)
 class RMBenchOutcome:
@@ -131,6 +121,7 @@ def _styles(row: Mapping[str, Any], key: str) -> tuple[str, ...]:
 
 class RMBenchProtocol(PairwiseLabelProtocol[RMBenchRecord, RMBenchOutcome]):
     name = "rmbench"
+    record_type = RMBenchRecord
     title = "RM-Bench"
     scorer_name = "ralign_rmbench_scorer"
     schema = RMBENCH_SCHEMA
@@ -213,19 +204,6 @@ class RMBenchProtocol(PairwiseLabelProtocol[RMBenchRecord, RMBenchOutcome]):
             )  # fmt: skip
         location = str(files[0][0]) if len(files) == 1 else str(files[0][0].parent)
         return LoadResult(spec.task, location, records, bad_rows)
-
-    def record_from_dict(self, data: Mapping[str, Any]) -> RMBenchRecord:
-        return RMBenchRecord(
-            id=str(data["id"]),
-            domain=str(data["domain"]),
-            source=str(data["source"]),
-            prompt=str(data["prompt"]),
-            chosen=tuple(data["chosen"]),
-            rejected=tuple(data["rejected"]),
-        )
-
-    def record_to_dict(self, record: RMBenchRecord) -> dict[str, Any]:
-        return record.to_dict()
 
     def target(self, record: RMBenchRecord) -> str:
         return ""

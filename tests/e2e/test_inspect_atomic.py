@@ -32,7 +32,6 @@ from ralign_tasks.protocols.rationale import (
     RATIONALE,
     RC_TASK,
     AtomicJudgment,
-    AtomicRecord,
     render_atomic_genrm_prompt,
 )
 from ralign_tasks.report.runs import load_runs
@@ -176,7 +175,8 @@ def test_samples_carry_the_record_in_file_order(records, tmp_path):
     assert dataset[0].input[0].text == render_atomic_genrm_prompt(records[0])
     assert dataset[0].metadata["checklist"] == list(records[0].checklist)
     # Reference outputs are left out of the metadata; everything else comes back.
-    assert all(AtomicRecord.from_dict(r.to_dict()) == replace(r, references={}) for r in records)
+    round_trip = [RATIONALE.record_from_dict(RATIONALE.record_to_dict(r)) for r in records]
+    assert round_trip == [replace(r, references={}) for r in records]
     # An item without a preference label has an empty target.
     rows = (sample_data_dir() / "data" / "helpsteer3_test_1000.jsonl").read_text().splitlines()
     row = json.loads(rows[0])

@@ -14,7 +14,7 @@ from ralign_tasks.inspect_adapter.tasks import ralign_helpsteer3
 from ralign_tasks.pipeline import score_outputs
 from ralign_tasks.protocols import get_task
 from ralign_tasks.protocols.base import GenRMOutput
-from ralign_tasks.protocols.fidelity import FIDELITY, PairRecord
+from ralign_tasks.protocols.fidelity import FIDELITY
 from ralign_tasks.report.runs import load_runs
 from ralign_tasks.scorers.config import EndpointConfig
 from ralign_tasks.scorers.settings import JudgeSettings
@@ -144,7 +144,7 @@ def test_api_run_matches_hand_computed_metrics_and_the_cli_pipeline(scripted, tm
         for s in scores
     ]  # fmt: skip
     assert scores[6].metadata["genrm"]["error"]  # the failed GenRM call says why
-    records = [PairRecord.from_dict(sample.metadata) for sample in log.samples]
+    records = [FIDELITY.record_from_dict(sample.metadata) for sample in log.samples]
     config = EndpointConfig(
         model="judge", base_url=scripted.base_url, api_key="x", max_attempts=1, cache=False
     )

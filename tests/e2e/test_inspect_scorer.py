@@ -22,7 +22,6 @@ from ralign_tasks.protocols import get_task
 from ralign_tasks.protocols.fidelity import (
     FIDELITY,
     FidelityJudgment,
-    PairRecord,
     render_genrm_prompt,
 )
 from ralign_tasks.scorers.ask import JudgeCall
@@ -102,7 +101,7 @@ def test_samples_carry_the_record_in_file_order(sample_records):
     assert [m.role for m in first.input] == ["user"]
     assert first.input[0].text == render_genrm_prompt(sample_records[0])
     assert first.metadata["golden_rationale"] == sample_records[0].golden_rationale
-    assert all(PairRecord.from_dict(r.to_dict()) == r for r in sample_records)
+    assert all(FIDELITY.record_from_dict(FIDELITY.record_to_dict(r)) == r for r in sample_records)
 
 
 def test_subset_filter_and_its_errors(tmp_path):

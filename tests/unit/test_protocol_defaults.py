@@ -1,5 +1,5 @@
-"""A harness renders only the GenRM prompt it sends: ``genrm_prompt(record, options, i)`` is the
-i-th of ``genrm_prompts``, for every family and the options that change the prompts."""
+"""What the Protocol derives for every family: the i-th GenRM prompt alone (a harness renders only
+the prompt it sends) and a record's document form (from its dataclass fields)."""
 
 from __future__ import annotations
 
@@ -46,3 +46,16 @@ def test_lm_eval_renders_only_the_prompt_of_the_request(monkeypatch):
     )
     assert doc_to_text(doc) == protocol.genrm_prompts(record, options)[4]
     assert len(rendered) == 1 + 9  # the request's prompt, then the list it is checked against
+
+
+@pytest.mark.parametrize("task", sorted(TASKS))
+def test_a_record_survives_its_document_form_through_json(task):
+    from dataclasses import fields, replace
+
+    protocol = protocol_of(task)
+    for record in load_task(task, sample_data_dir()).records:
+        document = json.loads(json.dumps(protocol.record_to_dict(record)))
+        # Fields kept out of the document form (reference outputs) come back as their default.
+        left_out = {f.name: f.default_factory() for f in fields(record)  # type: ignore[misc]
+                    if not f.metadata.get("document", True)}  # fmt: skip
+        assert protocol.record_from_dict(document) == replace(record, **left_out)
