@@ -283,9 +283,21 @@ def kappa(grades: np.ndarray) -> float | None:
     return fleiss_kappa(grades)
 
 
-def kappa_interval(grades: np.ndarray, draws: int = DRAWS, seed: int = SEED) -> list[float] | None:
-    """A 95% bootstrap interval of κ over items (rows), by this module's policy."""
+def kappa_interval(
+    grades: np.ndarray,
+    clusters: Sequence[Hashable] | None = None,
+    draws: int = DRAWS,
+    seed: int = SEED,
+) -> list[float] | None:
+    """A 95% bootstrap interval of κ, by this module's policy: the units drawn are the rows
+    (grades) or, given ``clusters`` (one label per row), the groups of rows that share one
+    (an item's grades: both orders of a pair, each human rationale of an item)."""
     point = {"kappa": kappa(grades)}
-    _, ci = bootstrap_units(list(grades), lambda rows: {"kappa": kappa(np.stack(rows))}, point,
+    labels = list(range(len(grades))) if clusters is None else list(clusters)
+    members: dict[Hashable, list[int]] = {}
+    for row, label in enumerate(labels):
+        members.setdefault(label, []).append(row)
+    units = [grades[rows] for rows in members.values()]
+    _, ci = bootstrap_units(units, lambda drawn: {"kappa": kappa(np.concatenate(drawn))}, point,
                             draws=draws, seed=seed)  # fmt: skip
     return ci["kappa"]

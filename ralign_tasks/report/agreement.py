@@ -82,7 +82,7 @@ def agreement(raters: list[Rater], *, draws: int = DRAWS) -> list[BenchmarkAgree
         if not genrms:
             continue
         metric = protocol_of(task).schema.headline
-        rows, ungraded = [], 0
+        rows, items, ungraded = [], [], 0
         scores: dict[str, list[float | None]] = {}
         for genrm in genrms:
             runs = [rater.runs[(genrm, task)] for rater in raters]
@@ -95,6 +95,7 @@ def agreement(raters: list[Rater], *, draws: int = DRAWS) -> list[BenchmarkAgree
                     ungraded += 1
                     continue
                 rows.append([int(v) for v in verdicts])
+                items.append((genrm, key[0]))  # an item's grades are drawn together
         grades = np.asarray(rows, dtype=int).reshape(-1, len(raters))
         confusion = None
         if len(raters) == 2:
@@ -119,7 +120,7 @@ def agreement(raters: list[Rater], *, draws: int = DRAWS) -> list[BenchmarkAgree
                 if len(grades)
                 else None,
                 kappa=kappa(grades) if len(grades) else None,
-                kappa_ci=kappa_interval(grades, draws) if len(grades) else None,
+                kappa_ci=kappa_interval(grades, items, draws) if len(grades) else None,
                 kind="Cohen" if len(raters) == 2 else "Fleiss",
                 confusion=confusion,
                 metric=metric,

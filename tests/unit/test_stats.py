@@ -83,3 +83,15 @@ def test_paired_units_draw_the_same_units_of_both_runs_within_each_stratum():
     assert (same["difference"], same["ci"], same["p_value"]) == (0.0, [0.0, 0.0], 1.0)
     with pytest.raises(ValueError, match="pair unit by unit"):
         paired_units(first, {"x": [0.0]}, statistic, ["mean"], n=5, draws=10)
+
+
+def test_an_items_grades_are_drawn_together():
+    from ralign_tasks.scorers.stats import kappa_interval
+
+    grades = np.random.default_rng(5).integers(0, 2, (30, 2))
+    # Each item graded twice alike (both orders): drawn as one unit, the interval is the
+    # single grades' one; drawn row by row, it would pretend twice the items.
+    doubled = np.repeat(grades, 2, axis=0)
+    items = np.repeat(np.arange(30), 2)
+    assert kappa_interval(doubled, list(items), draws=400) == kappa_interval(grades, draws=400)
+    assert kappa_interval(grades, list(range(30)), draws=400) == kappa_interval(grades, draws=400)
