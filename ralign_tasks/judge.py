@@ -3,7 +3,7 @@ judge template key each protocol declares (``judge_template_setting``)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 from ralign_tasks.protocols import PROTOCOLS
@@ -14,6 +14,9 @@ JUDGE_SETTINGS = judge_settings(
 )
 
 
-def resolve_judge(given: Mapping[str, Any]) -> JudgeSettings:
-    """The judge settings from defaults < environment < ``given`` (by key)."""
-    return resolve(JUDGE_SETTINGS, given)
+def resolve_judge(
+    given: Mapping[str, Any], env_keys: Collection[str] | None = None
+) -> JudgeSettings:
+    """The judge settings from defaults < environment (``env_keys`` only, when given) <
+    ``given`` (by key)."""
+    return resolve(JUDGE_SETTINGS, given, env_keys)

@@ -45,16 +45,20 @@ def record_dict(record: Any) -> dict[str, Any]:
 
 def record_of(kind: type[Record], data: Mapping[str, Any]) -> Record:
     """The record of type ``kind`` whose document form is ``data`` (the inverse of
-    :func:`record_dict`); a field missing from ``data`` takes its default."""
+    :func:`record_dict`): a field with a default may be missing (it takes the default), any
+    other missing field, or a text field that is null, is a ``KeyError`` naming it (a row of
+    another format, never a record of "None" texts)."""
     hints = _hints(kind)
     values = {}
     for spec in fields(kind):  # type: ignore[arg-type]
         if not spec.metadata.get("document", True):
             continue
-        has_default = spec.default is not MISSING or spec.default_factory is not MISSING
-        if data.get(spec.name) is None and has_default:
+        value = data.get(spec.name)
+        if value is None and (spec.default is not MISSING or spec.default_factory is not MISSING):
             continue
-        values[spec.name] = _typed(hints[spec.name], data.get(spec.name))
+        if spec.name not in data or (value is None and hints[spec.name] is str):
+            raise KeyError(spec.name)
+        values[spec.name] = _typed(hints[spec.name], value)
     return kind(**values)
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 from urllib.parse import urlsplit
@@ -79,14 +79,19 @@ class EndpointConfig:
         cls,
         prefix: str = METAJUDGE_ENV_PREFIX,
         overrides: Mapping[str, Any] | None = None,
+        env_names: Collection[str] | None = None,
         **defaults: Any,
     ) -> EndpointConfig:
-        """Build from ``defaults`` < environment (``prefix + KEY``) < ``overrides``."""
+        """Build from ``defaults`` < environment (``prefix + KEY``) < ``overrides``; with
+        ``env_names``, only those settings are read from the environment (a path that takes
+        the others its own way, Inspect's model role, is not stopped by a malformed one)."""
         values: dict[str, Any] = dict(defaults)
         given: set[str] = set()  # settings the user chose (environment or overrides)
         for name in (*ALIASES, *cls.names()):
             value = os.environ.get(prefix + name.upper())
-            if value in (None, ""):
+            if value in (None, "") or (
+                env_names is not None and ALIASES.get(name, name) not in env_names
+            ):
                 continue
             if name in ALIASES:
                 logger.warning(
@@ -105,7 +110,8 @@ class EndpointConfig:
         if values.get("backend") == "hf" and "temperature" not in given:
             values["temperature"] = 0.0  # transformers judging is greedy unless asked otherwise
         config = cls(**{name: _coerce(cls, prefix, name, value) for name, value in values.items()})
-        config.check_credentials(prefix)
+        if env_names is None or "base_url" in env_names:
+            config.check_credentials(prefix)
         return config
 
     @classmethod

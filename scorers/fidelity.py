@@ -466,5 +466,10 @@ def compute_samples(
     bootstrap CIs resample items (each with all its samples), not samples."""
     columns = _sample_columns(outcomes)
     point = _point(_sample_values(columns.sum(axis=0)))
+    if len(columns):
+        # Means of per-item shares (k/3 is not exact), by np.mean as they always were: the
+        # draws' sums add in another order, which can change the last digit.
+        for index, name in enumerate(("l_acc_maj", "l_acc_mean", "verdict_stability")):
+            point[name] = float(columns[:, index].mean())
     stderr, ci = bootstrap_sums(columns, _sample_values, point, draws=draws, seed=seed)
     return {**point, "stderr": stderr, "ci": ci}

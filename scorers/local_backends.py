@@ -16,7 +16,6 @@ from typing import Any, Protocol
 
 from ralign_tasks.scorers.config import EndpointConfig
 from ralign_tasks.scorers.engine import ChatRequest
-from ralign_tasks.scorers.errors import UserError
 
 logger = logging.getLogger("ralign_tasks.local_backends")
 
@@ -178,6 +177,6 @@ def local_backend(config: EndpointConfig) -> LocalBackend:
     if key not in _LOADED:
         backends = {"vllm": VLLMBackend, "hf": HFBackend}
         if config.backend not in backends:
-            raise UserError(f"{config.backend!r} is not an in-process backend")
+            raise ValueError(f"{config.backend!r} is not an in-process backend")
         _LOADED[key] = backends[config.backend](config)
     return _LOADED[key]

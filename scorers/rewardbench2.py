@@ -96,7 +96,7 @@ def ranking_credit(letter: str | None, chosen_slot: int) -> float:
     if letter is None:
         return NO_VERDICT_CREDIT
     if letter not in LETTERS:
-        raise UserError(f"a ranking verdict is one of {LETTERS} or None, got {letter!r}")
+        raise ValueError(f"a ranking verdict is one of {LETTERS} or None, got {letter!r}")
     return 1.0 if letter == LETTERS[k] else 0.0
 
 
@@ -153,7 +153,7 @@ def pairwise_credit(wins: Sequence[bool | None]) -> float:
     won every comparison; a loss or a comparison without a verdict (``None``) makes it 0.
     Unlike the official modes there is no 0.25: a pairwise judge has no 4-way random pick."""
     if not wins:
-        raise UserError("pairwise credit needs at least one comparison")
+        raise ValueError("pairwise credit needs at least one comparison")
     return 1.0 if all(win is not None and bool(win) for win in wins) else 0.0
 
 
@@ -316,7 +316,7 @@ def compute_rb2(
     for name, credit in items:
         key = subset_key(name)
         if key == "ties":
-            raise UserError("Ties is not scored per item: pass its rows as ties_rows")
+            raise ValueError("Ties is not scored per item: pass its rows as ties_rows")
         if credit is None:
             no_verdict += 1
             credit = NO_VERDICT_CREDIT

@@ -64,7 +64,7 @@ def compute_rmbench(
     (the official code raises there); ``missing`` names such domains."""
     cells = np.asarray([item_cells for _, item_cells in items], dtype=float).reshape(-1, 9)
     if cells.shape[0] != len(items):
-        raise UserError("an item's cells must be 3x3")
+        raise ValueError("an item's cells must be 3x3")
     cells = cells.reshape(-1, STYLES, STYLES)
     domains = np.asarray([domain_of(domain) for domain, _ in items])
     matrices = {domain: cells[domains == domain] for domain in DOMAINS}

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from types import MappingProxyType
 from typing import Any
@@ -100,7 +100,7 @@ _SHOWN_DEFAULTS = {
     "model": "none: required",
     "base_url": "OpenAI's API",
     "api_key": "OPENAI_API_KEY when no base URL is set",
-    "temperature": "0.4; hf backend: 0",
+    "temperature": "0.4; CLI and lm-eval with the hf backend: 0 (Inspect: 0.4 for every provider)",
     "cache_dir": "$RALIGN_CACHE_DIR, else the user cache dir",
     "cache": "on",
     **{
@@ -238,12 +238,17 @@ def warn_alias(old: str, new: str) -> None:
     logger.warning("%s is now %s, its name in every path", old, new)
 
 
-def resolve(settings: Sequence[Setting], given: Mapping[str, Any]) -> JudgeSettings:
+def resolve(
+    settings: Sequence[Setting], given: Mapping[str, Any], env_keys: Collection[str] | None = None
+) -> JudgeSettings:
     """The judge settings from defaults < ``RALIGN_METAJUDGE_<KEY>`` < ``given`` (by key;
-    ``None`` values are not given)."""
+    ``None`` values are not given); with ``env_keys``, only those are read from the
+    environment."""
     templates = {s.key for s in settings if s.template}
     transport = EndpointConfig.from_sources(
-        METAJUDGE_ENV_PREFIX, {k: v for k, v in given.items() if k not in templates}
+        METAJUDGE_ENV_PREFIX,
+        {k: v for k, v in given.items() if k not in templates},
+        env_names=env_keys,
     )
     chosen = {}
     for setting in settings:

@@ -5,8 +5,6 @@ from __future__ import annotations
 import re
 from typing import Literal
 
-from ralign_tasks.scorers.errors import UserError
-
 Verdict = Literal["A", "B"]
 VerdictPolicy = Literal["official", "strict"]
 VERDICT_POLICIES: tuple[VerdictPolicy, ...] = ("official", "strict")
@@ -41,4 +39,4 @@ def parse_verdict(text: str | None, policy: VerdictPolicy = "official") -> Verdi
             return None
         boxes = _BOXED.findall(strip_thinking(text))
         return boxes[-1] if boxes else None
-    raise UserError(f"unknown verdict policy {policy!r}; expected one of {VERDICT_POLICIES}")
+    raise ValueError(f"unknown verdict policy {policy!r}; expected one of {VERDICT_POLICIES}")

@@ -124,7 +124,7 @@ def cmd_report(args: argparse.Namespace) -> int:
             first, second = (compare.select_runs(s, results, warnings) for s in args.compare)
             if not args.include_unusable:
                 _refuse_unusable([*first, *second], args.max_failure_rate)
-            comparison = compare.compare(first, second, warnings, n_bootstrap=args.bootstrap)
+            comparison = compare.compare(first, second, warnings, draws=args.bootstrap)
         finally:  # the warnings often say why nothing could be compared
             warn(warnings)
         emit(compare.RENDERERS[args.format](comparison), args.output)

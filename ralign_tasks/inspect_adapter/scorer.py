@@ -169,9 +169,22 @@ def inspect_judge(
     for old, new in inspect_aliases(protocol).items():
         if values.get(old) is not None:
             warn_alias(old, new)
+            if old == "metajudge_template":
+                # -T reaches every task of an eval: R-Align's template would land here too.
+                logger.warning(
+                    "%s takes metajudge_template as its judge template; in an eval with "
+                    "R-Align tasks, whose judge template that is, pass this one as %s",
+                    protocol.title, new,
+                )  # fmt: skip
             values.setdefault(new, values[old])
         values.pop(old, None)
-    return resolve_judge(given_by_name(values, inspect_settings(protocol), "Inspect's parameters"))
+    settings = inspect_settings(protocol)
+    # Only what Inspect takes from us is read from the environment: the endpoint, key and
+    # concurrency are the role's, and a malformed RALIGN_METAJUDGE_BASE_URL meant for the CLI
+    # must not stop an Inspect run.
+    return resolve_judge(
+        given_by_name(values, settings, "Inspect's parameters"), {s.key for s in settings}
+    )
 
 
 def inspect_values(

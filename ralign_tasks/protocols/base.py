@@ -279,7 +279,7 @@ class Protocol(ABC, Generic[RecordT, JudgmentT, OutcomeT]):
         return False
 
     def samples(self, options: Mapping[str, Any]) -> int:
-        """How many times :meth:`genrm_prompts` repeats an item's prompts to sample the GenRM
+        """How many times an item's prompts are repeated (:meth:`prompt_count`) to sample the GenRM
         again (repeated sampling; 1: no repeats, and identical prompts are asked once)."""
         return 1
 
@@ -298,8 +298,8 @@ class Protocol(ABC, Generic[RecordT, JudgmentT, OutcomeT]):
     def judgment(
         self, record: RecordT, outputs: Sequence[GenRMOutput], options: Mapping[str, Any]
     ) -> JudgmentT:
-        """What the GenRM said about one item, parsed: ``outputs`` answer
-        :meth:`genrm_prompts`, in its order."""
+        """What the GenRM said about one item, parsed: ``outputs`` answer its prompts
+        (:meth:`genrm_prompt`), in their order."""
 
     # --- prompt templates ------------------------------------------------------------------
 
@@ -532,11 +532,14 @@ class Protocol(ABC, Generic[RecordT, JudgmentT, OutcomeT]):
         """The compared metrics of drawn units (a unit drawn twice counts twice): here the
         mean of each one's per-item values, NaN (an item outside its denominator) left out, as
         :meth:`summarize` and lm-eval's ``nanmean`` compute it; ``None`` where no item has one."""
-        values = np.asarray(units, dtype=float).reshape(len(units), -1)
+        names = self.headline_metrics()
+        if not units:
+            return dict.fromkeys(names)
+        values = np.asarray(units, dtype=float).reshape(len(units), len(names))
         defined = (~np.isnan(values)).any(axis=0)
         return {
             name: float(np.nanmean(values[:, column])) if defined[column] else None
-            for column, name in enumerate(self.headline_metrics())
+            for column, name in enumerate(names)
         }
 
     def paired_difference(

@@ -19,7 +19,6 @@ from typing import Any, ClassVar, TypeVar
 
 from ralign_tasks.prompts import load_template
 from ralign_tasks.protocols.base import GenRMOutput, JudgeCalls, Option, Protocol
-from ralign_tasks.scorers.errors import UserError
 from ralign_tasks.scorers.judgebench import parse_arena_hard
 from ralign_tasks.scorers.lazy_modules import lazy_import
 from ralign_tasks.scorers.schema import MetricSpec
@@ -227,7 +226,7 @@ class LabelProtocol(Protocol[RecordT, LabelJudgment, OutcomeT]):
     ) -> LabelJudgment:
         shown = self.games(record, options)
         if len(outputs) != len(shown):
-            raise UserError(
+            raise ValueError(
                 f"item {record.id}: {len(outputs)} GenRM output(s) for {len(shown)} prompts"  # type: ignore[attr-defined]
             )
         games = tuple(

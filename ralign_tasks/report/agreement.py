@@ -7,10 +7,10 @@ benchmark, item id, what was graded): the grades each protocol declares
 (:meth:`~ralign_tasks.protocols.base.Protocol.judge_grades`: an R-Align order's Correct or
 Incorrect, a human rationale matched or not by Rationale Consistency's MetaJudge). A grade
 counts where every rater gave it (one a rater could not give, a ParseFail or a failed call, is
-counted, not compared). Per benchmark: raw agreement, Cohen's κ with a bootstrap CI over the
-grades (Fleiss' κ for three or more raters), the confusion matrix of two raters, and Kendall's
-τ between the raters' rankings of the GenRMs by the benchmark's headline metric (over GenRMs
-present in every rater's runs).
+counted, not compared). Per benchmark: raw agreement, Cohen's κ (Fleiss' κ for three or more
+raters) with a bootstrap CI over items (all of an item's grades drawn together), the confusion
+matrix of two raters, and Kendall's τ between the raters' rankings of the GenRMs by the
+benchmark's headline metric (over GenRMs present in every rater's runs).
 """
 
 from __future__ import annotations

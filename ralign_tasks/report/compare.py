@@ -47,7 +47,7 @@ class Difference:
 class Comparison:
     first: str
     second: str
-    n_bootstrap: int
+    draws: int
     differences: list[Difference]
 
 
@@ -122,7 +122,7 @@ def compare(
     second: Sequence[TaskResult],
     warnings: list[str],
     *,
-    n_bootstrap: int = DRAWS,
+    draws: int = DRAWS,
 ) -> Comparison:
     """A - B per benchmark both sides ran and per compared metric of its protocol
     (:meth:`~ralign_tasks.protocols.base.Protocol.headline_metrics`), over their paired
@@ -140,16 +140,19 @@ def compare(
             )
             continue
         items_a, items_b = paired_items(a, b, warnings)
+        if not items_a:
+            warnings.append(f"{task}: {a.genrm} and {b.genrm} share no item; not compared")
+            continue
         protocol = protocol_of(task)
         stats = protocol.paired_difference(
             [item.outcome for item in items_a],
             [item.outcome for item in items_b],
-            draws=n_bootstrap,
+            draws=draws,
         )
         differences += [Difference(task, m, **stats[m]) for m in protocol.headline_metrics()]
     if not differences:
         raise UserError(f"--compare: {name_a} and {name_b} share no benchmark with samples")
-    return Comparison(name_a, name_b, n_bootstrap, differences)
+    return Comparison(name_a, name_b, draws, differences)
 
 
 def _percent(value: float | None, sign: bool = False) -> str:
@@ -185,7 +188,7 @@ def _text_rows(comparison: Comparison) -> tuple[list[str], list[list[str]]]:
 def _title(comparison: Comparison) -> str:
     return (
         f"A = {comparison.first}, B = {comparison.second}: paired bootstrap over shared items "
-        f"({comparison.n_bootstrap} draws), percent"
+        f"({comparison.draws} draws), percent"
     )
 
 

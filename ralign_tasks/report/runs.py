@@ -43,7 +43,7 @@ _INSPECT_MANIFESTS = {"eval-set.json", "logs.json", "listing.json"}
 
 @dataclass(frozen=True)
 class RunItem:
-    """One judged item of a run, as any path logged it: the record (its ``to_dict`` form), the
+    """One judged item of a run, as any path logged it: the record (``record_to_dict``), the
     GenRM's output and verdict, the outcome the metrics count, and the judge's calls."""
 
     record: dict[str, Any]
@@ -434,8 +434,13 @@ def read_inspect(log_file: Path, warnings: list[str]) -> list[TaskResult]:
     result = None
     if log.scored:
         protocol = protocol_of(log.task)
+        items = None
         try:
             items = [RunItem.from_item(r, item, protocol).brief() for r, item in log.scored]
+        except (ValueError, KeyError, TypeError, IndexError) as exc:  # e.g. an older release
+            warnings.append(f"{log_file}: unreadable scores ({exc}); using the aggregate numbers")
+        if items is not None:
+            # Outside the guard: what the items compute is ours, and a bug there is a bug.
             result = _item_results(items, genrm, log.task, "inspect", source)
 
             def full_items() -> Iterator[RunItem]:
@@ -443,8 +448,6 @@ def read_inspect(log_file: Path, warnings: list[str]) -> list[TaskResult]:
                     yield RunItem.from_item(record, item, protocol)
 
             result.reader = full_items
-        except (ValueError, KeyError, TypeError, IndexError) as exc:  # e.g. an older release
-            warnings.append(f"{log_file}: unreadable scores ({exc}); using the aggregate numbers")
     if result is None:
         n = log.completed_samples or None
         result = _aggregate_result(log.metrics, genrm, log.task, "inspect", source, n)

@@ -178,7 +178,7 @@ def test_unshared_items_are_left_out_with_a_warning(runs):
                      *weak.items[1:]]
     )  # fmt: skip
     warnings.clear()
-    comparison = compare([strong], [changed], warnings, n_bootstrap=100)
+    comparison = compare([strong], [changed], warnings, draws=100)
     assert "different data" in warnings[0] and comparison.differences[0].n == 7
 
 

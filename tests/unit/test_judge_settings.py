@@ -214,6 +214,8 @@ def test_earlier_names_warn_and_still_work(monkeypatch, caplog):
         "RALIGN_METAJUDGE_USE_CACHE is now RALIGN_METAJUDGE_CACHE",
         "metajudge_attempts is now metajudge_max_attempts, its name in every path",
         "metajudge_template is now metajudge_rc_template, its name in every path",
+        "Rationale Consistency takes metajudge_template as its judge template; in an eval with "
+        "R-Align tasks, whose judge template that is, pass this one as metajudge_rc_template",
     ]
 
 

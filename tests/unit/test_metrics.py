@@ -126,3 +126,30 @@ def test_document_values_aggregate_to_the_same_numbers():
     unknown = [ItemOutcome("s", True, C, genrm_truncated=None)]
     assert compute_fidelity(unknown)["genrm_truncated"] is None
     assert math.isnan(unknown[0].document_values()["genrm_truncated"])
+
+
+def test_sampling_means_are_the_mean_of_each_items_share_to_the_last_digit():
+    import random
+
+    import numpy as np
+
+    from ralign_tasks.scorers.fidelity import JudgedAnswer
+
+    draw = random.Random(3)
+    items = []
+    for _ in range(41):
+        answers = tuple(
+            JudgedAnswer("A", right := draw.random() < 0.6, MetaStatus.CORRECT if right else None)
+            for _ in range(3)
+        )
+        items.append(ItemOutcome("s", answers[0].label_correct, answers[0].meta, samples=answers))
+    report = compute_fidelity(items)
+    # Per item: majority right, share right, share giving the most frequent verdict; the
+    # means of the columns of that table, as they were always computed.
+    table = []
+    for o in items:
+        right = sum(a.label_correct for a in o.samples)
+        table.append([right > 3 - right, right / 3, max(right, 3 - right) / 3])
+    columns = np.asarray(table, dtype=float)
+    assert report["l_acc_mean"] == float(columns[:, 1].mean())
+    assert report["verdict_stability"] == float(columns[:, 2].mean())

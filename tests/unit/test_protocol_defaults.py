@@ -59,3 +59,23 @@ def test_a_record_survives_its_document_form_through_json(task):
         left_out = {f.name: f.default_factory() for f in fields(record)  # type: ignore[misc]
                     if not f.metadata.get("document", True)}  # fmt: skip
         assert protocol.record_from_dict(document) == replace(record, **left_out)
+
+
+@pytest.mark.parametrize("task", sorted(TASKS))
+def test_a_document_missing_a_field_is_an_error_naming_it(task):
+    protocol = protocol_of(task)
+    record = load_task(task, sample_data_dir()).records[0]
+    document = protocol.record_to_dict(record)
+    name = "prompt" if "prompt" in document else next(iter(document))
+    with pytest.raises(KeyError, match=name):
+        protocol.record_from_dict({k: v for k, v in document.items() if k != name})
+    with pytest.raises(KeyError, match=name):
+        protocol.record_from_dict({**document, name: None})
+
+
+def test_a_comparison_of_no_shared_items_is_undefined_not_an_error():
+    from ralign_tasks.protocols import PROTOCOLS
+
+    for protocol in PROTOCOLS:
+        compared = protocol.paired_difference([], [], draws=10)
+        assert all(entry["difference"] is None for entry in compared.values()), protocol.name
