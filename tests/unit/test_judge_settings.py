@@ -257,3 +257,15 @@ def test_judge_order_is_a_family_option_spelled_alike_in_every_path():
     assert protocol.option_values({}, spec.task)["judge_order"] == option.default
     parameters = signatures.signature(TASK_FUNCTIONS[spec.task]).parameters
     assert parameters["judge_order"].default == option.default
+
+
+def test_inspect_reads_only_the_settings_it_takes_from_the_environment(monkeypatch):
+    # The endpoint, key and concurrency are Inspect's model role's: a malformed value meant for
+    # the CLI stops the CLI, not an Inspect run.
+    fidelity = next(p for p in JUDGED if p.judge_template_setting == "template")
+    monkeypatch.setenv("RALIGN_METAJUDGE_CONCURRENCY", "many")
+    monkeypatch.setenv("RALIGN_METAJUDGE_BASE_URL", "http://user:secret@judge.example/v1")
+    monkeypatch.setenv("RALIGN_METAJUDGE_MAX_TOKENS", "77")
+    assert inspect_judge(fidelity, {}).value("max_tokens") == 77
+    with pytest.raises(ConfigError):
+        resolve_judge({})
