@@ -148,15 +148,33 @@ def yaml_tasks() -> dict[str, dict]:
         pass
 
     Loader.add_constructor("!function", lambda loader, node: f"!function {node.value}")
+
+    def load(path: Path) -> dict:
+        config = yaml.load(path.read_text(), Loader=Loader)
+        if "include" in config:  # as lm-eval resolves it: recursively, local keys winning
+            config = {**load(path.parent / config.pop("include")), **config}
+        return config
+
     configs = {}
     for path in include_path().glob("*.yaml"):
-        config = yaml.load(path.read_text(), Loader=Loader)
-        if "include" in config:
-            base = yaml.load((path.parent / config.pop("include")).read_text(), Loader=Loader)
-            config = {**base, **config}
+        config = load(path)
         if "task" in config and isinstance(config["task"], str):
             configs[config["task"]] = config
     return configs
+
+
+def test_every_task_yaml_includes_the_shared_template():
+    """The class, hooks and data settings are in ``_ralign_common_yaml``, once."""
+    for path in include_path().glob("*.yaml"):
+        config = yaml.safe_load(path.read_text().replace("!function", ""))
+        if "group" in config:
+            continue
+        chain = []
+        while "include" in config:
+            chain.append(config["include"])
+            config = yaml.safe_load((path.parent / chain[-1]).read_text().replace("!function", ""))
+        assert chain and chain[-1] == "_ralign_common_yaml", path.name
+        assert "class" not in yaml.safe_load(path.read_text().replace("!function", "")), path.name
 
 
 def test_every_task_has_a_yaml_whose_metric_list_is_its_schema():
