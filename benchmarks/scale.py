@@ -106,7 +106,7 @@ def scale(items: int, root: Path, with_lm_eval: bool, reasoning_chars: int) -> l
                    "--metajudge-base-url", base_url, "--output-dir", str(out)),
             env,
         )  # fmt: skip
-        samples = out / "helpsteer3" / "samples.jsonl"
+        samples = out / "g" / "helpsteer3" / "samples.jsonl"  # OUT/<GenRM>/<benchmark>
         per_item_kb = samples.stat().st_size / items / 1000
         rows.append(row("`ralign run` (GenRM + meta-judge)", items, run,
                         f"samples {per_item_kb:.1f} KB/item"))  # fmt: skip

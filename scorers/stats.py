@@ -4,7 +4,9 @@ A draw resamples *units* with replacement: an item, or a cluster of rows that mu
 together (both orders of a swapped pair, an item's k samples, a RewardBench 2 Ties prompt's
 rows). With *strata* (subsets whose sizes the benchmark fixes), each stratum is resampled on
 its own, keeping its size. The same data, seed and number of draws give the same draws in
-every path (CLI, lm-eval, Inspect, the report).
+every path (CLI, lm-eval, Inspect, the report). Where a few kinds of unit make up a large run
+(an item's outcome category), a draw takes its count of each kind at once, multinomially:
+the same distribution as drawing the units one by one.
 
 Policy for undefined resamples: a draw in which a metric is undefined (a zero denominator, a
 stratum the statistic needs but the draw left empty) is left out of that metric's interval;
@@ -26,8 +28,12 @@ np = lazy_import("numpy")
 SEED = 20260101
 DRAWS = 2000
 CONFIDENCE = 0.95
-# Index arrays of at most this many entries are built at once (draws x units).
-_CHUNK_ENTRIES = 2_000_000
+# Draws made at once (an index array of this many rows; a constant, so that the draws depend
+# on the seed and the data only): 100 rows of even 50,000 units are a few tens of MB.
+_BLOCK_DRAWS = 100
+# From this many units, kinds of unit are drawn at once (see _drawn_sum_blocks): where the
+# draws cost time. A smaller run draws its units one by one.
+_MANY_UNITS = 1000
 
 Unit = TypeVar("Unit")
 Values = Mapping[str, "float | None"]
@@ -65,6 +71,25 @@ def _drawn_sums(columns: np.ndarray, rows: np.ndarray) -> np.ndarray:
     return taken @ columns
 
 
+def _drawn_sum_blocks(
+    columns: np.ndarray, strata: Sequence[Hashable] | None, draws: int, seed: int
+) -> Iterator[np.ndarray]:
+    """Each draw's column sums, in blocks of draws. Units alike in every column are
+    interchangeable, so where a few kinds of unit make up the data (an item's outcome
+    category), how many of each kind a draw takes is drawn at once, multinomially: the same
+    distribution as drawing the units one by one, without an index per unit."""
+    n = len(columns)
+    kinds, kind_of = np.unique(columns, axis=0, return_inverse=True)
+    if strata is None and n >= _MANY_UNITS and 8 * len(kinds) <= n:
+        shares = np.bincount(kind_of.ravel(), minlength=len(kinds)) / n
+        rng = np.random.default_rng(seed)
+        for start in range(0, draws, _BLOCK_DRAWS):
+            yield rng.multinomial(n, shares, size=min(_BLOCK_DRAWS, draws - start)) @ kinds
+        return
+    for rows in draw_indices(n, strata=strata, draws=draws, seed=seed):
+        yield _drawn_sums(columns, rows)
+
+
 def draw_indices(
     n: int,
     *,
@@ -75,9 +100,8 @@ def draw_indices(
     """The draws as blocks of unit-index rows (one row per draw, ``n`` indices each)."""
     groups = _groups(strata, n)
     rng = np.random.default_rng(seed)
-    block = max(1, _CHUNK_ENTRIES // max(n, 1))
-    for start in range(0, draws, block):
-        rows = min(block, draws - start)
+    for start in range(0, draws, _BLOCK_DRAWS):
+        rows = min(_BLOCK_DRAWS, draws - start)
         yield np.concatenate(
             [group[rng.integers(0, len(group), (rows, len(group)))] for group in groups], axis=1
         )
@@ -119,9 +143,9 @@ def bootstrap_sums(
     columns = _rows(columns)
     drawn: dict[str, list[np.ndarray]] = {name: [] for name in point}
     if len(columns) and draws > 0:
-        for rows in draw_indices(len(columns), strata=strata, draws=draws, seed=seed):
-            for name, values in statistic(_drawn_sums(columns, rows)).items():
-                drawn[name].append(np.asarray(values, dtype=float).reshape(len(rows)))
+        for sums in _drawn_sum_blocks(columns, strata, draws, seed):
+            for name, values in statistic(sums).items():
+                drawn[name].append(np.asarray(values, dtype=float).reshape(len(sums)))
     return intervals(
         {name: np.concatenate(v) if v else np.empty(0) for name, v in drawn.items()}, point
     )
@@ -173,9 +197,11 @@ def paired_sums(
     value_second = {k: finite(float(v)) for k, v in statistic(second.sum(axis=0)).items()}
     differences: dict[str, list[np.ndarray]] = {name: [] for name in names}
     if n and draws > 0:
-        for rows in draw_indices(n, draws=draws, seed=seed):
-            drawn_first = statistic(_drawn_sums(first, rows))
-            drawn_second = statistic(_drawn_sums(second, rows))
+        # A unit is the pair of rows: both runs' columns side by side, drawn together.
+        both = np.hstack([first, second])
+        width = first.shape[1]
+        for sums in _drawn_sum_blocks(both, None, draws, seed):
+            drawn_first, drawn_second = statistic(sums[:, :width]), statistic(sums[:, width:])
             for name in names:
                 differences[name].append(np.asarray(drawn_first[name] - drawn_second[name]))
     spreads = {

@@ -95,3 +95,17 @@ def test_an_items_grades_are_drawn_together():
     items = np.repeat(np.arange(30), 2)
     assert kappa_interval(doubled, list(items), draws=400) == kappa_interval(grades, draws=400)
     assert kappa_interval(grades, list(range(30)), draws=400) == kappa_interval(grades, draws=400)
+
+
+def test_drawing_kinds_of_units_at_once_is_drawing_the_units():
+    # 2,000 items of five outcome kinds: the sums path draws the kinds' counts multinomially,
+    # the units path draws every item; the intervals agree within the draws' own noise.
+    kinds = np.random.default_rng(2).integers(0, 5, 2000)
+    columns = np.stack([kinds == 0, np.ones(2000)], axis=1).astype(float)
+    point = {"mean": float(columns[:, 0].mean())}
+    _, by_kinds = bootstrap_sums(columns, _mean, point)
+    _, by_units = bootstrap_units(
+        list(columns[:, 0]), lambda drawn: {"mean": float(np.mean(drawn))}, point
+    )
+    assert by_kinds["mean"] != by_units["mean"]  # other random numbers ...
+    assert np.allclose(by_kinds["mean"], by_units["mean"], atol=0.004)  # ... one distribution
