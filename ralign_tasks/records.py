@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import types
 import typing
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import MISSING, dataclass, fields
 from functools import cache
 from typing import Any, TypeVar
@@ -36,11 +36,7 @@ def turn_dicts(turns: Sequence[Turn]) -> list[dict[str, Any]]:
 
 def record_dict(record: Any) -> dict[str, Any]:
     """A record's document form: its fields as plain JSON types."""
-    return {
-        spec.name: _plain(getattr(record, spec.name))
-        for spec in fields(record)
-        if spec.metadata.get("document", True)
-    }
+    return {name: _plain(getattr(record, name)) for name, *_ in _fields(type(record))}
 
 
 def record_of(kind: type[Record], data: Mapping[str, Any]) -> Record:
@@ -48,17 +44,15 @@ def record_of(kind: type[Record], data: Mapping[str, Any]) -> Record:
     :func:`record_dict`): a field with a default may be missing (it takes the default), any
     other missing field, or a text field that is null, is a ``KeyError`` naming it (a row of
     another format, never a record of "None" texts)."""
-    hints = _hints(kind)
     values = {}
-    for spec in fields(kind):  # type: ignore[arg-type]
-        if not spec.metadata.get("document", True):
-            continue
-        value = data.get(spec.name)
-        if value is None and (spec.default is not MISSING or spec.default_factory is not MISSING):
-            continue
-        if spec.name not in data or (value is None and hints[spec.name] is str):
-            raise KeyError(spec.name)
-        values[spec.name] = _typed(hints[spec.name], value)
+    for name, read, optional in _fields(kind):
+        value = data.get(name)
+        if value is None:
+            if optional:
+                continue
+            if name not in data or read is str:
+                raise KeyError(name)
+        values[name] = read(value)
     return kind(**values)
 
 
@@ -71,18 +65,32 @@ def _plain(value: Any) -> Any:
 
 
 @cache
-def _hints(kind: type) -> dict[str, Any]:
-    return typing.get_type_hints(kind)
+def _fields(kind: type) -> tuple[tuple[str, Callable[[Any], Any], bool], ...]:
+    """Each field of a record type in its document form: its name, how a plain JSON value
+    becomes the field's, and whether it has a default (worked out once per type: records are
+    read by the ten thousand)."""
+    hints = typing.get_type_hints(kind)
+    return tuple(
+        (
+            spec.name,
+            _reader(hints[spec.name]),
+            spec.default is not MISSING or spec.default_factory is not MISSING,
+        )
+        for spec in fields(kind)
+        if spec.metadata.get("document", True)
+    )
 
 
-def _typed(hint: Any, value: Any) -> Any:
-    """``value`` (plain JSON) as a field of type ``hint``."""
+def _reader(hint: Any) -> Callable[[Any], Any]:
+    """How a plain JSON value becomes a field of type ``hint``."""
     origin, arguments = typing.get_origin(hint), typing.get_args(hint)
     if origin in (typing.Union, types.UnionType):  # X | None: None for a missing or empty one
-        return _typed(next(a for a in arguments if a is not type(None)), value) if value else None
+        read = _reader(next(a for a in arguments if a is not type(None)))
+        return lambda value: read(value) if value else None
+    if origin is tuple and arguments[0] is Turn:
+        return lambda value: tuple(Turn(t["role"], t["content"]) for t in value or ())
     if origin is tuple:
-        item = arguments[0]
-        return tuple(Turn(v["role"], v["content"]) if item is Turn else v for v in value or ())
+        return lambda value: tuple(value or ())
     if hint is str:
-        return str(value)
-    return value
+        return str
+    return lambda value: value
