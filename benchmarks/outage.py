@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
-import json
 import os
 import sys
 import tempfile
@@ -30,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ralign_tasks.cli import main
 from ralign_tasks.testing.loopback import LoopbackServer, Reply, stand_in
-from tests.support.hostile import run_args, write_helpsteer3
+from tests.support.hostile import results_of, run_args, write_helpsteer3
 
 CLEAN = {"l_acc": 0.5, "f_score": 0.5}
 OUTAGE_AT = 100
@@ -66,7 +65,7 @@ def run_through(kind: str, length: float, items: int, root: Path) -> dict[str, o
         with contextlib.redirect_stdout(io.StringIO()):  # the run's own table
             code = main([*run_args(server.base_url, root / "out", data=data), "--no-cache"])
         wall = time.monotonic() - started
-    results = json.loads((root / "out" / "helpsteer3" / "results.json").read_text())
+    results = results_of(root / "out" / "g" / "helpsteer3")  # OUT/<GenRM>/<benchmark>
     metrics, usage = results["metrics"]["overall"], results["usage"]
     failures = sum(usage[role]["failures"] for role in ("genrm", "judge"))
     clean = failures == 0 and all(metrics[k] == v for k, v in CLEAN.items())
