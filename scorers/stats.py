@@ -319,11 +319,8 @@ def kappa_interval(
     (grades) or, given ``clusters`` (one label per row), the groups of rows that share one
     (an item's grades: both orders of a pair, each human rationale of an item)."""
     point = {"kappa": kappa(grades)}
-    labels = list(range(len(grades))) if clusters is None else list(clusters)
-    members: dict[Hashable, list[int]] = {}
-    for row, label in enumerate(labels):
-        members.setdefault(label, []).append(row)
-    units = [grades[rows] for rows in members.values()]
+    labels = range(len(grades)) if clusters is None else clusters
+    units = [grades[rows] for rows in _groups(labels, len(grades))]
     _, ci = bootstrap_units(units, lambda drawn: {"kappa": kappa(np.concatenate(drawn))}, point,
                             draws=draws, seed=seed)  # fmt: skip
     return ci["kappa"]
