@@ -168,6 +168,13 @@ def _settings(
         "items": len(loaded.records),
         "skipped_bad_rows": [str(row) for row in loaded.bad_rows],
         **options,
+        **_judge_settings(judge),
+    }
+
+
+def _judge_settings(judge: JudgeSettings | None) -> dict[str, Any]:
+    """Who judged a run, as its settings record it."""
+    return {
         "meta_judge_model": judge.transport.model if judge else None,
         "meta_judge_endpoint": judge.transport.endpoint if judge else None,
     }
@@ -464,10 +471,10 @@ def plan_rejudge(args: argparse.Namespace) -> list[RunPlan]:
         for item in result.full_items():
             records.append(protocol.record_from_dict(item.record))
             outputs.append(protocol.stored_outputs(item.genrm))
-        settings = {"rejudged_from": result.source, "items": len(records), **options} | {
-            "meta_judge_model": judge.transport.model if judge else None,
-            "meta_judge_endpoint": judge.transport.endpoint if judge else None,
-        }
+        settings = {
+            "rejudged_from": result.source, "items": len(records), **options,
+            **_judge_settings(judge),
+        }  # fmt: skip
         # Named by the source's path (a rejudged CLI run and a rejudged lm-eval run of one
         # GenRM are different runs); the source's file is in the settings.
         source_path = result.identity.path if result.identity else result.harness
