@@ -31,7 +31,7 @@ class Turn:
 
 def turn_dicts(turns: Sequence[Turn]) -> list[dict[str, Any]]:
     """Turns as plain JSON types (a record's ``context`` in a document or a template)."""
-    return [{"role": t.role, "content": t.content} for t in turns]
+    return [_plain(turn) for turn in turns]
 
 
 def record_dict(record: Any) -> dict[str, Any]:
@@ -45,10 +45,10 @@ def record_of(kind: type[Record], data: Mapping[str, Any]) -> Record:
     other missing field, or a text field that is null, is a ``KeyError`` naming it (a row of
     another format, never a record of "None" texts)."""
     values = {}
-    for name, read, optional in _fields(kind):
+    for name, read, has_default in _fields(kind):
         value = data.get(name)
         if value is None:
-            if optional:
+            if has_default:
                 continue
             if name not in data or read is str:
                 raise KeyError(name)
