@@ -38,7 +38,8 @@ from ralign_tasks.scorers.settings import JudgeSettings
 def judge_all(judgments: list[FidelityJudgment], config: EndpointConfig):
     """The meta-judge step of the fidelity tasks over ``judgments``, as every path runs it."""
     records = [judgment.record for judgment in judgments]
-    return judge_items(get_task("helpsteer3"), records, judgments, JudgeSettings(config))
+    items, stats, _ = judge_items(get_task("helpsteer3"), records, judgments, JudgeSettings(config))
+    return items, stats
 
 
 def label_correct_judgments(count: int) -> list[FidelityJudgment]:

@@ -27,7 +27,9 @@ UNUSABLE_EXIT = 3
 _UNSAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
 _MAX_NAME = 120
 # How each field is named when runs differ in it (the row names of ``ralign report``).
-_FIELD_NAMES = {"judge": "judge", "judge_endpoint": "judge at", "path": "by"}
+_FIELD_NAMES = {
+    "judge": "judge", "judge_endpoint": "judge at", "path": "by", "extractor": "extractor",
+}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -41,6 +43,8 @@ class RunIdentity:
     judge: str | None = None
     judge_endpoint: str | None = None
     path: str = ""
+    # Who listed a free-form rationale's reasons (model at endpoint), where one did.
+    extractor: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -60,6 +64,8 @@ class RunIdentity:
         parts.append(f"judge {self.judge}" if self.judge else "no judge")
         if self.judge_endpoint:
             parts[-1] += f" at {self.judge_endpoint}"
+        if self.extractor:
+            parts.append(f"extractor {self.extractor}")
         if self.path:
             parts.append(f"by {self.path}")
         return f"{self.genrm} on {self.task} ({', '.join(parts)})"

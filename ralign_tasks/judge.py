@@ -15,8 +15,10 @@ JUDGE_SETTINGS = judge_settings(
 
 
 def resolve_judge(
-    given: Mapping[str, Any], env_keys: Collection[str] | None = None
+    given: Mapping[str, Any],
+    env_keys: Collection[str] | None = None,
+    extractor: Mapping[str, Any] | None = None,
 ) -> JudgeSettings:
     """The judge settings from defaults < environment (``env_keys`` only, when given) <
-    ``given`` (by key)."""
-    return resolve(JUDGE_SETTINGS, given, env_keys)
+    ``given`` (by key), with the extractor's from ``extractor`` (by key) when given."""
+    return resolve(JUDGE_SETTINGS, given, env_keys, extractor)

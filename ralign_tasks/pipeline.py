@@ -11,13 +11,13 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, overload
 
 from ralign_tasks.identity import RunIdentity
 from ralign_tasks.protocols import TASKS, Protocol, TaskSpec, protocol_of
-from ralign_tasks.protocols.base import GenRMOutput, ItemRun
+from ralign_tasks.protocols.base import GenRMOutput, ItemRun, PrepCall
 from ralign_tasks.scorers.ask import StopRun
 from ralign_tasks.scorers.config import EndpointConfig
 from ralign_tasks.scorers.engine import BatchStats, ChatRequest, run_chat_batch
@@ -43,6 +43,8 @@ class ScoredRun:
     items: list[ItemRun[Any, Any]]
     genrm_stats: BatchStats | None = None
     judge_stats: BatchStats | None = None
+    # The prep steps' totals (extraction, reason types), by step name.
+    prep_stats: dict[str, BatchStats] = field(default_factory=dict)
 
 
 def generate_outputs(
@@ -151,17 +153,79 @@ class JudgeRequests(Sequence[ChatRequest]):
         return ChatRequest(str(config.model), prompt, config.temperature, config.max_tokens)
 
 
+class PrepRequests(Sequence[ChatRequest]):
+    """The requests of one prep step, each prompt rendered when the engine takes it in (as
+    :class:`JudgeRequests`); ``todo`` lists the items that want the step."""
+
+    def __init__(
+        self, prompt: Callable[[Any], str], judgments: Sequence[Any], todo: Sequence[int],
+        config: EndpointConfig,
+    ) -> None:  # fmt: skip
+        self.prompt, self.judgments, self.todo, self.config = prompt, judgments, todo, config
+
+    def __len__(self) -> int:
+        return len(self.todo)
+
+    @overload
+    def __getitem__(self, position: int) -> ChatRequest: ...
+
+    @overload
+    def __getitem__(self, position: slice) -> list[ChatRequest]: ...
+
+    def __getitem__(self, position: int | slice) -> ChatRequest | list[ChatRequest]:
+        if isinstance(position, slice):
+            return [self[i] for i in range(*position.indices(len(self)))]
+        config = self.config
+        prompt = self.prompt(self.judgments[self.todo[position]])
+        return ChatRequest(str(config.model), prompt, config.temperature, config.max_tokens)
+
+
+def run_prep_steps(
+    protocol: Protocol[Any, Any, Any],
+    judgments: Sequence[Any],
+    judge: JudgeSettings,
+    part: str | None = None,
+) -> tuple[list[Any], list[list[PrepCall]], dict[str, BatchStats]]:
+    """Send each of the protocol's prep steps, in order, as one concurrent batch of the items
+    that want it (to its role's endpoint); the judgments completed by their calls, each
+    item's calls, and each step's totals."""
+    judgments = list(judgments)
+    made: list[list[PrepCall]] = [[] for _ in judgments]
+    stats: dict[str, BatchStats] = {}
+    for step in protocol.prep_steps:
+        todo = [index for index, judgment in enumerate(judgments) if step.wanted(judgment)]
+        if not todo:
+            continue
+        config = judge.endpoint_of(step.role)
+        results, stats[step.name] = run_chat_batch(
+            PrepRequests(step.prompt, judgments, todo, config),
+            config,
+            checks=[step.check(judgments[index]) for index in todo],
+            description=step.name.replace("_", "-"),
+            part=part,
+        )
+        for index, result in zip(todo, results, strict=True):
+            judgments[index] = step.apply(judgments[index], result)
+            made[index].append(PrepCall(step.name, config.model, result))
+    return judgments, made, stats
+
+
 def judge_items(
     spec: TaskSpec,
     records: Sequence[Any],
     judgments: Sequence[Any],
     judge: JudgeSettings | None,
     part: str | None = None,
-) -> tuple[list[ItemRun[Any, Any]], BatchStats | None]:
-    """Send every request the protocol wants judged (each item's slots) to the judge in one
-    concurrent batch (none when ``judge`` is ``None``); outcomes and judged-item records of
-    all items, in order."""
+) -> tuple[list[ItemRun[Any, Any]], BatchStats | None, dict[str, BatchStats]]:
+    """Send the protocol's prep steps (:func:`run_prep_steps`), then every request it wants
+    judged (each item's slots) to the judge in one concurrent batch (none of them when
+    ``judge`` is ``None``); outcomes and judged-item records of all items, in order, the
+    judge step's totals and the prep steps'."""
     protocol = protocol_of(spec)
+    prep: list[list[PrepCall]] = [[] for _ in judgments]
+    prep_stats: dict[str, BatchStats] = {}
+    if judge is not None:
+        judgments, prep, prep_stats = run_prep_steps(protocol, judgments, judge, part)
     slots = [protocol.judge_slots(judgment) for judgment in judgments]
     calls: list[list[Any]] = [[None] * len(sent) for sent in slots]
     stats = None
@@ -185,11 +249,13 @@ def judge_items(
     items = [
         protocol.run_item(
             spec.task, record, judgment, item_calls, judge is not None,
-            judge.transport.model if judge else None,
+            judge.transport.model if judge else None, item_prep,
         )
-        for record, judgment, item_calls in zip(records, judgments, calls, strict=True)
+        for record, judgment, item_calls, item_prep in zip(
+            records, judgments, calls, prep, strict=True
+        )
     ]  # fmt: skip
-    return items, stats
+    return items, stats, prep_stats
 
 
 def score_outputs(
@@ -219,8 +285,8 @@ def score_judgments(
     part: str | None = None,
 ) -> ScoredRun:
     """Judge already parsed judgments (e.g. a reference model's stored checklists)."""
-    items, stats = judge_items(spec, records, judgments, judge_config, part)
-    return ScoredRun(spec, list(records), items, judge_stats=stats)
+    items, stats, prep_stats = judge_items(spec, records, judgments, judge_config, part)
+    return ScoredRun(spec, list(records), items, judge_stats=stats, prep_stats=prep_stats)
 
 
 # Items per step of a run folder's run: each step is asked, judged and written before the next
@@ -238,6 +304,13 @@ class FinishedRun:
     report: dict[str, Any]
     genrm_stats: BatchStats | None
     judge_stats: BatchStats | None
+    prep_stats: dict[str, BatchStats] = field(default_factory=dict)
+
+    def role_stats(self) -> list[tuple[str, BatchStats]]:
+        """Each role's totals (GenRM, each prep step, the judge step) that the run has."""
+        found = [("GenRM", self.genrm_stats), *self.prep_stats.items(),
+                 ("judge", self.judge_stats)]  # fmt: skip
+        return [(role, stats) for role, stats in found if stats is not None]
 
 
 def _merged(total: BatchStats | None, step: BatchStats | None) -> BatchStats | None:
@@ -456,6 +529,7 @@ def _run_locked(
     partial = folder / f"{SAMPLES_FILE}.{run_id}{PARTIAL_SUFFIX}"
     outcomes: list[Any] = []
     genrm_stats = judge_stats = None
+    prep_stats: dict[str, BatchStats] = {}
     starts = range(0, count, RUN_STEP)
     with open(partial, "w", encoding="utf-8") as handle:
         for number, start in enumerate(starts, start=1):
@@ -468,12 +542,15 @@ def _run_locked(
             handle.flush()
             genrm_stats = _merged(genrm_stats, step.genrm_stats)
             judge_stats = _merged(judge_stats, step.judge_stats)
+            for name, stats in step.prep_stats.items():
+                prep_stats[name] = _merged(prep_stats.get(name), stats)  # type: ignore[assignment]
         os.fsync(handle.fileno())
     if len(starts) > 1:  # the run's totals (each step logged its own at debug level)
-        for role, stats in (("GenRM", genrm_stats), (protocol.judge_step, judge_stats)):
+        for role, stats in (("GenRM", genrm_stats), *prep_stats.items(),
+                            (protocol.judge_step, judge_stats)):  # fmt: skip
             if stats is not None:
                 stats.log(role.replace("_", "-"))
-    run = FinishedRun(spec, protocol.report(outcomes), genrm_stats, judge_stats)
+    run = FinishedRun(spec, protocol.report(outcomes), genrm_stats, judge_stats, prep_stats)
     results = {
         "ralign_run": RUN_VERSION,
         "run_id": run_id,
@@ -486,6 +563,7 @@ def _run_locked(
         "usage": {
             "genrm": genrm_stats.as_dict() if genrm_stats else None,
             "judge": judge_stats.as_dict() if judge_stats else None,
+            **{name: stats.as_dict() for name, stats in prep_stats.items()},
         },
     }
     pending = _pending_results(folder, run_id)

@@ -11,6 +11,11 @@ A setting ``<key>`` (:func:`judge_settings`) is spelled
   (``--model-role meta_judge=<provider/model>``), so model, endpoint, key, concurrency and the
   in-process backends are that role's, and Inspect's own client sends its requests.
 
+The **extractor** (the model that lists a free-form rationale's reasons) has the same transport
+keys: ``--extractor-<key>``, ``RALIGN_EXTRACTOR_<KEY>``, lm-eval's ``extractor_<key>``, and in
+Inspect the model role ``extractor``. Each key it is not given is the meta-judge's (the API key
+only where its endpoint is the meta-judge's too).
+
 The API key is read from the environment only in the CLI and lm-eval (:attr:`Setting.secret`).
 Each family's judge template is a setting too, under the key its protocol declares, so that
 this module knows no family. ``RALIGN_METAJUDGE=none`` switches the judge off in every path,
@@ -36,6 +41,8 @@ logger = logging.getLogger("ralign_tasks.settings")
 # lm-eval's metadata keys and Inspect's task parameters: lm-eval merges --model_args into the
 # same mapping, so a bare `model` there would be the GenRM's own.
 NAME_PREFIX = "metajudge_"
+EXTRACTOR_PREFIX = "extractor_"
+EXTRACTOR_ENV_PREFIX = "RALIGN_EXTRACTOR_"
 # `metajudge: none` (lm-eval, Inspect's -T), `RALIGN_METAJUDGE=none`: no judge.
 SWITCH_NAME = "metajudge"
 SWITCH_ENV = "RALIGN_METAJUDGE"
@@ -187,6 +194,14 @@ class JudgeSettings:
 
     transport: EndpointConfig
     templates: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    # Who lists a free-form rationale's reasons (None: the meta-judge itself).
+    extractor: EndpointConfig | None = None
+
+    def endpoint_of(self, role: str) -> EndpointConfig:
+        """The transport of a role's requests (``judge`` or ``extractor``)."""
+        if role == "extractor" and self.extractor is not None:
+            return self.extractor
+        return self.transport
 
     def template(self, key: str | None) -> str | None:
         """The judge template chosen under a family's ``key``; ``None``: the bundled one."""
@@ -238,12 +253,51 @@ def warn_alias(old: str, new: str) -> None:
     logger.warning("%s is now %s, its name in every path", old, new)
 
 
+def extractor_given(values: Mapping[str, Any], where: str) -> dict[str, Any]:
+    """The extractor's settings among ``values`` named ``extractor_<key>`` (lm-eval's metadata,
+    the CLI's flags), by key; an unknown ``extractor_…`` name, or the key, is a
+    :class:`ConfigError` naming ``where`` it was given."""
+    known = [name for name in EndpointConfig.names() if name != "api_key"]
+    given = {}
+    for name, value in values.items():
+        if not name.startswith(EXTRACTOR_PREFIX) or value is None:
+            continue
+        key = name.removeprefix(EXTRACTOR_PREFIX)
+        if key == "api_key":
+            raise ConfigError(
+                f"pass {EXTRACTOR_ENV_PREFIX}API_KEY in the environment, not {name} in {where}: "
+                "it would be written into the results"
+            )
+        if key not in known:
+            raise ConfigError(
+                f"unknown extractor setting {name!r} in {where}; the settings are "
+                + ", ".join(EXTRACTOR_PREFIX + k for k in known)
+            )
+        given[key] = value
+    return given
+
+
+def resolve_extractor(judge: EndpointConfig, given: Mapping[str, Any]) -> EndpointConfig:
+    """The extractor's transport: the meta-judge's < ``RALIGN_EXTRACTOR_<KEY>`` < ``given`` (by
+    key). The meta-judge's key goes with its endpoint only: an extractor elsewhere gets
+    ``RALIGN_EXTRACTOR_API_KEY`` or none."""
+    base = {name: getattr(judge, name) for name in EndpointConfig.names()}
+    url = given.get("base_url") or os.environ.get(EXTRACTOR_ENV_PREFIX + "BASE_URL")
+    if url and url != judge.base_url:
+        base["api_key"] = None
+    return EndpointConfig.from_sources(EXTRACTOR_ENV_PREFIX, given, **base)
+
+
 def resolve(
-    settings: Sequence[Setting], given: Mapping[str, Any], env_keys: Collection[str] | None = None
+    settings: Sequence[Setting],
+    given: Mapping[str, Any],
+    env_keys: Collection[str] | None = None,
+    extractor: Mapping[str, Any] | None = None,
 ) -> JudgeSettings:
     """The judge settings from defaults < ``RALIGN_METAJUDGE_<KEY>`` < ``given`` (by key;
     ``None`` values are not given); with ``env_keys``, only those are read from the
-    environment."""
+    environment. ``extractor``: the extractor's given settings (by key; ``None``: the
+    extractor is a role of its own, Inspect's)."""
     templates = {s.key for s in settings if s.template}
     transport = EndpointConfig.from_sources(
         METAJUDGE_ENV_PREFIX,
@@ -256,7 +310,8 @@ def resolve(
             value = given.get(setting.key) or os.environ.get(setting.env)
             if value:
                 chosen[setting.key] = str(value)
-    return JudgeSettings(transport, MappingProxyType(chosen))
+    extractor_config = None if extractor is None else resolve_extractor(transport, extractor)
+    return JudgeSettings(transport, MappingProxyType(chosen), extractor_config)
 
 
 def switched_off(value: object = None) -> bool:

@@ -21,6 +21,14 @@ def strip_thinking(text: str) -> str:
     return text.rsplit(_THINK_CLOSE, 1)[-1].strip()
 
 
+def thinking_part(text: str) -> str:
+    """The thinking of an output: what comes before the last ``</think>``, without the
+    ``<think>`` tag (``""`` when there is none)."""
+    if _THINK_CLOSE not in text:
+        return ""
+    return text.rsplit(_THINK_CLOSE, 1)[0].replace(_THINK_OPEN, "").strip()
+
+
 def parse_verdict(text: str | None, policy: VerdictPolicy = "official") -> Verdict | None:
     """Parse the GenRM's verdict; ``None`` means no verdict (scored as label-wrong).
 

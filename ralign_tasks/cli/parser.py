@@ -18,7 +18,12 @@ from ralign_tasks.scorers.config import (
     GENRM_ENV_PREFIX,
     METAJUDGE_ENV_PREFIX,
 )
-from ralign_tasks.scorers.settings import SWITCH_ENV
+from ralign_tasks.scorers.settings import (
+    EXTRACTOR_ENV_PREFIX,
+    EXTRACTOR_PREFIX,
+    SWITCH_ENV,
+    Setting,
+)
 from ralign_tasks.scorers.stats import DRAWS
 
 # The task `ralign rc-score` scores (Rationale Consistency of stored outputs).
@@ -79,6 +84,20 @@ def _add_data_options(
     _add_failure_option(parser)
 
 
+# The extractor flags listed in --help (all the meta-judge's keys are taken; these are the
+# ones a user sets).
+_EXTRACTOR_SHOWN = frozenset({"model", "base_url", "concurrency", "temperature", "max_tokens"})
+
+
+def _flag_kind(setting: Setting) -> dict[str, Any]:
+    if setting.kind == "bool":
+        return {"action": argparse.BooleanOptionalAction}
+    return {
+        "type": {"int": int, "float": float}.get(setting.kind, str),
+        "metavar": "PATH" if setting.template else setting.kind.upper(),
+    }
+
+
 def _add_judge_options(parser: argparse.ArgumentParser, *, judge_optional: bool) -> None:
     """Every judge setting as ``--metajudge-<key>`` (see ralign_tasks.scorers.settings), and
     the cache and judge switches."""
@@ -90,19 +109,27 @@ def _add_judge_options(parser: argparse.ArgumentParser, *, judge_optional: bool)
     for setting in JUDGE_SETTINGS:
         if setting.secret:
             continue
-        kind: dict[str, Any] = (
-            {"action": argparse.BooleanOptionalAction}
-            if setting.kind == "bool"
-            else {
-                "type": {"int": int, "float": float}.get(setting.kind, str),
-                "metavar": "PATH" if setting.template else setting.kind.upper(),
-            }
-        )
         group.add_argument(
             setting.flag,
             dest=setting.name,
             help=f"{setting.help} (default: {setting.default_text})",
-            **kind,
+            **_flag_kind(setting),
+        )
+    extractor = parser.add_argument_group(
+        "extractor settings (HelpSteer3-Atomic with --genrm-format free, or --extract)",
+        f"the same keys: each flag overrides {EXTRACTOR_ENV_PREFIX}<KEY>; a key given neither "
+        "way is the meta-judge's (its API key only where the endpoint is the meta-judge's too; "
+        f"else {EXTRACTOR_ENV_PREFIX}API_KEY)",
+    )
+    for setting in JUDGE_SETTINGS:
+        if setting.secret or setting.template:
+            continue
+        extractor.add_argument(
+            "--extractor-" + setting.key.replace("_", "-"),
+            dest=EXTRACTOR_PREFIX + setting.key,
+            help=argparse.SUPPRESS if setting.key not in _EXTRACTOR_SHOWN else
+            f"the extractor's {setting.key.replace('_', ' ')}",
+            **_flag_kind(setting),
         )
     if judge_optional:
         group.add_argument(
@@ -276,6 +303,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="a reference model of the test split, e.g. low_deceptive_alignment",
     )
     stored.add_argument("--outputs", help="JSONL rows {'id': ..., 'output': ...}")
+    rc.add_argument(
+        "--extract",
+        action="store_true",
+        help="with --reference: the extractor lists the reasons of the reference model's "
+        "generated text instead of its stored checklist (to qualify an extractor)",
+    )
     rc.add_argument(
         "--genrm-name", help="the GenRM's name in reports (default: the outputs file's name)"
     )

@@ -51,7 +51,13 @@ from ralign_tasks.scorers.config import (
     EndpointConfig,
 )
 from ralign_tasks.scorers.errors import UserError
-from ralign_tasks.scorers.settings import SWITCH_ENV, JudgeSettings, switched_off
+from ralign_tasks.scorers.settings import (
+    EXTRACTOR_ENV_PREFIX,
+    SWITCH_ENV,
+    JudgeSettings,
+    extractor_given,
+    switched_off,
+)
 
 
 def _family_options(args: argparse.Namespace, spec: TaskSpec) -> dict[str, Any]:
@@ -116,7 +122,9 @@ def _judge_config(args: argparse.Namespace, specs: Sequence[TaskSpec]) -> JudgeS
             )
         return None
     given = {s.key: getattr(args, s.name) for s in JUDGE_SETTINGS if not s.secret}
-    judge = resolve_judge(given | ({"cache": False} if args.no_cache else {}))
+    no_cache = {"cache": False} if args.no_cache else {}
+    extractor = extractor_given(vars(args), "the command line") | no_cache
+    judge = resolve_judge(given | no_cache, extractor=extractor)
     flags = "pass --metajudge-model (and --metajudge-base-url)" + (
         ", or --no-metajudge to report what needs no judge, " if "no_metajudge" in args else ", "
     )
@@ -148,6 +156,7 @@ def _identity(
     judge: JudgeSettings | None,
     path: str,
 ) -> RunIdentity:
+    extractor = judge.endpoint_of("extractor") if judge and _extracts(spec, options) else None
     return RunIdentity(
         genrm=genrm,
         task=spec.task,
@@ -155,7 +164,13 @@ def _identity(
         judge=str(judge.transport.model) if judge else None,
         judge_endpoint=judge.transport.endpoint if judge else None,
         path=path,
+        extractor=f"{extractor.model} at {extractor.endpoint}" if extractor else None,
     )
+
+
+def _extracts(spec: TaskSpec, options: dict[str, Any]) -> bool:
+    """Whether a run's reasons come from the extractor (the option that asks for it)."""
+    return options.get("genrm_format") == "free" or bool(options.get("extract"))
 
 
 def _settings(
@@ -174,9 +189,12 @@ def _settings(
 
 def _judge_settings(judge: JudgeSettings | None) -> dict[str, Any]:
     """Who judged a run, as its settings record it."""
+    extractor = judge.endpoint_of("extractor") if judge else None
     return {
         "meta_judge_model": judge.transport.model if judge else None,
         "meta_judge_endpoint": judge.transport.endpoint if judge else None,
+        "extractor_model": extractor.model if extractor else None,
+        "extractor_endpoint": extractor.endpoint if extractor else None,
     }
 
 
@@ -186,8 +204,9 @@ def _finish(run: FinishedRun, folder: Path, title: str, max_failure_rate: float)
     print(format_run_table(title, protocol_of(run.spec), run.report))
     print(f"written: {folder}/results.json, {folder}/samples.jsonl\n")
     usable = True
-    for role, stats in (("GenRM", run.genrm_stats), ("judge", run.judge_stats)):
-        if stats is None or not too_many_failed(stats.failures, stats.requests, max_failure_rate):
+    protocol = protocol_of(run.spec)
+    for role, stats in run.role_stats():
+        if not too_many_failed(stats.failures, stats.requests, max_failure_rate):
             continue
         usable = False
         print(
@@ -200,7 +219,9 @@ def _finish(run: FinishedRun, folder: Path, title: str, max_failure_rate: float)
             print(f"  {count} request(s): {reason}", file=sys.stderr)
         said = [*stats.failure_reasons, *stats.failure_examples.values()]
         if any(is_context_error(text) for text in said):
-            prefix = GENRM_ENV_PREFIX if role == "GenRM" else METAJUDGE_ENV_PREFIX
+            prefix = {"GenRM": GENRM_ENV_PREFIX, "extractor": EXTRACTOR_ENV_PREFIX}.get(
+                protocol.role_of(role) if role != "GenRM" else role, METAJUDGE_ENV_PREFIX
+            )
             print(
                 f"  the request does not fit the model's context: lower {prefix}MAX_TOKENS, or "
                 "serve the model with a longer context",
@@ -420,10 +441,16 @@ def plan_rc_score(args: argparse.Namespace) -> list[RunPlan]:
     options = _family_options(args, spec)
     loaded = _load(spec, args, options)
     records = loaded.records
+    if args.extract and not args.reference:
+        raise UserError(
+            "--extract applies to --reference (stored outputs: pass --genrm-format free)"
+        )
     if args.reference:
-        judgments = protocol.reference_judgments(records, args.reference)
-        source, genrm = f"reference {args.reference}", f"reference/{args.reference}"
-        path = f"ralign rc-score --reference {args.reference}"
+        judgments = protocol.reference_judgments(records, args.reference, options, args.extract)
+        extracted = " --extract" if args.extract else ""
+        source = f"reference {args.reference}{', extracted' if args.extract else ''}"
+        genrm = f"reference/{args.reference}{'+extract' if args.extract else ''}"
+        path = f"ralign rc-score --reference {args.reference}{extracted}"
     else:
         outputs = _outputs_for(args.outputs, spec, records, options)
         judgments = [
@@ -431,6 +458,8 @@ def plan_rc_score(args: argparse.Namespace) -> list[RunPlan]:
         ]
         source, genrm = args.outputs, Path(args.outputs).stem
         path = f"ralign rc-score {Path(args.outputs).name}"
+    if args.extract:
+        options = options | {"extract": True}  # the identity names the extractor
     settings = _settings(loaded, judge, options) | {"source": source}
     step = _judged_step(spec, records, judgments, judge)
     return [_plan(args, spec, options, records, step, args.genrm_name or genrm, judge, path,

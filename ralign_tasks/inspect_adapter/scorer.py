@@ -48,7 +48,7 @@ from ralign_tasks.inspect_adapter.compat import (
 from ralign_tasks.item import checked_item
 from ralign_tasks.judge import JUDGE_SETTINGS, resolve_judge
 from ralign_tasks.protocols import PROTOCOLS, TASK_KEY, Protocol, TaskSpec, get_task
-from ralign_tasks.protocols.base import GenRMOutput
+from ralign_tasks.protocols.base import GenRMOutput, PrepCall
 from ralign_tasks.scorers.ask import (
     Answer,
     JudgeCall,
@@ -70,6 +70,9 @@ from ralign_tasks.scorers.settings import (
 logger = logging.getLogger("ralign_tasks.inspect")
 
 META_JUDGE_ROLE = "meta_judge"
+# Lists a free-form rationale's reasons (HelpSteer3-Atomic, genrm_format=free); the meta-judge
+# when no model is bound to it.
+EXTRACTOR_ROLE = "extractor"
 # A sample's generation options (metadata), and the GenRM's outputs of a family that asks
 # several prompts per item (store; one {text, truncated, error} per prompt, in order).
 OPTIONS_KEY = "ralign_options"
@@ -108,6 +111,14 @@ def meta_judge_model() -> Model:
     if META_JUDGE_ROLE not in model_roles():
         raise MissingMetaJudgeError()
     return get_model(role=META_JUDGE_ROLE, required=True)
+
+
+def role_model(role: str) -> Model:
+    """The model answering a role's requests: the one bound to ``extractor`` for the
+    extractor's (the meta-judge when none is), the meta-judge for the judge's."""
+    if role == "extractor" and EXTRACTOR_ROLE in model_roles():
+        return get_model(role=EXTRACTOR_ROLE, required=True)
+    return meta_judge_model()
 
 
 def genrm_full_text(output: ModelOutput) -> str | None:
@@ -306,12 +317,17 @@ def ralign_metrics(
             if (s.option is None or s.option in on) and (judged or not s.needs_judge)
         ]  # fmt: skip
         if flagged and not computing_for_display():
-            judges = {call.get("model") for item in items for call in item["judge"]}
+            models: dict[str, set[str]] = {}
+            for item in items:
+                for call in item["judge"]:
+                    role = protocol.role_of(call.get("step"))
+                    models.setdefault(role, set()).add(call.get("model") or "")
             task = next((item["task"] for item in items), family)
             labels = [protocol.schema.spec(n).label for n in reported if n in unmeasured]
+            endpoints = {role: ", ".join(sorted(filter(None, found))) or None
+                         for role, found in models.items()}  # fmt: skip
             block = unusable_block(
-                task, flagged, {"judge": ", ".join(sorted(filter(None, judges))) or None},
-                max_failure_rate, labels, INSPECT_SETTINGS,
+                task, flagged, endpoints, max_failure_rate, labels, INSPECT_SETTINGS,
             )  # fmt: skip
             # The eval's error: its metrics are not written, its samples are (eval-retry).
             raise RunNotUsable(block.replace(" (NaN), not measured", ", not measured"))
@@ -339,6 +355,25 @@ def score_sample(
     cache = settings is not None and settings.transport.cache
     defaults = judge_generate_config(settings) if settings else GenerateConfig()
 
+    async def ask_model(
+        model: Model, step: str, prompt: str, check: Callable[[str], Any]
+    ) -> JudgeCall[Any]:
+        """One request of a step through the ask-until-valid loop; a failure is logged."""
+        # A role's own config (--model-role meta_judge="{model: …, temperature: 0}") wins.
+        config = defaults.merge(model.config)
+        call = await ask_until_valid(
+            lambda attempt: ask_judge(model, prompt, config, cache, attempt),
+            check,
+            judge_attempts(config),
+            gave_up=lambda exc: isinstance(exc, TransportGaveUp),
+        )
+        if not call.ok:
+            logger.warning(
+                "%s request to %s (%s) failed after %d attempt(s): %s",
+                step.replace("_", "-"), model, _host(model), call.attempts, call.error,
+            )  # fmt: skip
+        return call
+
     async def score(state: TaskState, target: Target) -> Score:
         # No scores at all without a meta-judge, for a family that has a judge step.
         judge = meta_judge_model() if settings is not None else None
@@ -349,33 +384,32 @@ def score_sample(
             genrm_outputs(state),
             {**options, **(state.metadata.get(OPTIONS_KEY) or {})},
         )
+        prep: list[PrepCall] = []
+        if judge is not None:
+            for step in protocol.prep_steps:
+                if step.wanted(judgment):
+                    model = role_model(step.role)
+                    call = await ask_model(
+                        model, step.name, step.prompt(judgment), step.check(judgment)
+                    )
+                    judgment = step.apply(judgment, call)
+                    prep.append(PrepCall(step.name, str(model), call))
         prompts = protocol.judge_prompts(judgment, template)
         calls: list[JudgeCall[Any] | None] = [None] * len(prompts)
         if judge is not None:
-            # A role's own config (--model-role meta_judge="{model: …, temperature: 0}") wins.
-            config = defaults.merge(judge.config)
 
             async def ask_slot(slot: int, prompt: str) -> None:
-                call = await ask_until_valid(
-                    lambda attempt: ask_judge(judge, prompt, config, cache, attempt),
-                    protocol.check(judgment, slot),
-                    judge_attempts(config),
-                    gave_up=lambda exc: isinstance(exc, TransportGaveUp),
+                calls[slot] = await ask_model(
+                    judge, protocol.judge_step, prompt, protocol.check(judgment, slot)
                 )
-                calls[slot] = call
-                if not call.ok:
-                    logger.warning(
-                        "%s request to %s (%s) failed after %d attempt(s): %s",
-                        protocol.judge_step.replace("_", "-"), judge, _host(judge),
-                        call.attempts, call.error,
-                    )  # fmt: skip
 
             await asyncio.gather(
                 *(ask_slot(slot, p) for slot, p in enumerate(prompts) if p is not None)
             )
         run = protocol.run_item(
-            spec.task, record, judgment, calls, judge is not None, str(judge) if judge else None
-        )
+            spec.task, record, judgment, calls, judge is not None, str(judge) if judge else None,
+            prep,
+        )  # fmt: skip
         return Score(
             # A score value holds scalars only; the whole outcome (an RM-Bench item's nine
             # cells, ratings) is in the judged-item record, which the metric reads.

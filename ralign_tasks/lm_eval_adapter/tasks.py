@@ -43,10 +43,16 @@ from ralign_tasks.pipeline import judge_items
 from ralign_tasks.protocols import PROTOCOLS, TASK_KEY, Protocol, get_task, protocol_of
 from ralign_tasks.protocols.base import GenRMOutput
 from ralign_tasks.scorers.ask import StopRun
-from ralign_tasks.scorers.config import METAJUDGE_ENV_PREFIX, ConfigError, host_of
+from ralign_tasks.scorers.config import METAJUDGE_ENV_PREFIX, ConfigError
 from ralign_tasks.scorers.jsonl import json_text
 from ralign_tasks.scorers.schema import merged_specs
-from ralign_tasks.scorers.settings import SWITCH_NAME, JudgeSettings, given_by_name, switched_off
+from ralign_tasks.scorers.settings import (
+    SWITCH_NAME,
+    JudgeSettings,
+    extractor_given,
+    given_by_name,
+    switched_off,
+)
 
 # A document's generation options (JSON) and, in the copy doc_to_text gets for a document's
 # later requests, which of its prompts to render.
@@ -185,7 +191,10 @@ def judge_config(metadata: Mapping[str, Any]) -> JudgeSettings | None:
     none`` (or ``RALIGN_METAJUDGE=none``)."""
     if switched_off(metadata.get(SWITCH_NAME)):
         return None
-    judge = resolve_judge(given_by_name(metadata, JUDGE_SETTINGS, "--metadata"))
+    judge = resolve_judge(
+        given_by_name(metadata, JUDGE_SETTINGS, "--metadata"),
+        extractor=extractor_given(metadata, "--metadata"),
+    )
     if not judge.transport.model:
         raise ConfigError(
             f"no meta-judge configured for the R-Align tasks: set {METAJUDGE_ENV_PREFIX}MODEL "
@@ -266,7 +275,7 @@ class RalignTask(ConfigurableTask):
             for record, found in zip(records, slots, strict=True)
         ]  # fmt: skip
         try:
-            items, stats = judge_items(self.spec, records, judgments, self.judge_config)
+            items, stats, _ = judge_items(self.spec, records, judgments, self.judge_config)
         except StopRun as exc:
             # An error every call would repeat, or a judge unreachable for its whole retry
             # budget: one line, not a traceback, and a failing exit status (the answers
@@ -283,10 +292,11 @@ class RalignTask(ConfigurableTask):
                 spec.label for spec in map(self.protocol.schema.spec, judged.unmeasured)
                 if spec.option is None or self.protocol.option_on(spec.option, self.options)
             ]  # fmt: skip
-            judge_host = (
-                host_of(self.judge_config.transport.endpoint) if self.judge_config else None
-            )
-            endpoints = {"judge": stats.endpoint if stats else judge_host}
+            judge = self.judge_config
+            endpoints = {
+                "judge": stats.endpoint if stats else judge and judge.transport.host,
+                "extractor": judge and judge.endpoint_of("extractor").host,
+            }
             _report_unusable(self.spec.task, unusable_block(
                 self.spec.task, flagged, endpoints, self.max_failure_rate, sorted(labels),
                 LM_EVAL_SETTINGS,

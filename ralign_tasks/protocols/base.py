@@ -131,11 +131,50 @@ class GenRMOutput:
 # The judge calls of one item, one per judge request slot (``None``: that slot not sent).
 JudgeCalls = Sequence["JudgeCall[Any] | None"]
 
+# Who answers a request: the meta-judge, or the extractor (whose settings default to the
+# meta-judge's; see ralign_tasks.scorers.settings).
+Role = Literal["judge", "extractor"]
 
-def latest_call(judge: Sequence[Mapping[str, Any]], slot: int = 0) -> Mapping[str, Any]:
+
+@dataclass(frozen=True)
+class PrepStep(Generic[JudgmentT]):
+    """A request made before the family's judge step whose answer completes the judgment:
+    the extractor lists a free-form rationale's reasons, the judge names each reason's type.
+    Every path sends an item's prep steps in order, each through the one ask-until-valid loop
+    (the CLI and lm-eval as one concurrent, cached batch per step), and records each call in
+    the judged-item record under the step's ``name``."""
+
+    name: str
+    role: Role
+    # Whether an item needs the step (its judgment says so).
+    wanted: Callable[[JudgmentT], bool]
+    prompt: Callable[[JudgmentT], str]
+    # The parser of the answer (raises InvalidAnswer to have it asked again); its value is
+    # plain JSON.
+    check: Callable[[JudgmentT], Callable[[str], Any]]
+    # The judgment completed with the step's call.
+    apply: Callable[[JudgmentT, "JudgeCall[Any]"], JudgmentT]
+
+
+@dataclass(frozen=True)
+class PrepCall:
+    """One prep step's call of an item, and the model that answered it."""
+
+    step: str
+    model: str | None
+    call: JudgeCall[Any]
+
+
+def latest_call(
+    judge: Sequence[Mapping[str, Any]], slot: int = 0, step: str | None = None
+) -> Mapping[str, Any]:
     """The last call of one judge slot in a judged-item record's ``judge`` list (an empty
-    mapping where none was made; a call that names no slot answers the first)."""
-    calls = [call for call in judge if call.get("slot", 0) == slot]
+    mapping where none was made; a call that names no slot answers the first), of the
+    ``step`` named (default: any step)."""
+    calls = [
+        call for call in judge
+        if call.get("slot", 0) == slot and (step is None or call.get("step") == step)
+    ]  # fmt: skip
     return calls[-1] if calls else {}
 
 
@@ -161,6 +200,8 @@ class Protocol(ABC, Generic[RecordT, JudgmentT, OutcomeT]):
     scorer_name: ClassVar[str]
     # The judge step's name in judged-item records (``""``: the family has no judge step).
     judge_step: ClassVar[str] = ""
+    # Requests sent before the judge step, in order (see PrepStep); run only with a judge.
+    prep_steps: ClassVar[tuple[PrepStep[Any], ...]] = ()
     schema: ClassVar[Schema]
     # The record attribute that groups items for per-group metrics; also the name of the filter
     # option (``subset`` / ``domain``).
@@ -194,9 +235,15 @@ class Protocol(ABC, Generic[RecordT, JudgmentT, OutcomeT]):
 
     # --- judgments made elsewhere (scored without asking the GenRM) ----------------------
 
-    def reference_judgments(self, records: Sequence[RecordT], model: str) -> list[JudgmentT]:
+    def reference_judgments(
+        self,
+        records: Sequence[RecordT],
+        model: str,
+        options: Mapping[str, Any],
+        extract: bool = False,
+    ) -> list[JudgmentT]:
         """The judgments of a reference model whose outputs the data carries (``ralign
-        rc-score --reference``)."""
+        rc-score --reference``; ``extract``: its reasons extracted from its text)."""
         raise UserError(f"{self.title}: its data carries no reference model outputs")
 
     def official_outputs(
@@ -364,22 +411,29 @@ class Protocol(ABC, Generic[RecordT, JudgmentT, OutcomeT]):
         """Per role (``GenRM``, ``judge``), one entry per request an item's judged-item record
         shows (a judge slot's last call): ``None`` where it was answered, else its error."""
         outputs = [o for o in self.stored_outputs(item["genrm"]) if o.text is not None or o.error]
-        latest = {call.get("slot", 0): call for call in item["judge"]}
-        return {
+        latest = {(call.get("step"), call.get("slot", 0)): call for call in item["judge"]}
+        errors: dict[str, list[str | None]] = {
             "GenRM": [None if o.text is not None else str(o.error) for o in outputs],
-            "judge": [
-                None if call.get("ok") else str(call.get("error") or "no answer")
-                for call in latest.values()
-            ],
+            "judge": [],
         }
+        for (step, _), call in latest.items():
+            errors.setdefault(self.role_of(step), []).append(
+                None if call.get("ok") else str(call.get("error") or "no answer")
+            )
+        return errors
+
+    def role_of(self, step: str | None) -> Role:
+        """Who answers a step's requests (the judge step's: the judge)."""
+        return next((s.role for s in self.prep_steps if s.name == step), "judge")
 
     def unmeasured_metrics(self, roles: Iterable[str]) -> list[str]:
         """The metrics a run cannot measure when these roles failed too often: every metric
-        when the GenRM did, those that need the judge when the judge did."""
+        when the GenRM did, those that need the judge when the judge or the extractor (which
+        feeds it) did."""
         roles = set(roles)
         return [
             spec.name for spec in self.schema.metrics
-            if "GenRM" in roles or ("judge" in roles and spec.needs_judge)
+            if "GenRM" in roles or (roles & {"judge", "extractor"} and spec.needs_judge)
         ]  # fmt: skip
 
     @abstractmethod
@@ -402,10 +456,22 @@ class Protocol(ABC, Generic[RecordT, JudgmentT, OutcomeT]):
         calls: JudgeCalls,
         outcome: OutcomeT,
         judge_model: str | None = None,
+        prep: Sequence[PrepCall] = (),
     ) -> dict[str, Any]:
         """The judged-item record: what every path writes per item (the CLI's samples.jsonl,
         lm-eval's filtered response, Inspect's score metadata) and the report reads. Its
-        ``judge`` list has one entry per call made, with the ``slot`` it answers."""
+        ``judge`` list has one entry per call made, with the ``step`` and ``slot`` it answers:
+        the prep steps' first, in order."""
+        steps = [
+            {
+                "step": made.step,
+                "slot": 0,
+                "model": made.model,
+                **made.call.to_dict(),
+                "value": made.call.value if made.call.ok else None,
+            }
+            for made in prep
+        ]
         judge = [
             {
                 "step": self.judge_step,
@@ -424,7 +490,7 @@ class Protocol(ABC, Generic[RecordT, JudgmentT, OutcomeT]):
             "subset": self.group_of(record),
             "label": record.label,
             "genrm": self.genrm_fields(judgment),
-            "judge": judge,
+            "judge": [*steps, *judge],
             "outcome": self.outcome_to_dict(outcome),
         }
 
@@ -436,10 +502,12 @@ class Protocol(ABC, Generic[RecordT, JudgmentT, OutcomeT]):
         calls: JudgeCalls,
         judged: bool,
         judge_model: str | None = None,
+        prep: Sequence[PrepCall] = (),
     ) -> ItemRun[JudgmentT, OutcomeT]:
-        """Outcome and judged-item record of one item whose judge calls (if any) are done."""
+        """Outcome and judged-item record of one item whose judge calls (if any) are done
+        (``judgment`` completed by its ``prep`` calls)."""
         outcome = self.outcome(judgment, calls, judged)
-        item = self.item(task, record, judgment, calls, outcome, judge_model)
+        item = self.item(task, record, judgment, calls, outcome, judge_model, prep)
         return ItemRun(judgment, calls, outcome, item)
 
     def variant(self, given: Mapping[str, Any]) -> str:

@@ -524,7 +524,8 @@ class FidelityProtocol(Protocol[PairRecord, FidelityJudgment, ItemOutcome]):
         """Prompt, both answers, golden rationale, GenRM output and the meta-judge's verdict
         and answer (a swap run: the second order too)."""
         genrm, judge = item["genrm"], item["judge"]
-        first, second = latest_call(judge, 0), latest_call(judge, 1)
+        step = self.judge_step
+        first, second = latest_call(judge, 0, step), latest_call(judge, 1, step)
         return {
             "kind": self.view_kind,
             "id": record.id,

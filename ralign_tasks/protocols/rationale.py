@@ -3,14 +3,19 @@ reasons, most important first, and gives a five-way verdict; the MetaJudge match
 against the human atomic rationales (``- Rx@Sy: score``); RC and the reference code's
 recall, precision and F1 per item, then their means.
 
+A free-form GenRM (``genrm_format=free``) answers the pairwise prompt in its own way; the
+extractor lists its rationale's reasons (``<REASONS_START>`` … ``S<n>: …``), which then take the
+place of the checklist. With ``reason_types`` the judge names each reason's type first.
+
 Splits: ``test`` (1,000 items with two reference models' outputs) and ``full`` (22,116 items).
 """
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, ClassVar, Literal
 
 from ralign_tasks.data import parse_turns, require_str
@@ -19,10 +24,13 @@ from ralign_tasks.protocols.base import (
     GenRMOutput,
     JudgeCalls,
     Option,
+    PrepStep,
     Protocol,
     TaskSpec,
     latest_call,
 )
+from ralign_tasks.protocols.fidelity import GENRM_TEMPLATE, GENRM_TEMPLATE_ENV
+from ralign_tasks.scorers.ask import JudgeCall
 from ralign_tasks.records import NOT_IN_DOCUMENT, Turn, turn_dicts
 from ralign_tasks.scorers.errors import UnknownNameError, UserError
 from ralign_tasks.scorers.rationale import (
@@ -32,16 +40,24 @@ from ralign_tasks.scorers.rationale import (
     RC_SCHEMA,
     AtomicOutcome,
     ItemStatus,
+    REASON_TYPES,
     RCScores,
     compute_rc,
+    parse_extracted_reasons,
     parse_five_way,
     parse_rc_answer,
+    parse_reason_types,
     parse_reasons,
     score_picks,
 )
+from ralign_tasks.scorers.verdict import parse_verdict, strip_thinking, thinking_part
 
 ATOMIC_GENRM_TEMPLATE = "atomic_genrm.jinja"
 ATOMIC_METAJUDGE_TEMPLATE = "atomic_metajudge.jinja"
+EXTRACT_TEMPLATE = "atomic_extract.jinja"
+REASON_TYPES_TEMPLATE = "reason_types.jinja"
+GENRM_FORMATS = ("checklist", "free")
+RATIONALE_SOURCES = ("visible", "thinking", "both")
 
 
 @dataclass(frozen=True)
@@ -77,6 +93,38 @@ def render_atomic_genrm_prompt(record: AtomicRecord, template_path: str | None =
     return load_template(template_path, ATOMIC_GENRM_TEMPLATE).render(**variables).strip()
 
 
+def render_free_genrm_prompt(record: AtomicRecord, template_path: str | None = None) -> str:
+    """A free-form GenRM's prompt: the pairwise comparison prompt of the R-Align tasks (the
+    same GenRM template setting), A = response 1."""
+    variables = comparison_vars(record.context, record.prompt, record.response1, record.response2)
+    path = template_path or os.environ.get(GENRM_TEMPLATE_ENV)
+    return load_template(path, GENRM_TEMPLATE).render(**variables).strip()
+
+
+def rationale_text(output: str, source: str) -> str:
+    """What of a free-form GenRM's output the extractor reads: the visible answer (after the
+    thinking), the thinking only, or both as written."""
+    if source == "visible":
+        return strip_thinking(output)
+    if source == "thinking":
+        return thinking_part(output)
+    return output.strip()
+
+
+def render_extract_prompt(record: AtomicRecord, rationale: str) -> str:
+    """The extractor's prompt: the request, both answers and the rationale verbatim."""
+    variables = comparison_vars(record.context, record.prompt, record.response1, record.response2)
+    template = load_template(None, EXTRACT_TEMPLATE)
+    return template.render(**variables, rationale=rationale).strip()
+
+
+def render_reason_types_prompt(record: AtomicRecord, reasons: Sequence[str]) -> str:
+    """The judge's reason-type prompt: the request, both answers and the numbered reasons."""
+    variables = comparison_vars(record.context, record.prompt, record.response1, record.response2)
+    template = load_template(None, REASON_TYPES_TEMPLATE)
+    return template.render(**variables, reasons=list(reasons)).strip()
+
+
 def render_rc_prompt(
     reasons: list[str], rationales: list[str], template_path: str | None = None
 ) -> str:
@@ -100,7 +148,13 @@ _BLOCK_START, _BLOCK_END = "<RESULT_START>", "<RESULT_END>"
 
 @dataclass(frozen=True)
 class AtomicJudgment:
-    """What a GenRM said about one item: its reasons (all of them) and five-way verdict."""
+    """What a GenRM said about one item: its reasons (all of them) and verdict (five-way; A
+    or B from a free-form GenRM).
+
+    A free-form rationale's reasons are the extractor's: ``rationale`` is what it reads,
+    ``extraction`` what came of it (``None`` until asked; ``ok``, or the ItemStatus of a
+    failure). With ``classify`` the judge types the reasons (``reason_types``; ``None`` until
+    asked or when its answer failed, ``types_failed``)."""
 
     record: AtomicRecord
     output: str | None
@@ -108,6 +162,39 @@ class AtomicJudgment:
     verdict: str | None
     truncated: bool | None = False
     error: str | None = None  # why the GenRM call failed
+    genrm_format: str = "checklist"
+    rationale: str | None = None
+    extraction: str | None = None
+    classify: bool = False
+    reason_types: tuple[str, ...] | None = None
+    types_failed: bool = False
+
+    @classmethod
+    def from_free_output(
+        cls,
+        record: AtomicRecord,
+        output: str | None,
+        source: str,
+        truncated: bool | None = False,
+        error: str | None = None,
+    ) -> AtomicJudgment:
+        """A free-form GenRM's output: its pairwise verdict (the official rule), and the
+        rationale the extractor will read (none when the call failed; an empty one is
+        counted as extract_empty without a call)."""
+        rationale = None if output is None else rationale_text(output, source)
+        return cls(
+            record, output, (), parse_verdict(output), truncated, error, genrm_format="free",
+            rationale=rationale, extraction="empty" if rationale == "" else None,
+        )  # fmt: skip
+
+    @property
+    def wants_extraction(self) -> bool:
+        return bool(self.rationale) and self.extraction is None
+
+    @property
+    def wants_types(self) -> bool:
+        return self.classify and self.reason_types is None and not self.types_failed and (
+            self.skip_status is None)  # fmt: skip
 
     @classmethod
     def from_output(
@@ -132,6 +219,10 @@ class AtomicJudgment:
     @property
     def skip_status(self) -> ItemStatus | None:
         """Why the item is not sent to the MetaJudge (``None``: it is sent)."""
+        if self.extraction is not None and self.extraction != "ok":
+            return ItemStatus(f"extract_{self.extraction}")
+        if self.wants_extraction:
+            return None  # not extracted (a run without a judge)
         if not self.reasons:
             return ItemStatus.SKIPPED_EMPTY
         if len(self.reasons) > MAX_REASONS_ALLOWED:
@@ -159,12 +250,55 @@ def _result_block(answer: str) -> str:
     return answer[start : end + len(_BLOCK_END)] if end >= 0 else answer[start:]
 
 
+_EXTRACTION_FAILURES = {
+    ItemStatus.EXTRACT_CALL_FAIL: "The extractor gave no answer: skipped (not meta-judged).",
+    ItemStatus.EXTRACT_PARSE_FAIL: "The extractor gave no well-formed list of reasons within "
+    "its attempts: skipped (not meta-judged).",
+    ItemStatus.EXTRACT_EMPTY: "The extractor found no reason in the rationale (or the "
+    "rationale is empty): skipped (not meta-judged).",
+}
+
+
+def _extracted(judgment: AtomicJudgment, call: JudgeCall[Any]) -> AtomicJudgment:
+    """The judgment with the extractor's reasons (or what became of asking for them)."""
+    if call.ok:
+        reasons = tuple(call.value or ())
+        return replace(judgment, reasons=reasons, extraction="ok" if reasons else "empty")
+    # Answers came but none was well-formed, or none came at all.
+    return replace(judgment, extraction="parse_fail" if call.answer else "call_fail")
+
+
+def _typed(judgment: AtomicJudgment, call: JudgeCall[Any]) -> AtomicJudgment:
+    if call.ok:
+        return replace(judgment, reason_types=tuple(call.value))
+    return replace(judgment, types_failed=True)
+
+
+EXTRACT_STEP: PrepStep[AtomicJudgment] = PrepStep(
+    name="extract",
+    role="extractor",
+    wanted=lambda judgment: judgment.wants_extraction,
+    prompt=lambda judgment: render_extract_prompt(judgment.record, str(judgment.rationale)),
+    check=lambda judgment: parse_extracted_reasons,
+    apply=_extracted,
+)
+REASON_TYPES_STEP: PrepStep[AtomicJudgment] = PrepStep(
+    name="reason_types",
+    role="judge",
+    wanted=lambda judgment: judgment.wants_types,
+    prompt=lambda judgment: render_reason_types_prompt(judgment.record, judgment.reasons),
+    check=lambda judgment: lambda answer: parse_reason_types(answer, len(judgment.reasons)),
+    apply=_typed,
+)
+
+
 class RationaleProtocol(Protocol[AtomicRecord, AtomicJudgment, AtomicOutcome]):
     name = "rationale"
     record_type = AtomicRecord
     title = "Rationale Consistency"
     scorer_name = "ralign_rc"
     judge_step = "rc_meta_judge"
+    prep_steps = (EXTRACT_STEP, REASON_TYPES_STEP)
     schema = RC_SCHEMA
     group_field = "domain"
     genrm_template_file = ATOMIC_GENRM_TEMPLATE
@@ -173,6 +307,28 @@ class RationaleProtocol(Protocol[AtomicRecord, AtomicJudgment, AtomicOutcome]):
     tasks = (RC_TASK,)
     options = (
         Option("split", "test", "test (1,000 items) or full (22,116)", ("test", "full"), "data"),
+        Option(
+            "genrm_format",
+            "checklist",
+            "checklist: the GenRM lists its reasons and a five-way verdict (our prompt); free: "
+            "it answers the pairwise prompt (or its own GenRM template) in its own way, and "
+            "the extractor lists its rationale's reasons",
+            GENRM_FORMATS,
+            "generation",
+        ),
+        Option(
+            "rationale_source",
+            "visible",
+            "free format: what the extractor reads: the visible answer, the thinking, or both",
+            RATIONALE_SOURCES,
+        ),
+        Option(
+            "reason_types",
+            False,
+            "true: the judge types each listed reason (evidence-grounded, criterion-grounded, "
+            "generic/style) and the type shares are reported",
+            kind=bool,
+        ),
     )
 
     # --- records ---------------------------------------------------------------------------
@@ -214,9 +370,25 @@ class RationaleProtocol(Protocol[AtomicRecord, AtomicJudgment, AtomicOutcome]):
     # --- the GenRM -------------------------------------------------------------------------
 
     def reference_judgments(
-        self, records: Sequence[AtomicRecord], model: str
+        self,
+        records: Sequence[AtomicRecord],
+        model: str,
+        options: Mapping[str, Any],
+        extract: bool = False,
     ) -> list[AtomicJudgment]:
-        return [AtomicJudgment.from_reference(record, model) for record in records]
+        """A reference model's stored checklists, or with ``extract`` the extractor's
+        reasons from its stored generated text."""
+        judgments = []
+        for record in records:
+            stored = AtomicJudgment.from_reference(record, model)
+            if extract:
+                text = stored.output
+                stored = replace(
+                    AtomicJudgment.from_free_output(record, text, options["rationale_source"]),
+                    verdict=stored.verdict,
+                )
+            judgments.append(replace(stored, classify=bool(options["reason_types"])))
+        return judgments
 
     def genrm_prompt(
         self,
@@ -225,7 +397,12 @@ class RationaleProtocol(Protocol[AtomicRecord, AtomicJudgment, AtomicOutcome]):
         index: int,
         template: str | None = None,
     ) -> str:
+        if options.get("genrm_format") == "free":
+            return render_free_genrm_prompt(record, template)
         return render_atomic_genrm_prompt(record, template)
+
+    def genrm_template_files(self) -> tuple[str, ...]:
+        return (ATOMIC_GENRM_TEMPLATE, GENRM_TEMPLATE, EXTRACT_TEMPLATE, REASON_TYPES_TEMPLATE)
 
     def target(self, record: AtomicRecord) -> str:
         return record.label or ""  # items without a human preference have no label
@@ -234,18 +411,26 @@ class RationaleProtocol(Protocol[AtomicRecord, AtomicJudgment, AtomicOutcome]):
         self, record: AtomicRecord, outputs: Sequence[GenRMOutput], options: Mapping[str, Any]
     ) -> AtomicJudgment:
         (output,) = outputs
-        return AtomicJudgment.from_output(record, output.text, output.truncated, output.error)
+        if options.get("genrm_format") == "free":
+            judgment = AtomicJudgment.from_free_output(
+                record, output.text, options["rationale_source"], output.truncated, output.error
+            )
+        else:
+            judgment = AtomicJudgment.from_output(
+                record, output.text, output.truncated, output.error
+            )
+        return replace(judgment, classify=bool(options.get("reason_types")))
 
     # --- the MetaJudge ---------------------------------------------------------------------
 
     def judge_slots(self, judgment: AtomicJudgment) -> list[bool]:
         """Items with no reason or more than 10 are skipped without a call."""
-        return [judgment.skip_status is None]
+        return [judgment.skip_status is None and not judgment.wants_extraction]
 
     def judge_prompts(
         self, judgment: AtomicJudgment, template: str | None = None
     ) -> list[str | None]:
-        if judgment.skip_status is not None:
+        if not self.judge_slots(judgment)[0]:
             return [None]
         reasons, rationales = judgment.scored_reasons, list(judgment.record.checklist)
         return [render_rc_prompt(reasons, rationales, template)]
@@ -268,17 +453,23 @@ class RationaleProtocol(Protocol[AtomicRecord, AtomicJudgment, AtomicOutcome]):
             scores = score_picks(call.value, len(judgment.scored_reasons))
         elif status is None:
             status = ItemStatus.JUDGE_FAILED
+        types = judgment.reason_types
         return AtomicOutcome(
             domain=judgment.record.domain,
             status=status,
             scores=scores,
             label=judgment.record.label,
             verdict=judgment.verdict,
+            type_counts=tuple(types.count(kind) for kind in REASON_TYPES) if types else None,
+            top_type=types[0] if types else None,
+            types_failed=judgment.types_failed,
         )
 
     def explain(self, judgment: AtomicJudgment, calls: JudgeCalls) -> str:
         (call,) = calls
         skip = judgment.skip_status
+        if skip in _EXTRACTION_FAILURES:
+            return _EXTRACTION_FAILURES[skip]
         if skip is ItemStatus.SKIPPED_EMPTY:
             if judgment.output is None:
                 return "GenRM call failed: no reasons, skipped (not meta-judged)."
@@ -309,6 +500,10 @@ class RationaleProtocol(Protocol[AtomicRecord, AtomicJudgment, AtomicOutcome]):
             "truncated": judgment.truncated,
             "error": judgment.error,
             "reasons": list(judgment.reasons),
+            "format": judgment.genrm_format,
+            # Free format: the reasons are the extractor's (its call is in the judge list).
+            "extracted": judgment.extraction is not None,
+            "reason_types": list(judgment.reason_types) if judgment.reason_types else None,
         }
 
     def judge_value(self, value: list[tuple[int, float]]) -> list[list[float]]:
@@ -316,12 +511,17 @@ class RationaleProtocol(Protocol[AtomicRecord, AtomicJudgment, AtomicOutcome]):
 
     def outcome_to_dict(self, outcome: AtomicOutcome) -> dict[str, str | int | float | bool | None]:
         scores = asdict(outcome.scores) if outcome.scores else dict.fromkeys(RC_METRICS)
+        counts = outcome.type_counts
         return {
             "status": outcome.status.value,
             **scores,
             "label": outcome.label,
             "verdict": outcome.verdict,
-        }
+            **{f"types_{kind}": counts[i] if counts else None
+               for i, kind in enumerate(REASON_TYPES)},
+            "top_type": outcome.top_type,
+            "types_failed": outcome.types_failed,
+        }  # fmt: skip
 
     def outcome_from_item(self, item: Mapping[str, Any]) -> AtomicOutcome:
         stored = item["outcome"]
@@ -334,7 +534,13 @@ class RationaleProtocol(Protocol[AtomicRecord, AtomicJudgment, AtomicOutcome]):
             scores=RCScores(**{n: float(stored[n]) for n in RC_METRICS}) if scored else None,
             label=str(label) if label is not None else None,
             verdict=str(verdict) if verdict is not None else None,
-        )
+            type_counts=(
+                tuple(int(stored[f"types_{kind}"]) for kind in REASON_TYPES)
+                if stored.get("types_evidence") is not None else None
+            ),
+            top_type=stored.get("top_type"),
+            types_failed=bool(stored.get("types_failed")),
+        )  # fmt: skip
 
     def outcome_group(self, outcome: AtomicOutcome) -> str:
         return outcome.domain

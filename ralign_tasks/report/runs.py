@@ -88,8 +88,9 @@ class RunItem:
         not one)."""
         item = checked_item(item)
         calls = item["judge"]
-        # The first slot's latest call (a swap run's second order is slot 1), else any.
-        judge = latest_call(calls) or (calls or [{}])[-1]
+        # The judge step's first slot's latest call (a swap run's second order is slot 1),
+        # else any.
+        judge = latest_call(calls, step=protocol.judge_step) or (calls or [{}])[-1]
         errors = protocol.request_errors(item)
         # The record's own form, whatever a harness added next to it (lm-eval documents and
         # Inspect sample metadata carry the task name), so runs of different paths compare

@@ -99,6 +99,41 @@ def rc_judge_answer(body: dict[str, Any]) -> str:
     return "<RESULT_START>\n" + "\n".join(picks) + "\n<RESULT_END>"
 
 
+# A free-form GenRM's rationale as the extractor stand-in lists it, and the reason types the
+# judge stand-in gives: the first reason evidence-grounded, the second generic/style, any
+# others criterion-grounded.
+EXTRACTED_REASONS = (
+    "Assistant A gets the decisive fact right.",
+    "Assistant B ignores an explicit instruction.",
+)
+_S_REASON = re.compile(r"^S\d+: ", re.MULTILINE)
+
+
+def is_extract_prompt(body: dict[str, Any]) -> bool:
+    """Whether a request asks the extractor to list a rationale's reasons."""
+    return "<REASONS_START>" in prompt_of(body)
+
+
+def is_reason_types_prompt(body: dict[str, Any]) -> bool:
+    """Whether a request asks the judge to type a list of reasons."""
+    return "<TYPES_START>" in prompt_of(body)
+
+
+def extract_answer(body: dict[str, Any]) -> str:
+    """The extractor stand-in: the two reasons of :data:`EXTRACTED_REASONS`."""
+    lines = [f"S{n}: {reason}" for n, reason in enumerate(EXTRACTED_REASONS, 1)]
+    return "<REASONS_START>\n" + "\n".join(lines) + "\n<REASONS_END>"
+
+
+def reason_types_answer(body: dict[str, Any]) -> str:
+    """The reason-type stand-in: S1 evidence, S2 generic, the others criterion."""
+    # The reasons listed before the answer format's own example lines.
+    listed = _S_REASON.findall(prompt_of(body).split("<TYPES_START>")[0])
+    kinds = ["evidence", "generic"] + ["criterion"] * max(len(listed) - 2, 0)
+    lines = [f"S{n}: {kind}" for n, kind in enumerate(kinds[: len(listed)], 1)]
+    return "<TYPES_START>\n" + "\n".join(lines) + "\n<TYPES_END>"
+
+
 # The label benchmarks' other verdict formats: Arena-Hard labels (JudgeBench, RM-Bench), the
 # 4-way ranking and the 1-10 rating (RewardBench 2).
 ARENA_HARD_PICKS_A = "Assistant A is more accurate.\n\nFinal verdict: [[A>B]]"
@@ -123,8 +158,13 @@ def stand_in(body: dict[str, Any]) -> str:
     """The stand-in of ``python -m ralign_tasks.testing.loopback``: an R-Align GenRM that
     always picks A and a meta-judge that always says Correct; a HelpSteer3-Atomic GenRM
     that lists two reasons and an RC MetaJudge that matches them to the first two human
-    rationales; for the label benchmarks a GenRM that always prefers Assistant A and rates
-    every answer 8."""
+    rationales; an extractor that lists two reasons of any rationale and a judge that types
+    them evidence and generic; for the label benchmarks a GenRM that always prefers
+    Assistant A and rates every answer 8."""
+    if is_reason_types_prompt(body):
+        return reason_types_answer(body)
+    if is_extract_prompt(body):
+        return extract_answer(body)
     if is_rc_judge_prompt(body):
         return rc_judge_answer(body)
     if is_metajudge_prompt(body):

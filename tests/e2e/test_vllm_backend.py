@@ -50,7 +50,7 @@ def test_vllm_backend_generates_for_every_request(vllm_config):
 def test_vllm_backend_through_judge_items(vllm_config):
     records = load_task("reward_bench2", sample_data_dir()).records[:4]
     items = [FidelityJudgment.from_output(r, f"\\boxed{{{r.label}}}") for r in records]
-    verdicts, stats = judge_items(
+    verdicts, stats, _ = judge_items(
         get_task("reward_bench2"), records, items, JudgeSettings(vllm_config)
     )
     assert stats.requests == 4

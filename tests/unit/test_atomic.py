@@ -232,10 +232,10 @@ def test_malformed_answers_are_asked_again_then_fail(tmp_path):
 
     with LoopbackServer(respond) as server:
         config = JudgeSettings(EndpointConfig(model="j", base_url=server.base_url, max_attempts=3))
-        verdicts, _ = judge_items(RC_TASK, records, judgments, config)
+        verdicts, _, _ = judge_items(RC_TASK, records, judgments, config)
         sent = len(server.requests)
         # A rerun pays for nothing: every well-formed answer and every re-ask is cached.
-        again, _ = judge_items(RC_TASK, records, judgments, config)
+        again, _, _ = judge_items(RC_TASK, records, judgments, config)
         assert len(server.requests) == sent
     assert [v.outcome.status for v in verdicts] == [
         ItemStatus.SCORED, ItemStatus.SCORED, ItemStatus.JUDGE_FAILED,
@@ -304,7 +304,7 @@ def test_each_family_reads_its_own_judge_template(tmp_path):
     with LoopbackServer(respond) as server:
         transport = EndpointConfig(model="j", base_url=server.base_url)
         config = JudgeSettings(transport, {"template": str(fidelity_template)})
-        (item,), _ = judge_items(RC_TASK, records, judgments, config)
+        (item,), _, _ = judge_items(RC_TASK, records, judgments, config)
         assert item.outcome.status is ItemStatus.SCORED and "<RESULT_START>" in prompts[0]
         config = JudgeSettings(transport, {**config.templates, "rc_template": str(rc_template)})
         judge_items(RC_TASK, records, judgments, config)

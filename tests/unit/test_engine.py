@@ -275,7 +275,7 @@ def test_judge_items_sends_only_label_correct_items(sample_records):
         FidelityJudgment.from_output(r, o) for r, o in zip(sample_records, outputs, strict=True)
     ]
     with LoopbackServer(lambda body: METAJUDGE_CORRECT) as server:
-        items, stats = judge_items(
+        items, stats, _ = judge_items(
             get_task("helpsteer3"), sample_records, judgments, JudgeSettings(config_for(server))
         )
         sent = server.prompts()

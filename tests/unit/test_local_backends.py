@@ -58,7 +58,7 @@ def judgments(records):
 
 def judge_all(judgments, config):
     """Meta verdicts (the judge calls of the label-correct items) and the batch stats."""
-    items, stats = judge_items(
+    items, stats, _ = judge_items(
         HELPSTEER3, [j.record for j in judgments], judgments, JudgeSettings(config)
     )
     return items, stats
