@@ -171,8 +171,9 @@ def parse_reason_types(answer: str, count: int) -> list[str]:
     blocks = _TYPES_BLOCK.findall(strip_thinking(answer))
     if not blocks:
         raise TypesFormatError("no <TYPES_START> … <TYPES_END> block")
-    types = [text.strip().lower().rstrip(".") for text in _numbered_lines(blocks[-1],
-                                                                         TypesFormatError)]
+    types = [
+        text.strip().lower().rstrip(".") for text in _numbered_lines(blocks[-1], TypesFormatError)
+    ]
     if len(types) != count:
         raise TypesFormatError(f"{len(types)} types for {count} reasons")
     unknown = [kind for kind in types if kind not in REASON_TYPES]

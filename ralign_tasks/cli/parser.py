@@ -127,8 +127,9 @@ def _add_judge_options(parser: argparse.ArgumentParser, *, judge_optional: bool)
         extractor.add_argument(
             "--extractor-" + setting.key.replace("_", "-"),
             dest=EXTRACTOR_PREFIX + setting.key,
-            help=argparse.SUPPRESS if setting.key not in _EXTRACTOR_SHOWN else
-            f"the extractor's {setting.key.replace('_', ' ')}",
+            help=argparse.SUPPRESS
+            if setting.key not in _EXTRACTOR_SHOWN
+            else f"the extractor's {setting.key.replace('_', ' ')}",
             **_flag_kind(setting),
         )
     if judge_optional:

@@ -153,7 +153,7 @@ class PrepStep(Generic[JudgmentT]):
     # plain JSON.
     check: Callable[[JudgmentT], Callable[[str], Any]]
     # The judgment completed with the step's call.
-    apply: Callable[[JudgmentT, "JudgeCall[Any]"], JudgmentT]
+    apply: Callable[[JudgmentT, JudgeCall[Any]], JudgmentT]
 
 
 @dataclass(frozen=True)

@@ -30,17 +30,17 @@ from ralign_tasks.protocols.base import (
     latest_call,
 )
 from ralign_tasks.protocols.fidelity import GENRM_TEMPLATE, GENRM_TEMPLATE_ENV
-from ralign_tasks.scorers.ask import JudgeCall
 from ralign_tasks.records import NOT_IN_DOCUMENT, Turn, turn_dicts
+from ralign_tasks.scorers.ask import JudgeCall
 from ralign_tasks.scorers.errors import UnknownNameError, UserError
 from ralign_tasks.scorers.rationale import (
     MAX_REASONS_ALLOWED,
     MAX_REASONS_SCORED,
     RC_METRICS,
     RC_SCHEMA,
+    REASON_TYPES,
     AtomicOutcome,
     ItemStatus,
-    REASON_TYPES,
     RCScores,
     compute_rc,
     parse_extracted_reasons,
