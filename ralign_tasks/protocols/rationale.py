@@ -250,6 +250,9 @@ def _result_block(answer: str) -> str:
     return answer[start : end + len(_BLOCK_END)] if end >= 0 else answer[start:]
 
 
+# The statuses the viewer files under failures: no well-formed answer of a model.
+_FAILED = frozenset({ItemStatus.JUDGE_FAILED, ItemStatus.EXTRACT_CALL_FAIL,
+                     ItemStatus.EXTRACT_PARSE_FAIL})  # fmt: skip
 _EXTRACTION_FAILURES = {
     ItemStatus.EXTRACT_CALL_FAIL: "The extractor gave no answer: skipped (not meta-judged).",
     ItemStatus.EXTRACT_PARSE_FAIL: "The extractor gave no well-formed list of reasons within "
@@ -575,7 +578,7 @@ class RationaleProtocol(Protocol[AtomicRecord, AtomicJudgment, AtomicOutcome]):
             return {f"R{n}": None for n in range(1, len(record.checklist) + 1)}
         if outcome.status is not ItemStatus.SCORED:
             return {}
-        picks = latest_call(item["judge"])["value"]
+        picks = latest_call(item["judge"], step=self.judge_step)["value"]
         return {f"R{n}": s > 0 and score > 0 for n, (s, score) in enumerate(picks, 1)}
 
     def view_item(
@@ -584,11 +587,13 @@ class RationaleProtocol(Protocol[AtomicRecord, AtomicJudgment, AtomicOutcome]):
         """Prompt, both answers, the GenRM's output and reasons, each human rationale with
         the reason the MetaJudge matched to it and its score, the item's RC values and the
         MetaJudge's answer."""
-        genrm, call = item["genrm"], latest_call(item["judge"])
+        genrm, call = item["genrm"], latest_call(item["judge"], step=self.judge_step)
+        extract = latest_call(item["judge"], step=EXTRACT_STEP.name)
+        types = latest_call(item["judge"], step=REASON_TYPES_STEP.name)
         status = outcome.status
         picks = call.get("value") if status is ItemStatus.SCORED else None
         key = (
-            "failures" if genrm.get("output") is None or status is ItemStatus.JUDGE_FAILED
+            "failures" if genrm.get("output") is None or status in _FAILED
             else "scored" if status is ItemStatus.SCORED
             else "unjudged" if status is ItemStatus.UNJUDGED
             else "skipped"
@@ -626,6 +631,11 @@ class RationaleProtocol(Protocol[AtomicRecord, AtomicJudgment, AtomicOutcome]):
             else None,
             "judge_answer": call.get("answer"),
             "judge_error": call.get("error"),
+            "extracted": bool(genrm.get("extracted")),
+            "extract_answer": extract.get("answer"),
+            "extract_error": extract.get("error"),
+            "reason_types": genrm.get("reason_types"),
+            "types_error": types.get("error"),
         }
 
 

@@ -12,9 +12,15 @@ import subprocess
 import pytest
 from inspect_ai.log import read_eval_log
 
-from ralign_tasks.cli import main
 from ralign_tasks.testing.loopback import LoopbackServer
-from tests.support.free_atomic import EXPECTED, EXPECTED_COUNTS, OPTIONS, STATUSES, responder
+from tests.support.free_atomic import (
+    EXPECTED,
+    EXPECTED_COUNTS,
+    OPTIONS,
+    STATUSES,
+    responder,
+    run_free_atomic,
+)
 from tests.support.harness import INSPECT, judged_items, lm_eval_run, read_lm_eval_output
 
 pytestmark = pytest.mark.slow  # lm-eval and Inspect run as subprocesses
@@ -26,14 +32,7 @@ def _cli(tmp_path_factory):
     out = tmp_path_factory.mktemp("free_cli")
     respond, asks = responder()
     with LoopbackServer(respond) as server:
-        code = main([
-            "run", "helpsteer3_atomic", "--sample", "--genrm-model", "genrm",
-            "--genrm-base-url", server.base_url, "--metajudge-model", "judge",
-            "--metajudge-base-url", server.base_url, "--extractor-model", "extractor",
-            "--genrm-format", "free", "--reason-types", "--output-dir", str(out),
-        ])  # fmt: skip
-    assert code == 0
-    (folder,) = out.glob("genrm/*")
+        folder = run_free_atomic(server.base_url, out)
     results = json.loads((folder / "results.json").read_text())
     rows = [json.loads(line) for line in (folder / "samples.jsonl").read_text().splitlines()]
     return results["metrics"]["overall"], [row["item"] for row in rows], asks, results

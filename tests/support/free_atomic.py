@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable
+from pathlib import Path
 
+from ralign_tasks.cli import main
 from ralign_tasks.testing.loopback import Reply, prompt_of
 from tests.support.atomic import PICKS, RECORDS, metajudge_block
 
@@ -124,3 +126,18 @@ def responder() -> tuple[Callable[[dict], Reply | str], Counter[tuple[str, int]]
 
 # What each path's metadata or flags set: the free format with reason types, the extractor.
 OPTIONS = {"genrm_format": "free", "reason_types": True}
+
+
+def run_free_atomic(base_url: str, out: Path) -> Path:
+    """``ralign run helpsteer3_atomic --sample --genrm-format free --reason-types`` with every
+    role at ``base_url`` (GenRM ``genrm``, judge ``judge``, extractor ``extractor``); its run
+    folder."""
+    code = main([
+        "run", "helpsteer3_atomic", "--sample", "--genrm-model", "genrm",
+        "--genrm-base-url", base_url, "--metajudge-model", "judge",
+        "--metajudge-base-url", base_url, "--extractor-model", "extractor",
+        "--genrm-format", "free", "--reason-types", "--output-dir", str(out),
+    ])  # fmt: skip
+    assert code == 0
+    (folder,) = out.glob("genrm/*")
+    return folder
