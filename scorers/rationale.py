@@ -12,6 +12,7 @@ from typing import Any
 
 from ralign_tasks.scorers.ask import InvalidAnswer
 from ralign_tasks.scorers.lazy_modules import lazy_import
+from ralign_tasks.scorers.reasons import STEP_COUNTS, TYPE_METRICS, TYPE_SPECS, compute_types
 from ralign_tasks.scorers.schema import MetricSpec, Schema
 from ralign_tasks.scorers.stats import DRAWS, SEED, bootstrap_sums
 from ralign_tasks.scorers.verdict import strip_thinking
@@ -23,19 +24,6 @@ FIVE_WAY = ("A>>B", "A>B", "A=B", "B>A", "B>>A")
 MAX_REASONS_SCORED = 5  # the model checklist is capped at its top 5 reasons
 MAX_REASONS_ALLOWED = 10  # longer lists are skipped, as in the paper
 RC_METRICS = ("rc", "rc_code", "rc_precision", "rc_f1", "rc_ap")
-# What kind of reason a reason is (our classification, after the categories of the
-# Rationale Consistency paper's Figure 4): it points at evidence in an answer, applies a
-# criterion without evidence, or is about length, format, tone or a general impression.
-REASON_TYPES = ("evidence", "criterion", "generic")
-REASON_TYPE_TITLES = {
-    "evidence": "evidence-grounded",
-    "criterion": "criterion-grounded",
-    "generic": "generic/style",
-}
-# The reason-type metrics: each type's share of all typed reasons, and of the top reasons.
-TYPE_SHARES = tuple(f"{kind}_share" for kind in REASON_TYPES)
-TOP_TYPES = tuple(f"top_{kind}" for kind in REASON_TYPES)
-
 RC_SCHEMA = Schema(
     metrics=(
         MetricSpec("rc", "RC", True, "summary", description="paper: one-to-one matching"),
@@ -51,38 +39,14 @@ RC_SCHEMA = Schema(
             needs_judge=False,
             description="the verdict's side equals the human preference",
         ),
-        *(
-            MetricSpec(
-                f"{kind}_share",
-                f"{kind.capitalize()} share",
-                kind == "evidence",
-                "summary",
-                option="reason_types",
-                description=f"{REASON_TYPE_TITLES[kind]} reasons among all typed reasons",
-            )
-            for kind in REASON_TYPES
-        ),
-        *(
-            MetricSpec(
-                f"top_{kind}",
-                f"Top {kind}",
-                kind == "evidence",
-                "summary",
-                option="reason_types",
-                description=f"items whose top reason is {REASON_TYPE_TITLES[kind]}",
-            )
-            for kind in REASON_TYPES
-        ),
+        *TYPE_SPECS,
     ),
     counts=(
         MetricSpec("scored", "scored", True, "count", detail=True),
         MetricSpec("skipped_empty", "empty", False, "count", needs_judge=False),
         MetricSpec("skipped_long", ">10", False, "count", needs_judge=False),
         MetricSpec("judge_failed", "judge-fail", False, "count"),
-        MetricSpec("extract_call_fail", "extract-fail", False, "count", detail=True),
-        MetricSpec("extract_parse_fail", "extract-parse", False, "count", detail=True),
-        MetricSpec("extract_empty", "extract-empty", False, "count", detail=True),
-        MetricSpec("types_failed", "types-fail", False, "count", detail=True),
+        *STEP_COUNTS,
         MetricSpec("unjudged", "unjudged", False, "count", needs_judge=False, detail=True),
         MetricSpec("outcome_tie", "ties", False, "count", needs_judge=False, detail=True),
         MetricSpec(
@@ -116,70 +80,6 @@ class ItemStatus(str, Enum):
 
 class RCFormatError(InvalidAnswer):
     """A MetaJudge answer that breaks the ``- Rx@Sy: score`` protocol."""
-
-
-class ExtractionFormatError(InvalidAnswer):
-    """An extractor answer that breaks the ``<REASONS_START>`` … ``S<n>: …`` protocol."""
-
-
-class TypesFormatError(InvalidAnswer):
-    """A reason-type answer that breaks the ``<TYPES_START>`` … ``S<n>: <type>`` protocol."""
-
-
-_REASONS_BLOCK = re.compile(r"<REASONS_START>(.*?)<REASONS_END>", re.DOTALL)
-_TYPES_BLOCK = re.compile(r"<TYPES_START>(.*?)<TYPES_END>", re.DOTALL)
-_S_LINE = re.compile(r"^\s*S(\d+)\s*:\s*(.*?)\s*$")
-
-
-def _numbered_lines(body: str, error: type[InvalidAnswer]) -> list[str]:
-    """The texts of a block's ``S<n>: text`` lines, which must be numbered 1..n in order."""
-    texts = []
-    for line in body.splitlines():
-        if not line.strip():
-            continue
-        match = _S_LINE.match(line)
-        if not match:
-            raise error(f"a line that is not 'S<n>: …': {line.strip()[:80]!r}")
-        if int(match.group(1)) != len(texts) + 1:
-            raise error(f"S{match.group(1)} where S{len(texts) + 1} was due")
-        if not match.group(2):
-            raise error(f"S{match.group(1)} is empty")
-        texts.append(match.group(2))
-    return texts
-
-
-def parse_extracted_reasons(answer: str) -> list[str]:
-    """The extractor's reasons, in order: the ``S<n>: …`` lines of its ``<REASONS_START>`` …
-    ``<REASONS_END>`` block (an empty block: the rationale gives none). Raises
-    :class:`ExtractionFormatError` on a missing block, a line of another shape, numbers out of
-    order, or more than 10 reasons."""
-    blocks = _REASONS_BLOCK.findall(strip_thinking(answer))
-    if not blocks:
-        raise ExtractionFormatError("no <REASONS_START> … <REASONS_END> block")
-    reasons = _numbered_lines(blocks[-1], ExtractionFormatError)
-    if len(reasons) > MAX_REASONS_ALLOWED:
-        raise ExtractionFormatError(
-            f"{len(reasons)} reasons listed, at most {MAX_REASONS_ALLOWED} allowed"
-        )
-    return reasons
-
-
-def parse_reason_types(answer: str, count: int) -> list[str]:
-    """The type of each of ``count`` reasons (one of :data:`REASON_TYPES`), from the
-    ``S<n>: <type>`` lines of a ``<TYPES_START>`` … ``<TYPES_END>`` block. Raises
-    :class:`TypesFormatError` unless every reason has exactly one known type."""
-    blocks = _TYPES_BLOCK.findall(strip_thinking(answer))
-    if not blocks:
-        raise TypesFormatError("no <TYPES_START> … <TYPES_END> block")
-    types = [
-        text.strip().lower().rstrip(".") for text in _numbered_lines(blocks[-1], TypesFormatError)
-    ]
-    if len(types) != count:
-        raise TypesFormatError(f"{len(types)} types for {count} reasons")
-    unknown = [kind for kind in types if kind not in REASON_TYPES]
-    if unknown:
-        raise TypesFormatError(f"unknown type {unknown[0]!r} (one of {', '.join(REASON_TYPES)})")
-    return types
 
 
 def parse_five_way(text: str | None) -> str | None:
@@ -295,18 +195,13 @@ class AtomicOutcome:
 
     def metric_values(self) -> dict[str, float]:
         """Per-item values of the metrics and counts; NaN where the item is outside a metric's
-        denominator (lm-eval's ``nanmean`` skips it). A type's share is the item's share of
-        its reasons, which :meth:`metric_weights` weighs by their number."""
+        denominator (lm-eval's ``nanmean`` skips it). The reason-type metrics are ratios of
+        sums (:func:`compute_rc`), not means of per-item values."""
         values = {
             name: getattr(self.scores, name) if self.scores else math.nan for name in RC_METRICS
         }
         side = verdict_side(self.verdict)
         values["outcome_acc"] = math.nan if self.label is None else float(side == self.label)
-        total = sum(self.type_counts) if self.type_counts else 0
-        for kind, count in zip(REASON_TYPES, self.type_counts or (0,) * 3, strict=True):
-            values[f"{kind}_share"] = count / total if total else math.nan
-            values[f"top_{kind}"] = math.nan if self.top_type is None else float(
-                self.top_type == kind)  # fmt: skip
         for status in ItemStatus:
             values[status.value] = float(self.status is status)
         values["outcome_tie"] = float(side == "=")
@@ -314,20 +209,18 @@ class AtomicOutcome:
         values["types_failed"] = float(self.types_failed)
         return values
 
-    def metric_weights(self) -> dict[str, float]:
-        """How much the item weighs in each metric's mean where it is not 1: a type's share
-        is over all typed reasons, so an item weighs as many as it has."""
-        total = float(sum(self.type_counts)) if self.type_counts else 0.0
-        return {name: total for name in TYPE_SHARES}
+
+# The metrics that are means of per-item values (the reason-type ones are ratios of sums).
+_MEANS = tuple(name for name in RC_SCHEMA.metric_names if name not in TYPE_METRICS)
 
 
 def _means(sums: np.ndarray) -> dict[str, np.ndarray]:
     """Each metric's mean over the items that define it, from summed (value, defined) column
-    pairs (in ``RC_SCHEMA.metric_names`` order)."""
+    pairs (in ``_MEANS`` order)."""
     pairs = sums.reshape(*sums.shape[:-1], -1, 2)
     with np.errstate(divide="ignore", invalid="ignore"):
         means = np.where(pairs[..., 1] > 0, pairs[..., 0] / pairs[..., 1], np.nan)
-    return {name: means[..., i] for i, name in enumerate(RC_SCHEMA.metric_names)}
+    return {name: means[..., i] for i, name in enumerate(_MEANS)}
 
 
 def compute_rc(
@@ -341,31 +234,21 @@ def compute_rc(
     report: dict[str, Any] = {"n": len(outcomes)}
     for name in RC_SCHEMA.count_names:
         report[name] = int(sum(item[name] for item in per_item))
-    names = RC_SCHEMA.metric_names
+    names = _MEANS
     values = np.array([[item[name] for name in names] for item in per_item], dtype=float)
     values = values.reshape(len(per_item), len(names))
-    defined = ~np.isnan(values)
-    # Each item's weight in each metric's mean: 1, or (a type's share) its typed reasons.
-    weights = np.ones_like(values)
-    weighted = [names.index(name) for name in TYPE_SHARES]
-    for row, outcome in enumerate(outcomes):
-        item_weights = outcome.metric_weights()
-        for column in weighted:
-            weights[row, column] = item_weights[names[column]]
-    weights = np.where(defined, weights, 0.0)
     point: dict[str, float | None] = {}
     for index, name in enumerate(names):
         column = values[:, index]
-        if not defined[:, index].any():
-            point[name] = None
-        elif index in weighted:  # over all typed reasons: a ratio of sums
-            total = weights[:, index].sum()
-            point[name] = float((column[defined[:, index]] * weights[defined[:, index],
-                                 index]).sum() / total) if total else None  # fmt: skip
-        else:
-            point[name] = float(np.nanmean(column))
-    columns = np.stack([np.where(defined, values, 0.0) * weights, weights], axis=-1)
+        point[name] = float(np.nanmean(column)) if (~np.isnan(column)).any() else None
+    defined = ~np.isnan(values)
+    columns = np.stack([np.where(defined, values, 0.0), defined], axis=-1)
     columns = columns.reshape(len(values), 2 * len(names))
     report.update(point)
     report["stderr"], report["ci"] = bootstrap_sums(columns, _means, point, draws=draws, seed=seed)
+    types = compute_types([o.type_counts for o in outcomes], [o.top_type for o in outcomes],
+                          draws=draws, seed=seed)  # fmt: skip
+    report["stderr"].update(types.pop("stderr"))
+    report["ci"].update(types.pop("ci"))
+    report.update(types)
     return report

@@ -24,40 +24,40 @@ from ralign_tasks.protocols.base import (
     GenRMOutput,
     JudgeCalls,
     Option,
-    PrepStep,
     Protocol,
     TaskSpec,
     latest_call,
 )
 from ralign_tasks.protocols.fidelity import GENRM_TEMPLATE, GENRM_TEMPLATE_ENV
+from ralign_tasks.protocols.reasons import (
+    EXTRACT_STEP,
+    RATIONALE_SOURCES,
+    REASON_TYPES_STEP,
+    TEMPLATES,
+    rationale_text,
+)
 from ralign_tasks.records import NOT_IN_DOCUMENT, Turn, turn_dicts
-from ralign_tasks.scorers.ask import JudgeCall
 from ralign_tasks.scorers.errors import UnknownNameError, UserError
 from ralign_tasks.scorers.rationale import (
     MAX_REASONS_ALLOWED,
     MAX_REASONS_SCORED,
     RC_METRICS,
     RC_SCHEMA,
-    REASON_TYPES,
     AtomicOutcome,
     ItemStatus,
     RCScores,
     compute_rc,
-    parse_extracted_reasons,
     parse_five_way,
     parse_rc_answer,
-    parse_reason_types,
     parse_reasons,
     score_picks,
 )
-from ralign_tasks.scorers.verdict import parse_verdict, strip_thinking, thinking_part
+from ralign_tasks.scorers.reasons import REASON_TYPES, type_counts
+from ralign_tasks.scorers.verdict import parse_verdict
 
 ATOMIC_GENRM_TEMPLATE = "atomic_genrm.jinja"
 ATOMIC_METAJUDGE_TEMPLATE = "atomic_metajudge.jinja"
-EXTRACT_TEMPLATE = "atomic_extract.jinja"
-REASON_TYPES_TEMPLATE = "reason_types.jinja"
 GENRM_FORMATS = ("checklist", "free")
-RATIONALE_SOURCES = ("visible", "thinking", "both")
 
 
 @dataclass(frozen=True)
@@ -99,30 +99,6 @@ def render_free_genrm_prompt(record: AtomicRecord, template_path: str | None = N
     variables = comparison_vars(record.context, record.prompt, record.response1, record.response2)
     path = template_path or os.environ.get(GENRM_TEMPLATE_ENV)
     return load_template(path, GENRM_TEMPLATE).render(**variables).strip()
-
-
-def rationale_text(output: str, source: str) -> str:
-    """What of a free-form GenRM's output the extractor reads: the visible answer (after the
-    thinking), the thinking only, or both as written."""
-    if source == "visible":
-        return strip_thinking(output)
-    if source == "thinking":
-        return thinking_part(output)
-    return output.strip()
-
-
-def render_extract_prompt(record: AtomicRecord, rationale: str) -> str:
-    """The extractor's prompt: the request, both answers and the rationale verbatim."""
-    variables = comparison_vars(record.context, record.prompt, record.response1, record.response2)
-    template = load_template(None, EXTRACT_TEMPLATE)
-    return template.render(**variables, rationale=rationale).strip()
-
-
-def render_reason_types_prompt(record: AtomicRecord, reasons: Sequence[str]) -> str:
-    """The judge's reason-type prompt: the request, both answers and the numbered reasons."""
-    variables = comparison_vars(record.context, record.prompt, record.response1, record.response2)
-    template = load_template(None, REASON_TYPES_TEMPLATE)
-    return template.render(**variables, reasons=list(reasons)).strip()
 
 
 def render_rc_prompt(
@@ -186,6 +162,11 @@ class AtomicJudgment:
             record, output, (), parse_verdict(output), truncated, error, genrm_format="free",
             rationale=rationale, extraction="empty" if rationale == "" else None,
         )  # fmt: skip
+
+    def comparison(self) -> dict[str, object]:
+        """The comparison's template variables (A = response 1)."""
+        record = self.record
+        return comparison_vars(record.context, record.prompt, record.response1, record.response2)
 
     @property
     def wants_extraction(self) -> bool:
@@ -260,39 +241,6 @@ _EXTRACTION_FAILURES = {
     ItemStatus.EXTRACT_EMPTY: "The extractor found no reason in the rationale (or the "
     "rationale is empty): skipped (not meta-judged).",
 }
-
-
-def _extracted(judgment: AtomicJudgment, call: JudgeCall[Any]) -> AtomicJudgment:
-    """The judgment with the extractor's reasons (or what became of asking for them)."""
-    if call.ok:
-        reasons = tuple(call.value or ())
-        return replace(judgment, reasons=reasons, extraction="ok" if reasons else "empty")
-    # Answers came but none was well-formed, or none came at all.
-    return replace(judgment, extraction="parse_fail" if call.answer else "call_fail")
-
-
-def _typed(judgment: AtomicJudgment, call: JudgeCall[Any]) -> AtomicJudgment:
-    if call.ok:
-        return replace(judgment, reason_types=tuple(call.value))
-    return replace(judgment, types_failed=True)
-
-
-EXTRACT_STEP: PrepStep[AtomicJudgment] = PrepStep(
-    name="extract",
-    role="extractor",
-    wanted=lambda judgment: judgment.wants_extraction,
-    prompt=lambda judgment: render_extract_prompt(judgment.record, str(judgment.rationale)),
-    check=lambda judgment: parse_extracted_reasons,
-    apply=_extracted,
-)
-REASON_TYPES_STEP: PrepStep[AtomicJudgment] = PrepStep(
-    name="reason_types",
-    role="judge",
-    wanted=lambda judgment: judgment.wants_types,
-    prompt=lambda judgment: render_reason_types_prompt(judgment.record, judgment.reasons),
-    check=lambda judgment: lambda answer: parse_reason_types(answer, len(judgment.reasons)),
-    apply=_typed,
-)
 
 
 class RationaleProtocol(Protocol[AtomicRecord, AtomicJudgment, AtomicOutcome]):
@@ -405,7 +353,7 @@ class RationaleProtocol(Protocol[AtomicRecord, AtomicJudgment, AtomicOutcome]):
         return render_atomic_genrm_prompt(record, template)
 
     def genrm_template_files(self) -> tuple[str, ...]:
-        return (ATOMIC_GENRM_TEMPLATE, GENRM_TEMPLATE, EXTRACT_TEMPLATE, REASON_TYPES_TEMPLATE)
+        return (ATOMIC_GENRM_TEMPLATE, GENRM_TEMPLATE, *TEMPLATES)
 
     def target(self, record: AtomicRecord) -> str:
         return record.label or ""  # items without a human preference have no label
@@ -463,7 +411,7 @@ class RationaleProtocol(Protocol[AtomicRecord, AtomicJudgment, AtomicOutcome]):
             scores=scores,
             label=judgment.record.label,
             verdict=judgment.verdict,
-            type_counts=tuple(types.count(kind) for kind in REASON_TYPES) if types else None,
+            type_counts=type_counts(types),
             top_type=types[0] if types else None,
             types_failed=judgment.types_failed,
         )
