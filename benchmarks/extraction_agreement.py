@@ -9,7 +9,7 @@ with the same MetaJudge, as ``ralign rc-score --reference NAME`` and ``ralign rc
 prep step, then one RC MetaJudge batch for both sides), and reports:
 
 - RC, RC (code) and precision of each side (``compute_rc``: each side's mean over its own
-  scored items), and extracted − stored with a paired bootstrap 95% CI over items
+  scored items), and extracted - stored with a paired bootstrap 95% CI over items
   (``stats.paired_sums``: each draw takes the same items for both sides);
 - per-item agreement: the share of items both sides scored, and over those items the Pearson
   correlation and the mean absolute difference of the per-item RC;
@@ -77,11 +77,11 @@ def judge_of(args: argparse.Namespace) -> JudgeSettings:
     """The meta-judge and extractor: the flags over the environment, resolved as every path
     resolves them."""
     if switched_off():
-        raise ConfigError(f"{SWITCH_ENV}=none switches the judge off, but this script is the "
-                          "judge's: unset it")  # fmt: skip
+        raise ConfigError(
+            f"{SWITCH_ENV}=none switches the judge off, but this script is the judge's: unset it"
+        )
     given = {"model": args.metajudge_model, "base_url": args.metajudge_base_url}
-    flags = {"extractor_model": args.extractor_model,
-             "extractor_base_url": args.extractor_base_url}  # fmt: skip
+    flags = {"extractor_model": args.extractor_model, "extractor_base_url": args.extractor_base_url}
     judge = resolve_judge(given, extractor=extractor_given(flags, "the command line"))
     judge.transport.require_model(
         "meta-judge", METAJUDGE_ENV_PREFIX, "pass --metajudge-model (and --metajudge-base-url), or "
@@ -105,8 +105,11 @@ def reference_names(records: Sequence[AtomicRecord], named: Sequence[str] | None
     names = [name for name, count in seen.items() if count == len(records)]
     for name, count in seen.items():
         if count < len(records):
-            print(f"warning: reference {name!r} has outputs for only {count} of {len(records)} "
-                  "items; left out (name it with --reference to see which)", file=sys.stderr)  # fmt: skip
+            print(
+                f"warning: reference {name!r} has outputs for only {count} of {len(records)} "
+                "items; left out (name it with --reference to see which)",
+                file=sys.stderr,
+            )
     if not names:
         raise DataUnavailableError(
             "the data has no reference model outputs (model-<NAME>-checklist fields): the "
@@ -172,10 +175,14 @@ def per_item(stored: Sequence[Any], extracted: Sequence[Any]) -> list[dict[str, 
         }
 
     return [
-        {"id": a.judgment.record.id, "domain": a.judgment.record.domain, "stored": side(a),
-         "extracted": side(b)}
+        {
+            "id": a.judgment.record.id,
+            "domain": a.judgment.record.domain,
+            "stored": side(a),
+            "extracted": side(b),
+        }
         for a, b in zip(stored, extracted, strict=True)
-    ]  # fmt: skip
+    ]
 
 
 def compare_reference(
@@ -212,7 +219,7 @@ def compare_reference(
         "items": len(records),
         "stored": reports["stored"],
         "extracted": reports["extracted"],
-        # extracted − stored ("first" is the extracted side, "second" the stored one).
+        # extracted - stored ("first" is the extracted side, "second" the stored one).
         "difference": difference,
         "agreement": agreement(stored_items, extracted_items),
         "extraction": extraction,
@@ -246,8 +253,15 @@ def table(results: dict[str, dict[str, Any]], title: str) -> str:
     for metric in COMPARED:
         label = metric_label(metric)
         header += [f"{label} stored", f"{label} extracted", f"{label} Δ [95% CI]"]
-    header += ["scored stored / extracted", "both scored", "r (item RC)", "mean |Δ| (item RC)",
-               "extract empty / parse-fail / call-fail", "reasons stored", "reasons extracted"]  # fmt: skip
+    header += [
+        "scored stored / extracted",
+        "both scored",
+        "r (item RC)",
+        "mean |Δ| (item RC)",
+        "extract empty / parse-fail / call-fail",
+        "reasons stored",
+        "reasons extracted",
+    ]
     rows = []
     for name, result in results.items():
         row = [name, str(result["items"])]
@@ -272,20 +286,33 @@ def table(results: dict[str, dict[str, Any]], title: str) -> str:
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     source = parser.add_mutually_exclusive_group()
-    source.add_argument("--data-dir", help="folder holding helpsteer3_test_1000.jsonl (default: "
-                        "$RALIGN_DATA_DIR, else the Hugging Face dataset)")  # fmt: skip
+    source.add_argument(
+        "--data-dir",
+        help="folder holding helpsteer3_test_1000.jsonl (default: "
+        "$RALIGN_DATA_DIR, else the Hugging Face dataset)",
+    )
     source.add_argument("--sample", action="store_true", help="the bundled 8-item sample")
     parser.add_argument("--limit", type=int, help="the first N items")
-    parser.add_argument("--reference", action="append", metavar="NAME",
-                        help="a reference model (repeatable; default: all of the data's)")  # fmt: skip
-    parser.add_argument("--rationale-source", choices=RATIONALE_SOURCES, default="visible",
-                        help="what of the generated text the extractor reads")  # fmt: skip
+    parser.add_argument(
+        "--reference",
+        action="append",
+        metavar="NAME",
+        help="a reference model (repeatable; default: all of the data's)",
+    )
+    parser.add_argument(
+        "--rationale-source",
+        choices=RATIONALE_SOURCES,
+        default="visible",
+        help="what of the generated text the extractor reads",
+    )
     parser.add_argument("--metajudge-model", help=f"default ${METAJUDGE_ENV_PREFIX}MODEL")
     parser.add_argument("--metajudge-base-url", help=f"default ${METAJUDGE_ENV_PREFIX}BASE_URL")
-    parser.add_argument("--extractor-model", help="default $RALIGN_EXTRACTOR_MODEL, else the "
-                        "meta-judge's")  # fmt: skip
-    parser.add_argument("--extractor-base-url", help="default $RALIGN_EXTRACTOR_BASE_URL, else "
-                        "the meta-judge's")  # fmt: skip
+    parser.add_argument(
+        "--extractor-model", help="default $RALIGN_EXTRACTOR_MODEL, else the meta-judge's"
+    )
+    parser.add_argument(
+        "--extractor-base-url", help="default $RALIGN_EXTRACTOR_BASE_URL, else the meta-judge's"
+    )
     parser.add_argument("--draws", type=int, default=DRAWS, help="bootstrap draws")
     parser.add_argument("--json", metavar="FILE", help="write the figures (and per item) here")
     args = parser.parse_args(argv)
@@ -305,14 +332,12 @@ def run(args: argparse.Namespace) -> int:
     records = loaded.records[: args.limit] if args.limit else loaded.records
     names = reference_names(records, args.reference)
     extractor = judge.endpoint_of("extractor")
-    results = {
-        name: compare_reference(records, name, options, judge, args.draws) for name in names
-    }
+    results = {name: compare_reference(records, name, options, judge, args.draws) for name in names}
     wall = time.perf_counter() - started
     title = (
         f"{len(records)} items of {loaded.path}; meta-judge {judge.transport.model} at "
         f"{judge.transport.endpoint}, extractor {extractor.model} at {extractor.endpoint} "
-        f"(rationale source {args.rationale_source}); percent, Δ = extracted − stored with a "
+        f"(rationale source {args.rationale_source}); percent, Δ = extracted - stored with a "
         f"paired bootstrap over items ({args.draws} draws); {wall:.1f} s"
     )
     print(table(results, title))

@@ -79,9 +79,7 @@ def test_extraction_agreement_scores_both_sides_with_the_same_judge(tmp_path):
     high = data["references"]["high_deceptive_alignment"]
     assert data["extractor"]["model"] == "loop-extractor"
     assert high["extraction"]["extract_ok"] == 8
-    assert {tuple(item["extracted"]["reasons"]) for item in high["per_item"]} == {
-        EXTRACTED_REASONS
-    }
+    assert {tuple(item["extracted"]["reasons"]) for item in high["per_item"]} == {EXTRACTED_REASONS}
     # The sample's fifth item has no stored reason: skipped on the stored side only.
     assert high["per_item"][4]["stored"]["status"] == "skipped_empty"
     assert high["per_item"][4]["extracted"]["status"] == "scored"
