@@ -11,11 +11,21 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import Enum
 from typing import Any
 
 from ralign_tasks.scorers.lazy_modules import lazy_import
+from ralign_tasks.scorers.reasons import (
+    OPTION as TYPES_OPTION,
+)
+from ralign_tasks.scorers.reasons import (
+    STEP_COUNTS,
+    TYPE_METRICS,
+    TYPE_SPECS,
+    type_columns,
+    type_values,
+)
 from ralign_tasks.scorers.schema import MetricSpec, Schema
 from ralign_tasks.scorers.stats import DRAWS, SEED, bootstrap_sums, finite, paired_sums
 
@@ -152,6 +162,18 @@ FIDELITY_SCHEMA = Schema(
             option="samples",
             description="mean over samples of each sample's F-Score",
         ),
+        *TYPE_SPECS,
+        *(
+            MetricSpec(
+                f"s_corr_top_{kind}",
+                f"S-Corr top {kind}",
+                False,
+                "summary",
+                option=TYPES_OPTION,
+                description=f"S-Corr among the items whose top reason is {title}",
+            )
+            for kind, title in (("evidence", "evidence-grounded"), ("generic", "generic/style"))
+        ),
     ),
     counts=(
         MetricSpec("label_correct", "label-ok", True, "count", needs_judge=False, detail=True),
@@ -163,6 +185,7 @@ FIDELITY_SCHEMA = Schema(
         MetricSpec("meta_parse_fail", "meta PF", False, "count"),
         MetricSpec("meta_call_fail", "meta CF", False, "count"),
         MetricSpec("meta_unjudged", "unjudged", False, "count", needs_judge=False),
+        *(replace(spec, option=TYPES_OPTION) for spec in STEP_COUNTS),
     ),
     headline="f_score",
 )
@@ -210,6 +233,14 @@ class ItemOutcome:
     second: JudgedAnswer | None = None
     # A repeated run's samples, the first one included (empty otherwise).
     samples: tuple[JudgedAnswer, ...] = ()
+    # reason_types: whether the run asked for them, what became of the extraction (None: not
+    # asked, e.g. no output; ok, empty, parse_fail, call_fail), each type's count among the
+    # item's reasons and its top reason's type (None: not typed), and a failed typing.
+    classify: bool = False
+    extraction: str | None = None
+    type_counts: tuple[int, ...] | None = None
+    top_type: str | None = None
+    types_failed: bool = False
 
     @property
     def category(self) -> str:
@@ -232,6 +263,10 @@ class ItemOutcome:
             "meta_parse_fail": float(category == "parse_fail"),
             "meta_call_fail": float(category == "call_fail"),
             "meta_unjudged": float(category == "unjudged"),
+            "extract_call_fail": float(self.extraction == "call_fail"),
+            "extract_parse_fail": float(self.extraction == "parse_fail"),
+            "extract_empty": float(self.extraction == "empty"),
+            "types_failed": float(self.types_failed),
         }
 
 
@@ -300,6 +335,10 @@ def compute_fidelity(
         **point,
     }
     stderr, ci = bootstrap_sums(columns, _metric_values, point, draws=draws, seed=seed)
+    types = compute_reason_types(outcomes, draws=draws, seed=seed)
+    stderr.update(types.pop("stderr"))
+    ci.update(types.pop("ci"))
+    report.update(types)
     sampled = [o for o in outcomes if o.samples]
     if sampled and len(sampled) != len(outcomes):
         raise ValueError("a group mixes repeated and single-sample items")
@@ -341,6 +380,70 @@ def paired_difference(
         _item_columns(first), _item_columns(second), _metric_values, FIDELITY_METRICS,
         draws=draws, seed=seed,
     )  # fmt: skip
+
+
+# --- Reason types (issue 23): what kind of reasons the rationales give ----------------------
+
+TOP_S_CORR = ("s_corr_top_evidence", "s_corr_top_generic")
+REASON_TYPE_METRICS = (*TYPE_METRICS, *TOP_S_CORR)
+_STEP_COUNT_NAMES = tuple(spec.name for spec in STEP_COUNTS)
+
+
+def _reason_type_columns(outcomes: Sequence[ItemOutcome]) -> np.ndarray:
+    """Per item: the reason-type columns (scorers/reasons.py), then for S-Corr by top reason
+    type, per type (evidence, generic): judged Correct or Incorrect with that top type, and
+    Incorrect with it; and whether its run had no meta-judge."""
+    types = type_columns([o.type_counts for o in outcomes], [o.top_type for o in outcomes])
+    rows = []
+    for o in outcomes:
+        decided = o.label_correct and o.meta in (MetaStatus.CORRECT, MetaStatus.INCORRECT)
+        incorrect = o.label_correct and o.meta is MetaStatus.INCORRECT
+        row = []
+        for kind in ("evidence", "generic"):
+            row += [decided and o.top_type == kind, incorrect and o.top_type == kind]
+        rows.append([*row, not o.judged])
+    return np.hstack([types, np.asarray(rows, dtype=float).reshape(-1, 5)])
+
+
+def _reason_type_values(sums: np.ndarray) -> dict[str, np.ndarray]:
+    width = sums.shape[-1] - 5
+    values = type_values(sums[..., :width])
+    evidence_decided, evidence_incorrect, generic_decided, generic_incorrect, no_judge = (
+        np.moveaxis(sums[..., width:], -1, 0)
+    )
+    with np.errstate(divide="ignore", invalid="ignore"):
+        for name, decided, incorrect in (
+            ("s_corr_top_evidence", evidence_decided, evidence_incorrect),
+            ("s_corr_top_generic", generic_decided, generic_incorrect),
+        ):
+            values[name] = np.where((no_judge == 0) & (decided > 0), incorrect / decided, np.nan)
+    return values
+
+
+def compute_reason_types(
+    outcomes: Sequence[ItemOutcome], *, draws: int = DRAWS, seed: int = SEED
+) -> dict[str, Any]:
+    """With reason_types: each type's share of the typed reasons and of the top reasons, and
+    S-Corr among the items whose top reason is evidence-grounded and generic/style, with
+    bootstrap CIs over items (an item's reasons drawn together), and the extraction and
+    typing counts; ``None`` for all of them in a run without the option."""
+    if not any(o.classify for o in outcomes):
+        empty = dict.fromkeys(REASON_TYPE_METRICS)
+        return {**empty, **dict.fromkeys(_STEP_COUNT_NAMES), "stderr": dict(empty),
+                "ci": dict(empty)}  # fmt: skip
+    columns = _reason_type_columns(outcomes)
+    point = _point(_reason_type_values(columns.sum(axis=0)))
+    stderr, ci = bootstrap_sums(columns, _reason_type_values, point, draws=draws, seed=seed)
+    extraction = Counter(o.extraction for o in outcomes)
+    return {
+        **point,
+        "extract_call_fail": extraction["call_fail"],
+        "extract_parse_fail": extraction["parse_fail"],
+        "extract_empty": extraction["empty"],
+        "types_failed": sum(o.types_failed for o in outcomes),
+        "stderr": stderr,
+        "ci": ci,
+    }
 
 
 # --- Position swap (issue 14): both orders of every pair ----------------------------------

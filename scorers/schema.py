@@ -8,7 +8,7 @@ the CLI tables, ``ralign report`` and the viewer are all built from these specs.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 Aggregation = Literal["count", "summary"]
@@ -87,10 +87,13 @@ class Schema:
 
 
 def merged_specs(schemas: list[Schema]) -> dict[str, MetricSpec]:
-    """Every spec of several schemas by name; a name with two different meanings is an error."""
+    """Every spec of several schemas by name; a name with two different meanings is an error.
+    The option a family reports it under is the family's own (the extraction counts exist in
+    every HelpSteer3-Atomic run, in R-Align runs only with reason_types)."""
     found: dict[str, MetricSpec] = {}
     for schema in schemas:
         for spec in schema:
-            if found.setdefault(spec.name, spec) != spec:
+            meaning = replace(spec, option=None)
+            if replace(found.setdefault(spec.name, spec), option=None) != meaning:
                 raise ValueError(f"{spec.name!r} is specified differently by two families")
     return found

@@ -338,9 +338,11 @@ def ralign_metrics(
             measured = name not in unmeasured
             values[name] = _number(summary[name] if measured else None)
             values[f"{name}_stderr"] = _number(summary["stderr"][name] if measured else None)
-        for name in protocol.schema.count_names:
-            if judged or not protocol.schema.spec(name).needs_judge:
-                values[name] = _number(summary[name])
+        for spec in protocol.schema.counts:
+            if (spec.option is None or summary[spec.name] is not None) and (
+                judged or not spec.needs_judge
+            ):
+                values[spec.name] = _number(summary[spec.name])
         return values
 
     return compute

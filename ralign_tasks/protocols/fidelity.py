@@ -19,6 +19,7 @@ from ralign_tasks.protocols.base import (
     TaskSpec,
     latest_call,
 )
+from ralign_tasks.protocols.reasons import EXTRACT_STEP, REASON_TYPES_STEP
 from ralign_tasks.records import Turn, turn_dicts
 from ralign_tasks.scorers.ask import JudgeCall
 from ralign_tasks.scorers.errors import UserError
@@ -32,6 +33,7 @@ from ralign_tasks.scorers.fidelity import (
     paired_difference,
     parse_meta_verdict,
 )
+from ralign_tasks.scorers.reasons import REASON_TYPES, type_counts
 from ralign_tasks.scorers.verdict import (
     VERDICT_POLICIES,
     Verdict,
@@ -131,6 +133,14 @@ class FidelityJudgment:
     # Where the meta-judge prompt puts the GenRM output: after the golden rationale (the
     # protocol's order) or before it (the meta-judge position probe).
     genrm_first: bool = False
+    # reason_types: the extractor lists the reasons of the rationale the meta-judge reads
+    # (``rationale``), then the judge types them (see ralign_tasks.protocols.reasons).
+    classify: bool = False
+    rationale: str | None = None
+    reasons: tuple[str, ...] = ()
+    extraction: str | None = None
+    reason_types: tuple[str, ...] | None = None
+    types_failed: bool = False
 
     @classmethod
     def from_output(
@@ -147,6 +157,17 @@ class FidelityJudgment:
     def label_correct(self) -> bool:
         return self.verdict is not None and self.verdict == self.record.label
 
+    def comparison(self) -> dict[str, object]:
+        return _comparison_vars(self.record)
+
+    @property
+    def wants_extraction(self) -> bool:
+        return self.classify and bool(self.rationale) and self.extraction is None
+
+    @property
+    def wants_types(self) -> bool:
+        return self.extraction == "ok" and self.reason_types is None and not self.types_failed
+
 
 _META_NAMES = {
     MetaStatus.CORRECT: "Correct",
@@ -162,6 +183,7 @@ class FidelityProtocol(Protocol[PairRecord, FidelityJudgment, ItemOutcome]):
     title = "R-Align rationale fidelity"
     scorer_name = "ralign_fidelity"
     judge_step = "meta_judge"
+    prep_steps = (EXTRACT_STEP, REASON_TYPES_STEP)
     schema = FIDELITY_SCHEMA
     group_field = "subset"
     genrm_template_file = GENRM_TEMPLATE
@@ -206,6 +228,14 @@ class FidelityProtocol(Protocol[PairRecord, FidelityJudgment, ItemOutcome]):
             "output (the protocol); genrm_first: the other way round, to measure the "
             "meta-judge's own position bias with the agreement report",
             ("golden_first", "genrm_first"),
+        ),
+        Option(
+            "reason_types",
+            False,
+            "true: the extractor lists the reasons of each rationale (the visible answer, as "
+            "the meta-judge reads it) and the judge types them (evidence-grounded, "
+            "criterion-grounded, generic/style): type shares, and S-Corr by top reason type",
+            kind=bool,
         ),
     )
 
@@ -296,11 +326,17 @@ class FidelityProtocol(Protocol[PairRecord, FidelityJudgment, ItemOutcome]):
         judgment = FidelityJudgment.from_output(
             record, first.text, policy, first.truncated, first.error
         )
+        classify = bool(options.get("reason_types"))
+        # What the meta-judge reads of the first answer (no thinking) is what is extracted.
+        rationale = strip_thinking(first.text) if classify and first.text is not None else None
         return replace(
             judgment,
             swapped=other,
             repeats=repeats,
             genrm_first=options.get("judge_order") == "genrm_first",
+            classify=classify,
+            rationale=rationale,
+            extraction="empty" if rationale == "" else None,
         )
 
     # --- the meta-judge --------------------------------------------------------------------
@@ -354,6 +390,11 @@ class FidelityProtocol(Protocol[PairRecord, FidelityJudgment, ItemOutcome]):
             verdict=judgment.verdict,
             second=second,
             samples=samples,
+            classify=judgment.classify,
+            extraction=judgment.extraction,
+            type_counts=type_counts(judgment.reason_types),
+            top_type=judgment.reason_types[0] if judgment.reason_types else None,
+            types_failed=judgment.types_failed,
         )
 
     def explain(self, judgment: FidelityJudgment, calls: JudgeCalls) -> str:
@@ -383,12 +424,18 @@ class FidelityProtocol(Protocol[PairRecord, FidelityJudgment, ItemOutcome]):
     # --- the judged-item record ------------------------------------------------------------
 
     def genrm_fields(self, judgment: FidelityJudgment) -> dict[str, Any]:
-        fields = {
+        fields: dict[str, Any] = {
             "output": judgment.output,
             "verdict": judgment.verdict,
             "truncated": judgment.truncated,
             "error": judgment.error,
         }
+        if judgment.classify:
+            fields |= {
+                "reasons": list(judgment.reasons),
+                "extracted": judgment.extraction is not None,
+                "reason_types": list(judgment.reason_types) if judgment.reason_types else None,
+            }
         if judgment.swapped is not None:
             order = judgment.swapped
             fields["swapped"] = {
@@ -426,6 +473,15 @@ class FidelityProtocol(Protocol[PairRecord, FidelityJudgment, ItemOutcome]):
             "judged": outcome.judged,
             "verdict": outcome.verdict,
         }
+        if outcome.classify:
+            counts = outcome.type_counts
+            fields |= {
+                "extraction": outcome.extraction,
+                **{f"types_{kind}": counts[i] if counts else None
+                   for i, kind in enumerate(REASON_TYPES)},
+                "top_type": outcome.top_type,
+                "types_failed": outcome.types_failed,
+            }  # fmt: skip
         if outcome.samples:  # a list: Inspect's score value leaves it out, its metadata has it
             fields["samples"] = [_answer_dict(answer) for answer in outcome.samples]  # type: ignore[assignment]
         second = outcome.second
@@ -465,7 +521,15 @@ class FidelityProtocol(Protocol[PairRecord, FidelityJudgment, ItemOutcome]):
             verdict=stored.get("verdict"),
             second=second,
             samples=tuple(_answer_from(answer) for answer in stored.get("samples") or ()),
-        )
+            classify="extraction" in stored,
+            extraction=stored.get("extraction"),
+            type_counts=(
+                tuple(int(stored[f"types_{kind}"]) for kind in REASON_TYPES)
+                if stored.get("types_evidence") is not None else None
+            ),
+            top_type=stored.get("top_type"),
+            types_failed=bool(stored.get("types_failed")),
+        )  # fmt: skip
 
     def outcome_group(self, outcome: ItemOutcome) -> str:
         return outcome.subset
@@ -546,6 +610,10 @@ class FidelityProtocol(Protocol[PairRecord, FidelityJudgment, ItemOutcome]):
             "meta": outcome.meta.value if outcome.meta is not None else None,
             "meta_answer": first.get("answer"),
             "meta_error": first.get("error"),
+            "reasons": genrm.get("reasons"),
+            "reason_types": genrm.get("reason_types"),
+            "extract_answer": latest_call(judge, 0, EXTRACT_STEP.name).get("answer"),
+            "extract_error": latest_call(judge, 0, EXTRACT_STEP.name).get("error"),
             **_second_order(genrm, outcome, second.get("answer")),
         }
 

@@ -72,16 +72,20 @@ def format_table(title: str, rows: list[list[str]], columns: int | None = None) 
 def format_run_table(title: str, protocol: Protocol[Any, Any, Any], report: dict[str, Any]) -> str:
     """Every metric and count of the protocol's schema, overall and per group."""
     schema = protocol.schema
-    # A metric of an option that is off (the swap metrics without swap) is left out.
+    # A metric or count of an option that is off (the swap metrics without swap) is left out.
     metrics = [
         spec for spec in schema.metrics
+        if spec.option is None or report["overall"].get(spec.name) is not None
+    ]  # fmt: skip
+    counts = [
+        spec for spec in schema.counts
         if spec.option is None or report["overall"].get(spec.name) is not None
     ]  # fmt: skip
     header = [
         protocol.group_field,
         *(spec.label for spec in metrics),
         "N",
-        *(spec.label for spec in schema.counts),
+        *(spec.label for spec in counts),
     ]
     rows = [header]
     for name, group in [("(all)", report["overall"]), *report["subsets"].items()]:
@@ -90,7 +94,7 @@ def format_run_table(title: str, protocol: Protocol[Any, Any, Any], report: dict
                 name,
                 *(percent_text(group[m.name], group["ci"][m.name]) for m in metrics),
                 str(group["n"]),
-                *(UNDEFINED if group[c] is None else str(group[c]) for c in schema.count_names),
+                *(UNDEFINED if group[c.name] is None else str(group[c.name]) for c in counts),
             ]
         )
     return format_table(f"{title}: percent, 95% CI", rows)
