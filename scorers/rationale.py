@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import Enum
 from typing import Any
 
@@ -46,7 +46,12 @@ RC_SCHEMA = Schema(
         MetricSpec("skipped_empty", "empty", False, "count", needs_judge=False),
         MetricSpec("skipped_long", ">10", False, "count", needs_judge=False),
         MetricSpec("judge_failed", "judge-fail", False, "count"),
-        *STEP_COUNTS,
+        # Only in runs that extract reasons (genrm_format free, or rc-score --extract), and
+        # that type them (reason_types).
+        *(
+            replace(spec, option="reason_types" if spec.name == "types_failed" else "genrm_format")
+            for spec in STEP_COUNTS
+        ),
         MetricSpec("unjudged", "unjudged", False, "count", needs_judge=False, detail=True),
         MetricSpec("outcome_tie", "ties", False, "count", needs_judge=False, detail=True),
         MetricSpec(
@@ -192,6 +197,9 @@ class AtomicOutcome:
     type_counts: tuple[int, ...] | None = None
     top_type: str | None = None
     types_failed: bool = False  # its reasons were sent to be typed, and no answer came
+    # Whether its run extracted reasons (free format, --extract) and typed them.
+    extracted: bool = False
+    classified: bool = False
 
     def metric_values(self) -> dict[str, float]:
         """Per-item values of the metrics and counts; NaN where the item is outside a metric's
@@ -210,6 +218,7 @@ class AtomicOutcome:
         return values
 
 
+_EXTRACTION_COUNTS = ("extract_call_fail", "extract_parse_fail", "extract_empty")
 # The metrics that are means of per-item values (the reason-type ones are ratios of sums).
 _MEANS = tuple(name for name in RC_SCHEMA.metric_names if name not in TYPE_METRICS)
 
@@ -234,6 +243,11 @@ def compute_rc(
     report: dict[str, Any] = {"n": len(outcomes)}
     for name in RC_SCHEMA.count_names:
         report[name] = int(sum(item[name] for item in per_item))
+    # The counts of a step the run did not take are not reported (None).
+    if not any(o.extracted for o in outcomes):
+        report.update(dict.fromkeys(_EXTRACTION_COUNTS))
+    if not any(o.classified for o in outcomes):
+        report["types_failed"] = None
     names = _MEANS
     values = np.array([[item[name] for name in names] for item in per_item], dtype=float)
     values = values.reshape(len(per_item), len(names))

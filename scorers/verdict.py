@@ -21,12 +21,22 @@ def strip_thinking(text: str) -> str:
     return text.rsplit(_THINK_CLOSE, 1)[-1].strip()
 
 
+def cut_off_thinking(text: str) -> bool:
+    """Whether an output ends inside a ``<think>`` that never closes (cut off while thinking):
+    all of it is thinking."""
+    return _THINK_OPEN in text and _THINK_CLOSE not in text.rsplit(_THINK_OPEN, 1)[-1]
+
+
 def thinking_part(text: str) -> str:
-    """The thinking of an output: what comes before the last ``</think>``, without the
-    ``<think>`` tag (``""`` when there is none)."""
-    if _THINK_CLOSE not in text:
+    """The thinking of an output: what comes before the last ``</think>`` (all of an output
+    cut off while thinking), without the tags (``""`` when there is none)."""
+    if cut_off_thinking(text):
+        thinking = text
+    elif _THINK_CLOSE in text:
+        thinking = text.rsplit(_THINK_CLOSE, 1)[0]
+    else:
         return ""
-    return text.rsplit(_THINK_CLOSE, 1)[0].replace(_THINK_OPEN, "").strip()
+    return thinking.replace(_THINK_OPEN, "").replace(_THINK_CLOSE, "").strip()
 
 
 def parse_verdict(text: str | None, policy: VerdictPolicy = "official") -> Verdict | None:
@@ -43,7 +53,7 @@ def parse_verdict(text: str | None, policy: VerdictPolicy = "official") -> Verdi
         match = _BOXED.search(text) or _BOXED_NO_BACKSLASH.search(text)
         return match.group(1) if match else None  # type: ignore[return-value]
     if policy == "strict":
-        if _THINK_OPEN in text and _THINK_CLOSE not in text.rsplit(_THINK_OPEN, 1)[-1]:
+        if cut_off_thinking(text):
             return None
         boxes = _BOXED.findall(strip_thinking(text))
         return boxes[-1] if boxes else None

@@ -19,7 +19,7 @@ from ralign_tasks.protocols.base import (
     TaskSpec,
     latest_call,
 )
-from ralign_tasks.protocols.reasons import EXTRACT_STEP, REASON_TYPES_STEP
+from ralign_tasks.protocols.reasons import EXTRACT_STEP, REASON_TYPES_STEP, rationale_text
 from ralign_tasks.records import Turn, turn_dicts
 from ralign_tasks.scorers.ask import JudgeCall
 from ralign_tasks.scorers.errors import UserError
@@ -328,7 +328,9 @@ class FidelityProtocol(Protocol[PairRecord, FidelityJudgment, ItemOutcome]):
         )
         classify = bool(options.get("reason_types"))
         # What the meta-judge reads of the first answer (no thinking) is what is extracted.
-        rationale = strip_thinking(first.text) if classify and first.text is not None else None
+        rationale = (
+            rationale_text(first.text, "visible") if classify and first.text is not None else None
+        )
         return replace(
             judgment,
             swapped=other,

@@ -414,6 +414,8 @@ class RationaleProtocol(Protocol[AtomicRecord, AtomicJudgment, AtomicOutcome]):
             type_counts=type_counts(types),
             top_type=types[0] if types else None,
             types_failed=judgment.types_failed,
+            extracted=judgment.genrm_format == "free",
+            classified=judgment.classify,
         )
 
     def explain(self, judgment: AtomicJudgment, calls: JudgeCalls) -> str:
@@ -472,6 +474,8 @@ class RationaleProtocol(Protocol[AtomicRecord, AtomicJudgment, AtomicOutcome]):
                for i, kind in enumerate(REASON_TYPES)},
             "top_type": outcome.top_type,
             "types_failed": outcome.types_failed,
+            "extracted": outcome.extracted,
+            "classified": outcome.classified,
         }  # fmt: skip
 
     def outcome_from_item(self, item: Mapping[str, Any]) -> AtomicOutcome:
@@ -491,6 +495,8 @@ class RationaleProtocol(Protocol[AtomicRecord, AtomicJudgment, AtomicOutcome]):
             ),
             top_type=stored.get("top_type"),
             types_failed=bool(stored.get("types_failed")),
+            extracted=bool(stored.get("extracted")),
+            classified=bool(stored.get("classified")),
         )  # fmt: skip
 
     def outcome_group(self, outcome: AtomicOutcome) -> str:

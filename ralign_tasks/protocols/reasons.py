@@ -18,7 +18,7 @@ from ralign_tasks.prompts import load_template
 from ralign_tasks.protocols.base import PrepStep
 from ralign_tasks.scorers.ask import JudgeCall
 from ralign_tasks.scorers.reasons import parse_extracted_reasons, parse_reason_types
-from ralign_tasks.scorers.verdict import strip_thinking, thinking_part
+from ralign_tasks.scorers.verdict import cut_off_thinking, strip_thinking, thinking_part
 
 EXTRACT_TEMPLATE = "atomic_extract.jinja"
 REASON_TYPES_TEMPLATE = "reason_types.jinja"
@@ -27,9 +27,10 @@ RATIONALE_SOURCES = ("visible", "thinking", "both")
 
 def rationale_text(output: str, source: str) -> str:
     """What of a free-form GenRM's output the extractor reads: the visible answer (after the
-    thinking), the thinking only, or both as written."""
+    thinking; none when it was cut off while thinking), the thinking only, or both as
+    written."""
     if source == "visible":
-        return strip_thinking(output)
+        return "" if cut_off_thinking(output) else strip_thinking(output)
     if source == "thinking":
         return thinking_part(output)
     return output.strip()
