@@ -616,6 +616,7 @@ class FidelityProtocol(Protocol[PairRecord, FidelityJudgment, ItemOutcome]):
             "reason_types": genrm.get("reason_types"),
             "extract_answer": latest_call(judge, 0, EXTRACT_STEP.name).get("answer"),
             "extract_error": latest_call(judge, 0, EXTRACT_STEP.name).get("error"),
+            "types_error": latest_call(judge, 0, REASON_TYPES_STEP.name).get("error"),
             **_second_order(genrm, outcome, second.get("answer")),
         }
 
