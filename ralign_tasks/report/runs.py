@@ -220,6 +220,16 @@ def _count(value: Any) -> int | None:
     return int(number) if number is not None else None
 
 
+def _reported_counts(task: str, counts: dict[str, int | None]) -> dict[str, int | None]:
+    """A run's counts without those of an option it did not have on (None: the extraction
+    counts of a checklist run)."""
+    schema = protocol_of(task).schema
+    return {
+        name: value for name, value in counts.items()
+        if value is not None or schema.spec(name).option is None
+    }  # fmt: skip
+
+
 def task_columns(task: str, details: bool = True) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """The metrics and the counts reported for a task (breakdown counts only with
     ``details``)."""
@@ -248,7 +258,7 @@ def _grouped_result(
             n=group["n"],
             values={m: group[m] for m in names},
             ci={m: group["ci"][m] for m in names},
-            counts={c: group[c] for c in counts},
+            counts=_reported_counts(task, {c: group[c] for c in counts}),
             subset=part,
         )
 
@@ -327,7 +337,7 @@ def _aggregate_result(
         n=n,
         values={m: finite_or_none(metrics.get(m)) for m in names},
         ci=dict.fromkeys(names),
-        counts={c: _count(metrics.get(c)) for c in counts},
+        counts=_reported_counts(task, {c: _count(metrics.get(c)) for c in counts}),
     )
 
 
