@@ -366,6 +366,7 @@ def main(argv: list[str] | None = None) -> None:
         description="Scripted OpenAI-compatible server for every ralign task: the R-Align "
         "GenRM always picks A and its meta-judge always says Correct; the HelpSteer3-Atomic "
         "GenRM lists two reasons, which the RC MetaJudge matches to the first two rationales; "
+        "the extractor lists two reasons of any rationale, typed evidence and generic; "
         "the label benchmarks' GenRM prefers Assistant A and rates every answer 8."
     )
     parser.add_argument("--latency", type=float, default=0.0, help="seconds per request")
