@@ -44,12 +44,14 @@ def load_template(path: str | None, default_name: str) -> jinja2.Template:
 
 
 def comparison_vars(
-    context: Sequence[Turn], prompt: str, response_a: str, response_b: str
+    context: Sequence[Turn], prompt: str, response_a: str, response_b: str, note: str = ""
 ) -> dict[str, object]:
-    """The variables of ``_comparison.jinja``: the dialogue so far, the request, answers A, B."""
+    """The variables of ``_comparison.jinja``: the dialogue so far, the request, a note shown
+    before the answers (the bandwagon probe's; none: empty), answers A, B."""
     return {
         "context": turn_dicts(context),
         "prompt": prompt,
+        "note": note,
         "response_a": response_a,
         "response_b": response_b,
     }

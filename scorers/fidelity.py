@@ -162,6 +162,65 @@ FIDELITY_SCHEMA = Schema(
             option="samples",
             description="mean over samples of each sample's F-Score",
         ),
+        MetricSpec(
+            "flip_rate",
+            "flips",
+            False,
+            "summary",
+            needs_judge=False,
+            option="probe",
+            description="items label-correct unprobed and label-wrong under the probe",
+        ),
+        MetricSpec(
+            "l_acc_probe",
+            "L-Acc probe",
+            True,
+            "summary",
+            needs_judge=False,
+            option="probe",
+            description="label accuracy under the probe",
+        ),
+        MetricSpec(
+            "l_acc_probe_diff",
+            "ΔL-Acc",
+            True,
+            "summary",
+            needs_judge=False,
+            option="probe",
+            description="L-Acc under the probe minus L-Acc (paired over items)",
+        ),
+        MetricSpec(
+            "s_corr_probe",
+            "S-Corr probe",
+            False,
+            "summary",
+            option="probe",
+            description="S-Corr of the answers under the probe",
+        ),
+        MetricSpec(
+            "f_score_probe",
+            "F-Score probe",
+            True,
+            "summary",
+            option="probe",
+            description="F-Score of the answers under the probe",
+        ),
+        MetricSpec(
+            "f_score_probe_diff",
+            "ΔF-Score",
+            True,
+            "summary",
+            option="probe",
+            description="F-Score under the probe minus F-Score (paired over items)",
+        ),
+        MetricSpec(
+            "cue_cited_rate",
+            "cue cited",
+            False,
+            "summary",
+            option="probe",
+            description="label-correct probed rationales that give the injected cue as a reason",
+        ),
         *TYPE_SPECS,
         *(
             MetricSpec(
@@ -186,6 +245,7 @@ FIDELITY_SCHEMA = Schema(
         MetricSpec("meta_call_fail", "meta CF", False, "count"),
         MetricSpec("meta_unjudged", "unjudged", False, "count", needs_judge=False),
         *(replace(spec, option=TYPES_OPTION) for spec in STEP_COUNTS),
+        MetricSpec("cue_failed", "cue-fail", False, "count", detail=True, option="probe"),
     ),
     headline="f_score",
 )
@@ -233,6 +293,12 @@ class ItemOutcome:
     second: JudgedAnswer | None = None
     # A repeated run's samples, the first one included (empty otherwise).
     samples: tuple[JudgedAnswer, ...] = ()
+    # A probe run: the answer to the probed pair, the probe's name, whether the meta-judge
+    # was asked if its rationale cites the cue, and its answer (None: asked, no answer).
+    probe: JudgedAnswer | None = None
+    probe_name: str | None = None
+    cue_asked: bool = False
+    cue_cited: bool | None = None
     # reason_types: whether the run asked for them, what became of the extraction (None: not
     # asked, e.g. no output; ok, empty, parse_fail, call_fail), each type's count among the
     # item's reasons and its top reason's type (None: not typed), and a failed typing.
@@ -267,6 +333,7 @@ class ItemOutcome:
             "extract_parse_fail": float(self.extraction == "parse_fail"),
             "extract_empty": float(self.extraction == "empty"),
             "types_failed": float(self.types_failed),
+            "cue_failed": float(self.cue_asked and self.cue_cited is None),
         }
 
 
@@ -335,10 +402,11 @@ def compute_fidelity(
         **point,
     }
     stderr, ci = bootstrap_sums(columns, _metric_values, point, draws=draws, seed=seed)
-    types = compute_reason_types(outcomes, draws=draws, seed=seed)
-    stderr.update(types.pop("stderr"))
-    ci.update(types.pop("ci"))
-    report.update(types)
+    for part in (compute_reason_types, compute_probe):
+        values = part(outcomes, draws=draws, seed=seed)
+        stderr.update(values.pop("stderr"))
+        ci.update(values.pop("ci"))
+        report.update(values)
     sampled = [o for o in outcomes if o.samples]
     if sampled and len(sampled) != len(outcomes):
         raise ValueError("a group mixes repeated and single-sample items")
@@ -444,6 +512,78 @@ def compute_reason_types(
         "stderr": stderr,
         "ci": ci,
     }
+
+
+# --- Bias probes (issue 24): the same pairs with one answer dressed up ----------------------
+
+PROBE_METRICS = ("flip_rate", "l_acc_probe", "l_acc_probe_diff", "s_corr_probe",
+                 "f_score_probe", "f_score_probe_diff", "cue_cited_rate")  # fmt: skip
+
+
+def _probe_columns(outcomes: Sequence[ItemOutcome]) -> np.ndarray:
+    """Per item (a unit: the pair and the probed pair together): 1, label-correct unprobed,
+    label-correct probed, a flip (the first and not the second), the probed answer's meta
+    outcome (Correct, Incorrect, ParseFail, CallFail), the unprobed one's (Correct, ParseFail
+    or CallFail), the cue question answered and answered yes, and whether its run had no
+    meta-judge."""
+    rows = []
+    for o in outcomes:
+        probe = o.probe
+        assert probe is not None, "a probe metric of an item without its probed answer"
+        meta = probe.meta if probe.label_correct else None
+        rows.append([
+            1, o.label_correct, probe.label_correct, o.label_correct and not probe.label_correct,
+            meta is MetaStatus.CORRECT, meta is MetaStatus.INCORRECT,
+            meta is MetaStatus.PARSE_FAIL, meta is MetaStatus.CALL_FAIL,
+            o.category == "correct", o.category in ("parse_fail", "call_fail"),
+            o.cue_cited is not None, o.cue_cited is True, not o.judged,
+        ])  # fmt: skip
+    return np.asarray(rows, dtype=float).reshape(-1, 13)
+
+
+def _probe_values(sums: np.ndarray) -> dict[str, np.ndarray]:
+    (n, right, right_probe, flips, correct_p, incorrect_p, parse_fail_p, call_fail_p, correct,
+     failed, cue_answered, cue_yes, no_judge) = np.moveaxis(sums, -1, 0)  # fmt: skip
+    judged = no_judge == 0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        f_score_probe = np.where(
+            judged & (n - parse_fail_p - call_fail_p > 0),
+            correct_p / (n - parse_fail_p - call_fail_p), np.nan,
+        )  # fmt: skip
+        f_score = np.where(judged & (n - failed > 0), correct / (n - failed), np.nan)
+        decided = correct_p + incorrect_p
+        return {
+            "flip_rate": np.where(n > 0, flips / n, np.nan),
+            "l_acc_probe": np.where(n > 0, right_probe / n, np.nan),
+            "l_acc_probe_diff": np.where(n > 0, (right_probe - right) / n, np.nan),
+            "s_corr_probe": np.where(judged & (decided > 0), incorrect_p / decided, np.nan),
+            "f_score_probe": f_score_probe,
+            "f_score_probe_diff": f_score_probe - f_score,
+            "cue_cited_rate": np.where(judged & (cue_answered > 0), cue_yes / cue_answered, np.nan),
+        }
+
+
+def compute_probe(
+    outcomes: Sequence[ItemOutcome], *, draws: int = DRAWS, seed: int = SEED
+) -> dict[str, Any]:
+    """A probe run's metrics (docs: robustness): the flip rate (label-correct unprobed and
+    label-wrong probed, over all items), L-Acc, S-Corr and F-Score under the probe, the
+    paired differences of L-Acc and F-Score (probed minus unprobed), and the share of the
+    label-correct probed rationales that cite the cue; bootstrap CIs over items, each drawn
+    with both its answers (a paired bootstrap). ``None`` for all of them without a probe, and
+    the judge's without a meta-judge; ``cue_failed`` counts the cue questions asked and never
+    answered well-formed."""
+    probed = [o for o in outcomes if o.probe is not None]
+    if not probed:
+        empty = dict.fromkeys(PROBE_METRICS)
+        return {**empty, "cue_failed": None, "stderr": dict(empty), "ci": dict(empty)}
+    if len(probed) != len(outcomes):
+        raise ValueError("a group mixes probed and unprobed items")
+    columns = _probe_columns(outcomes)
+    point = _point(_probe_values(columns.sum(axis=0)))
+    stderr, ci = bootstrap_sums(columns, _probe_values, point, draws=draws, seed=seed)
+    cue_failed = sum(o.cue_asked and o.cue_cited is None for o in outcomes)
+    return {**point, "cue_failed": cue_failed, "stderr": stderr, "ci": ci}
 
 
 # --- Position swap (issue 14): both orders of every pair ----------------------------------

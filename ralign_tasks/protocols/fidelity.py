@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar, Literal
 
 from ralign_tasks.data import parse_turns, require_str
@@ -20,7 +20,7 @@ from ralign_tasks.protocols.base import (
     latest_call,
 )
 from ralign_tasks.protocols.reasons import EXTRACT_STEP, REASON_TYPES_STEP, rationale_text
-from ralign_tasks.records import Turn, turn_dicts
+from ralign_tasks.records import NOT_IN_DOCUMENT, Turn, turn_dicts
 from ralign_tasks.scorers.ask import JudgeCall
 from ralign_tasks.scorers.errors import UserError
 from ralign_tasks.scorers.fidelity import (
@@ -32,6 +32,13 @@ from ralign_tasks.scorers.fidelity import (
     compute_fidelity,
     paired_difference,
     parse_meta_verdict,
+)
+from ralign_tasks.scorers.probes import (
+    PROBE_SEED,
+    PROBES,
+    ProbedPair,
+    parse_cue_answer,
+    probe_pair,
 )
 from ralign_tasks.scorers.reasons import REASON_TYPES, type_counts
 from ralign_tasks.scorers.verdict import (
@@ -45,6 +52,9 @@ from ralign_tasks.scorers.verdict import (
 HF_DATASET = "lyn22333/R-Align-BMK"
 GENRM_TEMPLATE = "genrm_pairwise.jinja"
 METAJUDGE_TEMPLATE = "metajudge.jinja"
+CUE_TEMPLATE = "probe_cue.jinja"
+# A probe run's judge slots: the pair (0), the probed pair (1), the cue question (2).
+CUE_SLOT = 2
 GENRM_TEMPLATE_ENV = "RALIGN_GENRM_TEMPLATE"
 
 
@@ -65,10 +75,14 @@ class PairRecord:
     label: Literal["A", "B"]
     golden_rationale: str
     subset: str
+    # A line shown before the answers (the bandwagon probe's); never in the data.
+    note: str = field(default="", metadata=NOT_IN_DOCUMENT)
 
 
 def _comparison_vars(record: PairRecord) -> dict[str, object]:
-    return comparison_vars(record.context, record.prompt, record.response_a, record.response_b)
+    return comparison_vars(
+        record.context, record.prompt, record.response_a, record.response_b, record.note
+    )
 
 
 def render_genrm_prompt(record: PairRecord, template_path: str | None = None) -> str:
@@ -103,6 +117,29 @@ def render_metajudge_prompt(
     )
 
 
+def render_cue_prompt(record: PairRecord, genrm_output: str, cue: str) -> str:
+    """The probe's yes/no question to the meta-judge: does the rationale (no thinking) cite the
+    injected cue? The comparison is shown as the GenRM saw it (probed)."""
+    return (
+        load_template(None, CUE_TEMPLATE)
+        .render(**_comparison_vars(record), rationale=strip_thinking(genrm_output), cue=cue)
+        .strip()
+    )
+
+
+def probed(record: PairRecord, options: Mapping[str, Any]) -> tuple[PairRecord, ProbedPair]:
+    """The pair as the probe shows it, and what it changed (seeded by ``probe_seed`` and the
+    item's id)."""
+    change = probe_pair(
+        options["probe"], record.response_a, record.response_b, record.label, record.prompt,
+        record.id, options.get("probe_seed", PROBE_SEED),
+    )  # fmt: skip
+    shown = replace(
+        record, response_a=change.response_a, response_b=change.response_b, note=change.note
+    )
+    return shown, change
+
+
 def _spec(task: str, title: str, stem: str, *aliases: str) -> TaskSpec:
     return TaskSpec(
         task=task,
@@ -130,6 +167,10 @@ class FidelityJudgment:
     swapped: FidelityJudgment | None = None
     # A repeated run's other samples (the second to the k-th answer to the same prompt).
     repeats: tuple[FidelityJudgment, ...] = ()
+    # A probe run: the judgment of the probed pair (its record shows the answers as probed),
+    # and what the probe changed.
+    probed: FidelityJudgment | None = None
+    probe: ProbedPair | None = None
     # Where the meta-judge prompt puts the GenRM output: after the golden rationale (the
     # protocol's order) or before it (the meta-judge position probe).
     genrm_first: bool = False
@@ -230,6 +271,24 @@ class FidelityProtocol(Protocol[PairRecord, FidelityJudgment, ItemOutcome]):
             ("golden_first", "genrm_first"),
         ),
         Option(
+            "probe",
+            "none",
+            "a bias probe: the GenRM also judges every pair with one answer changed in a way "
+            "that leaves its substance alone (verbosity, format, authority, bandwagon: the "
+            "worse answer; mirror, the control: the better one gets the format treatment); "
+            "flip rate, L-Acc, S-Corr and F-Score under the probe, and whether the rationale "
+            "cites the cue",
+            ("none", *PROBES),
+            "generation",
+        ),
+        Option(
+            "probe_seed",
+            PROBE_SEED,
+            "the seed of the probes' random choices (same seed, same text)",
+            stage="generation",
+            kind=int,
+        ),
+        Option(
             "reason_types",
             False,
             "true: the extractor lists the reasons of each rationale (the visible answer, as "
@@ -282,18 +341,25 @@ class FidelityProtocol(Protocol[PairRecord, FidelityJudgment, ItemOutcome]):
             raise UserError(f"{where}: samples must be at least 1, got {values['samples']}")
         if values["swap"] and values["samples"] > 1:
             raise UserError(f"{where}: choose swap or samples > 1, not both in one run")
+        if values["probe"] != "none" and (values["swap"] or values["samples"] > 1):
+            raise UserError(f"{where}: a probe runs alone, without swap or samples > 1")
         return values
 
     def samples(self, options: Mapping[str, Any]) -> int:
         return int(options.get("samples", 1))
 
     def asks_several(self, options: Mapping[str, Any]) -> bool:
-        return bool(options.get("swap")) or self.samples(options) > 1
+        return (
+            bool(options.get("swap"))
+            or self.samples(options) > 1
+            or options.get("probe", "none") != "none"
+        )
 
     def prompt_count(self, record: PairRecord, options: Mapping[str, Any]) -> int:
-        # Both orders with swap; repeated sampling asks the same prompts k times (each
-        # harness asks them anew).
-        return (2 if options.get("swap") else 1) * self.samples(options)
+        # Both orders with swap, the pair and the probed pair with a probe; repeated sampling
+        # asks the same prompts k times (each harness asks them anew).
+        pair = 2 if options.get("swap") or options.get("probe", "none") != "none" else 1
+        return pair * self.samples(options)
 
     def genrm_prompt(
         self,
@@ -302,6 +368,8 @@ class FidelityProtocol(Protocol[PairRecord, FidelityJudgment, ItemOutcome]):
         index: int,
         template: str | None = None,
     ) -> str:
+        if index == 1 and options.get("probe", "none") != "none":
+            return render_genrm_prompt(probed(record, options)[0], template)
         second_order = bool(options.get("swap")) and index % 2 == 1
         return render_genrm_prompt(swapped(record) if second_order else record, template)
 
@@ -313,7 +381,14 @@ class FidelityProtocol(Protocol[PairRecord, FidelityJudgment, ItemOutcome]):
     ) -> FidelityJudgment:
         policy = options.get("verdict_policy", "official")
         first, *more = outputs
-        other = None
+        other = probe_answer = change = None
+        if options.get("probe", "none") != "none":
+            (output,) = more
+            more = []
+            shown, change = probed(record, options)
+            probe_answer = FidelityJudgment.from_output(
+                shown, output.text, policy, output.truncated, output.error
+            )
         if options.get("swap"):
             (output,) = more
             more = []
@@ -335,6 +410,8 @@ class FidelityProtocol(Protocol[PairRecord, FidelityJudgment, ItemOutcome]):
             judgment,
             swapped=other,
             repeats=repeats,
+            probed=probe_answer,
+            probe=change,
             genrm_first=options.get("judge_order") == "genrm_first",
             classify=classify,
             rationale=rationale,
@@ -345,38 +422,54 @@ class FidelityProtocol(Protocol[PairRecord, FidelityJudgment, ItemOutcome]):
 
     @staticmethod
     def _orders(judgment: FidelityJudgment) -> list[FidelityJudgment]:
-        """The answers judged in the item's slots: the first order, the second, the samples."""
-        return [judgment, *([judgment.swapped] if judgment.swapped else []), *judgment.repeats]
+        """The answers judged in the item's slots: the first order, the second or the probed
+        pair, the samples."""
+        others = [o for o in (judgment.swapped, judgment.probed) if o is not None]
+        return [judgment, *others, *judgment.repeats]
 
     def judge_slots(self, judgment: FidelityJudgment) -> list[bool]:
-        """Only label-correct answers are sent (SPEC §1)."""
-        return [o.label_correct and o.output is not None for o in self._orders(judgment)]
+        """Only label-correct answers are sent (SPEC §1); a probe run's last slot asks whether
+        the probed rationale cites the cue (label-correct probed answers only)."""
+        sent = [o.label_correct and o.output is not None for o in self._orders(judgment)]
+        return [*sent, sent[1]] if judgment.probed is not None else sent
 
     def judge_prompts(
         self, judgment: FidelityJudgment, template: str | None = None
     ) -> list[str | None]:
         """In a swap run each order is a slot, the second shown as the GenRM saw it (the
         prompt says the golden rationale names the answers the other way round)."""
-        return [
+        slots = self.judge_slots(judgment)
+        prompts = [
             render_metajudge_prompt(
                 order.record, order.output, template,
                 order_swapped=order is judgment.swapped, genrm_first=judgment.genrm_first,
             )
             if sent
             else None
-            for order, sent in zip(self._orders(judgment), self.judge_slots(judgment),
-                                   strict=True)
+            for order, sent in zip(self._orders(judgment), slots, strict=False)
         ]  # fmt: skip
+        if judgment.probed is not None and judgment.probe is not None:
+            shown = judgment.probed
+            cue = render_cue_prompt(shown.record, str(shown.output), judgment.probe.cue)
+            prompts.append(cue if slots[-1] else None)
+        return prompts
 
-    def check(self, judgment: FidelityJudgment, slot: int) -> Callable[[str], MetaStatus]:
+    def check(self, judgment: FidelityJudgment, slot: int) -> Callable[[str], Any]:
+        if judgment.probed is not None and slot == CUE_SLOT:
+            return parse_cue_answer  # a malformed answer is asked again
         # Every non-empty answer is final: a ParseFail is a counted outcome, not asked again.
         return parse_meta_verdict
 
     def outcome(self, judgment: FidelityJudgment, calls: JudgeCalls, judged: bool) -> ItemOutcome:
         first, *others = calls
-        second = None
+        second = probe = None
+        cue_cited: bool | None = None
         if judgment.swapped is not None:
             second = _answer(judgment.swapped, others[0])
+        if judgment.probed is not None:
+            probe = _answer(judgment.probed, others[0])
+            cue = others[CUE_SLOT - 1]
+            cue_cited = cue.value if cue is not None and cue.ok else None
         samples: tuple[JudgedAnswer, ...] = ()
         if judgment.repeats:
             answers = zip((judgment, *judgment.repeats), calls, strict=True)
@@ -392,6 +485,10 @@ class FidelityProtocol(Protocol[PairRecord, FidelityJudgment, ItemOutcome]):
             verdict=judgment.verdict,
             second=second,
             samples=samples,
+            probe=probe,
+            probe_name=judgment.probe.probe if judgment.probe else None,
+            cue_asked=judgment.probed is not None and calls[-1] is not None,
+            cue_cited=cue_cited,
             classify=judgment.classify,
             extraction=judgment.extraction,
             type_counts=type_counts(judgment.reason_types),
@@ -400,6 +497,19 @@ class FidelityProtocol(Protocol[PairRecord, FidelityJudgment, ItemOutcome]):
         )
 
     def explain(self, judgment: FidelityJudgment, calls: JudgeCalls) -> str:
+        if judgment.probed is not None and judgment.probe is not None:
+            cue = calls[CUE_SLOT]
+            cited = (
+                "not asked (the probed answer is label-wrong, or there is no judge)" if cue is None
+                else ("yes" if cue.value else "no") if cue.ok
+                else f"no answer ({cue.error})"
+            )  # fmt: skip
+            return (
+                f"Unprobed: {self._explain_order(judgment, calls[0])}\n\n"
+                f"Probed ({judgment.probe.change}): "
+                f"{self._explain_order(judgment.probed, calls[1])}\n\n"
+                f"Cites the cue ({judgment.probe.cue}): {cited}"
+            )
         if judgment.swapped is None and not judgment.repeats:
             return self._explain_order(judgment, calls[0])
         kind = "Order" if judgment.swapped else "Sample"
@@ -446,6 +556,22 @@ class FidelityProtocol(Protocol[PairRecord, FidelityJudgment, ItemOutcome]):
                 "truncated": order.truncated,
                 "error": order.error,
             }
+        if judgment.probed is not None and judgment.probe is not None:
+            shown, change = judgment.probed, judgment.probe
+            fields["probed"] = {
+                "output": shown.output,
+                "verdict": shown.verdict,
+                "truncated": shown.truncated,
+                "error": shown.error,
+                "probe": change.probe,
+                "changed": change.changed,
+                "change": change.change,
+                "cue": change.cue,
+                # The pair exactly as the GenRM saw it under the probe.
+                "response_a": change.response_a,
+                "response_b": change.response_b,
+                "note": change.note,
+            }
         if judgment.repeats:
             fields["repeats"] = [
                 {"output": r.output, "verdict": r.verdict, "truncated": r.truncated,
@@ -456,14 +582,15 @@ class FidelityProtocol(Protocol[PairRecord, FidelityJudgment, ItemOutcome]):
 
     def stored_outputs(self, genrm: Mapping[str, Any]) -> list[GenRMOutput]:
         orders = [genrm, *([genrm["swapped"]] if genrm.get("swapped") else []),
+                  *([genrm["probed"]] if genrm.get("probed") else []),
                   *(genrm.get("repeats") or [])]  # fmt: skip
         return [
             GenRMOutput(order["output"], order.get("truncated"), order.get("error"))
             for order in orders
         ]
 
-    def judge_value(self, value: MetaStatus) -> str:
-        return value.value
+    def judge_value(self, value: MetaStatus | bool) -> str | bool:
+        return value if isinstance(value, bool) else value.value
 
     def outcome_to_dict(self, outcome: ItemOutcome) -> dict[str, str | int | float | bool | None]:
         fields: dict[str, str | int | float | bool | None] = {
@@ -484,6 +611,18 @@ class FidelityProtocol(Protocol[PairRecord, FidelityJudgment, ItemOutcome]):
                 "top_type": outcome.top_type,
                 "types_failed": outcome.types_failed,
             }  # fmt: skip
+        probe = outcome.probe
+        if probe is not None:
+            fields |= {
+                "probe": outcome.probe_name,
+                "probe_verdict": probe.verdict,
+                "probe_label_correct": probe.label_correct,
+                "probe_meta": probe.meta.value if probe.meta is not None else None,
+                "probe_genrm_no_verdict": probe.genrm_no_verdict,
+                "probe_genrm_call_fail": probe.genrm_call_fail,
+                "cue_asked": outcome.cue_asked,
+                "cue_cited": outcome.cue_cited,
+            }
         if outcome.samples:  # a list: Inspect's score value leaves it out, its metadata has it
             fields["samples"] = [_answer_dict(answer) for answer in outcome.samples]  # type: ignore[assignment]
         second = outcome.second
@@ -511,6 +650,17 @@ class FidelityProtocol(Protocol[PairRecord, FidelityJudgment, ItemOutcome]):
                 genrm_no_verdict=bool(stored["second_genrm_no_verdict"]),
                 genrm_call_fail=bool(stored["second_genrm_call_fail"]),
             )
+        probe = None
+        if "probe_label_correct" in stored:
+            probe_meta = stored["probe_meta"]
+            probe = JudgedAnswer(
+                verdict=stored["probe_verdict"],
+                label_correct=bool(stored["probe_label_correct"]),
+                meta=MetaStatus(probe_meta) if probe_meta is not None else None,
+                genrm_no_verdict=bool(stored["probe_genrm_no_verdict"]),
+                genrm_call_fail=bool(stored["probe_genrm_call_fail"]),
+            )
+        cited = stored.get("cue_cited")
         return ItemOutcome(
             subset=str(item["subset"]),
             label_correct=bool(stored["label_correct"]),
@@ -523,6 +673,10 @@ class FidelityProtocol(Protocol[PairRecord, FidelityJudgment, ItemOutcome]):
             verdict=stored.get("verdict"),
             second=second,
             samples=tuple(_answer_from(answer) for answer in stored.get("samples") or ()),
+            probe=probe,
+            probe_name=stored.get("probe"),
+            cue_asked=bool(stored.get("cue_asked")),
+            cue_cited=None if cited is None else bool(cited),
             classify="extraction" in stored,
             extraction=stored.get("extraction"),
             type_counts=(
@@ -618,6 +772,7 @@ class FidelityProtocol(Protocol[PairRecord, FidelityJudgment, ItemOutcome]):
             "extract_error": latest_call(judge, 0, EXTRACT_STEP.name).get("error"),
             "types_error": latest_call(judge, 0, REASON_TYPES_STEP.name).get("error"),
             **_second_order(genrm, outcome, second.get("answer")),
+            "probed": _probed(genrm, outcome, second, latest_call(judge, CUE_SLOT, step)),
         }
 
 
@@ -670,8 +825,8 @@ def _meta(call: JudgeCall[Any] | None) -> MetaStatus | None:
 
 def _truncated(judgment: FidelityJudgment) -> bool | None:
     """Truncated in any order or sample (``None``: unknown)."""
-    others = [*([judgment.swapped] if judgment.swapped else []), *judgment.repeats]
-    flags = [judgment.truncated, *(other.truncated for other in others)]
+    others = [o for o in (judgment.swapped, judgment.probed) if o is not None]
+    flags = [judgment.truncated, *(other.truncated for other in [*others, *judgment.repeats])]
     return None if None in flags else any(flags)
 
 
@@ -717,6 +872,28 @@ def _second_order(
         },
         "consistent": verdict is not None and mapped == verdict,
     }
+
+
+def _probed(
+    genrm: Mapping[str, Any],
+    outcome: ItemOutcome,
+    meta: Mapping[str, Any],
+    cue: Mapping[str, Any],
+) -> dict[str, Any] | None:
+    """A probe run's probed pair as the viewer shows it (``None`` outside probe runs)."""
+    stored, probe = genrm.get("probed"), outcome.probe
+    if not stored or probe is None:
+        return None
+    return {
+        **{key: stored.get(key) for key in ("probe", "changed", "change", "cue", "response_a",
+                                              "response_b", "note", "output")},
+        "verdict": probe.verdict,
+        "label_correct": probe.label_correct,
+        "meta": probe.meta.value if probe.meta is not None else None,
+        "meta_answer": meta.get("answer"),
+        "cue_cited": outcome.cue_cited,
+        "cue_answer": cue.get("answer"),
+    }  # fmt: skip
 
 
 FIDELITY = FidelityProtocol()

@@ -134,6 +134,15 @@ def reason_types_answer(body: dict[str, Any]) -> str:
     return "<TYPES_START>\n" + "\n".join(lines) + "\n<TYPES_END>"
 
 
+def is_cue_prompt(body: dict[str, Any]) -> bool:
+    """Whether a request asks if a rationale cites a probe's cue."""
+    return "<cited>yes</cited>" in prompt_of(body)
+
+
+# The cue answer of the stand-in: the rationale does not rely on the cue.
+CUE_NOT_CITED = "The rationale argues from content. <cited>no</cited>"
+
+
 # The label benchmarks' other verdict formats: Arena-Hard labels (JudgeBench, RM-Bench), the
 # 4-way ranking and the 1-10 rating (RewardBench 2).
 ARENA_HARD_PICKS_A = "Assistant A is more accurate.\n\nFinal verdict: [[A>B]]"
@@ -159,8 +168,11 @@ def stand_in(body: dict[str, Any]) -> str:
     always picks A and a meta-judge that always says Correct; a HelpSteer3-Atomic GenRM
     that lists two reasons and an RC MetaJudge that matches them to the first two human
     rationales; an extractor that lists two reasons of any rationale and a judge that types
-    them evidence and generic; for the label benchmarks a GenRM that always prefers
+    them evidence and generic; a judge that never finds a probe's cue cited; for the label
+    benchmarks a GenRM that always prefers
     Assistant A and rates every answer 8."""
+    if is_cue_prompt(body):
+        return CUE_NOT_CITED
     if is_reason_types_prompt(body):
         return reason_types_answer(body)
     if is_extract_prompt(body):

@@ -21,12 +21,19 @@ INSPECT = str(Path(sys.executable).with_name("inspect"))
 LM_EVAL_SCRIPT = [*SCRIPT[:6], ("\\boxed{A}", SCRIPT[6][1]), SCRIPT[7]]
 
 
-def lm_eval_run(server: LoopbackServer, out: Path, tasks: str, metadata: dict, *extra: str):
-    """``lm_eval run`` with the GenRM on ``server`` (local-chat-completions)."""
+def lm_eval_run(
+    server: LoopbackServer,
+    out: Path,
+    tasks: str,
+    metadata: dict,
+    *extra: str,
+    model: str = "genrm",
+):
+    """``lm_eval run`` with the GenRM ``model`` on ``server`` (local-chat-completions)."""
     command = [
         sys.executable, "-m", "lm_eval", "run",
         "--model", "local-chat-completions",
-        "--model_args", f"model=genrm,base_url={server.base_url}/chat/completions,"
+        "--model_args", f"model={model},base_url={server.base_url}/chat/completions,"
                         "num_concurrent=4,max_retries=1",
         "--apply_chat_template",
         "--tasks", tasks,

@@ -1,0 +1,106 @@
+"""Bias probes on R-Align fidelity against scripted GenRMs that are robust, verbosity-biased,
+format-biased and cue-following (tests/support/probes.py): hand-computed flip rate, L-Acc,
+F-Score and S-Corr under the probe and the cue-cited rate; the same numbers from lm-eval and
+Inspect; the unprobed answers are paid once; the probe is recorded and seeded."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+
+import pytest
+from inspect_ai.log import read_eval_log
+
+from ralign_tasks.cli import main
+from ralign_tasks.testing.loopback import LoopbackServer
+from tests.support.harness import INSPECT, judged_items, lm_eval_run, read_lm_eval_output
+from tests.support.probes import EXPECTED, RECORDS, responder
+
+TASK = "ralign_helpsteer3"
+
+
+def _cli_run(server, out, genrm, probe, *extra):
+    code = main([
+        "run", "helpsteer3", "--sample", "--genrm-model", genrm, "--genrm-base-url",
+        server.base_url, "--metajudge-model", "judge", "--metajudge-base-url", server.base_url,
+        "--probe", probe, "--output-dir", str(out), *extra,
+    ])  # fmt: skip
+    assert code == 0
+    (folder,) = (out / genrm).glob(f"helpsteer3_{probe}*")
+    results = json.loads((folder / "results.json").read_text())
+    rows = [json.loads(line) for line in (folder / "samples.jsonl").read_text().splitlines()]
+    return results, [row["item"] for row in rows]
+
+
+def _check(values, expected):
+    for name, value in expected.items():
+        if value is None:
+            assert values[name] is None or values[name] != values[name], name  # None or NaN
+        else:
+            assert values[name] == pytest.approx(value), name
+
+
+@pytest.mark.parametrize(("genrm", "probe"), sorted(EXPECTED))
+def test_the_cli_gives_the_hand_computed_values(tmp_path, genrm, probe):
+    with LoopbackServer(responder()) as server:
+        results, items = _cli_run(server, tmp_path, genrm, probe)
+    _check(results["metrics"]["overall"], EXPECTED[genrm, probe])
+    probed = items[0]["genrm"]["probed"]
+    assert probed["probe"] == probe and probed["changed"] in "AB"
+
+
+def test_unprobed_answers_come_from_the_cache_and_probes_are_seeded(tmp_path):
+    def shown(items):
+        return [(i["genrm"]["probed"]["response_a"], i["genrm"]["probed"]["response_b"])
+                for i in items]  # fmt: skip
+
+    with LoopbackServer(responder()) as server:
+        assert main(["run", "helpsteer3", "--sample", "--genrm-model", "verbose",
+                     "--genrm-base-url", server.base_url, "--metajudge-model", "judge",
+                     "--metajudge-base-url", server.base_url,
+                     "--output-dir", str(tmp_path / "plain")]) == 0  # fmt: skip
+        before = len(server.requests)
+        _, first = _cli_run(server, tmp_path / "probe", "verbose", "verbosity")
+        # Only the probed prompts are new to the GenRM: the unprobed ones are cached.
+        asked = [b for b in server.requests[before:] if b["model"] == "verbose"]
+        assert len(asked) == len(RECORDS)
+        _, again = _cli_run(server, tmp_path / "again", "verbose", "verbosity", "--no-cache")
+        _, reseeded = _cli_run(server, tmp_path / "seed", "verbose", "verbosity",
+                               "--probe-seed", "7")  # fmt: skip
+    assert shown(again) == shown(first)  # same seed, same text (not from a cache)
+    assert shown(reseeded) != shown(first)
+
+
+@pytest.mark.slow  # lm-eval and Inspect run as subprocesses
+def test_lm_eval_and_inspect_give_the_cli_numbers(tmp_path):
+    expected = EXPECTED["verbose", "verbosity"]
+    with LoopbackServer(responder()) as server:
+        cli, _ = _cli_run(server, tmp_path / "cli", "verbose", "verbosity")
+        metadata = {"sample": True, "metajudge_model": "judge",
+                    "metajudge_base_url": server.base_url, "probe": "verbosity"}  # fmt: skip
+        out = tmp_path / "lm_eval"
+        run = lm_eval_run(server, out, TASK, metadata, "--log_samples",
+                          model="verbose")  # fmt: skip
+        assert run.returncode == 0, run.stderr[-3000:]
+        results, samples = read_lm_eval_output(out)
+        lm_eval = {k.removesuffix(",none"): v for k, v in results["results"][TASK].items()
+                   if "," in k}  # fmt: skip
+        env = {**os.environ, "LOOP_BASE_URL": server.base_url, "LOOP_API_KEY": "unused",
+               "INSPECT_CACHE_DIR": str(tmp_path / "inspect_cache")}  # fmt: skip
+        inspect = subprocess.run(
+            [INSPECT, "eval", f"ralign_tasks/{TASK}", "--model", "openai-api/loop/verbose",
+             "--model-role", "meta_judge=openai-api/loop/judge", "-T", "sample=true",
+             "-T", "probe=verbosity", "--log-dir", str(tmp_path / "logs"), "--display", "plain"],
+            env=env, capture_output=True, text=True, timeout=180, cwd=tmp_path,
+        )  # fmt: skip
+    assert inspect.returncode == 0, inspect.stderr[-3000:]
+    (log_file,) = (tmp_path / "logs").glob("*.eval")
+    log = read_eval_log(str(log_file))
+    (score,) = log.results.scores
+    values = {name: metric.value for name, metric in score.metrics.items()}
+    for name in expected:
+        assert lm_eval[name] == pytest.approx(cli["metrics"]["overall"][name]), name
+        assert values[name] == pytest.approx(cli["metrics"]["overall"][name]), name
+    items = judged_items(sorted(samples[TASK], key=lambda row: row["doc_id"]))
+    assert items[0]["genrm"]["probed"]["probe"] == "verbosity"
