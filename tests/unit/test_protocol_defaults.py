@@ -50,14 +50,17 @@ def test_lm_eval_renders_only_the_prompt_of_the_request(monkeypatch):
 
 @pytest.mark.parametrize("task", sorted(TASKS))
 def test_a_record_survives_its_document_form_through_json(task):
-    from dataclasses import fields, replace
+    from dataclasses import MISSING, fields, replace
 
     protocol = protocol_of(task)
     for record in load_task(task, sample_data_dir()).records:
         document = json.loads(json.dumps(protocol.record_to_dict(record)))
         # Fields kept out of the document form (reference outputs) come back as their default.
-        left_out = {f.name: f.default_factory() for f in fields(record)  # type: ignore[misc]
-                    if not f.metadata.get("document", True)}  # fmt: skip
+        left_out = {
+            f.name: f.default if f.default is not MISSING else f.default_factory()  # type: ignore[misc]
+            for f in fields(record)
+            if not f.metadata.get("document", True)
+        }
         assert protocol.record_from_dict(document) == replace(record, **left_out)
 
 
