@@ -46,7 +46,8 @@ PAGES = {
 ITEM_FIELDS = {
     "kind", "id", "subset", "label", "verdict", "outcome", "context", "prompt", "response_a",
     "response_b", "golden_rationale", "output", "call_fail", "no_verdict", "truncated",
-    "label_correct", "meta", "meta_answer", "meta_error", "swapped", "consistent",
+    "label_correct", "meta", "meta_answer", "meta_error", "swapped", "consistent", "probed",
+    "reasons", "reason_types", "extract_answer", "extract_error", "types_error",
 }  # fmt: skip
 _DATA = re.compile(r'<script type="application/json" id="ralign-data">(.*?)</script>', re.DOTALL)
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

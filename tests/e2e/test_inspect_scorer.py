@@ -156,7 +156,10 @@ def test_metric_is_compute_fidelity_with_nan_for_undefined(sample_records):
         assert values[f"{name}_stderr"] == report["stderr"][name]
     assert (values["meta_parse_fail"], values["genrm_no_verdict"]) == (1, 1)
     assert next(iter(values)) == "f_score"  # Inspect's headline: the first value
-    assert set(values) >= set(FIDELITY.schema.count_names)
+    # Every count, but those of an option that is off (reason types, probes).
+    counts = {spec.name: spec.option for spec in FIDELITY.schema.counts}
+    assert set(values) >= {name for name, option in counts.items() if option is None}
+    assert not set(values) & {name for name, option in counts.items() if option is not None}
 
     unjudged = [SampleScore(score=Score(value=items[2]["outcome"], metadata=items[2]))]
     nothing_judged = ralign_metrics("fidelity")(unjudged)
