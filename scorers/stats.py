@@ -309,6 +309,46 @@ def kappa(grades: np.ndarray) -> float | None:
     return fleiss_kappa(grades)
 
 
+def krippendorff_alpha(grades: np.ndarray) -> float | None:
+    """Krippendorff's α of nominal grades (rows: units, columns: raters; every rater graded
+    every unit): 1 − (n − 1) · Σ_c≠k o_ck ÷ Σ_c≠k n_c·n_k, with o_ck the coincidences of values
+    c and k within a unit (each unit's pairs weighed 1 / (m − 1)) and n_c the count of value
+    c. 1.0 when every grade is the same (no expected disagreement), as Inspect's metric;
+    ``None`` without a unit of two grades."""
+    grades = np.asarray(grades)
+    if grades.ndim != 2 or grades.shape[1] < 2 or not len(grades):
+        return None
+    raters = grades.shape[1]
+    values = np.unique(grades)
+    counts = np.stack([(grades == value).sum(axis=1) for value in values], axis=1)
+    totals = counts.sum(axis=0).astype(float)
+    n = totals.sum()
+    # Σ over units of Σ_{c≠k} counts_c · counts_k / (m − 1): the off-diagonal coincidences.
+    pairs = counts.sum(axis=1) ** 2 - (counts**2).sum(axis=1)
+    observed = pairs.sum() / (raters - 1)
+    expected = totals.sum() ** 2 - (totals**2).sum()
+    if expected == 0:
+        return 1.0
+    return float(1.0 - (n - 1) * observed / expected)
+
+
+def alpha_interval(
+    grades: np.ndarray,
+    clusters: Sequence[Hashable] | None = None,
+    draws: int = DRAWS,
+    seed: int = SEED,
+) -> list[float] | None:
+    """A 95% bootstrap interval of Krippendorff's α, drawn as :func:`kappa_interval` draws."""
+    point = {"alpha": krippendorff_alpha(grades)}
+    labels = range(len(grades)) if clusters is None else clusters
+    units = [grades[rows] for rows in _groups(labels, len(grades))]
+    _, ci = bootstrap_units(
+        units, lambda drawn: {"alpha": krippendorff_alpha(np.concatenate(drawn))}, point,
+        draws=draws, seed=seed,
+    )  # fmt: skip
+    return ci["alpha"]
+
+
 def kappa_interval(
     grades: np.ndarray,
     clusters: Sequence[Hashable] | None = None,

@@ -8,7 +8,8 @@ benchmark, item id, what was graded): the grades each protocol declares
 Incorrect, a human rationale matched or not by Rationale Consistency's MetaJudge). A grade
 counts where every rater gave it (one a rater could not give, a ParseFail or a failed call, is
 counted, not compared). Per benchmark: raw agreement, Cohen's κ (Fleiss' κ for three or more
-raters) with a bootstrap CI over items (all of an item's grades drawn together), the confusion
+raters) and Krippendorff's α (nominal) with bootstrap CIs over items (all of an item's grades
+drawn together), the confusion
 matrix of two raters, and Kendall's τ between the raters' rankings of the GenRMs by the
 benchmark's headline metric (over GenRMs present in every rater's runs).
 """
@@ -27,7 +28,13 @@ from ralign_tasks.report.runs import TaskResult, latest_runs, load_runs
 from ralign_tasks.report.tables import markdown_text, rich_text
 from ralign_tasks.scorers.errors import UserError
 from ralign_tasks.scorers.lazy_modules import lazy_import
-from ralign_tasks.scorers.stats import DRAWS, kappa, kappa_interval
+from ralign_tasks.scorers.stats import (
+    DRAWS,
+    alpha_interval,
+    kappa,
+    kappa_interval,
+    krippendorff_alpha,
+)
 
 # Loaded when a metric is first computed (see scorers/lazy_modules.py).
 np = lazy_import("numpy")
@@ -54,6 +61,8 @@ class BenchmarkAgreement:
     kappa_ci: list[float] | None
     kind: str  # "Cohen" or "Fleiss"
     confusion: list[list[int]] | None  # two raters: rows A, columns B, true then false grades
+    alpha: float | None = None  # Krippendorff's α (nominal)
+    alpha_ci: list[float] | None = None
     metric: str = ""  # the headline metric the GenRMs are ranked by
     scores: dict[str, list[float | None]] = field(default_factory=dict)  # GenRM -> per rater
     tau: dict[str, float | None] = field(default_factory=dict)  # "A vs B" -> Kendall's tau
@@ -123,6 +132,8 @@ def agreement(raters: list[Rater], *, draws: int = DRAWS) -> list[BenchmarkAgree
                 kappa_ci=kappa_interval(grades, items, draws) if len(grades) else None,
                 kind="Cohen" if len(raters) == 2 else "Fleiss",
                 confusion=confusion,
+                alpha=krippendorff_alpha(grades) if len(grades) else None,
+                alpha_ci=alpha_interval(grades, items, draws) if len(grades) else None,
                 metric=metric,
                 scores=scores,
                 tau=taus,
@@ -154,6 +165,10 @@ def _number(value: float | None, digits: int = 3) -> str:
     return UNDEFINED if value is None else f"{value:.{digits}f}"
 
 
+def _interval(ci: list[float] | None) -> str:
+    return UNDEFINED if ci is None else f"[{ci[0]:.3f}, {ci[1]:.3f}]"
+
+
 def format_agreement(report: list[BenchmarkAgreement], markdown: bool = False) -> str:
     """The agreement per benchmark, then the confusion matrices and the headline metric per
     GenRM under each judge."""
@@ -166,6 +181,8 @@ def format_agreement(report: list[BenchmarkAgreement], markdown: bool = False) -
         "raw agreement",
         "kappa",
         "95% CI",
+        "alpha",
+        "95% CI ",
         "tau (GenRM ranking)",
     ]
     rows = [
@@ -175,9 +192,9 @@ def format_agreement(report: list[BenchmarkAgreement], markdown: bool = False) -
             str(entry.ungraded),
             _number(entry.raw),
             f"{_number(entry.kappa)} ({entry.kind})",
-            UNDEFINED
-            if entry.kappa_ci is None
-            else f"[{entry.kappa_ci[0]:.3f}, {entry.kappa_ci[1]:.3f}]",
+            _interval(entry.kappa_ci),
+            _number(entry.alpha),
+            _interval(entry.alpha_ci),
             "; ".join(
                 f"{pair}: {_number(tau)} ({metric_label(entry.metric)})"
                 for pair, tau in entry.tau.items()

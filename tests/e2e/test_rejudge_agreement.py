@@ -192,3 +192,18 @@ def test_an_inspect_log_is_rejudged_without_a_genrm_call(tmp_path, monkeypatch):
     (results,) = (tmp_path / "out").glob("*/results.json")
     data = json.loads(results.read_text())
     assert data["metrics"]["overall"]["f_score"] == pytest.approx(f_score("g-right", "judge-c"))
+
+
+def test_krippendorff_alpha_beside_kappa_equals_inspects_metric(runs):
+    """alpha of the same grades as kappa, and Inspect's own ``krippendorff_alpha`` metric gives
+    the same value on them."""
+    from inspect_ai.scorer import SampleScore, Score, krippendorff_alpha
+
+    for judges in (list(JUDGES)[1:], list(JUDGES)):
+        raters = load_raters([str(runs / judge) for judge in judges], [])
+        (entry,) = agreement(raters, draws=200)
+        rows = zip(*(graded(judge) for judge in judges), strict=True)
+        scores = [SampleScore(score=Score(value=list(row))) for row in rows]
+        assert entry.alpha == pytest.approx(krippendorff_alpha()(scores))
+        low, high = entry.alpha_ci
+        assert low <= entry.alpha <= high
