@@ -18,6 +18,7 @@ from ralign_tasks.scorers.config import (
     GENRM_ENV_PREFIX,
     METAJUDGE_ENV_PREFIX,
 )
+from ralign_tasks.scorers.probes import PROBES
 from ralign_tasks.scorers.settings import (
     EXTRACTOR_ENV_PREFIX,
     EXTRACTOR_PREFIX,
@@ -29,6 +30,8 @@ from ralign_tasks.scorers.stats import DRAWS
 # The task `ralign rc-score` scores (Rationale Consistency of stored outputs).
 RC_TASK = "ralign_helpsteer3_atomic"
 
+# The families with bias probes (`ralign probe`).
+PROBES_FAMILIES = [p for p in PROTOCOLS if any(o.name == "probe" for o in p.options)]
 # `ralign run` with no names: the tasks of the families run by default (R-Align fidelity).
 DEFAULT_RUN = [spec.short for p in PROTOCOLS if p.run_by_default for spec in p.tasks]
 TASK_NAMES = ", ".join(spec.short for spec in TASKS.values())
@@ -270,6 +273,31 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--genrm-model", help=f"overrides {GENRM_ENV_PREFIX}MODEL")
     run.add_argument("--genrm-base-url", help=f"overrides {GENRM_ENV_PREFIX}BASE_URL")
     _add_data_options(run)
+
+    probe = _add_command(
+        commands,
+        "probe",
+        help="run a GenRM through bias probes (answers dressed up without changing their "
+        "substance) and print how far its verdicts and rationales moved",
+    )
+    probeable = [p for p in PROBES_FAMILIES]
+    probe.add_argument(
+        "benchmarks",
+        nargs="*",
+        default=DEFAULT_RUN,
+        help=f"any of {', '.join(s.short for p in probeable for s in p.tasks)} (default: "
+        f"{' '.join(DEFAULT_RUN)})",
+    )
+    probe.add_argument(
+        "--probes",
+        default=",".join(PROBES),
+        metavar="NAME[,NAME…]",
+        help=f"the probes to run (default: all: {','.join(PROBES)})",
+    )
+    probe.add_argument("--genrm-model", help=f"overrides {GENRM_ENV_PREFIX}MODEL")
+    probe.add_argument("--genrm-base-url", help=f"overrides {GENRM_ENV_PREFIX}BASE_URL")
+    probe.add_argument("--plots", metavar="DIR", help="write the flip-rate plot (PNG, SVG) here")
+    _add_data_options(probe, probeable)
 
     score = _add_command(
         commands, "score", help="judge and report precomputed GenRM outputs (JSONL of id, output)"

@@ -51,6 +51,7 @@ from ralign_tasks.scorers.config import (
     EndpointConfig,
 )
 from ralign_tasks.scorers.errors import UserError
+from ralign_tasks.scorers.probes import PROBES
 from ralign_tasks.scorers.settings import (
     EXTRACTOR_ENV_PREFIX,
     SWITCH_ENV,
@@ -198,11 +199,15 @@ def _judge_settings(judge: JudgeSettings | None) -> dict[str, Any]:
     }
 
 
-def _finish(run: FinishedRun, folder: Path, title: str, max_failure_rate: float) -> bool:
-    """Print the results of a written run; false (after saying why on stderr) when the GenRM
-    or the judge failed on at least ``max_failure_rate`` of its requests."""
-    print(format_run_table(title, protocol_of(run.spec), run.report))
-    print(f"written: {folder}/results.json, {folder}/samples.jsonl\n")
+def _finish(
+    run: FinishedRun, folder: Path, title: str, max_failure_rate: float, table: bool = True
+) -> bool:
+    """Print the results of a written run (``table``: its table); false (after saying why on
+    stderr) when the GenRM or the judge failed on at least ``max_failure_rate`` of its
+    requests."""
+    if table:
+        print(format_run_table(title, protocol_of(run.spec), run.report))
+        print(f"written: {folder}/results.json, {folder}/samples.jsonl\n")
     usable = True
     protocol = protocol_of(run.spec)
     for role, stats in run.role_stats():
@@ -516,8 +521,27 @@ def plan_rejudge(args: argparse.Namespace) -> list[RunPlan]:
     return plans
 
 
+def plan_probe(args: argparse.Namespace) -> list[RunPlan]:
+    """``ralign probe``: ``ralign run`` of each benchmark under each probe (the unprobed
+    answers, asked in each run, are paid once: the cache)."""
+    if getattr(args, "probe", None):
+        raise UserError("ralign probe takes --probes NAME[,NAME…], not --probe")
+    probes = [name.strip() for name in args.probes.split(",") if name.strip()]
+    unknown = [name for name in probes if name not in PROBES]
+    if unknown or not probes:
+        raise UserError(f"--probes: {', '.join(unknown) or 'none given'}; the probes are "
+                        f"{', '.join(PROBES)}")  # fmt: skip
+    for name in args.benchmarks:
+        if not any(o.name == "probe" for o in protocol_of(get_task(name)).options):
+            raise UserError(f"{name} has no bias probes (the R-Align benchmarks have)")
+    plans = []
+    for probe in probes:
+        plans += plan_run(argparse.Namespace(**{**vars(args), "probe": probe}))
+    return plans
+
+
 PLANNERS = {"run": plan_run, "score": plan_score, "rc-score": plan_rc_score,
-            "rejudge": plan_rejudge}  # fmt: skip
+            "rejudge": plan_rejudge, "probe": plan_probe}  # fmt: skip
 
 
 def plan_runs(args: argparse.Namespace) -> list[RunPlan]:
@@ -528,16 +552,29 @@ def plan_runs(args: argparse.Namespace) -> list[RunPlan]:
 
 def execute(plans: Sequence[RunPlan], args: argparse.Namespace) -> int:
     """Run every plan (each folder is checked before the first call: a folder holding
-    another run stops the command before anything is paid), print each run's table; exit
-    status 3 when a run's GenRM or judge failed on at least ``--max-failure-rate`` of its
-    requests."""
+    another run stops the command before anything is paid), print each run's table (``ralign
+    probe``: one table of all its runs); exit status 3 when a run's GenRM or judge failed on
+    at least ``--max-failure-rate`` of its requests."""
     for plan in plans:
         check_run_folder(plan.folder, plan.identity, args.overwrite)
     usable = True
+    probed = []
     for plan in plans:
         run = run_in_steps(plan.spec, len(plan.records), plan.score_step, plan.folder,
                            plan.identity, plan.settings, args.overwrite)  # fmt: skip
+        if args.command == "probe":
+            print(f"written: {plan.folder}/results.json, {plan.folder}/samples.jsonl")
+            probed.append((plan.spec.short, plan.options["probe"], run.report["overall"]))
+            usable &= _finish(run, plan.folder, plan.title, args.max_failure_rate, table=False)
+            continue
         usable &= _finish(run, plan.folder, plan.title, args.max_failure_rate)
         if plan.official and (line := protocol_of(plan.spec).official_line(run.report["overall"])):
             print(line)
+    if probed:
+        from ralign_tasks.report.probes import format_probe_table, plot_probes
+
+        print("\n" + format_probe_table(probed))
+        if args.plots:
+            for path in plot_probes(probed, Path(args.plots)):
+                print(f"written: {path}")
     return 0 if usable else UNUSABLE_EXIT

@@ -104,3 +104,25 @@ def test_lm_eval_and_inspect_give_the_cli_numbers(tmp_path):
         assert values[name] == pytest.approx(cli["metrics"]["overall"][name]), name
     items = judged_items(sorted(samples[TASK], key=lambda row: row["doc_id"]))
     assert items[0]["genrm"]["probed"]["probe"] == "verbosity"
+
+
+def test_ralign_probe_prints_one_table_and_a_plot(tmp_path, capsys):
+    with LoopbackServer(responder()) as server:
+        code = main([
+            "probe", "helpsteer3", "--sample", "--genrm-model", "verbose", "--genrm-base-url",
+            server.base_url, "--metajudge-model", "judge", "--metajudge-base-url",
+            server.base_url, "--probes", "verbosity,mirror", "--output-dir", str(tmp_path),
+            "--plots", str(tmp_path / "plots"),
+        ])  # fmt: skip
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "Bias probes: percent, 95% CI" in out
+    rows = [line.split() for line in out.splitlines() if line.startswith("helpsteer3 ")]
+    # flips of the verbosity-biased GenRM: 6 of 8 under verbosity (the hand count of
+    # tests/support/probes.py), none under mirror (the better answer only gains markdown).
+    assert [(row[1], row[3]) for row in rows[:2]] == [("verbosity", "75.0"), ("mirror", "0.0")]
+    assert (tmp_path / "plots" / "probe_flip_rate.png").stat().st_size > 5_000
+    assert main(["probe", "helpsteer3_atomic", "--sample"]) == 2
+    assert "has no bias probes" in capsys.readouterr().err
+    assert main(["probe", "--sample", "--probes", "length"]) == 2
+    assert "the probes are verbosity" in capsys.readouterr().err
