@@ -355,7 +355,8 @@ class Protocol(ABC, Generic[RecordT, JudgmentT, OutcomeT]):
         return judge.template(self.judge_template_setting)
 
     def genrm_template_files(self) -> tuple[str, ...]:
-        """The bundled GenRM templates the family may render (all are checked up front)."""
+        """The bundled templates the family may render besides its judge template: the GenRM's,
+        and those of its prep steps and extra judge questions (all are checked up front)."""
         return (self.genrm_template_file,)
 
     def check_templates(self, genrm: str | None, judge: str | None) -> None:

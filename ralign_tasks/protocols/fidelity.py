@@ -19,7 +19,12 @@ from ralign_tasks.protocols.base import (
     TaskSpec,
     latest_call,
 )
-from ralign_tasks.protocols.reasons import EXTRACT_STEP, REASON_TYPES_STEP, rationale_text
+from ralign_tasks.protocols.reasons import (
+    EXTRACT_STEP,
+    REASON_TYPES_STEP,
+    TEMPLATES,
+    rationale_text,
+)
 from ralign_tasks.records import NOT_IN_DOCUMENT, Turn, turn_dicts
 from ralign_tasks.scorers.ask import JudgeCall
 from ralign_tasks.scorers.errors import UserError
@@ -344,6 +349,10 @@ class FidelityProtocol(Protocol[PairRecord, FidelityJudgment, ItemOutcome]):
         if values["probe"] != "none" and (values["swap"] or values["samples"] > 1):
             raise UserError(f"{where}: a probe runs alone, without swap or samples > 1")
         return values
+
+    def genrm_template_files(self) -> tuple[str, ...]:
+        """The GenRM's template and those of the probe's cue question and the reason steps."""
+        return (GENRM_TEMPLATE, CUE_TEMPLATE, *TEMPLATES)
 
     def samples(self, options: Mapping[str, Any]) -> int:
         return int(options.get("samples", 1))
