@@ -16,6 +16,7 @@ from enum import Enum
 from typing import Any
 
 from ralign_tasks.scorers.lazy_modules import lazy_import
+from ralign_tasks.scorers.probes import MOVED_SPECS
 from ralign_tasks.scorers.reasons import (
     OPTION as TYPES_OPTION,
 )
@@ -162,33 +163,7 @@ FIDELITY_SCHEMA = Schema(
             option="samples",
             description="mean over samples of each sample's F-Score",
         ),
-        MetricSpec(
-            "flip_rate",
-            "flips",
-            False,
-            "summary",
-            needs_judge=False,
-            option="probe",
-            description="items label-correct unprobed and label-wrong under the probe",
-        ),
-        MetricSpec(
-            "l_acc_probe",
-            "L-Acc probe",
-            True,
-            "summary",
-            needs_judge=False,
-            option="probe",
-            description="label accuracy under the probe",
-        ),
-        MetricSpec(
-            "l_acc_probe_diff",
-            "ΔL-Acc",
-            True,
-            "summary",
-            needs_judge=False,
-            option="probe",
-            description="L-Acc under the probe minus L-Acc (paired over items)",
-        ),
+        *MOVED_SPECS,
         MetricSpec(
             "s_corr_probe",
             "S-Corr probe",

@@ -12,11 +12,14 @@ from typing import Any
 from ralign_tasks.data import require_str
 from ralign_tasks.protocols.base import GenRMOutput, Option, TaskSpec
 from ralign_tasks.protocols.label import (
+    PROBE_OPTION,
+    PROBE_SEED_OPTION,
     REQUEST_COUNTS,
     VERDICT_FORMAT_OPTION,
     Game,
     LabelJudgment,
     PairwiseLabelProtocol,
+    ProbedOutcome,
     RequestCounts,
     count_requests,
     summary_metric,
@@ -31,6 +34,7 @@ from ralign_tasks.scorers.judgebench import (
     compute_judgebench,
     flip,
 )
+from ralign_tasks.scorers.probes import MOVED_SPECS
 from ralign_tasks.scorers.schema import MetricSpec, Schema
 
 JUDGEBENCH_TASK = TaskSpec(
@@ -56,6 +60,7 @@ JUDGEBENCH_SCHEMA = Schema(
         summary_metric("coding", "Coding", "the Coding category (LiveCodeBench)"),
         summary_metric("accuracy_first_order", "1st order",
                        "pairs whose first game (the official order) names the label"),
+        *MOVED_SPECS,
     ),
     counts=(
         MetricSpec("inconsistent", "inconsistent", False, "count", needs_judge=False,
@@ -87,7 +92,7 @@ class JudgeBenchRecord:
 
 
 @dataclass(frozen=True)
-class JudgeBenchOutcome:
+class JudgeBenchOutcome(ProbedOutcome):
     """A pair's two decisions (game 2 in its own naming) and its GenRM request counts."""
 
     pair: PairOutcome
@@ -115,6 +120,8 @@ class JudgeBenchProtocol(PairwiseLabelProtocol[JudgeBenchRecord, JudgeBenchOutco
             "data",
         ),
         VERDICT_FORMAT_OPTION,
+        PROBE_OPTION,
+        PROBE_SEED_OPTION,
     )
 
     # --- records ---------------------------------------------------------------------------
@@ -151,6 +158,10 @@ class JudgeBenchProtocol(PairwiseLabelProtocol[JudgeBenchRecord, JudgeBenchOutco
         first, second = record.response_a, record.response_b
         return (record.question, *((second, first) if shown["first"] == "B" else (first, second)))
 
+    def better_side(self, record: JudgeBenchRecord, shown: Mapping[str, Any]) -> str:
+        better = record.label[0]  # in the responses' own naming
+        return better if shown["first"] == "A" else {"A": "B", "B": "A"}[better]
+
     def summary(self, record: JudgeBenchRecord, games: Sequence[Game]) -> str | None:
         first, second = (game.verdict for game in games)
         return f"{first or '-'} | {flip(second) or '-'}"
@@ -176,7 +187,7 @@ class JudgeBenchProtocol(PairwiseLabelProtocol[JudgeBenchRecord, JudgeBenchOutco
             **outcome.requests.to_dict(),
         }
 
-    def outcome_from_item(self, item: Mapping[str, Any]) -> JudgeBenchOutcome:
+    def label_outcome_from_item(self, item: Mapping[str, Any]) -> JudgeBenchOutcome:
         stored = item["outcome"]
         return JudgeBenchOutcome(
             PairOutcome(str(item["subset"]), str(item["label"]), stored["first"], stored["second"]),
@@ -213,7 +224,7 @@ class JudgeBenchProtocol(PairwiseLabelProtocol[JudgeBenchRecord, JudgeBenchOutco
         report = compute_judgebench([o.pair for o in outcomes])
         return {
             "n": report["n"],
-            **{name: report[name] for name in self.schema.metric_names},
+            **{name: report[name] for name in self.official_metrics},
             "inconsistent": report["inconsistent"],
             "vote_ties": report["ties"],
             "vote_incorrect": report["incorrect"],

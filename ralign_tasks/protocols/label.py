@@ -10,17 +10,27 @@ metrics over them, so the numbers cannot differ from the CLI's and Inspect's.
 
 from __future__ import annotations
 
+import json
 import logging
 import random
 from abc import abstractmethod
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, ClassVar, TypeVar
 
 from ralign_tasks.prompts import load_template
 from ralign_tasks.protocols.base import GenRMOutput, JudgeCalls, Option, Protocol
+from ralign_tasks.scorers.errors import UserError
 from ralign_tasks.scorers.judgebench import parse_arena_hard
 from ralign_tasks.scorers.lazy_modules import lazy_import
+from ralign_tasks.scorers.probes import (
+    MOVED_METRICS,
+    PROBE_SEED,
+    PROBES,
+    GameFlips,
+    moved,
+    probe_pair,
+)
 from ralign_tasks.scorers.schema import MetricSpec
 from ralign_tasks.scorers.stats import SEED, bootstrap_units
 from ralign_tasks.scorers.verdict import parse_verdict
@@ -50,6 +60,25 @@ VERDICT_FORMAT_OPTION = Option(
     VERDICT_FORMATS,
     "generation",
 )
+# Bias probes of the pairwise games (docs: robustness): each game asked again with one answer
+# dressed up; the official numbers stay those of the games as given.
+PROBE_OPTION = Option(
+    "probe",
+    "none",
+    "a bias probe: every pairwise game is asked again with its worse answer dressed up "
+    "(verbosity, format, authority, bandwagon) or its better one formatted (mirror, the "
+    "control); game-level flip rate and accuracy under the probe",
+    ("none", *PROBES),
+    "generation",
+)
+PROBE_SEED_OPTION = Option(
+    "probe_seed",
+    PROBE_SEED,
+    "the seed of the probes' random choices (same seed, same text)",
+    stage="generation",
+    kind=int,
+)
+
 SEED_OPTION = Option(
     "seed",
     SEED,
@@ -81,11 +110,18 @@ def draw(seed: int, *keys: object) -> random.Random:
 
 
 def render_pair(
-    verdict_format: str, prompt: str, first: str, second: str, template: str | None = None
+    verdict_format: str,
+    prompt: str,
+    first: str,
+    second: str,
+    template: str | None = None,
+    note: str = "",
 ) -> str:
-    """A pairwise GenRM prompt showing ``first`` as Assistant A and ``second`` as B."""
+    """A pairwise GenRM prompt showing ``first`` as Assistant A and ``second`` as B (and a
+    probe's ``note`` before them)."""
     name = ARENA_HARD_TEMPLATE if verdict_format == "arena_hard" else PAIRWISE_TEMPLATE
-    variables = {"context": [], "prompt": prompt, "response_a": first, "response_b": second}
+    variables = {"context": [], "prompt": prompt, "note": note, "response_a": first,
+                 "response_b": second}  # fmt: skip
     return load_template(template, name).render(**variables).strip()
 
 
@@ -128,11 +164,28 @@ class Game:
 
 @dataclass(frozen=True)
 class LabelJudgment:
-    """An item's games and the credit its benchmark's rule gives them."""
+    """An item's games and the credit its benchmark's rule gives them; a probe run's probed
+    games (the same games in the same order, one answer dressed up) beside them."""
 
     record: Any
     games: tuple[Game, ...]
     verdict: str | None  # a short summary for tables and Inspect's answer column
+    probed: tuple[Game, ...] = ()
+
+
+@dataclass(frozen=True)
+class ProbedOutcome:
+    """What every label benchmark's outcome carries besides its own facts: a probe run's
+    game-level flips (``None`` outside probe runs)."""
+
+    probe: GameFlips | None = field(default=None, kw_only=True)
+
+
+def winner(decision: Any) -> str | None:
+    """The answer a pairwise decision prefers (``A>B``, ``A>>B`` → A); ``None`` for a tie or
+    no decision."""
+    text = str(decision or "")
+    return text[0] if text[:2] in ("A>", "B>") else None
 
 
 @dataclass(frozen=True)
@@ -213,18 +266,34 @@ class LabelProtocol(Protocol[RecordT, LabelJudgment, OutcomeT]):
     def summary(self, record: RecordT, games: Sequence[Game]) -> str | None:
         """A short summary of an item's verdicts (the record's ``verdict``)."""
 
+    def all_games(self, record: RecordT, options: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """Every prompt's game: the item's games, then (a probe run) each again under the
+        probe (its ``shown`` names the probe)."""
+        games = self.games(record, options)
+        probe = options.get("probe", "none")
+        if probe == "none":
+            return games
+        return games + [{**game, "probe": probe} for game in games if self.probeable(game)]
+
+    def probeable(self, shown: Mapping[str, Any]) -> bool:
+        """Whether a game shows a pair that a probe can dress up (all of a pairwise family's)."""
+        return True
+
     def prompt_count(self, record: RecordT, options: Mapping[str, Any]) -> int:
-        return len(self.games(record, options))
+        return len(self.all_games(record, options))
 
     def genrm_prompt(
         self, record: RecordT, options: Mapping[str, Any], index: int, template: str | None = None
     ) -> str:
-        return self.render(record, self.games(record, options)[index], options, template)
+        shown = self.all_games(record, options)[index]
+        if "probe" in shown:
+            return self.render_probed(record, shown, options, template)
+        return self.render(record, shown, options, template)
 
     def judgment(
         self, record: RecordT, outputs: Sequence[GenRMOutput], options: Mapping[str, Any]
     ) -> LabelJudgment:
-        shown = self.games(record, options)
+        shown = self.all_games(record, options)
         if len(outputs) != len(shown):
             raise ValueError(
                 f"item {record.id}: {len(outputs)} GenRM output(s) for {len(shown)} prompts"  # type: ignore[attr-defined]
@@ -233,7 +302,44 @@ class LabelProtocol(Protocol[RecordT, LabelJudgment, OutcomeT]):
             Game.of(s, output, self.read(s, output.text, options))
             for s, output in zip(shown, outputs, strict=True)
         )
-        return LabelJudgment(record, games, self.summary(record, games))
+        given = tuple(game for game in games if "probe" not in game.shown)
+        probed = tuple(game for game in games if "probe" in game.shown)
+        return LabelJudgment(record, given, self.summary(record, given), probed)
+
+    # --- bias probes (docs: robustness) -------------------------------------------------------
+
+    def probe_pair_of(self, record: RecordT, shown: Mapping[str, Any]) -> tuple[str, str, str, str]:
+        """A pairwise game's request, its answers A and B as shown, and the better one's
+        side; a family without pairwise games has no probes."""
+        raise UserError(f"{self.title}: only pairwise games can be probed")
+
+    def verdict_format(self, options: Mapping[str, Any]) -> str:
+        return str(options.get("verdict_format", "pairwise"))
+
+    def render_probed(self, record: RecordT, shown: Mapping[str, Any],
+                      options: Mapping[str, Any], template: str | None) -> str:  # fmt: skip
+        """A probed game's prompt: the game's answers with the probe's change (seeded by
+        ``probe_seed``, the item and the game)."""
+        given = {key: value for key, value in shown.items() if key != "probe"}
+        request, first, second, better = self.probe_pair_of(record, given)
+        key = f"{record.id}|{json.dumps(given, sort_keys=True)}"  # type: ignore[attr-defined]
+        change = probe_pair(shown["probe"], first, second, better, request, key,  # type: ignore[arg-type]
+                            options.get("probe_seed", PROBE_SEED))  # fmt: skip
+        return render_pair(self.verdict_format(options), request, change.response_a,
+                           change.response_b, template, change.note)  # fmt: skip
+
+    def game_flips(self, judgment: LabelJudgment) -> GameFlips:
+        """How many of an item's games name the better answer as given and under the probe,
+        and how many flipped."""
+        given = [game for game in judgment.games if self.probeable(game.shown)]
+        right = [self._right(judgment.record, game) for game in given]
+        probed = [self._right(judgment.record, game) for game in judgment.probed]
+        flips = sum(r and not p for r, p in zip(right, probed, strict=True))
+        return GameFlips(len(right), sum(right), sum(probed), flips)
+
+    def _right(self, record: RecordT, game: Game) -> bool:
+        given = {key: value for key, value in game.shown.items() if key != "probe"}
+        return winner(game.verdict) == self.probe_pair_of(record, given)[3]
 
     # --- no judge --------------------------------------------------------------------------
 
@@ -252,11 +358,32 @@ class LabelProtocol(Protocol[RecordT, LabelJudgment, OutcomeT]):
         raise NotImplementedError(f"{self.title} has no judge step")
 
     def outcome(self, judgment: LabelJudgment, calls: JudgeCalls, judged: bool) -> OutcomeT:
-        return self.label_outcome(judgment)
+        outcome = self.label_outcome(judgment)
+        if judgment.probed:
+            outcome = replace(outcome, probe=self.game_flips(judgment))  # type: ignore[type-var]
+        return outcome
 
     @abstractmethod
     def label_outcome(self, judgment: LabelJudgment) -> OutcomeT:
-        """The scored facts of one item."""
+        """The scored facts of one item (from its games as given)."""
+
+    def outcome_from_item(self, item: Mapping[str, Any]) -> OutcomeT:
+        outcome = self.label_outcome_from_item(item)
+        flips = GameFlips.from_dict(item["outcome"])
+        return replace(outcome, probe=flips) if flips else outcome  # type: ignore[type-var]
+
+    @abstractmethod
+    def label_outcome_from_item(self, item: Mapping[str, Any]) -> OutcomeT:
+        """The outcome stored in a judged-item record (its family's facts)."""
+
+    def item(self, task: str, record: RecordT, judgment: LabelJudgment, calls: JudgeCalls,
+             outcome: OutcomeT, judge_model: str | None = None, prep: Sequence[Any] = ()
+             ) -> dict[str, Any]:  # fmt: skip
+        item = super().item(task, record, judgment, calls, outcome, judge_model, prep)
+        probe = getattr(outcome, "probe", None)
+        if probe is not None:
+            item["outcome"] |= probe.to_dict()
+        return item
 
     def genrm_fields(self, judgment: LabelJudgment) -> dict[str, Any]:
         games = judgment.games
@@ -266,7 +393,8 @@ class LabelProtocol(Protocol[RecordT, LabelJudgment, OutcomeT]):
             "verdict": judgment.verdict,
             "truncated": None if None in truncated else any(truncated),
             "error": next((game.error for game in games if game.error), None),
-            "games": [game.to_dict() for game in games],
+            # Every game in prompt order: those as given, then a probe run's probed ones.
+            "games": [game.to_dict() for game in (*games, *judgment.probed)],
         }
 
     def stored_outputs(self, genrm: Mapping[str, Any]) -> list[GenRMOutput]:
@@ -368,13 +496,25 @@ class LabelProtocol(Protocol[RecordT, LabelJudgment, OutcomeT]):
         values = self.values(self.drawn(units))
         return {name: values[name] for name in self.headline_metrics()}
 
+    @property
+    def official_metrics(self) -> tuple[str, ...]:
+        """The metrics of the benchmark's own rule (:meth:`values`): all but the probes'."""
+        return tuple(name for name in self.schema.metric_names if name not in MOVED_METRICS)
+
+    def probed_values(self, outcomes: Sequence[OutcomeT]) -> dict[str, Any]:
+        """:meth:`values` and, in a probe run, the game-level flip rate and accuracy under the
+        probe (``None`` otherwise)."""
+        flips = [o.probe for o in outcomes if getattr(o, "probe", None) is not None]
+        return {**self.values(outcomes), **(moved(flips) if flips else dict.fromkeys(
+            MOVED_METRICS))}  # fmt: skip
+
     def summarize(self, outcomes: Sequence[OutcomeT]) -> dict[str, Any]:
-        report = self.values(outcomes)
+        report = self.probed_values(outcomes)
         strata = self.strata(outcomes)
         units = [unit for members in strata.values() for unit in members]
         stderr, ci = bootstrap_units(
             units,
-            lambda drawn: self.values(self.drawn(drawn)),
+            lambda drawn: self.probed_values(self.drawn(drawn)),
             {name: report.get(name) for name in self.schema.metric_names},
             strata=[name for name, members in strata.items() for _ in members],
         )
@@ -394,6 +534,13 @@ class PairwiseLabelProtocol(LabelProtocol[RecordT, OutcomeT]):
     @abstractmethod
     def shown_pair(self, record: RecordT, shown: Mapping[str, Any]) -> tuple[str, str, str]:
         """One game's request and its answers A and B, in the order the game shows them."""
+
+    @abstractmethod
+    def better_side(self, record: RecordT, shown: Mapping[str, Any]) -> str:
+        """Where one game shows the better answer: ``A`` or ``B``."""
+
+    def probe_pair_of(self, record: RecordT, shown: Mapping[str, Any]) -> tuple[str, str, str, str]:
+        return (*self.shown_pair(record, shown), self.better_side(record, shown))
 
     def render(self, record: RecordT, shown: Mapping[str, Any], options: Mapping[str, Any],
                template: str | None) -> str:  # fmt: skip

@@ -34,11 +34,14 @@ from ralign_tasks.prompts import load_template
 from ralign_tasks.protocols.base import Option, TaskSpec
 from ralign_tasks.protocols.label import (
     PAIRWISE_TEMPLATE,
+    PROBE_OPTION,
+    PROBE_SEED_OPTION,
     REQUEST_COUNTS,
     SEED_OPTION,
     Game,
     LabelJudgment,
     LabelProtocol,
+    ProbedOutcome,
     RequestCounts,
     count_requests,
     draw,
@@ -47,6 +50,7 @@ from ralign_tasks.protocols.label import (
     summary_metric,
 )
 from ralign_tasks.scorers.errors import UserError
+from ralign_tasks.scorers.probes import MOVED_SPECS
 from ralign_tasks.scorers.rewardbench2 import (
     LETTERS,
     SUBSETS,
@@ -88,6 +92,7 @@ RB2_SCHEMA = Schema(
         summary_metric("safety", "Safety", "the Safety group of items"),
         summary_metric("focus", "Focus", "mean credit on Focus"),
         summary_metric("ties", "Ties", "the official Ties formula on the ratings"),
+        *MOVED_SPECS,
     ),
     counts=REQUEST_COUNTS,
     headline="score",
@@ -116,7 +121,7 @@ class RB2Record:
 
 
 @dataclass(frozen=True)
-class RB2Outcome:
+class RB2Outcome(ProbedOutcome):
     """An item's credit (accuracy subsets) or its ratings (a Ties row), and request counts."""
 
     subset: str
@@ -154,7 +159,27 @@ class RB2Protocol(LabelProtocol[RB2Record, RB2Outcome]):
             "generation",
         ),
         SEED_OPTION,
+        PROBE_OPTION,
+        PROBE_SEED_OPTION,
     )
+
+    def option_values(self, given: Mapping[str, Any], where: str) -> dict[str, Any]:
+        values = super().option_values(given, where)
+        if values["probe"] != "none" and values["mode"] != "pairwise":
+            raise UserError(f"{where}: probes need mode pairwise (they dress up one answer of a "
+                            "pair)")  # fmt: skip
+        return values
+
+    def probeable(self, shown: Mapping[str, Any]) -> bool:
+        return "rejected" in shown  # a pairwise game (Ties is always rated)
+
+    def probe_pair_of(
+        self, record: RB2Record, shown: Mapping[str, Any]
+    ) -> tuple[str, str, str, str]:
+        chosen, rejected = record.chosen[0], record.rejected[shown["rejected"]]
+        first = shown["chosen_slot"] == "A"
+        answers = (chosen, rejected) if first else (rejected, chosen)
+        return (record.prompt, *answers, str(shown["chosen_slot"]))
 
     def genrm_template_files(self) -> tuple[str, ...]:
         return (RANKINGS_TEMPLATE, RATING_TEMPLATE, PAIRWISE_TEMPLATE)
@@ -274,9 +299,8 @@ class RB2Protocol(LabelProtocol[RB2Record, RB2Outcome]):
                 .render(prompt=record.prompt, answers=answers)
                 .strip()
             )
-        chosen, rejected = record.chosen[0], record.rejected[shown["rejected"]]
-        answers = (chosen, rejected) if shown["chosen_slot"] == "A" else (rejected, chosen)
-        return render_pair("pairwise", record.prompt, *answers, template)
+        request, first, second, _ = self.probe_pair_of(record, shown)
+        return render_pair("pairwise", request, first, second, template)
 
     def read(self, shown: Mapping[str, Any], text: str | None, options: Mapping[str, Any]) -> Any:
         if "rate" in shown:
@@ -320,7 +344,7 @@ class RB2Protocol(LabelProtocol[RB2Record, RB2Outcome]):
             **outcome.requests.to_dict(),
         }
 
-    def outcome_from_item(self, item: Mapping[str, Any]) -> RB2Outcome:
+    def label_outcome_from_item(self, item: Mapping[str, Any]) -> RB2Outcome:
         stored = item["outcome"]
         ratings = stored["ratings"]
         return RB2Outcome(
@@ -358,7 +382,7 @@ class RB2Protocol(LabelProtocol[RB2Record, RB2Outcome]):
         report = compute_rb2(items, ties)
         return {
             "n": len(outcomes),
-            **{name: report[name] for name in self.schema.metric_names},
+            **{name: report[name] for name in self.official_metrics},
             **count_requests([o.requests for o in outcomes]),
         }
 

@@ -26,12 +26,15 @@ from ralign_tasks.data import (
 )
 from ralign_tasks.protocols.base import TaskSpec
 from ralign_tasks.protocols.label import (
+    PROBE_OPTION,
+    PROBE_SEED_OPTION,
     REQUEST_COUNTS,
     SEED_OPTION,
     VERDICT_FORMAT_OPTION,
     Game,
     LabelJudgment,
     PairwiseLabelProtocol,
+    ProbedOutcome,
     RequestCounts,
     count_requests,
     draw,
@@ -39,6 +42,7 @@ from ralign_tasks.protocols.label import (
 )
 from ralign_tasks.scorers.errors import UserError
 from ralign_tasks.scorers.jsonl import has_surrogate_escape, lone_surrogate, read_json_bytes
+from ralign_tasks.scorers.probes import MOVED_SPECS
 from ralign_tasks.scorers.rmbench import DOMAINS, STYLES, compute_rmbench, domain_of
 from ralign_tasks.scorers.schema import Schema
 
@@ -78,6 +82,7 @@ RMBENCH_SCHEMA = Schema(
         summary_metric("normal", "Normal", "same style (diagonal), averaged over the domains"),
         summary_metric("easy", "Easy", "chosen answer fancier (lower triangle), averaged over "
                        "the domains"),
+        *MOVED_SPECS,
     ),
     counts=REQUEST_COUNTS,
     headline="average",
@@ -102,7 +107,7 @@ class RMBenchRecord:
 
 
 @dataclass(frozen=True)
-class RMBenchOutcome:
+class RMBenchOutcome(ProbedOutcome):
     """An item's nine cells (row-major: chosen style i, rejected style j) and request counts."""
 
     domain: str
@@ -127,7 +132,7 @@ class RMBenchProtocol(PairwiseLabelProtocol[RMBenchRecord, RMBenchOutcome]):
     schema = RMBENCH_SCHEMA
     group_field = "domain"
     tasks = (RMBENCH_TASK,)
-    options = (VERDICT_FORMAT_OPTION, SEED_OPTION)
+    options = (VERDICT_FORMAT_OPTION, SEED_OPTION, PROBE_OPTION, PROBE_SEED_OPTION)
 
     # --- records ---------------------------------------------------------------------------
 
@@ -223,6 +228,9 @@ class RMBenchProtocol(PairwiseLabelProtocol[RMBenchRecord, RMBenchOutcome]):
         answers = (chosen, rejected) if shown["chosen_slot"] == "A" else (rejected, chosen)
         return (record.prompt, *answers)
 
+    def better_side(self, record: RMBenchRecord, shown: Mapping[str, Any]) -> str:
+        return str(shown["chosen_slot"])
+
     def summary(self, record: RMBenchRecord, games: Sequence[Game]) -> str | None:
         return f"{sum(_cell(game) for game in games)}/{len(games)} cells"
 
@@ -241,7 +249,7 @@ class RMBenchProtocol(PairwiseLabelProtocol[RMBenchRecord, RMBenchOutcome]):
             **outcome.requests.to_dict(),
         }
 
-    def outcome_from_item(self, item: Mapping[str, Any]) -> RMBenchOutcome:
+    def label_outcome_from_item(self, item: Mapping[str, Any]) -> RMBenchOutcome:
         stored = item["outcome"]
         return RMBenchOutcome(
             str(item["subset"]),
@@ -272,7 +280,7 @@ class RMBenchProtocol(PairwiseLabelProtocol[RMBenchRecord, RMBenchOutcome]):
         )  # fmt: skip
         return {
             "n": len(outcomes),
-            **{name: report[name] for name in self.schema.metric_names},
+            **{name: report[name] for name in self.official_metrics},
             **count_requests([o.requests for o in outcomes]),
         }
 
