@@ -28,6 +28,7 @@ from ralign_tasks.scorers.probes import (
     PROBE_SEED,
     PROBES,
     GameFlips,
+    ProbedPair,
     moved,
     probe_pair,
 )
@@ -181,6 +182,10 @@ class ProbedOutcome:
     probe: GameFlips | None = field(default=None, kw_only=True)
 
 
+# What a probed game's record adds to what the game showed.
+_PROBE_KEYS = frozenset({"probe", "changed", "probe_text", "note"})
+
+
 def winner(decision: Any) -> str | None:
     """The answer a pairwise decision prefers (``A>B``, ``A>>B`` → A); ``None`` for a tie or
     no decision."""
@@ -299,7 +304,7 @@ class LabelProtocol(Protocol[RecordT, LabelJudgment, OutcomeT]):
                 f"item {record.id}: {len(outputs)} GenRM output(s) for {len(shown)} prompts"  # type: ignore[attr-defined]
             )
         games = tuple(
-            Game.of(s, output, self.read(s, output.text, options))
+            Game.of(self._recorded(record, s, options), output, self.read(s, output.text, options))
             for s, output in zip(shown, outputs, strict=True)
         )
         given = tuple(game for game in games if "probe" not in game.shown)
@@ -307,6 +312,17 @@ class LabelProtocol(Protocol[RecordT, LabelJudgment, OutcomeT]):
         return LabelJudgment(record, given, self.summary(record, given), probed)
 
     # --- bias probes (docs: robustness) -------------------------------------------------------
+
+    def _recorded(
+        self, record: RecordT, shown: dict[str, Any], options: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        """What a game's record keeps of what it showed: a probed game also the answer the
+        probe changed, as shown, and the note (the viewer shows them)."""
+        if "probe" not in shown:
+            return shown
+        _, change = self.probed_pair(record, shown, options)
+        text = change.response_a if change.changed == "A" else change.response_b
+        return {**shown, "changed": change.changed, "probe_text": text, "note": change.note}
 
     def probe_pair_of(self, record: RecordT, shown: Mapping[str, Any]) -> tuple[str, str, str, str]:
         """A pairwise game's request, its answers A and B as shown, and the better one's
@@ -316,15 +332,22 @@ class LabelProtocol(Protocol[RecordT, LabelJudgment, OutcomeT]):
     def verdict_format(self, options: Mapping[str, Any]) -> str:
         return str(options.get("verdict_format", "pairwise"))
 
-    def render_probed(self, record: RecordT, shown: Mapping[str, Any],
-                      options: Mapping[str, Any], template: str | None) -> str:  # fmt: skip
-        """A probed game's prompt: the game's answers with the probe's change (seeded by
-        ``probe_seed``, the item and the game)."""
-        given = {key: value for key, value in shown.items() if key != "probe"}
+    def probed_pair(
+        self, record: RecordT, shown: Mapping[str, Any], options: Mapping[str, Any]
+    ) -> tuple[str, ProbedPair]:
+        """A probed game's request and its answers under the probe (seeded by ``probe_seed``,
+        the item and the game)."""
+        given = {key: value for key, value in shown.items() if key not in _PROBE_KEYS}
         request, first, second, better = self.probe_pair_of(record, given)
         key = f"{record.id}|{json.dumps(given, sort_keys=True)}"  # type: ignore[attr-defined]
         change = probe_pair(shown["probe"], first, second, better, request, key,  # type: ignore[arg-type]
                             options.get("probe_seed", PROBE_SEED))  # fmt: skip
+        return request, change
+
+    def render_probed(self, record: RecordT, shown: Mapping[str, Any],
+                      options: Mapping[str, Any], template: str | None) -> str:  # fmt: skip
+        """A probed game's prompt."""
+        request, change = self.probed_pair(record, shown, options)
         return render_pair(self.verdict_format(options), request, change.response_a,
                            change.response_b, template, change.note)  # fmt: skip
 
@@ -338,7 +361,7 @@ class LabelProtocol(Protocol[RecordT, LabelJudgment, OutcomeT]):
         return GameFlips(len(right), sum(right), sum(probed), flips)
 
     def _right(self, record: RecordT, game: Game) -> bool:
-        given = {key: value for key, value in game.shown.items() if key != "probe"}
+        given = {key: value for key, value in game.shown.items() if key not in _PROBE_KEYS}
         return winner(game.verdict) == self.probe_pair_of(record, given)[3]
 
     # --- no judge --------------------------------------------------------------------------
@@ -459,7 +482,13 @@ class LabelProtocol(Protocol[RecordT, LabelJudgment, OutcomeT]):
             "answers": self.view_answers(record),
             "games": [
                 {
-                    "shown": ", ".join(f"{name} {value}" for name, value in game["shown"].items()),
+                    "shown": ", ".join(
+                        f"{name} {value}"
+                        for name, value in game["shown"].items()
+                        if name not in ("probe_text", "note")
+                    ),
+                    "probe_text": game["shown"].get("probe_text"),
+                    "note": game["shown"].get("note") or None,
                     "output": game["output"],
                     "verdict": None if game["verdict"] is None else str(game["verdict"]),
                     "error": game["error"],

@@ -50,3 +50,28 @@ def test_a_probed_item_shows_both_answers_and_what_moved(tmp_path):
         assert shown[index]["shown"] == probed[index][f"response_{changed.lower()}"]
     assert "flipped" in shown[0]["tags"] and shown[0]["cited"] is None  # label-wrong: not asked
     assert "flipped" not in shown[1]["tags"] and shown[1]["cited"] == "true"
+
+
+def test_a_probed_label_game_shows_the_changed_answer_and_the_note(tmp_path):
+    from tests.support.label_probes import responder as label_responder
+
+    with LoopbackServer(label_responder()) as server:
+        assert main([
+            "run", "judgebench", "--sample", "--genrm-model", "follower", "--genrm-base-url",
+            server.base_url, "--probe", "bandwagon", "--output-dir", str(tmp_path / "runs"),
+        ]) == 0  # fmt: skip
+    assert main(["view", str(tmp_path / "runs"), "--output-dir", str(tmp_path / "view")]) == 0
+    (page,) = (tmp_path / "view").glob("*.html")
+    card = "document.querySelector('details.item[data-index=\"0\"]')"
+    with chromium(tmp_path / "profile") as browser:
+        browser.navigate(page.as_uri())
+        browser.evaluate(f"{card}.querySelector('summary').click()")
+        shown = browser.wait_for(
+            f"(() => {{ const body = {card}.querySelector('.item-body'); return body && {{"
+            " games: [...body.querySelectorAll('.game h3')].map((h) => h.textContent),"
+            " notes: [...body.querySelectorAll('.probe-note')].map((n) => n.textContent),"
+            " texts: body.querySelectorAll('.probe-text').length }; })()"
+        )
+    assert len(shown["games"]) == 4 and "probe bandwagon" in shown["games"][2]
+    assert len(shown["notes"]) == 2 and all("Note shown before" in n for n in shown["notes"])
+    assert shown["texts"] == 2
