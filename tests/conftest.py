@@ -46,20 +46,32 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(opt_in)
 
 
-@pytest.fixture(autouse=True)
-def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf_home"))
-    monkeypatch.setenv("RALIGN_CACHE_DIR", str(tmp_path / "cache"))
-    # Inspect caches judge answers by default too: a cache of each test's own.
-    monkeypatch.setenv("INSPECT_CACHE_DIR", str(tmp_path / "inspect_cache"))
+def _isolate(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A private HF home and response caches under ``root``, and none of the user's settings."""
+    monkeypatch.setenv("HF_HOME", str(root / "hf_home"))
+    monkeypatch.setenv("RALIGN_CACHE_DIR", str(root / "cache"))
+    # Inspect caches judge answers by default too.
+    monkeypatch.setenv("INSPECT_CACHE_DIR", str(root / "inspect_cache"))
     for name in list(os.environ):
-        if name.startswith(("RALIGN_METAJUDGE_", "RALIGN_GENRM_")) or name in (
-            "RALIGN_DATA_DIR",
-            "RALIGN_METAJUDGE",
-            "OPENAI_API_KEY",
-            "OPENAI_BASE_URL",
+        if name.startswith(("RALIGN_METAJUDGE_", "RALIGN_GENRM_", "RALIGN_EXTRACTOR_")) or (
+            name in ("RALIGN_DATA_DIR", "RALIGN_METAJUDGE", "OPENAI_API_KEY", "OPENAI_BASE_URL")
         ):
             monkeypatch.delenv(name)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def isolated_module_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Module-scoped fixtures (a run made once for a module's tests) are set up before any
+    test's own environment: they get one of the module's own, never the user's cache (a
+    loopback port reused by a later run would find another run's answers there)."""
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        _isolate(tmp_path_factory.mktemp("module_env"), monkeypatch)
+        yield
+
+
+@pytest.fixture(autouse=True)
+def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    _isolate(tmp_path, monkeypatch)
     _quick_retries()
     yield
 
