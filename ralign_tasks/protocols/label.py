@@ -383,7 +383,11 @@ class LabelProtocol(Protocol[RecordT, LabelJudgment, OutcomeT]):
     def outcome(self, judgment: LabelJudgment, calls: JudgeCalls, judged: bool) -> OutcomeT:
         outcome = self.label_outcome(judgment)
         if judgment.probed:
-            outcome = replace(outcome, probe=self.game_flips(judgment))  # type: ignore[type-var]
+            # The request counts cover the probed games too: a failed or unreadable one is
+            # wrong under the probe (as the official rule counts a game), and counted.
+            requests = RequestCounts.of((*judgment.games, *judgment.probed))
+            outcome = replace(outcome, probe=self.game_flips(judgment),  # type: ignore[type-var]
+                              requests=requests)  # fmt: skip
         return outcome
 
     @abstractmethod
