@@ -66,6 +66,7 @@ def isolated_module_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[No
     loopback port reused by a later run would find another run's answers there)."""
     with pytest.MonkeyPatch.context() as monkeypatch:
         _isolate(tmp_path_factory.mktemp("module_env"), monkeypatch)
+        _quick_retries()
         yield
 
 
