@@ -533,7 +533,7 @@ def plan_probe(args: argparse.Namespace) -> list[RunPlan]:
                         f"{', '.join(PROBES)}")  # fmt: skip
     for name in args.benchmarks:
         if not any(o.name == "probe" for o in protocol_of(get_task(name)).options):
-            raise UserError(f"{name} has no bias probes (the R-Align benchmarks have)")
+            raise UserError(f"{name} has no bias probes (R-Align and the label benchmarks have)")
     plans = []
     for probe in probes:
         plans += plan_run(argparse.Namespace(**{**vars(args), "probe": probe}))
