@@ -113,10 +113,36 @@ def generate_outputs(
     return grouped, stats
 
 
-class JudgeRequests(Sequence[ChatRequest]):
-    """The judge requests of a batch, each prompt rendered when the engine takes the request
-    in: the engine asks the first requests while it takes in the rest, so rendering overlaps
-    the calls instead of delaying the first one. ``todo`` lists (item, slot) per request."""
+class LazyRequests(Sequence[ChatRequest]):
+    """Requests to one endpoint whose prompts are rendered when the engine takes each one in:
+    the engine asks the first requests while it takes in the rest, so rendering overlaps the
+    calls instead of delaying the first one. ``todo`` has one entry per request."""
+
+    def __init__(self, todo: Sequence[Any], config: EndpointConfig) -> None:
+        self.todo, self.config = todo, config
+
+    def prompt_at(self, position: int) -> str:
+        raise NotImplementedError
+
+    def __len__(self) -> int:
+        return len(self.todo)
+
+    @overload
+    def __getitem__(self, position: int) -> ChatRequest: ...
+
+    @overload
+    def __getitem__(self, position: slice) -> list[ChatRequest]: ...
+
+    def __getitem__(self, position: int | slice) -> ChatRequest | list[ChatRequest]:
+        if isinstance(position, slice):
+            return [self[i] for i in range(*position.indices(len(self)))]
+        config = self.config
+        prompt = self.prompt_at(position)
+        return ChatRequest(str(config.model), prompt, config.temperature, config.max_tokens)
+
+
+class JudgeRequests(LazyRequests):
+    """The judge requests of a batch; ``todo`` lists (item, slot) per request."""
 
     def __init__(
         self,
@@ -125,59 +151,34 @@ class JudgeRequests(Sequence[ChatRequest]):
         todo: Sequence[tuple[int, int]],
         judge: JudgeSettings,
     ) -> None:
-        self.protocol, self.judgments, self.todo = protocol, judgments, todo
-        self.config = judge.transport
+        super().__init__(todo, judge.transport)
+        self.protocol, self.judgments = protocol, judgments
         self.template = protocol.judge_template(judge)
         # The prompts of the item rendered last: its other slots follow it (swap runs).
         self._rendered: tuple[int, list[str | None]] = (-1, [])
 
-    def __len__(self) -> int:
-        return len(self.todo)
-
-    @overload
-    def __getitem__(self, position: int) -> ChatRequest: ...
-
-    @overload
-    def __getitem__(self, position: slice) -> list[ChatRequest]: ...
-
-    def __getitem__(self, position: int | slice) -> ChatRequest | list[ChatRequest]:
-        if isinstance(position, slice):
-            return [self[i] for i in range(*position.indices(len(self)))]
+    def prompt_at(self, position: int) -> str:
         index, slot = self.todo[position]
         if self._rendered[0] != index:
             self._rendered = (index, self.protocol.judge_prompts(self.judgments[index],
                                                                  self.template))  # fmt: skip
         prompt = self._rendered[1][slot]
         assert prompt is not None, "judge_slots and judge_prompts disagree"
-        config = self.config
-        return ChatRequest(str(config.model), prompt, config.temperature, config.max_tokens)
+        return prompt
 
 
-class PrepRequests(Sequence[ChatRequest]):
-    """The requests of one prep step, each prompt rendered when the engine takes it in (as
-    :class:`JudgeRequests`); ``todo`` lists the items that want the step."""
+class PrepRequests(LazyRequests):
+    """The requests of one prep step; ``todo`` lists the items that want the step."""
 
     def __init__(
         self, prompt: Callable[[Any], str], judgments: Sequence[Any], todo: Sequence[int],
         config: EndpointConfig,
     ) -> None:  # fmt: skip
-        self.prompt, self.judgments, self.todo, self.config = prompt, judgments, todo, config
+        super().__init__(todo, config)
+        self.prompt, self.judgments = prompt, judgments
 
-    def __len__(self) -> int:
-        return len(self.todo)
-
-    @overload
-    def __getitem__(self, position: int) -> ChatRequest: ...
-
-    @overload
-    def __getitem__(self, position: slice) -> list[ChatRequest]: ...
-
-    def __getitem__(self, position: int | slice) -> ChatRequest | list[ChatRequest]:
-        if isinstance(position, slice):
-            return [self[i] for i in range(*position.indices(len(self)))]
-        config = self.config
-        prompt = self.prompt(self.judgments[self.todo[position]])
-        return ChatRequest(str(config.model), prompt, config.temperature, config.max_tokens)
+    def prompt_at(self, position: int) -> str:
+        return self.prompt(self.judgments[self.todo[position]])
 
 
 def run_prep_steps(
