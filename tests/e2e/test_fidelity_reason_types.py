@@ -6,15 +6,18 @@ with the extraction and typing failures counted."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 
 import pytest
-from inspect_ai.log import read_eval_log
 
 from ralign_tasks.cli import main
 from ralign_tasks.testing.loopback import LoopbackServer
-from tests.support.harness import INSPECT, judged_items, lm_eval_run, read_lm_eval_output
+from tests.support.harness import (
+    inspect_eval_run,
+    judged_items,
+    lm_eval_run,
+    lm_eval_values,
+    read_lm_eval_output,
+)
 from tests.support.reason_types import EXPECTED, EXPECTED_COUNTS, responder
 
 pytestmark = pytest.mark.slow  # lm-eval and Inspect run as subprocesses
@@ -50,7 +53,7 @@ def _lm_eval(tmp_path_factory):
         run = lm_eval_run(server, out, TASK, metadata, "--log_samples")
     assert run.returncode == 0, run.stderr[-3000:]
     results, samples = read_lm_eval_output(out)
-    values = {k.removesuffix(",none"): v for k, v in results["results"][TASK].items() if "," in k}
+    values = lm_eval_values(results, TASK)
     rows = sorted(samples[TASK], key=lambda row: row["doc_id"])
     return values, judged_items(rows), asks
 
@@ -59,22 +62,12 @@ def _inspect(tmp_path_factory):
     out = tmp_path_factory.mktemp("types_inspect")
     respond, asks = responder()
     with LoopbackServer(respond) as server:
-        env = {**os.environ, "LOOP_BASE_URL": server.base_url, "LOOP_API_KEY": "unused",
-               "INSPECT_CACHE_DIR": str(out / "cache")}  # fmt: skip
-        run = subprocess.run(
-            [INSPECT, "eval", f"ralign_tasks/{TASK}", "--model", "openai-api/loop/genrm",
-             "--model-role", "meta_judge=openai-api/loop/judge",
-             "--model-role", "extractor=openai-api/loop/extractor",
-             "-T", "sample=true", "-T", "reason_types=true",
-             "--log-dir", str(out / "logs"), "--display", "plain"],
-            env=env, capture_output=True, text=True, timeout=180, cwd=out,
+        log, values = inspect_eval_run(
+            server, out, TASK, "--model", "openai-api/loop/genrm",
+            "--model-role", "meta_judge=openai-api/loop/judge",
+            "--model-role", "extractor=openai-api/loop/extractor",
+            "-T", "sample=true", "-T", "reason_types=true",
         )  # fmt: skip
-    assert run.returncode == 0, run.stderr[-3000:]
-    (log_file,) = (out / "logs").glob("*.eval")
-    log = read_eval_log(str(log_file))
-    assert log.status == "success"
-    (score,) = log.results.scores
-    values = {name: metric.value for name, metric in score.metrics.items()}
     items = [sample.scores["ralign_fidelity"].metadata for sample in log.samples]
     return values, items, asks
 

@@ -6,11 +6,8 @@ extractor's requests to the extractor."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 
 import pytest
-from inspect_ai.log import read_eval_log
 
 from ralign_tasks.testing.loopback import LoopbackServer
 from tests.support.free_atomic import (
@@ -21,7 +18,13 @@ from tests.support.free_atomic import (
     responder,
     run_free_atomic,
 )
-from tests.support.harness import INSPECT, judged_items, lm_eval_run, read_lm_eval_output
+from tests.support.harness import (
+    inspect_eval_run,
+    judged_items,
+    lm_eval_run,
+    lm_eval_values,
+    read_lm_eval_output,
+)
 
 pytestmark = pytest.mark.slow  # lm-eval and Inspect run as subprocesses
 
@@ -48,8 +51,7 @@ def _lm_eval(tmp_path_factory):
         run = lm_eval_run(server, out, TASK, metadata, "--log_samples")
     assert run.returncode == 0, run.stderr[-3000:]
     results, samples = read_lm_eval_output(out)
-    task = results["results"][TASK]
-    values = {key.removesuffix(",none"): value for key, value in task.items() if "," in key}
+    values = lm_eval_values(results, TASK)
     rows = sorted(samples[TASK], key=lambda row: row["doc_id"])
     return values, judged_items(rows), asks
 
@@ -58,22 +60,12 @@ def _inspect(tmp_path_factory):
     out = tmp_path_factory.mktemp("free_inspect")
     respond, asks = responder()
     with LoopbackServer(respond) as server:
-        env = {**os.environ, "LOOP_BASE_URL": server.base_url, "LOOP_API_KEY": "unused",
-               "INSPECT_CACHE_DIR": str(out / "cache")}  # fmt: skip
-        run = subprocess.run(
-            [INSPECT, "eval", f"ralign_tasks/{TASK}", "--model", "openai-api/loop/genrm",
-             "--model-role", "meta_judge=openai-api/loop/judge",
-             "--model-role", "extractor=openai-api/loop/extractor",
-             "-T", "sample=true", "-T", "genrm_format=free", "-T", "reason_types=true",
-             "--log-dir", str(out / "logs"), "--display", "plain"],
-            env=env, capture_output=True, text=True, timeout=180, cwd=out,
+        log, values = inspect_eval_run(
+            server, out, TASK, "--model", "openai-api/loop/genrm",
+            "--model-role", "meta_judge=openai-api/loop/judge",
+            "--model-role", "extractor=openai-api/loop/extractor",
+            "-T", "sample=true", "-T", "genrm_format=free", "-T", "reason_types=true",
         )  # fmt: skip
-    assert run.returncode == 0, run.stderr[-3000:]
-    (log_file,) = (out / "logs").glob("*.eval")
-    log = read_eval_log(str(log_file))
-    assert log.status == "success"
-    (score,) = log.results.scores
-    values = {name: metric.value for name, metric in score.metrics.items()}
     items = [sample.scores["ralign_rc"].metadata for sample in log.samples]
     return values, items, asks
 

@@ -60,3 +60,29 @@ def read_lm_eval_output(out: Path) -> tuple[dict, dict[str, list[dict]]]:
 def judged_items(rows: list[dict]) -> list[dict]:
     """The judged-item records of lm-eval samples rows."""
     return [json.loads(row["filtered_resps"][0]) for row in rows]
+
+
+def lm_eval_values(results: dict, task: str) -> dict:
+    """A task's numbers in an lm-eval results file, by metric name (filter ``none``)."""
+    return {k.removesuffix(",none"): v for k, v in results["results"][task].items() if "," in k}
+
+
+def inspect_eval_run(server: LoopbackServer, out: Path, task: str, *args: str):
+    """``inspect eval ralign_tasks/<task>`` as a subprocess with the ``openai-api/loop/…``
+    models on ``server`` (``args``: the model, roles and ``-T`` options); its successful log
+    and its metric values."""
+    from inspect_ai.log import read_eval_log
+
+    env = {**os.environ, "LOOP_BASE_URL": server.base_url, "LOOP_API_KEY": "unused",
+           "INSPECT_CACHE_DIR": str(out / "inspect_cache")}  # fmt: skip
+    run = subprocess.run(
+        [INSPECT, "eval", f"ralign_tasks/{task}", *args, "--log-dir", str(out / "logs"),
+         "--display", "plain"],
+        env=env, capture_output=True, text=True, timeout=180, cwd=out,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr[-3000:]
+    (log_file,) = (out / "logs").glob("*.eval")
+    log = read_eval_log(str(log_file))
+    assert log.status == "success", log.error
+    (score,) = log.results.scores
+    return log, {name: metric.value for name, metric in score.metrics.items()}
