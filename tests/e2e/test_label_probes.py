@@ -5,15 +5,17 @@ numbers stay those of the games as given; lm-eval and Inspect give the CLI's num
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 
 import pytest
-from inspect_ai.log import read_eval_log
 
 from ralign_tasks.cli import main
 from ralign_tasks.testing.loopback import LoopbackServer
-from tests.support.harness import INSPECT, lm_eval_run, read_lm_eval_output
+from tests.support.harness import (
+    inspect_eval_run,
+    lm_eval_run,
+    lm_eval_values,
+    read_lm_eval_output,
+)
 from tests.support.label_probes import responder
 
 # The label benchmarks and their pairwise setting.
@@ -61,20 +63,11 @@ def test_lm_eval_and_inspect_give_the_cli_numbers(tmp_path):
                           {"sample": True, "probe": "bandwagon"}, model="follower")  # fmt: skip
         assert run.returncode == 0, run.stderr[-3000:]
         results, _ = read_lm_eval_output(tmp_path / "lm_eval")
-        lm_eval = {k.removesuffix(",none"): v for k, v in results["results"][task].items()
-                   if "," in k}  # fmt: skip
-        env = {**os.environ, "LOOP_BASE_URL": server.base_url, "LOOP_API_KEY": "unused",
-               "INSPECT_CACHE_DIR": str(tmp_path / "inspect_cache")}  # fmt: skip
-        inspect = subprocess.run(
-            [INSPECT, "eval", f"ralign_tasks/{task}", "--model", "openai-api/loop/follower",
-             "-T", "sample=true", "-T", "probe=bandwagon", "--log-dir", str(tmp_path / "logs"),
-             "--display", "plain"],
-            env=env, capture_output=True, text=True, timeout=180, cwd=tmp_path,
+        lm_eval = lm_eval_values(results, task)
+        _, values = inspect_eval_run(
+            server, tmp_path, task, "--model", "openai-api/loop/follower",
+            "-T", "sample=true", "-T", "probe=bandwagon",
         )  # fmt: skip
-    assert inspect.returncode == 0, inspect.stderr[-3000:]
-    (log_file,) = (tmp_path / "logs").glob("*.eval")
-    (score,) = read_eval_log(str(log_file)).results.scores
-    values = {name: metric.value for name, metric in score.metrics.items()}
     for name in ("flip_rate", "l_acc_probe", "l_acc_probe_diff", "accuracy"):
         assert lm_eval[name] == pytest.approx(cli[name]), name
         assert values[name] == pytest.approx(cli[name]), name

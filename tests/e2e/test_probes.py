@@ -6,15 +6,18 @@ Inspect; the unprobed answers are paid once; the probe is recorded and seeded.""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 
 import pytest
-from inspect_ai.log import read_eval_log
 
 from ralign_tasks.cli import main
 from ralign_tasks.testing.loopback import LoopbackServer
-from tests.support.harness import INSPECT, judged_items, lm_eval_run, read_lm_eval_output
+from tests.support.harness import (
+    inspect_eval_run,
+    judged_items,
+    lm_eval_run,
+    lm_eval_values,
+    read_lm_eval_output,
+)
 from tests.support.probes import EXPECTED, RECORDS, responder
 
 TASK = "ralign_helpsteer3"
@@ -84,21 +87,12 @@ def test_lm_eval_and_inspect_give_the_cli_numbers(tmp_path):
                           model="verbose")  # fmt: skip
         assert run.returncode == 0, run.stderr[-3000:]
         results, samples = read_lm_eval_output(out)
-        lm_eval = {k.removesuffix(",none"): v for k, v in results["results"][TASK].items()
-                   if "," in k}  # fmt: skip
-        env = {**os.environ, "LOOP_BASE_URL": server.base_url, "LOOP_API_KEY": "unused",
-               "INSPECT_CACHE_DIR": str(tmp_path / "inspect_cache")}  # fmt: skip
-        inspect = subprocess.run(
-            [INSPECT, "eval", f"ralign_tasks/{TASK}", "--model", "openai-api/loop/verbose",
-             "--model-role", "meta_judge=openai-api/loop/judge", "-T", "sample=true",
-             "-T", "probe=verbosity", "--log-dir", str(tmp_path / "logs"), "--display", "plain"],
-            env=env, capture_output=True, text=True, timeout=180, cwd=tmp_path,
+        lm_eval = lm_eval_values(results, TASK)
+        _, values = inspect_eval_run(
+            server, tmp_path, TASK, "--model", "openai-api/loop/verbose",
+            "--model-role", "meta_judge=openai-api/loop/judge", "-T", "sample=true",
+            "-T", "probe=verbosity",
         )  # fmt: skip
-    assert inspect.returncode == 0, inspect.stderr[-3000:]
-    (log_file,) = (tmp_path / "logs").glob("*.eval")
-    log = read_eval_log(str(log_file))
-    (score,) = log.results.scores
-    values = {name: metric.value for name, metric in score.metrics.items()}
     for name in expected:
         assert lm_eval[name] == pytest.approx(cli["metrics"]["overall"][name]), name
         assert values[name] == pytest.approx(cli["metrics"]["overall"][name]), name
