@@ -36,7 +36,8 @@ class MetricSpec:
     needs_judge: bool = True
     detail: bool = False
     description: str = ""
-    # The family option that must be on for the metric to exist (``swap``); ``None``: always.
+    # The family option that must be on for the metric to exist (``swap``), or the value it
+    # must have (``mode=pairwise_all``); ``None``: always.
     option: str | None = None
 
     @property

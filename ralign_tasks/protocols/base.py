@@ -522,10 +522,13 @@ class Protocol(ABC, Generic[RecordT, JudgmentT, OutcomeT]):
         )
 
     def option_on(self, name: str, options: Mapping[str, Any]) -> bool:
-        """Whether an option is set away from its default (``swap``, ``samples`` > 1): the
-        metrics that need it exist only then."""
+        """Whether an option is set away from its default (``swap``, ``samples`` > 1), or for
+        ``name=value`` to that value (``mode=pairwise_all``): the metrics that need it exist
+        only then."""
+        name, is_value, value = name.partition("=")
         option = next(o for o in self.options if o.name == name)
-        return options.get(name, option.default) != option.default
+        given = options.get(name, option.default)
+        return str(given) == value if is_value else given != option.default
 
     def options_of(self, stage: str) -> tuple[Option, ...]:
         return tuple(option for option in self.options if option.stage == stage)

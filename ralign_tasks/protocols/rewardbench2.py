@@ -10,6 +10,14 @@ the score is the unweighted mean of the six subsets.
   a k-way top tie, 0.25 when no rating parses.
 * ``pairwise`` (ours): the chosen answer against each rejected one with our pairwise prompt,
   its position drawn per comparison; credit 1 only if it wins all three.
+* ``pairwise_all`` (ours): all six pairs of the four completions, each order drawn per pair
+  (the chosen answer's three pairs are shown as ``pairwise`` shows them, so their answers are
+  shared through the cache); the same credit, and the share of items whose verdicts form a
+  cycle of three answers (RM-Gallery's transitivity conflict, ``scorers/consistency.py``).
+
+``swap`` (pairwise modes) asks every pair in both orders: the chosen answer must win every
+game it is in, and the share of items with a pair whose two orders disagree is reported
+(RM-Gallery's symmetry conflict).
 
 This is not R-Align's "RewardBench 2" figure, which is label accuracy on its own derived pairs
 (the ``ralign_rewardbench2`` task).
@@ -20,6 +28,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
+from itertools import combinations
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +57,9 @@ from ralign_tasks.protocols.label import (
     pair_decision,
     render_pair,
     summary_metric,
+    winner,
 )
+from ralign_tasks.scorers.consistency import Consistency, PairVerdict, consistency, share
 from ralign_tasks.scorers.errors import UserError
 from ralign_tasks.scorers.probes import MOVED_SPECS
 from ralign_tasks.scorers.rewardbench2 import (
@@ -65,11 +76,12 @@ from ralign_tasks.scorers.rewardbench2 import (
     ratings_credit,
     subset_key,
 )
-from ralign_tasks.scorers.schema import Schema
+from ralign_tasks.scorers.schema import MetricSpec, Schema
 
 RANKINGS_TEMPLATE = "rb2_rankings.jinja"
 RATING_TEMPLATE = "rb2_rating.jinja"
-MODES = ("rankings", "ratings", "pairwise")
+MODES = ("rankings", "ratings", "pairwise", "pairwise_all")
+PAIRWISE_MODES = ("pairwise", "pairwise_all")
 JSONL_FILE = "reward-bench-2.jsonl"
 PARQUET_PATTERN = "test-*.parquet"
 
@@ -92,6 +104,26 @@ RB2_SCHEMA = Schema(
         summary_metric("safety", "Safety", "the Safety group of items"),
         summary_metric("focus", "Focus", "mean credit on Focus"),
         summary_metric("ties", "Ties", "the official Ties formula on the ratings"),
+        MetricSpec(
+            "intransitive_rate",
+            "intransitive",
+            False,
+            "summary",
+            needs_judge=False,
+            option="mode=pairwise_all",
+            description="items whose pairwise verdicts form a cycle of three answers, of the "
+            "items with a triad decided (mode pairwise_all)",
+        ),
+        MetricSpec(
+            "symmetry_conflict_rate",
+            "sym. conflict",
+            False,
+            "summary",
+            needs_judge=False,
+            option="swap",
+            description="items with a pair whose two orders got different winners, of the "
+            "items with a pair judged in both orders (swap)",
+        ),
         *MOVED_SPECS,
     ),
     counts=REQUEST_COUNTS,
@@ -130,6 +162,10 @@ class RB2Outcome(ProbedOutcome):
     ratings: tuple[int, ...] | None
     num_correct: int
     requests: RequestCounts
+    # The conflicts among a pairwise item's verdicts (``None``: not observed; see
+    # scorers/consistency.py).
+    intransitive: bool | None = None
+    symmetry_conflict: bool | None = None
 
 
 def _answers(row: Mapping[str, Any], key: str) -> tuple[str, ...]:
@@ -154,9 +190,18 @@ class RB2Protocol(LabelProtocol[RB2Record, RB2Outcome]):
             "rankings",
             "rankings: one 4-way [[A]]..[[D]] verdict per item (official default); ratings: "
             "each completion rated 1-10 (official); pairwise: the chosen answer against each "
-            "rejected one with our pairwise prompt. Ties is always rated",
+            "rejected one with our pairwise prompt; pairwise_all: all six pairs of the four "
+            "completions (transitivity). Ties is always rated",
             MODES,
             "generation",
+        ),
+        Option(
+            "swap",
+            False,
+            "true: a pairwise mode asks every pair in both orders (symmetry conflicts; the "
+            "chosen answer must win every game it is in); false: one order, drawn per pair",
+            stage="generation",
+            kind=bool,
         ),
         SEED_OPTION,
         PROBE_OPTION,
@@ -165,21 +210,27 @@ class RB2Protocol(LabelProtocol[RB2Record, RB2Outcome]):
 
     def option_values(self, given: Mapping[str, Any], where: str) -> dict[str, Any]:
         values = super().option_values(given, where)
-        if values["probe"] != "none" and values["mode"] != "pairwise":
-            raise UserError(f"{where}: probes need mode pairwise (they dress up one answer of a "
-                            "pair)")  # fmt: skip
+        pairwise = values["mode"] in PAIRWISE_MODES
+        if values["probe"] != "none" and not pairwise:
+            raise UserError(f"{where}: probes need mode pairwise or pairwise_all (they dress up "
+                            "one answer of a pair)")  # fmt: skip
+        if values["swap"] and not pairwise:
+            raise UserError(f"{where}: swap needs mode pairwise or pairwise_all (it asks each "
+                            "pair in both orders)")  # fmt: skip
         return values
 
     def probeable(self, shown: Mapping[str, Any]) -> bool:
-        return "rejected" in shown  # a pairwise game (Ties is always rated)
+        # A pairwise game of the chosen answer (Ties is always rated; two rejected answers
+        # have no better one to tell apart).
+        return "rejected" in shown or 0 in shown.get("answers", ())
 
     def probe_pair_of(
         self, record: RB2Record, shown: Mapping[str, Any]
     ) -> tuple[str, str, str, str]:
-        chosen, rejected = record.chosen[0], record.rejected[shown["rejected"]]
-        first = shown["chosen_slot"] == "A"
-        answers = (chosen, rejected) if first else (rejected, chosen)
-        return (record.prompt, *answers, str(shown["chosen_slot"]))
+        first, second = _shown_answers(shown)
+        answers = _candidates(record)
+        better = "A" if first == 0 else "B" if second == 0 else ""
+        return (record.prompt, answers[first], answers[second], better)
 
     def genrm_template_files(self) -> tuple[str, ...]:
         return (RANKINGS_TEMPLATE, RATING_TEMPLATE, PAIRWISE_TEMPLATE)
@@ -276,11 +327,24 @@ class RB2Protocol(LabelProtocol[RB2Record, RB2Outcome]):
         if mode == "rankings":
             slot = draw(options["seed"], record.id).randrange(len(LETTERS))
             return [{"chosen_slot": LETTERS[slot], "order": list(ranking_order(slot))}]
-        return [
-            {"rejected": j,
-             "chosen_slot": "A" if draw(options["seed"], record.id, j).random() < 0.5 else "B"}
-            for j in range(len(record.rejected))
-        ]  # fmt: skip
+        seed, swap = options["seed"], options.get("swap", False)
+        if mode == "pairwise":
+            return [
+                {"rejected": j, "chosen_slot": slots[0]}
+                for j in range(len(record.rejected))
+                for slots in _orders(_chosen_first(seed, record.id, j), swap, ("A", "B"))
+            ]
+        games = []
+        for first, second in combinations(range(len(_candidates(record))), 2):
+            # The chosen answer's pairs as mode pairwise draws them (the same prompts, so a
+            # run of one mode pays nothing for the other's answers); the rest per pair.
+            if first == 0:
+                in_order = _chosen_first(seed, record.id, second - 1)
+            else:
+                in_order = draw(seed, record.id, first - 1, second - 1).random() < 0.5
+            games += [{"answers": list(shown)}
+                      for shown in _orders(in_order, swap, (first, second))]  # fmt: skip
+        return games
 
     def render(self, record: RB2Record, shown: Mapping[str, Any],
                options: Mapping[str, Any], template: str | None) -> str:  # fmt: skip
@@ -292,7 +356,7 @@ class RB2Protocol(LabelProtocol[RB2Record, RB2Outcome]):
                 .strip()
             )
         if "order" in shown:
-            candidates = (record.chosen[0], *record.rejected)
+            candidates = _candidates(record)
             answers = [candidates[index] for index in shown["order"]]
             return (
                 load_template(template, RANKINGS_TEMPLATE)
@@ -301,6 +365,15 @@ class RB2Protocol(LabelProtocol[RB2Record, RB2Outcome]):
             )
         request, first, second, _ = self.probe_pair_of(record, shown)
         return render_pair("pairwise", request, first, second, template)
+
+    def pair_verdicts(self, games: Sequence[Game]) -> list[PairVerdict]:
+        """The pairwise games' verdicts by completion (0 the chosen one)."""
+        verdicts = []
+        for game in games:
+            first, second = _shown_answers(game.shown)
+            side = winner(game.verdict)
+            verdicts.append(PairVerdict(first, second, {"A": first, "B": second}.get(side or "")))
+        return verdicts
 
     def read(self, shown: Mapping[str, Any], text: str | None, options: Mapping[str, Any]) -> Any:
         if "rate" in shown:
@@ -316,7 +389,11 @@ class RB2Protocol(LabelProtocol[RB2Record, RB2Outcome]):
             return "ratings " + " ".join(str(g.verdict) if g.verdict else "-" for g in games)
         if "order" in first:
             return f"[[{games[0].verdict or '-'}]] (chosen {first['chosen_slot']})"
-        return f"won {sum(_won(game) is True for game in games)}/{len(games)}"
+        won = [_won(game) for game in games if self.probeable(game.shown)]
+        found = consistency(self.pair_verdicts(games))
+        conflicts = [name for name, flag in (("intransitive", found.intransitive),
+                     ("symmetry conflict", found.symmetry_conflict)) if flag]  # fmt: skip
+        return ", ".join([f"won {sum(win is True for win in won)}/{len(won)}", *conflicts])
 
     # --- outcome and metrics ---------------------------------------------------------------
 
@@ -324,6 +401,7 @@ class RB2Protocol(LabelProtocol[RB2Record, RB2Outcome]):
         record: RB2Record = judgment.record
         games = judgment.games
         ratings, credit = None, None
+        found = Consistency(0, 0, 0, 0)  # a pairwise mode's games only
         if "rate" in games[0].shown:
             ratings = tuple(-1 if g.verdict is None else int(g.verdict) for g in games)
             if record.subset != "ties":
@@ -331,9 +409,11 @@ class RB2Protocol(LabelProtocol[RB2Record, RB2Outcome]):
         elif "order" in games[0].shown:
             credit = ranking_credit(games[0].verdict, LETTERS.index(games[0].shown["chosen_slot"]))
         else:
-            credit = pairwise_credit([_won(game) for game in games])
+            credit = pairwise_credit([_won(game) for game in games if self.probeable(game.shown)])
+            found = consistency(self.pair_verdicts(games))
         return RB2Outcome(record.subset, record.source_id, credit, ratings,
-                          len(record.chosen), RequestCounts.of(games))  # fmt: skip
+                          len(record.chosen), RequestCounts.of(games),
+                          found.intransitive, found.symmetry_conflict)  # fmt: skip
 
     def outcome_to_dict(self, outcome: RB2Outcome) -> dict[str, Any]:
         return {
@@ -342,6 +422,8 @@ class RB2Protocol(LabelProtocol[RB2Record, RB2Outcome]):
             "source_id": outcome.source_id,
             "num_correct": outcome.num_correct,
             **outcome.requests.to_dict(),
+            "intransitive": outcome.intransitive,
+            "symmetry_conflict": outcome.symmetry_conflict,
         }
 
     def label_outcome_from_item(self, item: Mapping[str, Any]) -> RB2Outcome:
@@ -354,6 +436,9 @@ class RB2Protocol(LabelProtocol[RB2Record, RB2Outcome]):
             None if ratings is None else tuple(int(r) for r in ratings),
             int(stored["num_correct"]),
             RequestCounts.from_dict(stored),
+            # Absent from the records of runs before pairwise_all and swap existed.
+            stored.get("intransitive"),
+            stored.get("symmetry_conflict"),
         )
 
     def credit(self, outcome: RB2Outcome) -> float | None:
@@ -382,7 +467,9 @@ class RB2Protocol(LabelProtocol[RB2Record, RB2Outcome]):
         report = compute_rb2(items, ties)
         return {
             "n": len(outcomes),
-            **{name: report[name] for name in self.official_metrics},
+            **{name: report[name] for name in ("score", *SUBSETS)},
+            "intransitive_rate": share([o.intransitive for o in outcomes]),
+            "symmetry_conflict_rate": share([o.symmetry_conflict for o in outcomes]),
             **count_requests([o.requests for o in outcomes]),
         }
 
@@ -415,10 +502,39 @@ def _renumbered(outcome: RB2Outcome, number: int) -> RB2Outcome:
 
 
 def _won(game: Game) -> bool | None:
-    """Whether the chosen answer won a pairwise game (``None``: no verdict)."""
+    """Whether the chosen answer won a pairwise game of it (``None``: no verdict)."""
     if game.verdict is None:
         return None
-    return game.verdict == ("A>B" if game.shown["chosen_slot"] == "A" else "B>A")
+    return game.verdict == ("A>B" if _shown_answers(game.shown)[0] == 0 else "B>A")
+
+
+def _candidates(record: RB2Record) -> tuple[str, ...]:
+    """The four completions of an accuracy item as the games number them: the chosen one
+    (0), then the rejected ones."""
+    return (record.chosen[0], *record.rejected)
+
+
+def _shown_answers(shown: Mapping[str, Any]) -> tuple[int, int]:
+    """The completions (0 the chosen one, then the rejected ones) a pairwise game shows as A
+    and B: mode pairwise records the rejected answer and the chosen one's slot,
+    pairwise_all the two completions."""
+    if "answers" in shown:
+        first, second = shown["answers"]
+        return int(first), int(second)
+    rejected = int(shown["rejected"]) + 1
+    return (0, rejected) if shown["chosen_slot"] == "A" else (rejected, 0)
+
+
+def _chosen_first(seed: int, item: str, rejected: int) -> bool:
+    """Whether the chosen answer is shown first against one rejected answer (as mode pairwise
+    has always drawn it)."""
+    return draw(seed, item, rejected).random() < 0.5
+
+
+def _orders(in_order: bool, swap: bool, pair: tuple[Any, Any]) -> list[tuple[Any, Any]]:
+    """A pair as drawn (``in_order``: as given), then with ``swap`` also the other way."""
+    drawn = pair if in_order else pair[::-1]
+    return [drawn, drawn[::-1]] if swap else [drawn]
 
 
 RB2 = RB2Protocol()
