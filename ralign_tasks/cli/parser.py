@@ -449,6 +449,36 @@ def build_parser() -> argparse.ArgumentParser:
         help="where the pages are written (default: ralign_view)",
     )
 
+    export = _add_command(
+        commands,
+        "export",
+        help="write runs in a shared results format: Every Eval Ever (per run, an aggregate "
+        "record and a per-item JSONL)",
+    )
+    export.add_argument(
+        "paths", nargs="+", help="lm-eval output folders, Inspect logs, ralign run folders"
+    )
+    export.add_argument(
+        "--format", choices=("every-eval-ever",), required=True, help="the format to write"
+    )
+    export.add_argument(
+        "--output-dir",
+        required=True,
+        help="where the records go, as the datastore lays them out: "
+        "DIR/data/<benchmark>/<developer>/<model>/<uuid>.json and <uuid>_samples.jsonl",
+    )
+    export.add_argument(
+        "--source-organization",
+        default="unknown",
+        help="who ran the evaluation (source_metadata; default: unknown)",
+    )
+    export.add_argument(
+        "--evaluator-relationship",
+        choices=("first_party", "third_party", "collaborative", "other"),
+        default="third_party",
+        help="the evaluator's relationship to the GenRM (default: third_party)",
+    )
+
     check = _add_command(
         commands,
         "check-data",

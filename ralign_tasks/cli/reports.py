@@ -171,6 +171,27 @@ def cmd_view(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    """Write each run found as an Every Eval Ever record; 1 when there was none."""
+    import time
+
+    from ralign_tasks.report.every_eval_ever import export_run
+    from ralign_tasks.report.runs import load_runs
+
+    results, warnings = load_runs(args.paths)
+    warn(warnings)
+    if not results:
+        print("ralign: error: no run found to export", file=sys.stderr)
+        return 1
+    retrieved = str(int(time.time()))
+    for result in results:
+        done = export_run(result, Path(args.output_dir), retrieved, args.source_organization,
+                          args.evaluator_relationship)  # fmt: skip
+        items = f", {done.samples} ({done.rows} items)" if done.samples else " (no items)"
+        print(f"written: {done.record}{items}")
+    return 0
+
+
 def cmd_check_data(args: argparse.Namespace) -> int:
     """Validate the files of a local folder: the named benchmarks (each must be there), or
     every benchmark file present (saying which benchmarks have none). 1 if any file has a bad

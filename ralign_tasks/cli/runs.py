@@ -194,6 +194,12 @@ def _judge_settings(judge: JudgeSettings | None) -> dict[str, Any]:
     return {
         "meta_judge_model": judge.transport.model if judge else None,
         "meta_judge_endpoint": judge.transport.endpoint if judge else None,
+        # How it was asked (the Every Eval Ever export names them): the templates given by
+        # setting key (none: the bundled ones).
+        "meta_judge_backend": judge.transport.backend if judge else None,
+        "meta_judge_temperature": judge.transport.temperature if judge else None,
+        "meta_judge_max_tokens": judge.transport.max_tokens if judge else None,
+        "meta_judge_templates": dict(judge.templates) if judge else {},
         "extractor_model": extractor.model if extractor else None,
         "extractor_endpoint": extractor.endpoint if extractor else None,
     }

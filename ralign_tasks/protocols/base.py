@@ -178,6 +178,16 @@ def latest_call(
     return calls[-1] if calls else {}
 
 
+@dataclass(frozen=True)
+class InstanceScore:
+    """One item's own score, as a per-item export lists it: the metric it counts toward, its
+    value there and whether the GenRM's answer was right (Every Eval Ever's ``evaluation``)."""
+
+    metric: str
+    score: float
+    correct: bool
+
+
 @dataclass
 class ItemRun(Generic[JudgmentT, OutcomeT]):
     """One item through a protocol: its judgment, its judge calls (one per slot of
@@ -634,6 +644,10 @@ class Protocol(ABC, Generic[RecordT, JudgmentT, OutcomeT]):
         ``None`` where the judge was asked but gave no grade. Empty: nothing was graded (a
         family without a judge, an item not sent)."""
         return {}
+
+    @abstractmethod
+    def instance_score(self, outcome: OutcomeT) -> InstanceScore | None:
+        """An item's own score (``None``: it is scored only as part of a set)."""
 
     @abstractmethod
     def view_item(

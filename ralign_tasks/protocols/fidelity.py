@@ -13,6 +13,7 @@ from ralign_tasks.data import parse_turns, require_str
 from ralign_tasks.prompts import comparison_vars, load_template
 from ralign_tasks.protocols.base import (
     GenRMOutput,
+    InstanceScore,
     JudgeCalls,
     Option,
     Protocol,
@@ -706,6 +707,10 @@ class FidelityProtocol(Protocol[PairRecord, FidelityJudgment, ItemOutcome]):
 
     def document_values(self, outcome: ItemOutcome) -> dict[str, float]:
         return outcome.document_values()
+
+    def instance_score(self, outcome: ItemOutcome) -> InstanceScore | None:
+        """The item's label accuracy (its rationale's grade is in its record)."""
+        return InstanceScore("l_acc", float(outcome.label_correct), outcome.label_correct)
 
     # --- the report and the viewer ---------------------------------------------------------
 

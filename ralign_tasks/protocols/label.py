@@ -19,7 +19,13 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any, ClassVar, TypeVar
 
 from ralign_tasks.prompts import load_template
-from ralign_tasks.protocols.base import GenRMOutput, JudgeCalls, Option, Protocol
+from ralign_tasks.protocols.base import (
+    GenRMOutput,
+    InstanceScore,
+    JudgeCalls,
+    Option,
+    Protocol,
+)
 from ralign_tasks.scorers.errors import UserError
 from ralign_tasks.scorers.judgebench import parse_arena_hard
 from ralign_tasks.scorers.lazy_modules import lazy_import
@@ -453,6 +459,13 @@ class LabelProtocol(Protocol[RecordT, LabelJudgment, OutcomeT]):
     @abstractmethod
     def credit(self, outcome: OutcomeT) -> float | None:
         """An item's share of credit in [0, 1] (``None``: scored only as part of a set)."""
+
+    def instance_score(self, outcome: OutcomeT) -> InstanceScore | None:
+        """The item's credit toward the headline (full credit is right)."""
+        credit = self.credit(outcome)
+        if credit is None:
+            return None
+        return InstanceScore(self.schema.headline, credit, credit == 1)
 
     @abstractmethod
     def view_answers(self, record: RecordT) -> list[dict[str, str]]:

@@ -22,6 +22,7 @@ from ralign_tasks.data import parse_turns, require_str
 from ralign_tasks.prompts import comparison_vars, load_template
 from ralign_tasks.protocols.base import (
     GenRMOutput,
+    InstanceScore,
     JudgeCalls,
     Option,
     Protocol,
@@ -51,6 +52,7 @@ from ralign_tasks.scorers.rationale import (
     parse_rc_answer,
     parse_reasons,
     score_picks,
+    verdict_side,
 )
 from ralign_tasks.scorers.reasons import REASON_TYPES, type_counts
 from ralign_tasks.scorers.verdict import parse_verdict
@@ -509,6 +511,15 @@ class RationaleProtocol(Protocol[AtomicRecord, AtomicJudgment, AtomicOutcome]):
 
     def document_values(self, outcome: AtomicOutcome) -> dict[str, float]:
         return outcome.metric_values()
+
+    def instance_score(self, outcome: AtomicOutcome) -> InstanceScore | None:
+        """The item's Rationale Consistency; right when its verdict takes the human side (an
+        item without one is never right). Skipped items have none."""
+        if outcome.scores is None:
+            return None
+        side = verdict_side(outcome.verdict)
+        return InstanceScore("rc", outcome.scores.rc, outcome.label is not None and
+                             side == outcome.label)  # fmt: skip
 
     # --- the report and the viewer ---------------------------------------------------------
 

@@ -144,6 +144,9 @@ class TaskResult:
     identity: RunIdentity | None = None
     # Per role ("GenRM", "judge"), (failed, sent) requests, where known.
     failures: dict[str, tuple[int, int]] = field(default_factory=dict)
+    # What its path recorded of how it ran: a run folder's settings, lm-eval's task metadata,
+    # Inspect's task arguments (the export reads the judge's settings there).
+    settings: dict[str, Any] = field(default_factory=dict)
 
     def full_items(self) -> Iterator[RunItem]:
         """The items with their texts, read one at a time from the run's files (the run's
@@ -205,6 +208,10 @@ def run_name(genrm: str, task: str, options: Any) -> str:
     (verdict_policy=strict)``), so that runs of other settings are rows of their own."""
     variant = protocol_of(task).variant(options if isinstance(options, Mapping) else {})
     return f"{genrm} ({variant})" if variant else genrm
+
+
+def _mapping(value: Any) -> dict[str, Any]:
+    return dict(value) if isinstance(value, Mapping) else {}
 
 
 def finite_or_none(value: Any) -> float | None:
@@ -397,7 +404,9 @@ def read_lm_eval(results_file: Path, warnings: list[str]) -> list[TaskResult]:
         else:
             result = aggregate()
         result.created = created
-        found.append(_named(result, model, task, config.get("metadata"), "lm-eval"))
+        named = _named(result, model, task, config.get("metadata"), "lm-eval")
+        named.settings = _mapping(config.get("metadata"))
+        found.append(named)
     if not found:
         raise UserError("an lm-eval results file without R-Align tasks")
     return found
@@ -463,7 +472,9 @@ def read_inspect(log_file: Path, warnings: list[str]) -> list[TaskResult]:
         n = log.completed_samples or None
         result = _aggregate_result(log.metrics, genrm, log.task, "inspect", source, n)
     result.created = log.created
-    return [_named(result, log.genrm, log.task, log.task_args, "inspect")]
+    named = _named(result, log.genrm, log.task, log.task_args, "inspect")
+    named.settings = _mapping(log.task_args)
+    return [named]
 
 
 # --- ralign run / score / rc-score -----------------------------------------------------------
@@ -493,6 +504,7 @@ def read_run_folder(results_file: Path, warnings: list[str]) -> list[TaskResult]
     result.created = finite_or_none(data.get("created"))
     identity = identity_of_results(data)
     named = _named(result, str(data["genrm"]), task, data.get("settings"), identity.path, identity)
+    named.settings = _mapping(data.get("settings"))
     if not named.items:  # the run's own totals (its samples, when there, say the same per item)
         usage = data.get("usage") if isinstance(data.get("usage"), Mapping) else {}
         for role, key in (("GenRM", "genrm"), ("judge", "judge")):
