@@ -517,6 +517,22 @@ def run_in_steps(
         return _run_locked(spec, count, score_step, folder, identity, settings)
 
 
+def _priced(
+    usage: dict[str, dict[str, Any] | None], prices: Mapping[str, Mapping[str, Any]]
+) -> dict[str, dict[str, Any] | None]:
+    """Each role's usage with what its spent tokens cost at its price (answers replayed from
+    the cache cost nothing); ``cost_usd`` is null for a role without a price."""
+    for role, stats in usage.items():
+        if stats is None:
+            continue
+        price = prices.get(role)
+        stats["cost_usd"] = None if price is None else (
+            stats["prompt_tokens"] * price["input_per_million"]
+            + stats["completion_tokens"] * price["output_per_million"]
+        ) / 1_000_000  # fmt: skip
+    return usage
+
+
 def _run_locked(
     spec: TaskSpec,
     count: int,
@@ -561,11 +577,14 @@ def _run_locked(
         "created": time.time(),
         "settings": settings,
         "metrics": run.report,
-        "usage": {
-            "genrm": genrm_stats.as_dict() if genrm_stats else None,
-            "judge": judge_stats.as_dict() if judge_stats else None,
-            **{name: stats.as_dict() for name, stats in prep_stats.items()},
-        },
+        "usage": _priced(
+            {
+                "genrm": genrm_stats.as_dict() if genrm_stats else None,
+                "judge": judge_stats.as_dict() if judge_stats else None,
+                **{name: stats.as_dict() for name, stats in prep_stats.items()},
+            },
+            settings.get("prices") or {},
+        ),
     }
     pending = _pending_results(folder, run_id)
     _write_durably(pending, json_text(results, indent=2) + "\n")

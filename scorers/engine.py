@@ -18,7 +18,8 @@ import hashlib
 import logging
 import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
@@ -667,6 +668,63 @@ def _run_loop(main: Any) -> None:
         uvloop.run(main)
 
 
+@dataclass
+class DryBatch:
+    """What a batch would pay (a dry run, :func:`dry_run`): its endpoint, its requests, and
+    the distinct ones no cached answer serves, each asked once, as the real run would."""
+
+    description: str
+    config: EndpointConfig
+    requests: int = 0
+    cached: int = 0  # requests (positions) answered from the cache
+    unasked: list[ChatRequest] = field(default_factory=list)
+
+
+_DRY_BATCHES: list[DryBatch] | None = None
+
+
+class NotAsked(Exception):
+    """A dry run's answer to a request that the cache does not hold."""
+
+
+@contextmanager
+def dry_run() -> Iterator[list[DryBatch]]:
+    """Within it, :func:`run_chat_batch` makes no call: cached answers are replayed as in a
+    real run (so the steps after them see what they would), every other request is listed
+    in the yielded batches and fails as not asked."""
+    global _DRY_BATCHES
+    outer, _DRY_BATCHES = _DRY_BATCHES, []
+    try:
+        yield _DRY_BATCHES
+    finally:
+        _DRY_BATCHES = outer
+
+
+async def _run_dry(batch: _Batch, config: EndpointConfig, found: DryBatch) -> None:
+    """Replay the cache and list the rest, calling nobody: an endpoint's cache keys name the
+    model it reported serving last (kept in the cache), as a real run would find it."""
+    if batch.cache is not None and config.backend == "openai":
+        identity = batch.cache.last_identity(config.endpoint, str(config.model))
+        if identity:
+            batch.endpoint = f"{config.endpoint} {json_text(identity, sort_keys=True)}"
+
+    async def miss(request: ChatRequest) -> Answer:
+        found.unasked.append(request)
+        raise NotAsked("dry run: not asked")
+
+    while not batch.all_fed:
+        for key in batch.feed(FEED_STEP):
+            result = await ask_until_valid(
+                batch.asker(key, miss),
+                batch.unique[key][1],
+                config.max_attempts,
+                gave_up=lambda exc: isinstance(exc, NotAsked),
+                pause=False,
+            )
+            batch.record(key, result)
+    found.requests, found.cached = batch.stats.requests, batch.stats.cache_hits
+
+
 def run_chat_batch(
     requests: Sequence[ChatRequest],
     config: EndpointConfig,
@@ -680,10 +738,17 @@ def run_chat_batch(
     the configured backend, at most ``config.concurrency`` HTTP calls in flight; one
     :class:`JudgeCall` per request, in input order. ``part`` names the batch as one step of
     a larger run (shown in the progress bar; its totals are logged at debug level only)."""
-    batch = _Batch(requests, checks, config, description, cache, part)
+    dry = _DRY_BATCHES
+    batch = _Batch(
+        requests, checks, config, description, cache, "dry run" if dry is not None else part
+    )
     run = _run_openai if config.backend == "openai" else _run_local
     try:
-        _run_loop(run(batch, config))
+        if dry is not None:
+            dry.append(DryBatch(description, config))
+            _run_loop(_run_dry(batch, config, dry[-1]))
+        else:
+            _run_loop(run(batch, config))
     except FatalEndpointError as exc:  # name who refused, for every caller
         raise type(exc)(f"{description} at {config.host}: {exc}") from None
     finally:

@@ -13,7 +13,13 @@ from typing import Any
 
 from ralign_tasks.cli.demo import DemoError, run_demo
 from ralign_tasks.cli.parser import build_parser
-from ralign_tasks.cli.reports import cmd_check_data, cmd_export, cmd_report, cmd_view
+from ralign_tasks.cli.reports import (
+    cmd_check_data,
+    cmd_cost,
+    cmd_export,
+    cmd_report,
+    cmd_view,
+)
 from ralign_tasks.cli.runs import execute, plan_runs
 from ralign_tasks.data import (
     DataUnavailableError,
@@ -108,6 +114,7 @@ def _command(args: argparse.Namespace) -> int:
         "report": cmd_report,
         "view": cmd_view,
         "export": cmd_export,
+        "cost": cmd_cost,
         "check-data": cmd_check_data,
     }
     if args.command in commands:

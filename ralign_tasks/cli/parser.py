@@ -160,6 +160,38 @@ def _add_output_options(parser: argparse.ArgumentParser, default: str, layout: s
     )
 
 
+def _add_cost_options(parser: argparse.ArgumentParser, *, dry_run: bool) -> None:
+    """What each role is charged (recorded in the run's usage), and ``--dry-run``."""
+    if dry_run:
+        parser.add_argument(
+            "--dry-run",
+            action="store_true",
+            help="make no call: print per benchmark and role the requests still to pay (cache "
+            "hits excluded), their prompt and completion tokens and their cost, then exit",
+        )
+        parser.add_argument(
+            "--expect-from",
+            nargs="+",
+            metavar="RUN",
+            help="with --dry-run: expect as many completion tokens per request as these "
+            "finished run folders had (default: each request's max_tokens, an upper bound)",
+        )
+    parser.add_argument(
+        "--price-in", type=float, metavar="USD", help="USD per million prompt tokens, every role"
+    )
+    parser.add_argument(
+        "--price-out",
+        type=float,
+        metavar="USD",
+        help="USD per million completion tokens, every role",
+    )
+    parser.add_argument(
+        "--prices",
+        metavar="FILE",
+        help="a price file by model (default: $RALIGN_PRICES, else the bundled prices.toml)",
+    )
+
+
 def _add_failure_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--max-failure-rate",
@@ -273,6 +305,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--genrm-model", help=f"overrides {GENRM_ENV_PREFIX}MODEL")
     run.add_argument("--genrm-base-url", help=f"overrides {GENRM_ENV_PREFIX}BASE_URL")
     _add_data_options(run)
+    _add_cost_options(run, dry_run=True)
 
     probe = _add_command(
         commands,
@@ -298,6 +331,7 @@ def build_parser() -> argparse.ArgumentParser:
     probe.add_argument("--genrm-base-url", help=f"overrides {GENRM_ENV_PREFIX}BASE_URL")
     probe.add_argument("--plots", metavar="DIR", help="write the flip-rate plot (PNG, SVG) here")
     _add_data_options(probe, probeable)
+    _add_cost_options(probe, dry_run=True)
 
     score = _add_command(
         commands, "score", help="judge and report precomputed GenRM outputs (JSONL of id, output)"
@@ -319,6 +353,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--genrm-name", help="the GenRM's name in reports (default: the outputs file's name)"
     )
     _add_data_options(score)
+    _add_cost_options(score, dry_run=False)
 
     rc = _add_command(
         commands,
@@ -447,6 +482,28 @@ def build_parser() -> argparse.ArgumentParser:
         "--output-dir",
         default="ralign_view",
         help="where the pages are written (default: ralign_view)",
+    )
+
+    cost = _add_command(
+        commands,
+        "cost",
+        help="what finished runs paid: requests, cache hits, calls, tokens and cost per role",
+    )
+    cost.add_argument("paths", nargs="+", help="ralign run folders, or folders holding them")
+    cost.add_argument(
+        "--price-in", type=float, metavar="USD", help="USD per million prompt tokens, every role"
+    )
+    cost.add_argument(
+        "--price-out",
+        type=float,
+        metavar="USD",
+        help="USD per million completion tokens, every role",
+    )
+    cost.add_argument(
+        "--prices",
+        metavar="FILE",
+        help="price the runs by this file (default: the prices they recorded, else "
+        "$RALIGN_PRICES or the bundled prices.toml)",
     )
 
     export = _add_command(

@@ -171,6 +171,16 @@ def cmd_view(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_cost(args: argparse.Namespace) -> int:
+    """What finished runs paid, per role."""
+    from ralign_tasks.cost import format_paid, load_prices, paid_roles
+
+    given = args.prices or args.price_in is not None or args.price_out is not None
+    prices = load_prices(args.prices, args.price_in, args.price_out) if given else None
+    print(format_paid(paid_roles(args.paths, prices)))
+    return 0
+
+
 def cmd_export(args: argparse.Namespace) -> int:
     """Write each run found as an Every Eval Ever record; 1 when there was none."""
     import time

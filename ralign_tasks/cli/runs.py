@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +15,7 @@ from jinja2 import TemplateError
 
 from ralign_tasks.cli.messages import warn
 from ralign_tasks.cli.parser import RC_TASK, family_options_of, group_fields
+from ralign_tasks.cost import expected_completions, format_bills, load_prices, plan_bills
 from ralign_tasks.data import (
     DataUnavailableError,
     LoadResult,
@@ -95,9 +96,9 @@ def _load(spec: TaskSpec, args: argparse.Namespace, options: dict[str, Any]) -> 
         skip_bad_rows=args.skip_bad_rows,
     )
     warn_bad_rows(loaded.path, loaded.bad_rows)
-    for field in group_fields(PROTOCOLS):
-        if field != protocol.group_field and getattr(args, field, None):
-            raise UserError(f"--{field} does not apply to {spec.task}")
+    for group in group_fields(PROTOCOLS):
+        if group != protocol.group_field and getattr(args, group, None):
+            raise UserError(f"--{group} does not apply to {spec.task}")
     wanted = getattr(args, protocol.group_field, None)
     loaded.records = keep_named(loaded.records, protocol.group_field, wanted, loaded.path)
     if args.limit is not None:
@@ -359,6 +360,8 @@ class RunPlan:
     title: str
     # After the run table: a line of the benchmark's own (its official numbers).
     official: bool = False
+    # Who answers each role, by results.json's usage key (genrm, judge, each prep step).
+    endpoints: dict[str, EndpointConfig] = field(default_factory=dict)
 
 
 def _plan(
@@ -373,16 +376,24 @@ def _plan(
     settings: dict[str, Any],
     source: str | None = None,
     folder: Path | None = None,
+    genrm_config: EndpointConfig | None = None,
 ) -> RunPlan:
+    judge = _judge_of(spec, judge)
+    endpoints = {"genrm": genrm_config} if genrm_config is not None else {}
+    if judge is not None:
+        endpoints["judge"] = judge.transport
+        for step in protocol_of(spec).prep_steps:
+            endpoints[step.name] = judge.endpoint_of(step.role)
     return RunPlan(
         spec=spec,
         options=options,
         records=records,
         score_step=score_step,
         folder=folder or _run_folder(args, spec, options, genrm),
-        identity=_identity(genrm, spec, options, _judge_of(spec, judge), path),
+        identity=_identity(genrm, spec, options, judge, path),
         settings=settings,
         title=_title(spec, options, source),
+        endpoints=endpoints,
     )
 
 
@@ -402,7 +413,7 @@ def plan_run(args: argparse.Namespace) -> list[RunPlan]:
         }
         step = _genrm_step(spec, loaded.records, genrm, _judge_of(spec, judge), options)
         plans.append(_plan(args, spec, options, loaded.records, step, str(genrm.model), judge,
-                           "ralign run", settings))  # fmt: skip
+                           "ralign run", settings, genrm_config=genrm))  # fmt: skip
     return plans
 
 
@@ -546,6 +557,29 @@ def plan_probe(args: argparse.Namespace) -> list[RunPlan]:
     return plans
 
 
+def _dry_run(plans: Sequence[RunPlan], args: argparse.Namespace) -> int:
+    """``--dry-run``: what each plan would still pay, per benchmark and role; no call."""
+    prices = load_prices(args.prices, args.price_in, args.price_out)
+    expected = expected_completions(args.expect_from or [])
+    bills = []
+    for plan in plans:
+        protocol = protocol_of(plan.spec)
+        name = plan.spec.short + (f" ({plan.identity.options})" if plan.identity.options else "")
+        bills += plan_bills(
+            name, protocol, plan.options,
+            lambda plan=plan: plan.score_step(0, len(plan.records), None),
+            plan.endpoints, prices, expected,
+        )  # fmt: skip
+    print(format_bills(bills))
+    known = [bill.cost for bill in bills if bill.cost is not None]
+    if known:
+        unpriced = [bill for bill in bills if bill.cost is None and bill.to_pay]
+        print(f"total: {sum(known):,.4f} USD" + (" (and roles without a price)" if unpriced
+                                                 else ""))  # fmt: skip
+    print("~ estimated   ≤ at most (answers not given yet; completions at max_tokens)")
+    return 0
+
+
 PLANNERS = {"run": plan_run, "score": plan_score, "rc-score": plan_rc_score,
             "rejudge": plan_rejudge, "probe": plan_probe}  # fmt: skip
 
@@ -561,6 +595,16 @@ def execute(plans: Sequence[RunPlan], args: argparse.Namespace) -> int:
     another run stops the command before anything is paid), print each run's table (``ralign
     probe``: one table of all its runs); exit status 3 when a run's GenRM or judge failed on
     at least ``--max-failure-rate`` of its requests."""
+    if getattr(args, "dry_run", False):
+        return _dry_run(plans, args)
+    if hasattr(args, "prices"):
+        prices = load_prices(args.prices, args.price_in, args.price_out)
+        for plan in plans:  # what each role is charged; its usage in results.json has the cost
+            plan.settings["prices"] = {
+                role: price.to_dict()
+                for role, config in plan.endpoints.items()
+                if (price := prices.of(config.model)) is not None
+            }
     for plan in plans:
         check_run_folder(plan.folder, plan.identity, args.overwrite)
     usable = True

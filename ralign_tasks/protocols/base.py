@@ -645,6 +645,12 @@ class Protocol(ABC, Generic[RecordT, JudgmentT, OutcomeT]):
         family without a judge, an item not sent)."""
         return {}
 
+    def judge_requests_at_most(self, options: Mapping[str, Any]) -> dict[str, int]:
+        """The most requests of each judge role (``results.json``'s usage key: ``judge`` and
+        each prep step's name) one item can need, whatever the GenRM answers (a dry run bounds
+        what answers not yet given will cost). None: a family without a judge."""
+        return {}
+
     @abstractmethod
     def instance_score(self, outcome: OutcomeT) -> InstanceScore | None:
         """An item's own score (``None``: it is scored only as part of a set)."""

@@ -708,6 +708,15 @@ class FidelityProtocol(Protocol[PairRecord, FidelityJudgment, ItemOutcome]):
     def document_values(self, outcome: ItemOutcome) -> dict[str, float]:
         return outcome.document_values()
 
+    def judge_requests_at_most(self, options: Mapping[str, Any]) -> dict[str, int]:
+        """One grade per label-correct answer (both orders with swap, each sample), a probe
+        run's cue question; the first answer's reasons extracted and typed."""
+        probe = options.get("probe", "none") != "none"
+        answers = 2 if options.get("swap") or probe else int(options.get("samples", 1))
+        typed = int(bool(options.get("reason_types")))
+        return {"judge": answers + int(probe), EXTRACT_STEP.name: typed,
+                REASON_TYPES_STEP.name: typed}  # fmt: skip
+
     def instance_score(self, outcome: ItemOutcome) -> InstanceScore | None:
         """The item's label accuracy (its rationale's grade is in its record)."""
         return InstanceScore("l_acc", float(outcome.label_correct), outcome.label_correct)

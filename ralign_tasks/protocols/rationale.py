@@ -512,6 +512,12 @@ class RationaleProtocol(Protocol[AtomicRecord, AtomicJudgment, AtomicOutcome]):
     def document_values(self, outcome: AtomicOutcome) -> dict[str, float]:
         return outcome.metric_values()
 
+    def judge_requests_at_most(self, options: Mapping[str, Any]) -> dict[str, int]:
+        """One MetaJudge request per item; a free-form rationale's reasons extracted first,
+        and typed with ``reason_types``."""
+        return {"judge": 1, EXTRACT_STEP.name: int(options.get("genrm_format") == "free"),
+                REASON_TYPES_STEP.name: int(bool(options.get("reason_types")))}  # fmt: skip
+
     def instance_score(self, outcome: AtomicOutcome) -> InstanceScore | None:
         """The item's Rationale Consistency; right when its verdict takes the human side (an
         item without one is never right). Skipped items have none."""
