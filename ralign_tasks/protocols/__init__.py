@@ -32,9 +32,14 @@ if len(_BY_NAME) != sum(len(spec.names) for spec in TASKS.values()):
 SPECS: dict[str, MetricSpec] = merged_specs([p.schema for p in PROTOCOLS])
 
 
+# What a run folder records it paid, as report columns (see ralign_tasks.cost).
+USAGE_LABELS = {"tokens": "tokens", "cost_usd": "cost USD"}
+
+
 def metric_label(name: str) -> str:
-    """The table label of a metric or count of any family (``N`` for the item count)."""
-    return "N" if name == "n" else SPECS[name].label
+    """The table label of a metric or count of any family (``N`` for the item count, and the
+    usage columns)."""
+    return "N" if name == "n" else USAGE_LABELS.get(name) or SPECS[name].label
 
 
 def get_task(name: str) -> TaskSpec:

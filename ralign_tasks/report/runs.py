@@ -147,6 +147,9 @@ class TaskResult:
     # What its path recorded of how it ran: a run folder's settings, lm-eval's task metadata,
     # Inspect's task arguments (the export reads the judge's settings there).
     settings: dict[str, Any] = field(default_factory=dict)
+    # What it paid, all roles together (run folders record it): tokens spent and their cost
+    # (``None`` where a role had no price).
+    usage: dict[str, float | None] = field(default_factory=dict)
 
     def full_items(self) -> Iterator[RunItem]:
         """The items with their texts, read one at a time from the run's files (the run's
@@ -208,6 +211,20 @@ def run_name(genrm: str, task: str, options: Any) -> str:
     (verdict_policy=strict)``), so that runs of other settings are rows of their own."""
     variant = protocol_of(task).variant(options if isinstance(options, Mapping) else {})
     return f"{genrm} ({variant})" if variant else genrm
+
+
+def _paid(usage: Any) -> dict[str, float | None]:
+    """Tokens spent and their cost over a run folder's roles (cost ``None`` unless every role
+    that spent tokens had a price)."""
+    roles = [stats for stats in _mapping(usage).values() if isinstance(stats, Mapping)]
+    tokens = [(_count(s.get("prompt_tokens")) or 0) + (_count(s.get("completion_tokens")) or 0)
+              for s in roles]  # fmt: skip
+    costs = [finite_or_none(s.get("cost_usd")) for s in roles]
+    priced = all(cost is not None for cost, spent in zip(costs, tokens, strict=True) if spent)
+    return {
+        "tokens": float(sum(tokens)),
+        "cost_usd": sum(c or 0.0 for c in costs) if priced and roles else None,
+    }
 
 
 def _mapping(value: Any) -> dict[str, Any]:
@@ -505,6 +522,7 @@ def read_run_folder(results_file: Path, warnings: list[str]) -> list[TaskResult]
     identity = identity_of_results(data)
     named = _named(result, str(data["genrm"]), task, data.get("settings"), identity.path, identity)
     named.settings = _mapping(data.get("settings"))
+    named.usage = _paid(data.get("usage"))
     if not named.items:  # the run's own totals (its samples, when there, say the same per item)
         usage = data.get("usage") if isinstance(data.get("usage"), Mapping) else {}
         for role, key in (("GenRM", "genrm"), ("judge", "judge")):

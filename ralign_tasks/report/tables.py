@@ -10,7 +10,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ralign_tasks.identity import DEFAULT_MAX_FAILURE_RATE
-from ralign_tasks.protocols import PROTOCOLS, TASKS, get_task, metric_label, protocol_of
+from ralign_tasks.protocols import (
+    PROTOCOLS,
+    TASKS,
+    USAGE_LABELS,
+    get_task,
+    metric_label,
+    protocol_of,
+)
 from ralign_tasks.report.console import UNDEFINED, column_chunks, percent_text, terminal_columns
 from ralign_tasks.report.runs import TaskResult, task_columns
 
@@ -90,6 +97,8 @@ def build_table(
         ]  # fmt: skip
         columns += [Column(task, m, True) for m in shown]
         columns += [Column(task, c, False) for c in ("n", *counts)]
+        if any(row.get(task) and row[task].usage for row in rows.values()):
+            columns += [Column(task, key, False) for key in USAGE_LABELS]
     ordered = sorted(rows.items(), key=lambda item: item[0])
     unusable = {
         (result.genrm, result.task): why
@@ -107,6 +116,8 @@ def _value(result: TaskResult | None, column: Column) -> Any:
         return result.n
     if column.is_metric:
         return result.values.get(column.key)
+    if column.key in USAGE_LABELS:
+        return result.usage.get(column.key)
     return result.counts.get(column.key)
 
 
@@ -114,6 +125,8 @@ def cell_text(result: TaskResult | None, column: Column, flagged: bool = False) 
     """A metric in percent with its 95% CI (``50.0 [25.0, 75.0]``), marked when ``flagged``
     (the run's numbers are not usable), or a count; blank when unknown or undefined."""
     value = _value(result, column)
+    if column.key in USAGE_LABELS and value is not None:
+        return f"{value:.4f}" if column.key == "cost_usd" else f"{value:.0f}"
     if value is None or not column.is_metric:
         return UNDEFINED if value is None else str(value)
     text = percent_text(value, result.ci.get(column.key) if result else None)
@@ -205,7 +218,9 @@ def render_rich(table: Table) -> str:
         _, counts = task_columns(tasks[0], details=False)
         in_family = [c for c in table.columns if c.task in tasks and c.is_metric]
         metrics = list(dict.fromkeys(c.key for c in in_family))
-        keys = [*metrics, "n", *(counts if table.details else ())]
+        paid = [k for k in USAGE_LABELS if any(c.key == k and c.task in tasks
+                                               for c in table.columns)]  # fmt: skip
+        keys = [*metrics, "n", *((*counts, *paid) if table.details else ())]
         # A family of one task is named by the title: no benchmark column.
         benchmark = ["benchmark"] if len(protocol.tasks) > 1 else []
         header = [
@@ -264,7 +279,7 @@ def render_csv(table: Table) -> str:
             result = results.get(column.task)
             value = _value(result, column)
             if not column.is_metric:
-                row.append(UNDEFINED if value is None else str(value))
+                row.append(cell_text(result, column) if value is not None else UNDEFINED)
                 continue
             ci = result.ci.get(column.key) if result else None
             row += [_percent(value), _percent(ci[0] if ci else None)]

@@ -129,6 +129,17 @@ def test_cost_reads_what_runs_paid(tmp_path, capsys):
     # Priced anew: every role at these prices.
     assert main(["cost", str(tmp_path), "--price-in", "0", "--price-out", "0"]) == 0
     assert "total: 0.0000 USD" in capsys.readouterr().out
+    # The report has them too (its terminal table with --details; CSV always).
+    assert main(["report", str(tmp_path), "--format", "csv"]) == 0
+    header, row = capsys.readouterr().out.splitlines()[:2]
+    cells = dict(zip(header.split(","), row.split(","), strict=True))
+    spent = sum(paid[r]["prompt_tokens"] + paid[r]["completion_tokens"] for r in paid if paid[r])
+    assert cells["ralign_helpsteer3.tokens"] == str(spent)
+    assert cells["ralign_helpsteer3.cost_usd"] == f"{total:.4f}"
+    assert main(["report", str(tmp_path), "--details"]) == 0
+    assert "cost USD" in capsys.readouterr().out
+    assert main(["report", str(tmp_path)]) == 0
+    assert "cost USD" not in capsys.readouterr().out
 
 
 def test_price_flags_go_together(capsys):

@@ -65,7 +65,9 @@ INSTALL_HINT = (
 
 
 def litellm_command() -> str:
-    """The ``litellm`` command: ``$RALIGN_LITELLM``, else on PATH, else beside this Python."""
+    """The ``litellm`` command: ``$RALIGN_LITELLM``, else on PATH, else beside this Python.
+    Without one the tests skip, unless ``RALIGN_REQUIRE_LITELLM`` is set (CI sets it and
+    installs the proxy, so a missing one fails there)."""
     named = os.environ.get("RALIGN_LITELLM")
     if named:
         path = Path(named).expanduser()
@@ -75,7 +77,9 @@ def litellm_command() -> str:
     beside = str(Path(sys.executable).parent)
     found = shutil.which("litellm") or shutil.which("litellm", path=beside)
     if not found:
-        pytest.fail(f"no litellm command found; {INSTALL_HINT}")
+        if os.environ.get("RALIGN_REQUIRE_LITELLM"):
+            pytest.fail(f"no litellm command found; {INSTALL_HINT}")
+        pytest.skip(f"no litellm command found; {INSTALL_HINT}")
     return found
 
 
