@@ -55,9 +55,26 @@ class Price:
     def cost(self, prompt_tokens: float, completion_tokens: float) -> float:
         return (prompt_tokens * self.input + completion_tokens * self.output) / PER
 
+    def billed(self, usage: Mapping[str, Any]) -> float:
+        """What a role's recorded usage cost: its spent tokens, those that came through a
+        provider batch at the batch discount (answers replayed from the cache cost nothing)."""
+        batched = self.cost(int(usage.get("batch_prompt_tokens") or 0),
+                            int(usage.get("batch_completion_tokens") or 0))  # fmt: skip
+        spent = self.cost(int(usage["prompt_tokens"]), int(usage["completion_tokens"]))
+        return spent - self.batch_discount * batched
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Price:
+        return cls(
+            float(data["input_per_million"]),
+            float(data["output_per_million"]),
+            str(data.get("source", "recorded")),
+            float(data.get("batch_discount", 0.0)),
+        )
+
     def to_dict(self) -> dict[str, Any]:
         return {"input_per_million": self.input, "output_per_million": self.output,
-                "source": self.source}  # fmt: skip
+                "batch_discount": self.batch_discount, "source": self.source}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -147,6 +164,7 @@ class RoleBill:
     completion_basis: str = "max_tokens"
     cost: float | None = None
     max_tokens: int = 0  # of its requests: the completion tokens' bound
+    batched: bool = False  # priced at the provider's batch discount
 
     @property
     def to_pay(self) -> int:
@@ -239,6 +257,10 @@ def plan_bills(
         price = prices.of(bill.model)
         if price is not None:
             bill.cost = price.cost(bill.prompt_tokens, bill.completion_tokens)
+            config = endpoints.get(bill.role)
+            if config is not None and config.batch:  # what is still to pay goes in a batch
+                bill.cost *= 1 - price.batch_discount
+                bill.batched = True
     return list(bills.values())
 
 
@@ -283,7 +305,8 @@ def format_bills(bills: Sequence[RoleBill]) -> str:
             + f"{bill.prompt_tokens:,}",
             ("" if not bill.completion_tokens else "≤ " if bill.completion_basis == "max_tokens"
              else "~") + f"{bill.completion_tokens:,}",
-            "n/a" if bill.cost is None else f"{bill.cost:,.4f}",
+            "n/a" if bill.cost is None else f"{bill.cost:,.4f}" + (" (batch)" if bill.batched
+                                                                   else ""),
         ))  # fmt: skip
     widths = [max(len(row[i]) for row in (header, *rows)) for i in range(len(header))]
     lines = ["  ".join(cell.ljust(width) for cell, width in zip(header, widths, strict=True))]
@@ -342,13 +365,13 @@ def paid_roles(paths: Sequence[str], prices: Prices | None) -> list[PaidRole]:
             prompt, completion = int(stats["prompt_tokens"]), int(stats["completion_tokens"])
             price = prices.of(model) if prices is not None else None
             if price is not None:
-                cost, by = price.cost(prompt, completion), price.source
+                cost, by = price.billed(stats), price.source
             elif prices is None and stats.get("cost_usd") is not None:
                 recorded = (settings.get("prices") or {}).get(role) or {}
                 cost, by = float(stats["cost_usd"]), str(recorded.get("source", "recorded"))
             else:
                 price = fallback.of(model) if prices is None else None
-                cost = price.cost(prompt, completion) if price else None
+                cost = price.billed(stats) if price else None
                 by = price.source if price else "no price"
             rows.append(PaidRole(
                 str(file.parent), role, model, int(stats["requests"]),

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, overload
 
+from ralign_tasks.cost import Price
 from ralign_tasks.identity import RunIdentity
 from ralign_tasks.protocols import TASKS, Protocol, TaskSpec, protocol_of
 from ralign_tasks.protocols.base import GenRMOutput, ItemRun, PrepCall
@@ -521,15 +522,13 @@ def _priced(
     usage: dict[str, dict[str, Any] | None], prices: Mapping[str, Mapping[str, Any]]
 ) -> dict[str, dict[str, Any] | None]:
     """Each role's usage with what its spent tokens cost at its price (answers replayed from
-    the cache cost nothing); ``cost_usd`` is null for a role without a price."""
+    the cache cost nothing, a provider batch's at its discount: :meth:`Price.billed`);
+    ``cost_usd`` is null for a role without a price."""
     for role, stats in usage.items():
         if stats is None:
             continue
         price = prices.get(role)
-        stats["cost_usd"] = None if price is None else (
-            stats["prompt_tokens"] * price["input_per_million"]
-            + stats["completion_tokens"] * price["output_per_million"]
-        ) / 1_000_000  # fmt: skip
+        stats["cost_usd"] = None if price is None else Price.from_dict(price).billed(stats)
     return usage
 
 

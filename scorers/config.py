@@ -24,6 +24,9 @@ OPENAI_DEFAULT_BASE_URL = "https://api.openai.com/v1"
 METAJUDGE_ENV_PREFIX = "RALIGN_METAJUDGE_"
 GENRM_ENV_PREFIX = "RALIGN_GENRM_"
 BACKENDS = ("openai", "vllm", "hf")
+# Provider batch APIs (scorers/batch_api.py) and what becomes of a request a batch left unanswered.
+BATCH_PROVIDERS = ("openai", "anthropic")
+BATCH_FAILED = ("sync", "count")
 # Earlier names of settings, still read (with a warning): old name -> setting.
 ALIASES = {"use_cache": "cache"}
 
@@ -62,6 +65,11 @@ class EndpointConfig:
     max_answer_bytes: int = 8 * 1024 * 1024
     temperature: float = 0.4
     max_tokens: int = 16384
+    # A provider's batch API for the requests no cached answer serves (openai, anthropic), and
+    # what becomes of a request the batch did not answer: asked again synchronously (sync) or
+    # counted as failed (count).
+    batch: str | None = None
+    batch_failed: str = "sync"
     cache_dir: str | None = None
     # Whether answers are read from and written to the cache (``cache_dir``).
     cache: bool = True
@@ -146,6 +154,14 @@ class EndpointConfig:
         ):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.batch not in (None, *BATCH_PROVIDERS):
+            raise ConfigError(f"batch must be one of {BATCH_PROVIDERS}, got {self.batch!r}")
+        if self.batch is not None and self.backend != "openai":
+            raise ConfigError(f"batch needs an endpoint, not the {self.backend} backend")
+        if self.batch_failed not in BATCH_FAILED:
+            raise ConfigError(
+                f"batch_failed must be one of {BATCH_FAILED}, got {self.batch_failed!r}"
+            )
         if self.timeout <= 0:
             raise ConfigError(f"timeout must be positive, got {self.timeout}")
         if self.retry_budget < 0:

@@ -128,6 +128,11 @@ class BatchStats:
     completion_tokens: int = 0
     cached_prompt_tokens: int = 0
     cached_completion_tokens: int = 0
+    # Requests answered through a provider's batch API (``batch``), not by a call, and their
+    # tokens (counted in the spent ones too; a batch is billed at its own price).
+    batched: int = 0
+    batch_prompt_tokens: int = 0
+    batch_completion_tokens: int = 0
     wall_s: float = 0.0
     failure_reasons: dict[str, int] = field(default_factory=dict)
     failure_examples: dict[str, str] = field(default_factory=dict)
@@ -149,7 +154,8 @@ class BatchStats:
         """Count ``other`` (a later batch to the same endpoint) into these totals."""
         for name in (
             "requests", "cache_hits", "calls", "truncated", "prompt_tokens", "completion_tokens",
-            "cached_prompt_tokens", "cached_completion_tokens",
+            "cached_prompt_tokens", "cached_completion_tokens", "batched", "batch_prompt_tokens",
+            "batch_completion_tokens",
         ):  # fmt: skip
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.wall_s += other.wall_s
@@ -346,6 +352,10 @@ class _Batch:
         self.unique: dict[str, tuple[ChatRequest, Check, list[int]]] = {}
         self.answered: dict[str, JudgeCall[Any]] = {}
         self.first_answers: dict[str, dict[str, Any]] = {}
+        # Answers a provider batch just gave (paid now, not replayed), and why it gave none to
+        # the others (``None``: no provider batch), by cache key.
+        self.batch_answers: dict[str, Answer] = {}
+        self.batch_errors: dict[str, str] | None = None
         self.fed = 0  # requests taken in so far (see ``feed``)
         # Imported here: tqdm loads package metadata, a tenth of `ralign --help`'s time.
         from tqdm.auto import tqdm
@@ -381,6 +391,8 @@ class _Batch:
 
     def lookup(self, request: ChatRequest, key: str) -> Answer | None:
         """The cached answer of this attempt of a request (``key`` its cache key), if any."""
+        if request.attempt == 0 and key in self.batch_answers:
+            return self.batch_answers.pop(key)
         if self.cache is None:
             return None
         if request.attempt == 0:
@@ -423,6 +435,12 @@ class _Batch:
                 attempt_key = attempt_request.cache_key(self.endpoint)
             stats = self.stats
             cached = self.lookup(attempt_request, attempt_key)
+            if cached is not None and not cached.cached:  # a provider batch's: paid now
+                stats.prompt_tokens += cached.prompt_tokens
+                stats.completion_tokens += cached.completion_tokens
+                stats.batch_prompt_tokens += cached.prompt_tokens
+                stats.batch_completion_tokens += cached.completion_tokens
+                return cached
             if cached is not None:
                 stats.cached_prompt_tokens += cached.prompt_tokens
                 stats.cached_completion_tokens += cached.completion_tokens
@@ -515,12 +533,21 @@ async def _key_by_served_model(
         batch.endpoint = f"{config.endpoint} {json_text(identity, sort_keys=True)}"
 
 
+class BatchUnanswered(Exception):
+    """A request a provider batch did not answer (or answered malformed), with
+    ``batch_failed: count``: a counted failure, not asked again."""
+
+
 async def _run_openai(batch: _Batch, config: EndpointConfig) -> None:
     backend: OpenAIChatBackend | None = None
     semaphore = asyncio.Semaphore(config.concurrency)
+    errors = batch.batch_errors
 
     async def call(request: ChatRequest) -> Answer:
         nonlocal backend
+        if errors is not None and config.batch_failed == "count":
+            key = request.with_attempt(0).cache_key(batch.endpoint)
+            raise BatchUnanswered(errors.get(key) or "the batch's answer was not accepted")
         if backend is None:  # only when something is not in the cache
             backend = OpenAIChatBackend(config)
         async with semaphore:
@@ -538,7 +565,7 @@ async def _run_openai(batch: _Batch, config: EndpointConfig) -> None:
                 batch.asker(key, call),
                 batch.unique[key][1],
                 config.max_attempts,
-                gave_up=_transport_gave_up,
+                gave_up=lambda exc: isinstance(exc, BatchUnanswered) or _transport_gave_up(exc),
                 redact=redact,
             )
         except BaseException:
@@ -725,6 +752,48 @@ async def _run_dry(batch: _Batch, config: EndpointConfig, found: DryBatch) -> No
     found.requests, found.cached = batch.stats.requests, batch.stats.cache_hits
 
 
+async def _keyed_by_served_model(batch: _Batch, config: EndpointConfig) -> None:
+    backend = OpenAIChatBackend(config)
+    try:
+        await _key_by_served_model(batch, config, backend)
+    finally:
+        await backend.aclose()
+
+
+def _through_provider_batch(batch: _Batch, config: EndpointConfig) -> None:
+    """Send the requests no cached answer serves as provider batches (scorers/batch_api.py),
+    cache each answer, and leave the answers and errors for the synchronous pass that
+    follows: it replays the answers, and asks again (``batch_failed: sync``) or counts
+    (``count``) the rest, as it treats any failed call."""
+    from ralign_tasks.scorers.batch_api import run_batches
+
+    if batch.cache is not None:
+        _run_loop(_keyed_by_served_model(batch, config))
+    todo: dict[str, ChatRequest] = {}
+    for request in batch.requests:
+        todo.setdefault(request.cache_key(batch.endpoint), request)
+    if batch.cache is not None:
+        cached = batch.cache.get_many(list(todo))
+        todo = {key: request for key, request in todo.items() if key not in cached}
+    if not todo:
+        return
+    outcomes = run_batches(str(config.batch), config, todo, batch.description,
+                           config.cache_dir)  # fmt: skip
+    errors: dict[str, str] = {}
+    for key, outcome in outcomes.items():
+        if outcome.answer is not None:
+            batch.store(todo[key], key, outcome.answer)
+            batch.batch_answers[key] = outcome.answer
+        else:
+            errors[key] = str(outcome.error)
+    batch.stats.batched += len(batch.batch_answers)
+    batch.batch_errors = errors
+    if errors:
+        logger.warning("%s: %d request(s) the batch did not answer will be %s", batch.description,
+                       len(errors), "asked again" if config.batch_failed == "sync"
+                       else "counted as failed")  # fmt: skip
+
+
 def run_chat_batch(
     requests: Sequence[ChatRequest],
     config: EndpointConfig,
@@ -748,6 +817,8 @@ def run_chat_batch(
             dry.append(DryBatch(description, config))
             _run_loop(_run_dry(batch, config, dry[-1]))
         else:
+            if config.batch and requests:
+                _through_provider_batch(batch, config)
             _run_loop(run(batch, config))
     except FatalEndpointError as exc:  # name who refused, for every caller
         raise type(exc)(f"{description} at {config.host}: {exc}") from None

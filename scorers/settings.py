@@ -82,6 +82,16 @@ _TRANSPORT: dict[str, tuple[str, str | None]] = {
         "a larger answer is a counted failure",
         "not applicable: Inspect's provider reads the answers",
     ),
+    "batch": (
+        "openai or anthropic: send the requests not in the cache as one provider batch (half "
+        "price, answered within hours; a killed run polls the same batches again)",
+        "Inspect's own --batch (every role through its provider's batch API)",
+    ),
+    "batch_failed": (
+        "a request the batch left unanswered or malformed: sync (asked again at once) or "
+        "count (a counted failure)",
+        "Inspect's own --batch",
+    ),
     "temperature": ("the judge's sampling temperature", None),
     "max_tokens": ("the judge's answer limit in tokens", None),
     "cache_dir": (
@@ -110,6 +120,7 @@ _SHOWN_DEFAULTS = {
     "temperature": "0.4; CLI and lm-eval with the hf backend: 0 (Inspect: 0.4 for every provider)",
     "cache_dir": "$RALIGN_CACHE_DIR, else the user cache dir",
     "cache": "on",
+    "batch": "off",
     **{
         name: "the backend's own"
         for name in ("dtype", "device_map", "gpu_memory_utilization", "max_model_len")

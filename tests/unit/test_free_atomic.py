@@ -342,6 +342,8 @@ JUDGE_GIVEN = {
     "data_parallel_size": 2,
     "gpu_memory_utilization": 0.5,
     "max_model_len": 4096,
+    "batch": "openai",
+    "batch_failed": "count",
 }
 
 

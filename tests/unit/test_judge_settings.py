@@ -37,6 +37,8 @@ STRINGS = {
     "cache_dir": "/tmp/judge-cache",
     "dtype": "float16",
     "device_map": "cpu",
+    "batch": "anthropic",
+    "batch_failed": "count",
 }
 
 
