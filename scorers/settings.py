@@ -85,12 +85,13 @@ _TRANSPORT: dict[str, tuple[str, str | None]] = {
     "batch": (
         "openai or anthropic: send the requests not in the cache as one provider batch (half "
         "price, answered within hours; a killed run polls the same batches again)",
-        "Inspect's own --batch (every role through its provider's batch API)",
+        f"the role's own batch config: {_ROLE}'{{model: …, batch: true}}' (--batch batches "
+        "the eval's model, the GenRM)",
     ),
     "batch_failed": (
         "a request the batch left unanswered or malformed: sync (asked again at once) or "
         "count (a counted failure)",
-        "Inspect's own --batch",
+        "Inspect's batcher: a failed request is retried by Inspect",
     ),
     "temperature": ("the judge's sampling temperature", None),
     "max_tokens": ("the judge's answer limit in tokens", None),
