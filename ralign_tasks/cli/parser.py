@@ -160,8 +160,11 @@ def _add_output_options(parser: argparse.ArgumentParser, default: str, layout: s
     )
 
 
-def _add_cost_options(parser: argparse.ArgumentParser, *, dry_run: bool) -> None:
-    """What each role is charged (recorded in the run's usage), and ``--dry-run``."""
+def _add_cost_options(
+    parser: argparse.ArgumentParser, *, dry_run: bool, recorded: bool = False
+) -> None:
+    """What each role is charged (recorded in the run's usage; ``recorded``: finished runs,
+    priced by what they recorded unless told otherwise), and ``--dry-run``."""
     if dry_run:
         parser.add_argument(
             "--dry-run",
@@ -188,7 +191,9 @@ def _add_cost_options(parser: argparse.ArgumentParser, *, dry_run: bool) -> None
     parser.add_argument(
         "--prices",
         metavar="FILE",
-        help="a price file by model (default: $RALIGN_PRICES, else the bundled prices.toml)",
+        help="a price file by model (default: "
+        + ("the prices the runs recorded, else " if recorded else "")
+        + "$RALIGN_PRICES, else the bundled prices.toml)",
     )
 
 
@@ -490,21 +495,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="what finished runs paid: requests, cache hits, calls, tokens and cost per role",
     )
     cost.add_argument("paths", nargs="+", help="ralign run folders, or folders holding them")
-    cost.add_argument(
-        "--price-in", type=float, metavar="USD", help="USD per million prompt tokens, every role"
-    )
-    cost.add_argument(
-        "--price-out",
-        type=float,
-        metavar="USD",
-        help="USD per million completion tokens, every role",
-    )
-    cost.add_argument(
-        "--prices",
-        metavar="FILE",
-        help="price the runs by this file (default: the prices they recorded, else "
-        "$RALIGN_PRICES or the bundled prices.toml)",
-    )
+    _add_cost_options(cost, dry_run=False, recorded=True)
 
     export = _add_command(
         commands,

@@ -18,7 +18,12 @@ import pytest
 from ralign_tasks.cli import main
 from ralign_tasks.testing.batch_server import BatchServer
 from ralign_tasks.testing.loopback import LoopbackServer, stand_in
-from tests.support.harness import lm_eval_run, lm_eval_values, read_lm_eval_output
+from tests.support.harness import (
+    inspect_eval_run,
+    lm_eval_run,
+    lm_eval_values,
+    read_lm_eval_output,
+)
 
 PROVIDERS = ("openai", "anthropic")
 
@@ -152,35 +157,23 @@ def test_inspect_batches_the_meta_judge_role_with_its_own_batch_option(tmp_path,
     """Inspect batches through its own provider: ``--batch`` the GenRM's requests, the
     ``meta_judge`` role's own ``batch`` config the meta-judge's (``--batch`` is the eval
     model's only); both through OpenAI's batch API, with the numbers of synchronous calls."""
-    from inspect_ai.log import read_eval_log
-
     config = tmp_path / "batch.json"
     config.write_text(json.dumps({"size": 4, "send_delay": 0.2, "tick": 0.2}))
     with BatchServer(stand_in) as server:
-        env = {**os.environ, "OPENAI_BASE_URL": server.base_url, "OPENAI_API_KEY": "unused"}
-        done = subprocess.run(
-            # Chat completions, not the Responses API (the scripted server has the former).
-            [os.path.join(os.path.dirname(sys.executable), "inspect"), "eval",
-             "ralign_tasks/ralign_helpsteer3", "--model", "openai/genrm",
-             "-M", "responses_api=false", "--model-role",
-             "meta_judge={model: openai/judge, model_args: {responses_api: false}, "
+        # Chat completions, not the Responses API (the scripted server has the former).
+        _, values = inspect_eval_run(
+            server, tmp_path, "ralign_helpsteer3", "--model", "openai/genrm",
+            "-M", "responses_api=false", "--model-role",
+            "meta_judge={model: openai/judge, model_args: {responses_api: false}, "
             "batch: {size: 4, send_delay: 0.2, tick: 0.2}}",
-             "-T", "sample=true",
-             "--batch", str(config), "--log-dir", str(tmp_path / "logs"),
-             "--display", "plain"],
-            env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path,
+            "-T", "sample=true", "--batch", str(config), openai=True,
         )  # fmt: skip
-        assert done.returncode == 0, done.stderr[-3000:]
-    (log_file,) = (tmp_path / "logs").glob("*.eval")
-    log = read_eval_log(str(log_file))
-    (score,) = log.results.scores
-    values = {name: metric.value for name, metric in score.metrics.items()}
     # What the batches carried: the meta-judge's requests among them.
     models = {
         json.loads(line)["body"]["model"]
         for batch in server.batches.values()
         for line in server.files[batch["input_file_id"]].decode().splitlines()
     }
-    assert "judge" in models, models
+    assert models == {"genrm", "judge"}
     for name in ("l_acc", "s_corr", "f_score"):
         assert values[name] == pytest.approx(synchronous["overall"][name]), name

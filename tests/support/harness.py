@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from ralign_tasks.task_configs import include_path
+from ralign_tasks.testing.batch_server import BatchServer
 from ralign_tasks.testing.loopback import LoopbackServer
 from tests.support.scripted import SCRIPT
 
@@ -67,14 +68,18 @@ def lm_eval_values(results: dict, task: str) -> dict:
     return {k.removesuffix(",none"): v for k, v in results["results"][task].items() if "," in k}
 
 
-def inspect_eval_run(server: LoopbackServer, out: Path, task: str, *args: str):
+def inspect_eval_run(
+    server: LoopbackServer | BatchServer, out: Path, task: str, *args: str, openai: bool = False
+):
     """``inspect eval ralign_tasks/<task>`` as a subprocess with the ``openai-api/loop/…``
-    models on ``server`` (``args``: the model, roles and ``-T`` options); its successful log
-    and its metric values."""
+    models on ``server`` (with ``openai``, the ``openai/…`` provider's too; ``args``: the
+    model, roles and ``-T`` options); its successful log and its metric values."""
     from inspect_ai.log import read_eval_log
 
     env = {**os.environ, "LOOP_BASE_URL": server.base_url, "LOOP_API_KEY": "unused",
            "INSPECT_CACHE_DIR": str(out / "inspect_cache")}  # fmt: skip
+    if openai:
+        env |= {"OPENAI_BASE_URL": server.base_url, "OPENAI_API_KEY": "unused"}
     run = subprocess.run(
         [INSPECT, "eval", f"ralign_tasks/{task}", *args, "--log-dir", str(out / "logs"),
          "--display", "plain"],
