@@ -180,29 +180,37 @@ def usage_key(protocol: Protocol[Any, Any, Any], description: str) -> str:
     return description.replace("-", "_")
 
 
+def _results_files(paths: Sequence[str], where: str) -> list[Path]:
+    """The ``results.json`` of the run folders given or below the folders given (an error
+    naming ``where`` when a path holds none)."""
+    files: list[Path] = []
+    for given in paths:
+        path = Path(given)
+        found = [path] if path.is_file() else sorted(path.rglob("results.json"))
+        if not found:
+            raise UserError(f"{where}{given}: no ralign run folder (results.json) there")
+        files += found
+    return files
+
+
 def expected_completions(paths: Sequence[str]) -> dict[str, float]:
     """Mean completion tokens per answered request, by role, of finished run folders."""
     from ralign_tasks.pipeline import read_run_results
 
     totals: dict[str, list[float]] = {}
-    for given in paths:
-        path = Path(given)
-        files = [path] if path.is_file() else sorted(path.rglob("results.json"))
-        if not files:
-            raise UserError(f"--expect-from {given}: no ralign run folder (results.json) there")
-        for file in files:
-            usage = read_run_results(file).get("usage") or {}
-            for role, stats in usage.items():
-                if not isinstance(stats, Mapping):
-                    continue
-                answered = int(stats.get("requests") or 0) - int(stats.get("failures") or 0)
-                tokens = int(stats.get("completion_tokens") or 0) + int(
-                    stats.get("cached_completion_tokens") or 0
-                )
-                if answered > 0:
-                    found = totals.setdefault(role, [0.0, 0.0])
-                    found[0] += tokens
-                    found[1] += answered
+    for file in _results_files(paths, "--expect-from "):
+        usage = read_run_results(file).get("usage") or {}
+        for role, stats in usage.items():
+            if not isinstance(stats, Mapping):
+                continue
+            answered = int(stats.get("requests") or 0) - int(stats.get("failures") or 0)
+            tokens = int(stats.get("completion_tokens") or 0) + int(
+                stats.get("cached_completion_tokens") or 0
+            )
+            if answered > 0:
+                found = totals.setdefault(role, [0.0, 0.0])
+                found[0] += tokens
+                found[1] += answered
     return {role: tokens / answered for role, (tokens, answered) in totals.items()}
 
 
@@ -250,9 +258,7 @@ def plan_bills(
         bill.bound += bound
         bill.prompt_tokens += math.ceil(per_request * bound)
         bill.prompt_exact = False
-        if role in expected:
-            bill.completion_basis = "finished runs"
-        bill.completion_tokens += math.ceil(expected.get(role, bill.max_tokens) * bound)
+        _add_completions(bill, expected, bound)
     for bill in bills.values():
         price = prices.of(bill.model)
         if price is not None:
@@ -285,11 +291,15 @@ def _add_batch(
         bill.prompt_tokens += tokens
         if genrm_tokens is not None:
             genrm_tokens.append(tokens)
+    _add_completions(bill, expected, len(batch.unasked))
+
+
+def _add_completions(bill: RoleBill, expected: Mapping[str, float], requests: int) -> None:
+    """The completion tokens of more requests of a role: the mean of finished runs where
+    given, else each request's ``max_tokens``."""
     if bill.role in expected:
         bill.completion_basis = "finished runs"
-        bill.completion_tokens += math.ceil(expected[bill.role] * len(batch.unasked))
-    else:
-        bill.completion_tokens += config.max_tokens * len(batch.unasked)
+    bill.completion_tokens += math.ceil(expected.get(bill.role, bill.max_tokens) * requests)
 
 
 def format_bills(bills: Sequence[RoleBill]) -> str:
@@ -308,14 +318,17 @@ def format_bills(bills: Sequence[RoleBill]) -> str:
             "n/a" if bill.cost is None else f"{bill.cost:,.4f}" + (" (batch)" if bill.batched
                                                                    else ""),
         ))  # fmt: skip
+    return _plain_table(header, rows)
+
+
+def _plain_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """Left-aligned columns two spaces apart, the header underlined."""
     widths = [max(len(row[i]) for row in (header, *rows)) for i in range(len(header))]
-    lines = ["  ".join(cell.ljust(width) for cell, width in zip(header, widths, strict=True))]
-    lines.append("  ".join("-" * width for width in widths))
-    lines += [
-        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True))
-        for row in rows
-    ]
-    return "\n".join(line.rstrip() for line in lines)
+    lines = [header, ["-" * width for width in widths], *rows]
+    return "\n".join(
+        "  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip()
+        for line in lines
+    )
 
 
 # The settings key naming each role's model in a run folder's results.json.
@@ -344,16 +357,9 @@ def paid_roles(paths: Sequence[str], prices: Prices | None) -> list[PaidRole]:
     ``prices`` (``None``: the cost the run recorded, else the bundled prices)."""
     from ralign_tasks.pipeline import is_run_results, read_run_results
 
-    files: list[Path] = []
-    for given in paths:
-        path = Path(given)
-        found = [path] if path.is_file() else sorted(path.rglob("results.json"))
-        if not found:
-            raise UserError(f"{given}: no ralign run folder (results.json) there")
-        files += found
     fallback = load_prices()
     rows = []
-    for file in files:
+    for file in _results_files(paths, ""):
         data = read_run_results(file)
         if not is_run_results(data):
             raise UserError(f"{file}: not the results.json of a ralign run folder")
@@ -389,12 +395,7 @@ def format_paid(rows: Sequence[PaidRole]) -> str:
          "n/a" if row.cost is None else f"{row.cost:,.4f}", row.priced_by)
         for row in rows
     ]  # fmt: skip
-    widths = [max(len(row[i]) for row in (header, *cells)) for i in range(len(header))]
-    lines = [header, tuple("-" * width for width in widths), *cells]
-    text = "\n".join(
-        "  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip()
-        for line in lines
-    )
+    text = _plain_table(header, cells)
     known = [row.cost for row in rows if row.cost is not None]
     total = f"total: {sum(known):,.4f} USD" + (
         " (and roles without a price)" if len(known) < len(rows) else ""

@@ -529,8 +529,13 @@ async def _key_by_served_model(
         if identity is not None:
             cache.remember_identity(config.endpoint, model, identity)
     batch.stats.model_identity = identity
-    if identity:
-        batch.endpoint = f"{config.endpoint} {json_text(identity, sort_keys=True)}"
+    batch.endpoint = served_endpoint(config.endpoint, identity)
+
+
+def served_endpoint(endpoint: str, identity: dict[str, Any] | None) -> str:
+    """Who answers, as cache keys name it: the endpoint, with the identity of the model it
+    serves when it tells (``None``: the endpoint alone)."""
+    return f"{endpoint} {json_text(identity, sort_keys=True)}" if identity else endpoint
 
 
 class BatchUnanswered(Exception):
@@ -697,12 +702,12 @@ def _run_loop(main: Any) -> None:
 
 @dataclass
 class DryBatch:
-    """What a batch would pay (a dry run, :func:`dry_run`): its endpoint, its requests, and
-    the distinct ones no cached answer serves, each asked once, as the real run would."""
+    """What a batch would pay (a dry run, :func:`dry_run`): its endpoint, how many of its
+    requests the cache answers, and the distinct ones it does not, each asked once, as the
+    real run would."""
 
     description: str
     config: EndpointConfig
-    requests: int = 0
     cached: int = 0  # requests (positions) answered from the cache
     unasked: list[ChatRequest] = field(default_factory=list)
 
@@ -732,8 +737,7 @@ async def _run_dry(batch: _Batch, config: EndpointConfig, found: DryBatch) -> No
     model it reported serving last (kept in the cache), as a real run would find it."""
     if batch.cache is not None and config.backend == "openai":
         identity = batch.cache.last_identity(config.endpoint, str(config.model))
-        if identity:
-            batch.endpoint = f"{config.endpoint} {json_text(identity, sort_keys=True)}"
+        batch.endpoint = served_endpoint(config.endpoint, identity)
 
     async def miss(request: ChatRequest) -> Answer:
         found.unasked.append(request)
@@ -749,7 +753,7 @@ async def _run_dry(batch: _Batch, config: EndpointConfig, found: DryBatch) -> No
                 pause=False,
             )
             batch.record(key, result)
-    found.requests, found.cached = batch.stats.requests, batch.stats.cache_hits
+    found.cached = batch.stats.cache_hits
 
 
 async def _keyed_by_served_model(batch: _Batch, config: EndpointConfig) -> None:
